@@ -92,7 +92,7 @@ def quiet_finn_logging() -> None:
     """
     import logging
 
-    for name in ("finn", "qonnx"):
+    for name in ("finn_logger", "finn", "qonnx"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 

