@@ -133,8 +133,11 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def write_report(report: dict[str, Any], out_dir: str | Path) -> Path:
-    """Write report.md then report.json, each atomically; report.json last marks completion."""
+    """Write report.md, report.html, then report.json, each atomically; report.json last marks completion."""
+    from flow.report_html import render_html
+
     out = Path(out_dir)
     atomic_write_text(out / "report.md", render_markdown(report))
+    atomic_write_text(out / "report.html", render_html(report))
     atomic_write_json(out / "report.json", report)
     return out / "report.json"

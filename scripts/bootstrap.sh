@@ -29,6 +29,13 @@ fi
 
 "$VENV/bin/qflow" fetch-data --dest data
 
+# The report.html browser test runs Debian's headless Chromium.
+if [ "$job" = test ] && [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "qflow: installing chromium (Debian) for the report browser test" >&2
+  (apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }) \
+    || echo "qflow: could not install chromium; the browser test will be skipped" >&2
+fi
+
 case "$job" in
   setup) ;;
   run)  exec "$VENV/bin/qflow" run "$@" ;;
