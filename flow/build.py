@@ -136,7 +136,7 @@ def build(
             x,
             float_stages=[(s, ModelWrapper(str(checkpoints[k]))) for s, k in (("qonnx", "qonnx"), ("finn_onnx", "set_input_datatype"), ("streamlined", "streamline"))],
             integer_stages=[
-                ("streamlined", ModelWrapper(str(checkpoints["insert_label_select"]))),
+                ("streamlined_integer", ModelWrapper(str(checkpoints["insert_label_select"]))),
                 ("hw", ModelWrapper(str(checkpoints["convert_to_hw"]))),
                 ("specialized", assemble_design(design, design_path)),
             ],

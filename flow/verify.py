@@ -162,7 +162,7 @@ def _labels_check(cur: StageOutputs, ref: StageOutputs) -> StageCheck:
     """Labels of the integer graph against the last float stage (same arithmetic, rescaled)."""
     diff = np.flatnonzero(cur.labels != ref.labels)
     return StageCheck(
-        name=f"{cur.name}+label_select",
+        name=cur.name,
         reference=ref.name,
         samples=len(cur.labels),
         passed=diff.size == 0,
