@@ -123,6 +123,9 @@ def _summary(report: dict, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``qflow`` console script."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="fast_hadamard_transform")
     try:
         cli.main(args=argv, prog_name="qflow", standalone_mode=False)
     except click.exceptions.Abort:
