@@ -1,8 +1,8 @@
 """Verification throughput: samples/s of flow.execute.execute_batched against FINN's
 per-sample execute_onnx (execute_reference), at every stage of the flow.
 
-Networks (untrained weights, BatchNorm calibrated so activations vary): a TFC-shaped
-784-64-64-64-10 w2a2 MLP and a small w2a2 CNN on 28x28 inputs. Stages: qonnx, finn,
+Networks: qflow's TFC and CNV28 at w2a2 (untrained weights, BatchNorm calibrated so
+activations vary), built with ``flow.build.build`` for a Pynq-Z1. Stages: qonnx, finn,
 streamlined, hw, parent_hw (dataflow parent + HW child), hw_child (the partition alone),
 specialized (*_hls/*_rtl child, run through the Python models), parent_specialized.
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
-import importlib.util
 import platform
 import sys
 import tempfile
@@ -44,47 +43,45 @@ STAGES = ["qonnx", "finn", "streamlined", "hw", "parent_hw", "hw_child", "specia
 REFERENCE_OF = {"specialized": "hw_child", "parent_specialized": "parent_hw"}
 
 
-def _stage_builder():
-    """The stage-building helpers of tests/flow/test_execute.py (FINN's builder sequence)."""
-    spec = importlib.util.spec_from_file_location("_qflow_test_execute", ROOT / "tests/flow/test_execute.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _tfc(helpers):
-    import brevitas.nn as qnn
+def _flow_stages(name: str, workdir: Path) -> tuple[dict, tuple[int, ...]]:
+    """Every stage of qflow's own flow for a registered model (untrained, BatchNorm calibrated)."""
     import torch
-    from brevitas.quant import Uint8ActPerTensorFloat
+    from qonnx.core.modelwrapper import ModelWrapper
 
-    layers = [helpers._Scale(), torch.nn.Flatten(),
-              qnn.QuantIdentity(act_quant=Uint8ActPerTensorFloat, bit_width=2, return_quant_tensor=True)]
-    prev = 784
-    for width in (64, 64, 64):
-        layers += [qnn.QuantLinear(prev, width, bias=False, weight_bit_width=2), torch.nn.BatchNorm1d(width),
-                   qnn.QuantReLU(bit_width=2, return_quant_tensor=True)]
-        prev = width
-    layers.append(qnn.QuantLinear(prev, 10, bias=False, weight_bit_width=2))
-    return torch.nn.Sequential(*layers), (1, 28, 28)
+    from flow.build import build
+    from flow.compile import assemble_design
+    from flow.config import build_config
+    from flow.export import export_qonnx
+    from models import build_model
+
+    torch.manual_seed(0)
+    net = build_model(name, weight_bits=2, act_bits=2)
+    shape = net.input_shape
+    net.train()
+    with torch.no_grad():  # BatchNorm statistics from a few batches, so activations vary
+        for seed in range(4):
+            net(torch.from_numpy(_images(64, shape, seed=seed)))
+    onnx_path = workdir / f"{name}.onnx"
+    export_qonnx(net, onnx_path, shape)
+    result = build(onnx_path, build_config(target="pynq-z1", target_fps=100_000, verify_samples=0), workdir / "build")
+    ck = result.checkpoints
+    hw_child = ModelWrapper(str(ck["create_dataflow_partition"]))
+    stages = {
+        "qonnx": ModelWrapper(str(ck["qonnx"])),
+        "finn": ModelWrapper(str(ck["set_input_datatype"])),
+        "streamlined": ModelWrapper(str(ck["insert_label_select"])),
+        "hw": ModelWrapper(str(ck["convert_to_hw"])),
+        "parent_hw": assemble_design(hw_child, ck["create_dataflow_partition"]),
+        "hw_child": hw_child,
+        "specialized": ModelWrapper(str(result.design)),
+        "parent_specialized": assemble_design(ModelWrapper(str(result.design)), result.design),
+    }
+    return stages, shape
 
 
-def _cnn(helpers):
-    import brevitas.nn as qnn
-    import torch
-    from brevitas.quant import Uint8ActPerTensorFloat
-
-    return torch.nn.Sequential(
-        helpers._Scale(),
-        qnn.QuantIdentity(act_quant=Uint8ActPerTensorFloat, bit_width=2, return_quant_tensor=True),
-        qnn.QuantConv2d(1, 8, 3, bias=False, weight_bit_width=2), torch.nn.BatchNorm2d(8),
-        qnn.QuantReLU(bit_width=2, return_quant_tensor=True),
-        torch.nn.MaxPool2d(2),
-        qnn.QuantConv2d(8, 16, 3, bias=False, weight_bit_width=2), torch.nn.BatchNorm2d(16),
-        qnn.QuantReLU(bit_width=2, return_quant_tensor=True),
-        torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(),
-        qnn.QuantLinear(16 * 5 * 5, 10, bias=False, weight_bit_width=2),
-    ), (1, 28, 28)
+def _images(n: int, shape, seed: int = 0) -> np.ndarray:
+    """Random raw-pixel images (integers 0..255)."""
+    return np.random.default_rng(seed).integers(0, 256, size=(n, *shape)).astype(np.float32)
 
 
 def _timed(fn, *args, repeats=1, **kwargs):
@@ -96,14 +93,9 @@ def _timed(fn, *args, repeats=1, **kwargs):
     return best, out
 
 
-def bench_network(label, net, shape, helpers, workdir, n, n_ref, repeats):
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.custom_op.registry import getCustomOp
-
-    stages = helpers.build_stages(net, shape, workdir)
-    sdp = stages["parent_hw"].get_nodes_by_op_type("StreamingDataflowPartition")[0]
-    models = dict(stages, hw_child=ModelWrapper(getCustomOp(sdp).get_nodeattr("model")))
-    images = helpers._images(n, shape, seed=7)
+def bench_network(label, workdir, n, n_ref, repeats):
+    models, shape = _flow_stages(label, workdir)
+    images = _images(n, shape, seed=7)
     rows, ref_outputs, total = [], {}, 0.0
     for stage in STAGES:
         model = models[stage]
@@ -154,20 +146,20 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "verify_throughput.json")
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--ref-samples", type=int, default=100)
+    ap.add_argument("--models", nargs="*", default=["tfc", "cnv28"], help="registered models, built at w2a2")
     ap.add_argument("--repeats", type=int, default=3, help="batched timing: best of this many runs")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     import logging
 
     logging.getLogger("finn").setLevel(logging.ERROR)
-    helpers = _stage_builder()
     n_ref = min(args.ref_samples, args.samples)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for label, make in (("tfc-w2a2", _tfc), ("cnn-w2a2", _cnn)):
-            net, shape = make(helpers)
+        for label in args.models:
             work = Path(tmp) / label
-            results.append(bench_network(label, net, shape, helpers, work, args.samples, n_ref, args.repeats))
+            work.mkdir()
+            results.append(bench_network(label, work, args.samples, n_ref, args.repeats))
     payload = {
         "benchmark": "verify_throughput",
         "description": "samples/s of flow.execute.execute_batched vs per-sample FINN execute_onnx "
