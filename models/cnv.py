@@ -43,7 +43,6 @@ torch.Size([2, 10])
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from numbers import Integral
 from typing import Any, Sequence
 
@@ -53,7 +52,7 @@ from torch import nn
 import brevitas.nn as qnn
 
 from flow.errors import ConfigError
-from models.fc import check_dropout, check_in_shape, check_positive_ints, hidden_block
+from models.fc import check_dropout, check_in_shape, check_positive_ints, hidden_block, linear_stack
 from models.quant import make_input_quant, resolve_layer_bits, weight_quant_kwargs
 
 __all__ = ["CNV", "CNV_CONVS", "CNV28_CONVS", "CNV_FC", "CNV32", "CNV28", "feature_map_sizes"]
@@ -163,14 +162,7 @@ class CNV(nn.Module):
             in_ch = out_ch
         h, w = sizes[-1]
         widths = [in_ch * h * w, *fc, num_classes]
-        for i, layer in enumerate(fc_names):
-            wq = weight_quant_kwargs(self.bits[layer]["weight_bits"], layer)
-            linear = qnn.QuantLinear(widths[i], widths[i + 1], bias=False, **wq)
-            if i < len(fc):
-                block = hidden_block(linear, nn.BatchNorm1d(widths[i + 1]), self.bits[layer]["act_bits"], layer, dropout)
-            else:
-                block = nn.Sequential(OrderedDict(linear=linear))
-            self.layers[layer] = block
+        self.layers.update(linear_stack(widths, fc_names, self.bits, dropout))
         self._n_convs = len(conv_names)
 
     def quant_layer(self, name: str) -> nn.Module:

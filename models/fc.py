@@ -40,7 +40,7 @@ import brevitas.nn as qnn
 from flow.errors import ConfigError
 from models.quant import make_activation, make_input_quant, resolve_layer_bits, weight_quant_kwargs
 
-__all__ = ["FC", "TFC", "SFC", "LFC", "check_in_shape", "hidden_block"]
+__all__ = ["FC", "TFC", "SFC", "LFC", "check_in_shape", "hidden_block", "linear_stack"]
 
 MNIST_SHAPE = (1, 28, 28)
 
@@ -68,6 +68,20 @@ def hidden_block(layer: nn.Module, bn: nn.Module, act_bits: int, name: str, drop
     if dropout:
         parts.append(("drop", nn.Dropout(dropout)))
     return nn.Sequential(OrderedDict(parts))
+
+
+def linear_stack(widths: Sequence[int], names: Sequence[str], bits: dict, dropout: float) -> dict[str, nn.Sequential]:
+    """Fully connected blocks ``names[i]``: widths[i] -> widths[i+1]; all but the last are
+    ``QuantLinear -> BN -> act``, the last (the classifier) is a bare per-tensor QuantLinear."""
+    blocks = {}
+    for i, layer in enumerate(names):
+        wq = weight_quant_kwargs(bits[layer]["weight_bits"], layer)
+        linear = qnn.QuantLinear(widths[i], widths[i + 1], bias=False, **wq)
+        if i < len(names) - 1:
+            blocks[layer] = hidden_block(linear, nn.BatchNorm1d(widths[i + 1]), bits[layer]["act_bits"], layer, dropout)
+        else:
+            blocks[layer] = nn.Sequential(OrderedDict(linear=linear))
+    return blocks
 
 
 def check_dropout(dropout: Any, model: str) -> float:
@@ -119,14 +133,7 @@ class FC(nn.Module):
         self.input_quant = make_input_quant(self.input_bits, self.bits[self.layer_names[0]]["weight_bits"])
         self.layers = nn.ModuleDict()
         widths = [prod(self.input_shape), *hidden, num_classes]
-        for i, layer in enumerate(self.layer_names):
-            wq = weight_quant_kwargs(self.bits[layer]["weight_bits"], layer)
-            linear = qnn.QuantLinear(widths[i], widths[i + 1], bias=False, **wq)
-            if i < len(hidden):
-                block = hidden_block(linear, nn.BatchNorm1d(widths[i + 1]), self.bits[layer]["act_bits"], layer, dropout)
-            else:
-                block = nn.Sequential(OrderedDict(linear=linear))
-            self.layers[layer] = block
+        self.layers.update(linear_stack(widths, self.layer_names, self.bits, dropout))
 
     def quant_layer(self, name: str) -> nn.Module:
         """The QuantLinear of layer ``name`` (ConfigError lists valid names)."""
