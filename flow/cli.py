@@ -50,12 +50,13 @@ def run(recipe: Path | None, out_dir: Path | None, no_progress: bool) -> None:
 @click.option("--input-dtype", default=None, help="FINN datatype of the graph input, e.g. UINT8 for raw pixels.")
 @click.option("--fps", "target_fps", type=int, default=None, help="Fold with FINN's SetFolding toward this frame rate.")
 @click.option("--folding", "folding_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="FINN folding-config JSON to apply.")
+@click.option("--auto", "auto", is_flag=True, help="Fold with qflow's optimizer: fewest cycles within the board's caps.")
 @click.option("--verify-inputs", type=click.Path(dir_okay=False, path_type=Path), default=None, help=".npy of inputs, first axis = samples.")
 @click.option("--samples", "verify_samples", type=int, default=100, show_default=True, help="Random verification inputs when --verify-inputs is not given (0 = skip).")
 @click.option("--stage", type=click.Choice(["estimates", "codegen", "bitfile"]), default="estimates", show_default=True)
 @click.option("--clock-mhz", type=float, default=None, help="Override the board's default clock.")
 @click.option("--strict", is_flag=True, help="Exit non-zero when the design exceeds the board's caps.")
-def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, folding_file, verify_inputs, verify_samples, stage, clock_mhz, strict) -> None:
+def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, folding_file, auto, verify_inputs, verify_samples, stage, clock_mhz, strict) -> None:
     """Compile a QONNX MODEL (exported by Brevitas) into a folded FINN dataflow design and report it."""
     import numpy as np
 
@@ -63,7 +64,7 @@ def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, fold
     from flow.config import build_config
 
     cfg = build_config(
-        target=target, input_dtype=input_dtype, target_fps=target_fps, folding_file=folding_file,
+        target=target, input_dtype=input_dtype, target_fps=target_fps, folding_file=folding_file, auto=auto,
         verify_samples=verify_samples, stage=stage, clock_mhz=clock_mhz, strict=strict,
     )
     x = None

@@ -65,6 +65,12 @@ class OverBudgetError(QflowError):
     exit_code = 4
 
 
+class InfeasibleDesignError(QflowError):
+    """No folding fits the target's caps (``--auto``); the message names the layer and resource."""
+
+    exit_code = 4
+
+
 class ToolMissingError(QflowError):
     """A stage needs a vendor tool (Vivado/Vitis) that is not on PATH."""
 

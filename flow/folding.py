@@ -87,7 +87,7 @@ def check_folding_rules(model: ModelWrapper) -> None:
 
 
 def step_fold(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
-    """Set folding: FINN's SetFolding toward ``target_fps``, a folding file, or FINN's defaults."""
+    """Set folding: FINN's SetFolding toward ``target_fps``, a folding file, qflow's optimizer, or FINN's defaults."""
     steps = _finn_compat.build_steps()
     fcfg = ctx.finn_config()
     Path(fcfg.output_dir, "report").mkdir(parents=True, exist_ok=True)
@@ -98,6 +98,10 @@ def step_fold(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
         folding = read_folding_file(ctx.cfg.folding_file)
         check_folding_names(model, folding, source=str(ctx.cfg.folding_file))
         model = steps.step_apply_folding_config(model, fcfg)
+    elif mode == "auto":
+        from flow.optimizer import apply_auto_folding
+
+        model = apply_auto_folding(model, ctx)
     check_folding_rules(model)
     return model
 

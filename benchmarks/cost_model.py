@@ -1,0 +1,145 @@
+"""Evaluations/s of flow.cost_model.CostModel vs applying the folding with FINN and re-running
+FINN's analyses, and their agreement, on random legal foldings (untrained weights).
+
+FINN path per folding: ApplyConfig (step_apply_folding_config) + step_minimize_bit_width +
+res_estimation + exp_cycles_per_layer, as the flow does after folding.
+Cost model: ``cold`` = first evaluation of each folding on an empty table (FINN's per-node
+methods are called for settings not seen yet); ``warm`` = evaluations once the settings are
+tabulated (what the optimizer does); ``table`` = time to tabulate every legal setting.
+
+    python benchmarks/cost_model.py            # -> benchmarks/results/cost_model.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
+
+from _common import RESULTS, write_results  # noqa: E402
+
+from flow import _finn_compat  # noqa: E402
+from flow.build import build  # noqa: E402
+from flow.config import build_config  # noqa: E402
+from flow.cost_model import CostModel, random_folding  # noqa: E402
+from flow.export import export_qonnx  # noqa: E402
+from hw_targets import load_target  # noqa: E402
+from models import build_model  # noqa: E402
+
+CASES = [
+    # (label, model, weight_bits, act_bits, target)
+    ("tfc-w1a1", "tfc", 1, 1, "pynq-z1"),
+    ("cnv-w1a1", "cnv", 1, 1, "pynq-z1"),
+    ("cnv28-w2a2", "cnv28", 2, 2, "zcu104"),
+]
+_KEYS = ("LUT", "BRAM_18K", "URAM", "DSP")
+
+
+def finn_evaluate(model: ModelWrapper, folding: dict, part: str, tmp: Path) -> dict[str, tuple]:
+    """Apply ``folding`` with FINN and return FINN's per-layer (cycles, LUT, BRAM, URAM, DSP)."""
+    from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
+    from finn.analysis.fpgadataflow.res_estimation import res_estimation
+    from finn.builder.build_dataflow_config import DataflowBuildConfig
+
+    steps = _finn_compat.build_steps()
+    path = tmp / "folding.json"
+    path.write_text(json.dumps(folding))
+    cfg = DataflowBuildConfig(output_dir=str(tmp / "finn"), fpga_part=part, generate_outputs=[], folding_config_file=path)
+    m = steps.step_apply_folding_config(ModelWrapper(copy.deepcopy(model.model)), cfg)
+    m = steps.step_minimize_bit_width(m, cfg)
+    res = m.analysis(partial(res_estimation, fpgapart=part))
+    cyc = m.analysis(exp_cycles_per_layer)
+    return {n: (cyc[n], *(float(res[n].get(k, 0)) for k in _KEYS)) for n in cyc}
+
+
+def run_case(label, name, wb, ab, target_name, tmp: Path, n_finn: int, warm_seconds: float) -> dict:
+    model = build_model(name, weight_bits=wb, act_bits=ab)
+    onnx_path = tmp / f"{label}.onnx"
+    export_qonnx(model, onnx_path, model.input_shape)
+    r = build(onnx_path, build_config(target=target_name, verify_samples=0), tmp / label)
+    spec = ModelWrapper(str(r.checkpoints["specialize_layers"]))
+    part = load_target(target_name).part
+    (tmp / "finn" / "report").mkdir(parents=True, exist_ok=True)
+
+    t0 = time.perf_counter()
+    cm = CostModel(spec, part)
+    init_s = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    foldings = [random_folding(cm, rng) for _ in range(n_finn)]
+
+    cold_cm = CostModel(spec, part)
+    cold = []
+    for f in foldings:
+        t0 = time.perf_counter()
+        cold_cm.estimate(f)
+        cold.append(time.perf_counter() - t0)
+
+    finn_times, layers_total, layers_equal, foldings_equal = [], 0, 0, 0
+    for f in foldings:
+        t0 = time.perf_counter()
+        got = finn_evaluate(spec, f, part, tmp)
+        finn_times.append(time.perf_counter() - t0)
+        pred = cm.estimate(f)
+        eq = [got[n] == (pred.layers[n].cycles, *pred.layers[n].resources()) for n in cm.layers]
+        layers_total += len(eq)
+        layers_equal += sum(eq)
+        foldings_equal += all(eq)
+
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < warm_seconds:
+        for f in foldings:
+            cm.estimate(f)
+        n += len(foldings)
+    warm = (time.perf_counter() - t0) / n
+
+    t0 = time.perf_counter()
+    n_options = sum(sum(1 for _ in cm.options(layer, allow_uram=True)) for layer in cm.layers)
+    table_s = time.perf_counter() - t0
+
+    finn_med = statistics.median(finn_times)
+    row = {
+        "case": label, "target": target_name, "part": part, "layers": len(cm.layers),
+        "finn_seconds_per_eval_median": finn_med, "finn_evals": len(finn_times),
+        "cost_model_init_seconds": init_s,
+        "cold_seconds_per_eval_median": statistics.median(cold),
+        "warm_seconds_per_eval": warm, "warm_evals_per_s": 1.0 / warm,
+        "speedup_warm": finn_med / warm, "speedup_cold": finn_med / statistics.median(cold),
+        "table_all_legal_settings": n_options, "table_seconds": table_s,
+        "agreement": {"layers_compared": layers_total, "layers_exact": layers_equal, "foldings_exact": foldings_equal, "foldings": len(foldings)},
+    }
+    print(f"{label}: FINN {finn_med * 1e3:.1f} ms/eval, cost model warm {warm * 1e6:.1f} us/eval "
+          f"({1 / warm:,.0f}/s, x{row['speedup_warm']:,.0f}), cold {statistics.median(cold) * 1e3:.2f} ms "
+          f"(x{row['speedup_cold']:,.0f}); exact {layers_equal}/{layers_total} layers")
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=RESULTS / "cost_model.json")
+    ap.add_argument("--foldings", type=int, default=20, help="random foldings per network evaluated by FINN")
+    ap.add_argument("--warm-seconds", type=float, default=2.0)
+    args = ap.parse_args()
+    _finn_compat.quiet_finn_logging()
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [run_case(*case, Path(tmp), args.foldings, args.warm_seconds) for case in CASES]
+    write_results(args.out, {
+        "benchmark": "cost_model",
+        "what": "evaluations/s of CostModel.estimate vs FINN (ApplyConfig + step_minimize_bit_width + res_estimation + exp_cycles_per_layer) on random legal foldings; exact per-layer agreement",
+        "goal": "speedup >= 1000x, 100% exact agreement",
+        "rows": rows,
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,327 @@
+"""Fast, exact cost model of a folding: FINN's own per-layer estimates, tabulated.
+
+Evaluating a folding with FINN means applying it to the graph, re-running bit-width
+minimization and then FINN's analyses (``res_estimation``, ``exp_cycles_per_layer``).
+:class:`CostModel` instead calls the very same per-node methods FINN's analyses call
+(``node_res_estimation(fpgapart)`` and ``get_exp_cycles()``) on a private copy of each
+node, once per distinct setting of the node's folding attributes, and memoizes the
+result. Evaluating a whole folding is then a dictionary lookup per layer, a sum and a
+max, and agrees exactly with FINN (``tests/flow/test_cost_model.py`` checks it).
+
+Why exact: FINN's per-node estimates read only the node's own attributes. The only
+attributes a folding changes besides the folding attributes themselves are datatypes set
+by FINN's bit-width minimization, and those do not depend on PE/SIMD/memory style; they do
+depend on ``runtime_writeable_weights``/``mem_mode`` (weights no longer fixed), which
+:meth:`CostModel.layer_cost` handles by running that node's own minimization methods.
+
+>>> from flow.cost_model import divisors
+>>> divisors(12)
+[1, 2, 3, 4, 6, 12]
+>>> cm = CostModel(model, "xc7z020clg400-1")                     # doctest: +SKIP
+>>> cm.estimate({"MVAU_hls_0": {"PE": 16, "SIMD": 49}}).max_cycles  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping
+
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
+
+from flow.compile import is_hw_node
+from flow.errors import FoldingError
+from flow.folding import FOLDING_ATTRS
+
+RESOURCES = ("lut", "bram_18k", "uram", "dsp")
+_FINN_KEYS = ("LUT", "BRAM_18K", "URAM", "DSP")
+# attributes whose change makes FINN's bit-width minimization give other datatypes
+_DTYPE_ATTRS = ("runtime_writeable_weights", "mem_mode")
+_DTYPE_OUT = ("weightDataType", "accDataType", "outputDataType")
+_INT_MAX = 2**31 - 1
+_DEC = "internal_decoupled"
+_MEM_CHOICES = (
+    {"mem_mode": _DEC, "ram_style": "auto"},
+    {"mem_mode": _DEC, "ram_style": "distributed"},
+    {"mem_mode": _DEC, "ram_style": "ultra", "runtime_writeable_weights": 1},
+)
+_HLS_MEM_CHOICES = (*_MEM_CHOICES, {"mem_mode": "internal_embedded", "ram_style": "auto"})
+_RES_CHOICES = ({"resType": "lut"}, {"resType": "dsp"})
+# Implementation choices FINN exposes per op type, as groups of alternatives (first = kept
+# by default). ram_style "block" is left out for MVAU/VVAU: FINN estimates it as "auto".
+# internal_embedded (HLS only) costs what internal_decoupled does in FINN's model but has no
+# weight stream, so FINN's AP_INT_MAX_W rule allows wider PE x SIMD with it. "ultra" is
+# offered only when the target has URAM; on UltraScale+ FINN requires
+# runtime_writeable_weights=1 with it.
+CHOICES: dict[str, tuple[tuple[dict, ...], ...]] = {
+    "MVAU_hls": (_HLS_MEM_CHOICES, _RES_CHOICES),
+    "MVAU_rtl": (_MEM_CHOICES,),
+    "VVAU_hls": (_HLS_MEM_CHOICES, _RES_CHOICES),
+    "VVAU_rtl": (_MEM_CHOICES,),
+    "ConvolutionInputGenerator_rtl": (({"ram_style": "distributed"}, {"ram_style": "block"}, {"ram_style": "ultra"}),),
+    "Thresholding_hls": (
+        ({"ram_style": "distributed"}, {"ram_style": "block"}, {"ram_style": "ultra"}),
+        ({"mem_mode": _DEC}, {"mem_mode": "internal_embedded"}),
+    ),
+    "Thresholding_rtl": (
+        (
+            {"depth_trigger_bram": 0, "depth_trigger_uram": 0},
+            {"depth_trigger_bram": 1, "depth_trigger_uram": _INT_MAX},
+            {"depth_trigger_bram": 0, "depth_trigger_uram": 1},
+        ),
+    ),
+}
+# ops folded along channels with PE / SIMD (SetFolding's pe_ops / simd_ops)
+_PE_OPS = ("Thresholding", "DuplicateStreams", "GlobalAccPool", "ReplicateStream", "ElementwiseBinary", "Squeeze", "Unsqueeze", "Reshape", "PWPolyF")
+_SIMD_OPS = ("FMPadding", "StreamingSplit", "StreamingConcat", "LayerNorm", "Shuffle", "StreamingMaxPool")
+
+
+def divisors(n: int) -> list[int]:
+    """All divisors of ``n``, ascending (FINN's folding factors must divide their dimension)."""
+    return [d for d in range(1, int(n) + 1) if n % d == 0]
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """FINN's estimate of one layer under one setting: cycles per frame and resources."""
+
+    cycles: int
+    lut: float
+    bram_18k: float
+    uram: float
+    dsp: float
+
+    def resources(self) -> tuple[float, float, float, float]:
+        return (self.lut, self.bram_18k, self.uram, self.dsp)
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """A whole folding: per-layer costs, totals (sum over layers), max cycles and bottleneck."""
+
+    layers: dict[str, LayerCost]
+    totals: dict[str, float]
+    max_cycles: int
+    bottleneck: str
+
+    def fits(self, budget: Mapping[str, float]) -> bool:
+        return all(self.totals[k] <= budget[k] for k in RESOURCES)
+
+
+def _fast_instance(node):
+    """A custom-op instance of a private copy of ``node`` with memoized attribute reads.
+
+    FINN's estimation methods re-read node attributes dozens of times by linear search
+    over the protobuf; the values are the same, only cached (writes go through FINN).
+    """
+    inst = getCustomOp(copy.deepcopy(node))
+    types = inst.get_nodeattr_types()
+    cache: dict[str, Any] = {}
+    get, put = inst.get_nodeattr, inst.set_nodeattr
+
+    def get_cached(name):
+        if name not in cache:
+            cache[name] = get(name)
+        v = cache[name]
+        return list(v) if isinstance(v, list) else v
+
+    def set_cached(name, value):
+        cache.pop(name, None)
+        put(name, value)
+
+    inst.get_nodeattr_types = lambda: types
+    inst.get_nodeattr = get_cached
+    inst.set_nodeattr = set_cached
+    return inst
+
+
+def fold_limits(inst) -> dict[str, int]:
+    """The folding attributes of a node and the dimension each must divide (as SetFolding)."""
+    op = inst.onnx_node.op_type
+    base = op.rsplit("_", 1)[0]
+    a = inst.get_nodeattr
+    if base == "MVAU":
+        return {"PE": a("MH"), "SIMD": a("MW")}
+    if base == "VVAU":
+        k = a("Kernel")
+        return {"PE": a("Channels"), "SIMD": int(k[0] * k[1])}
+    if base == "Pool":
+        return {"PE": a("Channels")}
+    if base == "LabelSelect":
+        return {"PE": a("Labels")}
+    if base == "ConvolutionInputGenerator":
+        return {"SIMD": a("IFMChannels")}
+    types = inst.get_nodeattr_types()
+    for attr, ops, shape in (("PE", _PE_OPS, inst.get_normal_output_shape), ("SIMD", _SIMD_OPS, inst.get_normal_input_shape)):
+        if base.startswith(ops) and attr in types:
+            return {attr: a("NumChannels") if "NumChannels" in types else int(shape()[-1])}
+    return {}
+
+
+class CostModel:
+    """FINN's per-layer estimates of ``model``'s HW layers on ``fpgapart``, memoized per setting.
+
+    ``model`` is the specialized HW graph (before or after folding); bit-width minimization
+    is applied to a copy first (as ``step_minimize_bit_width`` does after folding).
+    """
+
+    def __init__(self, model: ModelWrapper, fpgapart: str, *, minimize: bool = True):
+        from flow import _finn_compat
+
+        self.fpgapart = fpgapart
+        base = ModelWrapper(copy.deepcopy(model.model))
+        if minimize:
+            from finn.builder.build_dataflow_config import DataflowBuildConfig
+
+            cfg = DataflowBuildConfig(output_dir="unused", fpga_part=fpgapart, generate_outputs=[])
+            base = _finn_compat.build_steps().step_minimize_bit_width(base, cfg)
+        self.model = base
+        self.layers: list[str] = [n.name for n in base.graph.node if is_hw_node(n)]
+        self.op_types = {n.name: n.op_type for n in base.graph.node if is_hw_node(n)}
+        self._inst = {n.name: _fast_instance(n) for n in base.graph.node if is_hw_node(n)}
+        self._key_attrs: dict[str, tuple[str, ...]] = {}
+        self._base: dict[str, dict[str, Any]] = {}
+        for name, inst in self._inst.items():
+            types = inst.get_nodeattr_types()
+            keys = tuple(a for a in FOLDING_ATTRS if a in types)
+            self._key_attrs[name] = keys
+            self._base[name] = {a: inst.get_nodeattr(a) for a in keys + _DTYPE_OUT if a in types}
+        self._table: dict[str, dict[tuple, LayerCost | str]] = {n: {} for n in self.layers}
+        self._dtypes: dict[tuple, dict[str, str]] = {}
+        self.evaluations = 0  # calls into FINN's estimation methods
+
+    # -- one layer ------------------------------------------------------------------
+    def key(self, name: str, attrs: Mapping[str, Any]) -> tuple:
+        """The memo key of ``name`` under ``attrs`` (unspecified attributes keep the model's)."""
+        base = self._base[name]
+        return tuple(attrs.get(a, base[a]) for a in self._key_attrs[name])
+
+    def layer_cost(self, name: str, attrs: Mapping[str, Any] = {}) -> LayerCost:
+        """FINN's cycles and resources of layer ``name`` with ``attrs`` set; FoldingError if illegal."""
+        k = self.key(name, attrs)
+        hit = self._table[name].get(k)
+        if hit is None:
+            hit = self._table[name][k] = self._evaluate(name, k)
+        if isinstance(hit, str):
+            raise FoldingError(hit)
+        return hit
+
+    def is_legal(self, name: str, attrs: Mapping[str, Any]) -> bool:
+        try:
+            self.layer_cost(name, attrs)
+        except FoldingError:
+            return False
+        return True
+
+    def _variant_dtypes(self, name: str, values: dict[str, Any]) -> dict[str, str]:
+        """Datatypes FINN's minimization gives ``name`` with these runtime-weight settings."""
+        base = self._base[name]
+        variant = tuple((a, values[a]) for a in _DTYPE_ATTRS if a in values)
+        if all(base[a] == v for a, v in variant):
+            return {a: base[a] for a in _DTYPE_OUT if a in base}
+        memo = (name, variant)
+        if memo not in self._dtypes:
+            inst = getCustomOp(copy.deepcopy(self.model.get_node_from_name(name)))
+            for a, v in variant:
+                inst.set_nodeattr(a, v)
+            for method in ("minimize_weight_bit_width", "minimize_accumulator_width"):
+                if hasattr(inst, method):
+                    getattr(inst, method)(self.model)
+            out = {a: inst.get_nodeattr(a) for a in _DTYPE_OUT if a in base}
+            if out.get("outputDataType") != base.get("outputDataType") and self.model.find_consumers(inst.onnx_node.output[0]):
+                out = {"error": f"{name}: {dict(variant)} changes its output datatype, which the cost model does not propagate"}
+            self._dtypes[memo] = out
+        return self._dtypes[memo]
+
+    def _evaluate(self, name: str, k: tuple) -> LayerCost | str:
+        inst = self._inst[name]
+        values = dict(zip(self._key_attrs[name], k))
+        dtypes = self._variant_dtypes(name, values)
+        if "error" in dtypes:
+            return dtypes["error"]
+        for a, v in {**values, **dtypes}.items():
+            if inst.get_nodeattr(a) != v:
+                inst.set_nodeattr(a, v)
+        self.evaluations += 1
+        checks = [inst.get_folded_input_shape, inst.get_folded_output_shape, inst.get_exp_cycles]
+        for extra in ("calc_wmem", "get_ap_int_max_w"):  # FINN's memory and HLS stream-width rules
+            if hasattr(inst, extra):
+                checks.append(getattr(inst, extra))
+        try:
+            for check in checks:
+                try:
+                    check()
+                except NotImplementedError:
+                    continue
+            res = inst.node_res_estimation(self.fpgapart)
+            cycles = int(inst.get_exp_cycles())
+        except Exception as e:  # noqa: BLE001 - FINN states its rules as asserts and exceptions
+            return f"folding of {name} ({inst.onnx_node.op_type}, {values}) breaks FINN's rules: {str(e).strip() or type(e).__name__}"
+        return LayerCost(cycles, *(float(res.get(key, 0)) for key in _FINN_KEYS))
+
+    # -- enumeration ------------------------------------------------------------------
+    def choices(self, name: str, *, allow_uram: bool = True) -> list[dict[str, Any]]:
+        """The implementation alternatives (memory style, multiplier type) of one layer."""
+        inst = self._inst[name]
+        types = inst.get_nodeattr_types()
+        combos: list[dict[str, Any]] = [{}]
+        for group in CHOICES.get(inst.onnx_node.op_type, ()):
+            alts = [g for g in group if all(a in types for a in g)]
+            if not allow_uram:
+                alts = [g for g in alts if g.get("ram_style") != "ultra" and g.get("depth_trigger_uram") != 1]
+            if "resType" in group[0] and "binaryXnorMode" in types and inst.get_nodeattr("binaryXnorMode"):
+                alts = alts[:1]  # XNOR-popcount has no multiplier to put in DSPs
+            if alts:
+                combos = [{**c, **g} for c in combos for g in alts]
+        return combos
+
+    def options(self, name: str, *, allow_uram: bool = True, fixed: Mapping[str, int] = {}, wwidth_max: int | None = None) -> Iterator[tuple[dict[str, Any], LayerCost]]:
+        """Every legal setting of layer ``name`` with FINN's cost: divisor PE/SIMD x choices.
+
+        ``fixed`` pins attributes (e.g. a coupled SIMD, parallel_window); ``wwidth_max`` bounds the
+        weight bits per PE (SIMD x weight width) of MVAU layers, as SetFolding's
+        ``mvau_wwidth_max`` does.
+        """
+        inst = self._inst[name]
+        limits = fold_limits(inst)
+        grids: list[dict[str, Any]] = [{k: v for k, v in fixed.items() if k not in limits}]
+        for attr, dim in limits.items():
+            vals = [fixed[attr]] if attr in fixed else divisors(dim)
+            grids = [{**g, attr: v} for g in grids for v in vals]
+        is_mvau = inst.onnx_node.op_type.startswith("MVAU")
+        wbits = inst.get_input_datatype(1).bitwidth() if is_mvau else 0
+        for g in grids:
+            if is_mvau and wwidth_max is not None and g["SIMD"] * wbits > wwidth_max:
+                continue
+            for c in self.choices(name, allow_uram=allow_uram):
+                attrs = {**g, **c}
+                try:
+                    yield attrs, self.layer_cost(name, attrs)
+                except FoldingError:
+                    continue
+
+    # -- whole foldings ---------------------------------------------------------------
+    def estimate(self, folding: Mapping[str, Mapping[str, Any]]) -> CostEstimate:
+        """Cost of a folding in FINN's folding-config format (layers it omits keep their attributes)."""
+        layers = {n: self.layer_cost(n, folding.get(n, {})) for n in self.layers}
+        totals = {r: float(sum(getattr(c, r) for c in layers.values())) for r in RESOURCES}
+        bottleneck = max(layers, key=lambda n: layers[n].cycles) if layers else ""
+        return CostEstimate(layers, totals, layers[bottleneck].cycles if layers else 0, bottleneck)
+
+
+def random_folding(cm: CostModel, rng, *, allow_uram: bool = True, tries: int = 100) -> dict[str, dict[str, Any]]:
+    """A random legal folding (PE/SIMD divisors and implementation choices), for tests and benchmarks."""
+    folding: dict[str, dict[str, Any]] = {"Defaults": {}}
+    for name in cm.layers:
+        limits = fold_limits(cm._inst[name])
+        choices = cm.choices(name, allow_uram=allow_uram)
+        attrs: dict[str, Any] = {}
+        for _ in range(tries):
+            cand = {a: int(rng.choice(divisors(d))) for a, d in limits.items()}
+            cand.update(choices[int(rng.integers(len(choices)))])
+            if cm.is_legal(name, cand):
+                attrs = cand
+                break
+        folding[name] = attrs
+    return folding

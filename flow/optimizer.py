@@ -1,0 +1,315 @@
+"""Resource-constrained folding optimizer (``qflow build --auto``).
+
+Chooses every layer's PE/SIMD and the memory/multiplier choices FINN exposes (ram_style,
+resType, Thresholding memory triggers) to minimize the design's max cycles per frame while
+the summed LUT/BRAM_18K/URAM/DSP estimates stay within ``target.budget()``. Costs come
+from :class:`flow.cost_model.CostModel` (FINN's own per-layer estimates, exact).
+
+Rules respected: folding factors divide their dimension; a depthwise
+ConvolutionInputGenerator gets SIMD = PE of the Pool/VVAU it feeds and a VVAU raises SIMD
+only at full PE (as FINN's SetFolding couples them); parallel_window only at SIMD =
+channels; every option passes FINN's own checks (folded shapes, weight memory, HLS
+AP_INT_MAX_W of 8191 bits for every stream). ``wwidth_max`` (SetFolding's
+``mvau_wwidth_max``, weight bits per PE) is off by default: it is SetFolding's heuristic
+for when to stop raising SIMD, not a rule, and the cost model prices wide weight memories.
+
+Algorithm: each unit (a layer, or a coupled SWG+Pool/VVAU pair) gets its Pareto-optimal
+options (cycles vs. resources). For a cycle bound T every unit takes its cheapest option
+with cycles <= T under resource weights w; all T of the finite set of achievable cycle
+counts are checked at once, and the smallest feasible T kept; the weights are adapted
+Lagrangian-style (raising the weight of the resources that overflow just below the best T).
+That upper bound is then tightened exactly: feasibility only grows with T, so a binary
+search over the lower bounds asks a MILP (scipy/HiGHS: one option per unit, summed
+resources <= budget, minimizing the summed budget fractions) whether each bound fits.
+The result is optimal for FINN's estimates unless a MILP hits its time limit
+(``FoldingPlan.optimal``).
+
+>>> from flow.optimizer import pareto_front
+>>> import numpy as np
+>>> pareto_front(np.array([4, 2, 2, 1]), np.array([[1.0], [2.0], [3.0], [9.0]]))
+[3, 1, 0]
+>>> plan = optimize(specialized_model, load_target("pynq-z1"))   # doctest: +SKIP
+>>> plan.predicted.max_cycles, plan.folding["MVAU_hls_0"]          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qonnx.core.modelwrapper import ModelWrapper
+
+from flow.cost_model import RESOURCES, CostEstimate, CostModel, divisors
+from flow.errors import InfeasibleDesignError
+from flow.fileio import atomic_write_json
+from hw_targets import Target
+
+_NAMES = {"lut": "LUT", "bram_18k": "BRAM_18K", "uram": "URAM", "dsp": "DSP"}
+
+
+@dataclass
+class Unit:
+    """Layers folded together and their Pareto-optimal settings, sorted by cycles."""
+
+    names: tuple[str, ...]
+    settings: list[tuple[dict[str, Any], ...]]
+    cycles: np.ndarray
+    res: np.ndarray  # (options, 4) in RESOURCES order
+
+
+@dataclass(frozen=True)
+class FoldingPlan:
+    """The optimizer's answer: a FINN folding config and the cost model's prediction for it."""
+
+    folding: dict[str, dict[str, Any]]
+    predicted: CostEstimate
+    budget: dict[str, float]
+    seconds: float
+    options: int
+    optimal: bool = True
+
+    def summary(self) -> dict[str, Any]:
+        p = self.predicted
+        return {"max_cycles": p.max_cycles, "bottleneck": p.bottleneck, "totals": p.totals, "budget": self.budget, "seconds": round(self.seconds, 3), "options": self.options, "optimal": self.optimal}
+
+
+def pareto_front(cycles: np.ndarray, res: np.ndarray) -> list[int]:
+    """Indices of the options no other option beats in cycles and every resource, by cycles."""
+    m = np.column_stack([cycles, res]).astype(float)
+    order = np.lexsort(m.T[::-1])
+    kept: list[int] = []
+    for i in order:
+        if not kept or not np.any(np.all(m[kept] <= m[i], axis=1)):
+            kept.append(int(i))
+    return kept
+
+
+def _unit(names, settings, costs) -> Unit:
+    cyc = np.array([max(c.cycles for c in cs) for cs in costs], dtype=np.int64)
+    res = np.array([np.sum([c.resources() for c in cs], axis=0) for cs in costs], dtype=float).reshape(len(costs), len(RESOURCES))
+    keep = pareto_front(cyc, res)
+    return Unit(tuple(names), [settings[i] for i in keep], cyc[keep], res[keep])
+
+
+def _dw_pairs(model: ModelWrapper) -> dict[str, str]:
+    """Depthwise SWG -> the Pool/VVAU it feeds (their parallelism must match)."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    pairs = {}
+    for node in model.graph.node:
+        if node.op_type.startswith(("Pool", "VVAU")):
+            prod = model.find_producer(node.input[0])
+            if prod is not None and prod.op_type.startswith("ConvolutionInputGenerator") and getCustomOp(prod).get_nodeattr("depthwise"):
+                pairs[prod.name] = node.name
+    return pairs
+
+
+def build_units(cm: CostModel, *, allow_uram: bool = True, wwidth_max: int | None = None) -> list[Unit]:
+    """The optimizer's decision units with their legal, Pareto-optimal settings."""
+    pairs = _dw_pairs(cm.model)
+    consumers = set(pairs.values())
+    units = []
+    for name in cm.layers:
+        if name in consumers:
+            continue
+        op = cm.op_types[name]
+        kw = dict(allow_uram=allow_uram, wwidth_max=wwidth_max)
+        if name in pairs:
+            units.append(_coupled_unit(cm, name, pairs[name], **kw))
+            continue
+        opts = list(cm.options(name, fixed={"parallel_window": 0}, **kw) if op == "ConvolutionInputGenerator_rtl" else cm.options(name, **kw))
+        if op == "ConvolutionInputGenerator_rtl":  # SetFolding: parallel window only at SIMD = channels
+            ch = cm._inst[name].get_nodeattr("IFMChannels")
+            opts += list(cm.options(name, fixed={"SIMD": ch, "parallel_window": 1}, **kw))
+        units.append(_unit([name], [(a,) for a, _ in opts], [(c,) for _, c in opts]))
+    return units
+
+
+def _coupled_unit(cm: CostModel, swg: str, consumer: str, **kw) -> Unit:
+    inst = cm._inst[consumer]
+    channels = inst.get_nodeattr("Channels")
+    is_vvau = cm.op_types[consumer].startswith("VVAU")
+    has_pw = "parallel_window" in cm._inst[swg].get_nodeattr_types()
+    settings, costs = [], []
+    for pe in divisors(channels):
+        simds = divisors(int(np.prod(inst.get_nodeattr("Kernel")))) if is_vvau and pe == channels else [1]
+        for simd in simds:
+            fixed = {"PE": pe, "SIMD": simd} if is_vvau else {"PE": pe}
+            cons = list(cm.options(consumer, fixed=fixed, **kw))
+            sfix = {"SIMD": pe, **({"parallel_window": int(simd > 1)} if has_pw else {})}
+            sw = list(cm.options(swg, fixed=sfix, **kw))
+            for group in (cons, sw):  # prune before the product
+                keep = pareto_front(np.array([c.cycles for _, c in group]), np.array([c.resources() for _, c in group]).reshape(len(group), 4)) if group else []
+                group[:] = [group[i] for i in keep]
+            for sa, sc in sw:
+                for ca, cc in cons:
+                    settings.append((sa, ca))
+                    costs.append((sc, cc))
+    return _unit([swg, consumer], settings, costs)
+
+
+class _Search:
+    """Selections of one option per unit under a cycle bound, checked against the budget."""
+
+    def __init__(self, units: list[Unit], budget: np.ndarray):
+        self.units, self.budget = units, budget
+        self.scale = 1.0 / np.maximum(budget, 1.0)
+        lb = max(int(u.cycles[0]) for u in units)
+        allc = np.unique(np.concatenate([u.cycles for u in units]))
+        self.bounds = allc[allc >= lb]
+        self.idx = [np.searchsorted(u.cycles, self.bounds, side="right") - 1 for u in units]
+
+    def sweep(self, w: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Usage (bounds x resources) when each unit takes its cheapest option under weights w."""
+        usage = np.zeros((len(self.bounds), len(RESOURCES)))
+        picks = []
+        for u, idx in zip(self.units, self.idx):
+            cost = u.res @ (w * self.scale) + 1e-9 * u.cycles / u.cycles[-1]
+            prev = np.concatenate([[np.inf], np.minimum.accumulate(cost)[:-1]])
+            best = np.maximum.accumulate(np.where(cost < prev, np.arange(len(cost)), 0))  # prefix argmin
+            pick = best[idx]
+            picks.append(pick)
+            usage += u.res[pick]
+        return usage, picks
+
+    def fits(self, usage: np.ndarray) -> np.ndarray:
+        return np.all(usage <= self.budget + 1e-9, axis=-1)
+
+    def exact(self, t: int, time_limit: float = 10.0) -> tuple[list[int] | None, bool]:
+        """Cheapest selection (sum of budget fractions) with every unit at <= t cycles, by MILP.
+
+        Returns (selection or None, proven): ``proven`` is False when HiGHS hit the time limit.
+        """
+        from scipy.optimize import Bounds, LinearConstraint, milp
+        from scipy.sparse import lil_matrix
+
+        ns = [int(np.searchsorted(u.cycles, t, side="right")) for u in self.units]
+        if min(ns) == 0:
+            return None, True
+        res = np.vstack([u.res[:n] for u, n in zip(self.units, ns)])
+        one = lil_matrix((len(ns), len(res)))
+        start = np.concatenate([[0], np.cumsum(ns)])
+        for k in range(len(ns)):
+            one[k, start[k] : start[k + 1]] = 1
+        out = milp(
+            res @ self.scale,
+            integrality=np.ones(len(res)),
+            bounds=Bounds(0, 1),
+            constraints=[LinearConstraint(one.tocsr(), 1, 1), LinearConstraint(res.T, -np.inf, self.budget + 1e-6)],
+            options={"time_limit": time_limit},
+        )
+        if out.x is None:
+            return None, out.status == 2
+        x = np.round(out.x).astype(int)
+        sel = [int(np.argmax(x[start[k] : start[k + 1]])) for k in range(len(ns))]
+        return (sel if self.fits(sum(u.res[s] for u, s in zip(self.units, sel))) else None), out.status == 0
+
+
+def _infeasible(units: list[Unit], cm: CostModel, budget: dict[str, float], target: Target) -> InfeasibleDesignError:
+    """The error naming the resource and the layer that make every folding break the caps."""
+    b = np.array([budget[r] for r in RESOURCES])
+    for u in units:
+        if len(u.cycles) == 0:
+            return InfeasibleDesignError(f"layer {u.names[-1]} ({cm.op_types[u.names[-1]]}) has no folding that FINN's rules accept")
+    mins = np.array([u.res.min(axis=0) for u in units])
+    frac = lambda x: x / np.maximum(b, 1e-9)  # noqa: E731
+    for u, m in zip(units, mins):  # a layer that breaks a cap by itself, whatever its setting
+        if np.all(np.any(u.res > b + 1e-9, axis=1)):
+            r = int(np.argmax(frac(m)))
+            return InfeasibleDesignError(
+                f"no folding of the design fits {target.name}: layer {u.names[-1]} ({cm.op_types[u.names[-1]]}) alone "
+                f"needs at least {m[r]:,.0f} {_NAMES[RESOURCES[r]]} at its cheapest setting (budget {b[r]:,.0f}); "
+                "pick a larger board or a smaller/narrower layer"
+            )
+    need = mins.sum(axis=0)
+    r = int(np.argmax(frac(need)))
+    u = units[int(np.argmax(mins[:, r]))]
+    return InfeasibleDesignError(
+        f"no folding of the design fits {target.name}: even fully folded the layers need at least "
+        f"{need[r]:,.0f} {_NAMES[RESOURCES[r]]} (budget {b[r]:,.0f}); the largest share is layer "
+        f"{u.names[-1]} ({cm.op_types[u.names[-1]]}) with {mins[:, r].max():,.0f}; pick a larger board or smaller/narrower layers"
+    )
+
+
+def optimize(model: ModelWrapper | None, target: Target, *, wwidth_max: int | None = None, cost_model: CostModel | None = None, allow_uram: bool | None = None) -> FoldingPlan:
+    """The folding of ``model`` (specialized HW graph) with the fewest max cycles within ``target``'s caps.
+
+    Raises InfeasibleDesignError, naming the resource and the layer, if nothing fits.
+    """
+    t0 = time.perf_counter()
+    cm = cost_model or CostModel(model, target.part)
+    budget = {r: float(target.budget()[r]) for r in RESOURCES}
+    b = np.array([budget[r] for r in RESOURCES])
+    if allow_uram is None:
+        allow_uram = budget["uram"] > 0
+    all_units = build_units(cm, allow_uram=allow_uram, wwidth_max=wwidth_max)
+    units = []
+    for u in all_units:  # drop options that alone break a cap
+        ok = np.all(u.res <= b + 1e-9, axis=1)
+        units.append(Unit(u.names, [s for s, k in zip(u.settings, ok) if k], u.cycles[ok], u.res[ok]))
+    if any(len(u.cycles) == 0 for u in units):
+        raise _infeasible(all_units, cm, budget, target)
+    search = _Search(units, b)
+    best_t, best_sel = None, None
+    weights = [np.ones(4)] + [np.eye(4)[i] + 0.05 for i in range(4)]
+    lam = np.ones(4)
+    for it in range(60):
+        w = weights[it] if it < len(weights) else lam
+        usage, picks = search.sweep(w)
+        ok = np.flatnonzero(search.fits(usage))
+        if len(ok) and (best_t is None or search.bounds[ok[0]] < best_t):
+            best_t, best_sel = int(search.bounds[ok[0]]), [int(p[ok[0]]) for p in picks]
+        below = (ok[0] if len(ok) else len(search.bounds)) - 1
+        if below < 0:
+            break
+        ratio = usage[below] / np.maximum(b, 1e-9)
+        lam = lam * np.clip(ratio, 0.5, 4.0) ** 0.7
+    proven = True
+    if best_t is None:  # the heuristic found nothing: ask the MILP at the loosest bound
+        sel, proven = search.exact(int(search.bounds[-1]))
+        if sel is None:
+            raise _infeasible(all_units, cm, budget, target)
+        best_t, best_sel = int(search.bounds[-1]), sel
+    lo, hi = 0, int(np.searchsorted(search.bounds, best_t))
+    sel, ok = search.exact(best_t)  # the cheapest selection at the heuristic's bound
+    best_sel = sel or best_sel
+    proven &= ok
+    while lo < hi:  # smallest feasible bound: feasibility only grows with the bound
+        mid = (lo + hi) // 2
+        sel, ok = search.exact(int(search.bounds[mid]))
+        proven &= ok
+        if sel is None:
+            lo = mid + 1
+        else:
+            hi, best_t, best_sel = mid, int(search.bounds[mid]), sel
+    folding: dict[str, dict[str, Any]] = {"Defaults": {}}
+    for u, s in zip(units, best_sel):
+        for name, attrs in zip(u.names, u.settings[s]):
+            folding[name] = dict(attrs)
+    pred = cm.estimate(folding)
+    return FoldingPlan(folding, pred, budget, time.perf_counter() - t0, sum(len(u.cycles) for u in units), proven)
+
+
+def apply_auto_folding(model: ModelWrapper, ctx) -> ModelWrapper:
+    """``step_fold``'s auto mode: optimize, write the FINN folding config, apply it with FINN.
+
+    The config goes to ``<out>/finn/report/auto_folding_config.json`` and is applied by
+    FINN's ``step_apply_folding_config``; ``<out>/auto_folding.json`` records the plan.
+    ``mvau_wwidth_max`` bounds SIMD x weight bits only when the build config sets it
+    explicitly (its default 36 is SetFolding's heuristic, not a FINN rule).
+    """
+    from flow import _finn_compat
+
+    cfg = ctx.cfg
+    wwidth = cfg.mvau_wwidth_max if "mvau_wwidth_max" in cfg.model_fields_set else None
+    plan = optimize(model, ctx.target, wwidth_max=wwidth)
+    fcfg = ctx.finn_config()
+    path = Path(fcfg.output_dir) / "report" / "auto_folding_config.json"
+    atomic_write_json(path, plan.folding)
+    atomic_write_json(ctx.out_dir / "auto_folding.json", {"config": str(path), "predicted": plan.summary(), "wwidth_max": wwidth})
+    fcfg = dataclasses.replace(fcfg, folding_config_file=path)
+    return _finn_compat.build_steps().step_apply_folding_config(model, fcfg)
