@@ -56,6 +56,7 @@ class BuildConfig(BaseModel):
     input_dtype: str | None = Field(None, description="FINN datatype of the graph input, e.g. UINT8")
     target_fps: int | None = Field(None, gt=0, description="FINN SetFolding towards this frame rate")
     folding_file: Path | None = Field(None, description="FINN folding-config JSON to apply")
+    auto: bool = Field(False, description="fold with qflow's resource-constrained optimizer (flow.optimizer)")
     stage: Literal["estimates", "codegen", "bitfile"] = "estimates"
     classify: bool = Field(True, description="end the design with a label select (top-1 index)")
     standalone_thresholds: bool = False
@@ -69,10 +70,14 @@ class BuildConfig(BaseModel):
     def _one_folding_source(self) -> "BuildConfig":
         if self.target_fps is not None and self.folding_file is not None:
             raise ValueError("give either target_fps (--fps) or folding_file (--folding), not both")
+        if self.auto and (self.target_fps is not None or self.folding_file is not None):
+            raise ValueError("give one of auto (--auto), target_fps (--fps) or folding_file (--folding), not several")
         return self
 
     @property
-    def folding_mode(self) -> Literal["fps", "file", "default"]:
+    def folding_mode(self) -> Literal["fps", "file", "auto", "default"]:
+        if self.auto:
+            return "auto"
         if self.folding_file is not None:
             return "file"
         return "fps" if self.target_fps is not None else "default"
@@ -133,6 +138,61 @@ class TrainSection(BaseModel):
     threads: int = Field(2, gt=0)
 
 
+class DistillSection(BaseModel):
+    """Knowledge distillation from a float teacher (see :mod:`flow.techniques.distill`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    teacher: Literal["float", "wider"] = Field("float", description="float twin of the model, or one 2x wider")
+    teacher_epochs: int | None = Field(None, ge=0, description="teacher training epochs (default: train.epochs)")
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.7, ge=0, le=1, description="weight of the KL term; 1 - alpha on cross-entropy")
+
+
+class LowRankSection(BaseModel):
+    """SVD factorization of layers before quantization (see :mod:`flow.techniques.lowrank`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    rank: int | None = Field(None, ge=1, description="rank of every factored layer")
+    energy: float | None = Field(None, gt=0, le=1, description="or: fraction of squared singular values kept")
+    layers: list[str] | None = Field(None, description="layers to factor (default: every hidden Linear layer)")
+    mid_bits: int | None = Field(None, ge=2, le=8, description="bits between the factors (default: the layer's act_bits)")
+    pretrain_epochs: int = Field(0, ge=0, description="float-train the unfactored network first, then factor it")
+
+    @model_validator(mode="after")
+    def _rank_or_energy(self) -> "LowRankSection":
+        if (self.rank is None) == (self.energy is None):
+            raise ValueError("give exactly one of rank and energy")
+        return self
+
+
+_PTQ_FIELDS = ("float_epochs", "calibration_samples", "bias_correction", "equalize", "learned_round", "learned_round_iters")
+
+
+class TechniqueSection(BaseModel):
+    """How the quantized network is obtained: QAT (default) or PTQ, plus distillation and low-rank."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    method: Literal["qat", "ptq"] = "qat"
+    float_epochs: int | None = Field(None, ge=0, description="PTQ: float training epochs (default: train.epochs)")
+    calibration_samples: int = Field(1000, gt=0)
+    bias_correction: bool = True
+    equalize: bool = Field(True, description="cross-layer equalization of the float network")
+    learned_round: bool = Field(False, description="AdaRound-style learned rounding (Brevitas)")
+    learned_round_iters: int = Field(200, gt=0)
+    distill: DistillSection | None = None
+    lowrank: LowRankSection | None = None
+
+    @model_validator(mode="after")
+    def _method_options(self) -> "TechniqueSection":
+        if self.method == "qat":
+            given = [f for f in _PTQ_FIELDS if f in self.model_fields_set]
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply to method = 'ptq'")
+        elif self.distill is not None:
+            raise ValueError("distill trains the quantized network, so it needs method = 'qat'")
+        return self
+
+
 class Recipe(BaseModel):
     """A whole run: model, data, training budget, target and folding (``qflow run``)."""
 
@@ -143,6 +203,7 @@ class Recipe(BaseModel):
     data: DataSection = DataSection()
     train: TrainSection = TrainSection()
     build: BuildConfig = BuildConfig()
+    technique: TechniqueSection = TechniqueSection()
 
 
 def load_recipe(path: str | Path | None = None) -> Recipe:
