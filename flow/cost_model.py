@@ -32,7 +32,7 @@ from qonnx.custom_op.registry import getCustomOp
 
 from flow.compile import is_hw_node
 from flow.errors import FoldingError
-from flow.folding import FOLDING_ATTRS
+from flow.folding import FOLDING_ATTRS, folding_rule_violation
 
 RESOURCES = ("lut", "bram_18k", "uram", "dsp")
 _FINN_KEYS = ("LUT", "BRAM_18K", "URAM", "DSP")
@@ -244,16 +244,10 @@ class CostModel:
             if inst.get_nodeattr(a) != v:
                 inst.set_nodeattr(a, v)
         self.evaluations += 1
-        checks = [inst.get_folded_input_shape, inst.get_folded_output_shape, inst.get_exp_cycles]
-        for extra in ("calc_wmem", "get_ap_int_max_w"):  # FINN's memory and HLS stream-width rules
-            if hasattr(inst, extra):
-                checks.append(getattr(inst, extra))
+        reason = folding_rule_violation(inst)
+        if reason is not None:
+            return f"folding of {name} ({inst.onnx_node.op_type}, {values}) breaks FINN's rules: {reason}"
         try:
-            for check in checks:
-                try:
-                    check()
-                except NotImplementedError:
-                    continue
             res = inst.node_res_estimation(self.fpgapart)
             cycles = int(inst.get_exp_cycles())
         except Exception as e:  # noqa: BLE001 - FINN states its rules as asserts and exceptions

@@ -19,7 +19,7 @@ from qonnx.custom_op.registry import getCustomOp
 
 from flow import _finn_compat
 from flow.compile import BuildContext, is_hw_node
-from finn.util.exception import FINNUserError
+from finn.util.exception import FINNInternalError, FINNUserError
 
 from flow.errors import FoldingError
 
@@ -65,25 +65,36 @@ def check_folding_names(model: ModelWrapper, folding: dict[str, Any], source: st
             raise FoldingError(f"{source}: node {node_name} has no attribute {', '.join(unknown)}")
 
 
+def folding_rule_violation(inst) -> str | None:
+    """FINN's own verdict on one HW node's folding: ``None`` if legal, else FINN's reason.
+
+    Runs the op's folded-shape, cycle, memory (``calc_wmem``) and HLS stream-width
+    (``get_ap_int_max_w``) computations, in which FINN states its rules as asserts.
+    """
+    checks = [inst.get_folded_input_shape, inst.get_folded_output_shape, inst.get_exp_cycles]
+    for extra in ("calc_wmem", "get_ap_int_max_w"):
+        if hasattr(inst, extra):
+            checks.append(getattr(inst, extra))
+    for check in checks:
+        try:
+            check()
+        except NotImplementedError:
+            continue
+        except (AssertionError, ZeroDivisionError, ValueError, FINNUserError, FINNInternalError) as e:
+            return str(e).strip() or type(e).__name__
+    return None
+
+
 def check_folding_rules(model: ModelWrapper) -> None:
     """Ask FINN's own op code whether each layer's folding is legal (divisibility etc.)."""
     for node in model.graph.node:
         if not is_hw_node(node):
             continue
         inst = getCustomOp(node)
-        checks = [inst.get_folded_input_shape, inst.get_folded_output_shape, inst.get_exp_cycles]
-        if hasattr(inst, "calc_wmem"):
-            checks.append(inst.calc_wmem)
-        try:
-            for check in checks:
-                try:
-                    check()
-                except NotImplementedError:
-                    continue
-        except (AssertionError, ZeroDivisionError, FINNUserError) as e:  # FINN states its rules as asserts
+        reason = folding_rule_violation(inst)
+        if reason is not None:
             attrs = {k: inst.get_nodeattr(k) for k in ("PE", "SIMD") if k in inst.get_nodeattr_types()}
-            msg = str(e).strip() or type(e).__name__
-            raise FoldingError(f"folding of {node.name} ({node.op_type}, {attrs}) breaks FINN's rules: {msg}") from None
+            raise FoldingError(f"folding of {node.name} ({node.op_type}, {attrs}) breaks FINN's rules: {reason}")
 
 
 def step_fold(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
