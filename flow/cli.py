@@ -44,6 +44,22 @@ def run(recipe: Path | None, out_dir: Path | None, no_progress: bool) -> None:
 
 
 @cli.command()
+@click.argument("sweep", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Output folder [runs/<sweep name>].")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def compare(sweep: Path, out_dir: Path | None, no_progress: bool) -> None:
+    """Run every row of a SWEEP (TOML) through the flow; write results.{json,csv,md} and Pareto plots."""
+    from flow.compare import PLOTS, load_sweep, markdown_table
+    from flow.compare import compare as run_sweep
+
+    sw = load_sweep(sweep)
+    out = out_dir or Path("runs") / sw.name
+    rows = run_sweep(sw, out, progress=not no_progress, log=_say)
+    click.echo(markdown_table(rows), nl=False)
+    click.echo(f"results: {out / 'results.json'}, results.csv, results.md; plots: {', '.join(PLOTS)}")
+
+
+@cli.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--target", "-t", default="pynq-z1", show_default=True, help="Board name (see `qflow targets`) or a board TOML file.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
@@ -92,6 +108,43 @@ def targets() -> None:
         r = t.resources
         table.add_row(t.name, t.display_name, t.part, f"{t.clock_mhz:g}", f"{r.lut:,}", f"{r.ff:,}", f"{r.bram_18k:,}", f"{r.uram:,}", f"{r.dsp:,}")
     Console(width=160).print(table)
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--target", "-t", default="pynq-z1", show_default=True, help="Board name or board TOML file.")
+@click.option("--trials", type=int, default=20, show_default=True, help="Finished evaluations (complete + infeasible) to reach.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes sharing the study.")
+@click.option("--storage", default=None, help="Optuna RDB URL [sqlite:///OUT/study.db]; postgresql://... across machines.")
+@click.option("--study", "study_name", default=None, help="Study name [<recipe name>-<target>].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Output folder [runs/search-<recipe name>].")
+@click.option("--epochs", type=int, default=None, help="Training epochs per trial [recipe's].")
+@click.option("--max-train-samples", type=int, default=None, help="Training subset per trial [recipe's].")
+@click.option("--cost", type=click.Choice(["lut", "util"]), default="lut", show_default=True, help="Cost objective: LUT or mean utilisation.")
+@click.option("--bits", default="1,2,4,8", show_default=True, help="Bit-width choices per layer (weights and activations).")
+@click.option("--acc-tolerance", type=float, default=0.0, show_default=True, help="Chosen design: cheapest front point within this accuracy of the best.")
+@click.option("--heartbeat", type=int, default=10, show_default=True, help="Trial heartbeat (s); a dead worker's trial is re-queued after 3 heartbeats.")
+@click.option("--no-chosen", is_flag=True, help="Do not build the chosen design.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def search(recipe, target, trials, workers, storage, study_name, out_dir, epochs, max_train_samples, cost, bits, acc_tolerance, heartbeat, no_chosen, no_progress) -> None:
+    """Multi-objective search (accuracy, cost, FPS) over per-layer bit widths of RECIPE, auto-folded for a target."""
+    from flow.config import load_recipe
+    from flow.search import search as run_search
+
+    r = load_recipe(recipe)
+    try:
+        choices = tuple(int(b) for b in bits.split(","))
+    except ValueError:
+        raise ConfigError(f"--bits: a comma-separated list of integers, got {bits!r}") from None
+    out = out_dir or Path("runs") / f"search-{r.name}"
+    res = run_search(
+        r, target, out, trials=trials, workers=workers, storage=storage, study_name=study_name, epochs=epochs,
+        max_train_samples=max_train_samples, cost=cost, weight_bits=choices, act_bits=choices, acc_tolerance=acc_tolerance,
+        heartbeat_interval=heartbeat, build_chosen=not no_chosen, progress=not no_progress, log=_say,
+    )
+    click.echo(f"pareto: {out / 'pareto.json'} ({len(res.pareto)} points); all trials: {out / 'all_trials.csv'}")
+    if res.chosen_report is not None:
+        _summary(res.chosen_report, out / "chosen")
 
 
 @cli.command("fetch-data")

@@ -112,12 +112,14 @@ def run(recipe: Recipe, out_dir: str | Path, *, progress: bool = True, log: Call
 
     n = min(recipe.build.verify_samples, len(test_set.labels))
     x = test_set.images[:n].astype(np.float32)
-    logits = predict_logits(model, x)
-    reference = StageOutputs("pytorch", logits=logits, labels=logits.argmax(axis=1))
+    reference = None
+    if n:
+        logits = predict_logits(model, x)
+        reference = StageOutputs("pytorch", logits=logits, labels=logits.argmax(axis=1))
     log(f"building for {recipe.build.target}")
     result = build(
         onnx_path, recipe.build, out, model_name=recipe.name, verify_inputs=x if n else None,
-        reference=reference if n else None, accuracy=accuracy,
+        reference=reference, accuracy=accuracy,
         progress=(lambda step: log(f"  {step}")) if progress else None,
     )
     return RunResult(build=result, accuracy=accuracy, train_seconds=train_seconds, quantize_seconds=quantize_seconds)

@@ -43,3 +43,15 @@ def test_run_writes_its_artifacts(digits_run):
     for name in ("model.pt", "digits-tfc.qonnx.onnx", "recipe.json", "folding.json", "design.onnx", "report.md", "report.html"):
         assert (out / name).exists(), name
     assert json.loads((out / "recipe.json").read_text())["model"]["name"] == "tfc"
+
+
+def test_run_without_verification(tmp_path):
+    recipe = recipe_from_dict({
+        "model": {"name": "tfc", "options": {"hidden": [16, 16]}},
+        "data": {"dataset": "digits"},
+        "train": {"epochs": 1},
+        "build": {"target_fps": 10_000, "verify_samples": 0},
+    })
+    result = run(recipe, tmp_path, progress=False, log=lambda _: None)
+    assert result.report["verification"] is None
+    assert result.report["accuracy"] == pytest.approx(result.accuracy)

@@ -1,0 +1,288 @@
+"""The search space of ``qflow search`` and the evaluation of one design point.
+
+A point is every layer's weight bit width and every hidden layer's activation bit width
+(the recipe's ``model.layers``); the input quantizer follows the models' rule and uses the
+activation bits of the first layer (``model.input_bits = act bits of layers[0]``). Folding
+is not a search variable: every point is compiled with ``auto=True``, so qflow's
+resource-constrained optimizer picks the fastest folding that fits the target, and the
+objectives are read from FINN's estimates in the build report.
+
+Technique: plain QAT only (the recipe's ``[technique]`` must be the default); PTQ,
+distillation and low-rank are not searched.
+
+>>> from flow.config import recipe_from_dict
+>>> space = search_space(recipe_from_dict({"model": {"name": "tfc"}}))
+>>> space.layers, space.size
+(('fc0', 'fc1', 'fc2', 'fc3'), 16384)
+>>> space.layer_bits({"fc0.weight_bits": 4, "fc0.act_bits": 2, "fc1.weight_bits": 2, "fc1.act_bits": 2,
+...                   "fc2.weight_bits": 2, "fc2.act_bits": 2, "fc3.weight_bits": 8})["fc3"]
+{'weight_bits': 8}
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flow.config import Recipe, TechniqueSection, recipe_from_dict
+from flow.errors import ConfigError
+from flow.fileio import atomic_write_text
+
+BIT_CHOICES = (1, 2, 4, 8)
+COSTS = ("lut", "util")
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Per-layer bit widths: ``<layer>.weight_bits`` for every layer, ``<layer>.act_bits`` for all but the output layer."""
+
+    layers: tuple[str, ...]
+    weight_bits: tuple[int, ...] = BIT_CHOICES
+    act_bits: tuple[int, ...] = BIT_CHOICES
+
+    @property
+    def params(self) -> dict[str, tuple[int, ...]]:
+        """Parameter name -> choices, in a fixed order."""
+        out: dict[str, tuple[int, ...]] = {}
+        for i, name in enumerate(self.layers):
+            out[f"{name}.weight_bits"] = self.weight_bits
+            if i < len(self.layers) - 1:
+                out[f"{name}.act_bits"] = self.act_bits
+        return out
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for choices in self.params.values():
+            n *= len(choices)
+        return n
+
+    def sample(self, trial) -> dict[str, int]:
+        """Suggest every parameter on an Optuna trial (fixed params of an enqueued retry are kept)."""
+        return {k: int(trial.suggest_categorical(k, list(c))) for k, c in self.params.items()}
+
+    def layer_bits(self, params: dict[str, Any]) -> dict[str, dict[str, int]]:
+        """``params`` as the recipe's ``model.layers`` table."""
+        out: dict[str, dict[str, int]] = {}
+        for key, value in params.items():
+            layer, field = key.split(".", 1)
+            out.setdefault(layer, {})[field] = int(value)
+        return {name: out[name] for name in self.layers if name in out}
+
+
+def _check_bits(choices, what: str) -> tuple[int, ...]:
+    vals = tuple(sorted({int(b) for b in choices}))
+    if not vals or any(not 1 <= b <= 8 for b in vals):
+        raise ConfigError(f"search: {what} choices must be bit widths 1..8, got {list(choices)!r}")
+    return vals
+
+
+def search_space(recipe: Recipe, weight_bits=BIT_CHOICES, act_bits=BIT_CHOICES) -> SearchSpace:
+    """The space for ``recipe``'s model; layer names come from building the model once."""
+    from models import build_model
+
+    if recipe.technique != TechniqueSection():
+        raise ConfigError("search: only plain QAT is searched; remove the recipe's [technique] section")
+    model = build_model(recipe.model.name, **recipe.model.build_kwargs())
+    return SearchSpace(tuple(model.layer_names), _check_bits(weight_bits, "weight"), _check_bits(act_bits, "activation"))
+
+
+def point_recipe(recipe: Recipe, space: SearchSpace, params: dict[str, Any], *, target: str, name: str | None = None,
+                 epochs: int | None = None, max_train_samples: int | None = None, threads: int | None = None,
+                 verify_samples: int | None = None) -> Recipe:
+    """``recipe`` with the point's per-layer bits, auto folding for ``target`` and optional training overrides."""
+    d = recipe.model_dump(mode="json", exclude_unset=True)
+    for section in ("model", "train", "build"):
+        d.setdefault(section, {})
+    layers = space.layer_bits(params)
+    d["model"]["layers"] = layers
+    d["model"]["input_bits"] = layers[space.layers[0]]["act_bits"]
+    if name is not None:
+        d["name"] = name
+    for key, value in (("epochs", epochs), ("max_train_samples", max_train_samples), ("threads", threads)):
+        if value is not None:
+            d["train"][key] = value
+    b = d["build"]
+    b.update(target=target, auto=True)
+    b.pop("target_fps", None)
+    b.pop("folding_file", None)
+    if verify_samples is not None:
+        b["verify_samples"] = verify_samples
+    return recipe_from_dict(d, source="search point")
+
+
+def cost_of(report: dict, cost: str, weights: dict[str, float] | None = None) -> float:
+    """The cost objective: ``lut`` (FINN's LUT estimate) or ``util`` (weighted mean of used/budget over resources with a budget)."""
+    if cost == "lut":
+        return float(report["totals"]["lut"])
+    if cost != "util":
+        raise ConfigError(f"search: cost must be one of {', '.join(COSTS)}, got {cost!r}")
+    w = weights or {}
+    num = den = 0.0
+    for r, used in report["totals"].items():
+        budget = report["budget"].get(r, 0)
+        if budget:
+            num += w.get(r, 1.0) * used / budget
+            den += w.get(r, 1.0)
+    return num / den if den else 0.0
+
+
+_DATA: dict[tuple, Any] = {}
+
+
+def _dataset(name: str, split: str, root) -> Any:
+    from flow.data import load_dataset
+
+    key = (name, split, str(root))
+    if key not in _DATA:
+        _DATA[key] = load_dataset(name, split, root)
+    return _DATA[key]
+
+
+def evaluate_point(recipe: Recipe, out_dir: str | Path, *, cost: str = "lut", cost_weights: dict[str, float] | None = None,
+                   keep_checkpoints: bool = False) -> dict[str, Any]:
+    """Train (QAT, ``recipe.train``), measure test accuracy, export, build with auto folding, read FINN's estimates.
+
+    Raises :class:`flow.errors.InfeasibleDesignError` when no folding fits the target.
+    """
+    import torch
+
+    from flow.build import build
+    from flow.export import export_qonnx
+    from flow.run import train_config
+    from flow.train import evaluate, train
+    from models import build_model
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train_set = _dataset(recipe.data.dataset, "train", recipe.data.root)
+    test_set = _dataset(recipe.data.dataset, "test", recipe.data.root)
+    torch.manual_seed(recipe.seed)
+    model = build_model(recipe.model.name, in_shape=train_set.input_shape, num_classes=train_set.num_classes, **recipe.model.build_kwargs())
+    t0 = time.perf_counter()
+    train(model, train_set, train_config(recipe), progress=False)
+    accuracy = float(evaluate(model, test_set))
+    train_s = time.perf_counter() - t0
+    onnx_path = out / f"{recipe.name}.qonnx.onnx"
+    export_qonnx(model, onnx_path, train_set.input_shape)
+    t0 = time.perf_counter()
+    try:
+        result = build(onnx_path, recipe.build.model_copy(update={"verify_samples": 0}), out, model_name=recipe.name, accuracy=accuracy)
+    finally:
+        if not keep_checkpoints:
+            for sub in ("checkpoints", "finn_build"):
+                shutil.rmtree(out / sub, ignore_errors=True)
+    r = result.report
+    return {
+        "accuracy": accuracy,
+        "cost": cost_of(r, cost, cost_weights),
+        "fps": float(r["throughput_fps"]),
+        "lut": float(r["totals"]["lut"]),
+        "bram_18k": float(r["totals"]["bram_18k"]),
+        "uram": float(r["totals"]["uram"]),
+        "dsp": float(r["totals"]["dsp"]),
+        "latency_us": float(r["latency_us"]),
+        "max_cycles": int(r["max_cycles"]),
+        "fits": bool(r["fits"]),
+        "train_s": round(train_s, 3),
+        "build_s": round(time.perf_counter() - t0, 3),
+        "report": str(out / "report.json"),
+    }
+
+
+def trial_rows(study, space: SearchSpace) -> list[dict[str, Any]]:
+    """One flat row per trial: number, state, parameters, metrics and why it did not complete."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        u = t.user_attrs
+        row: dict[str, Any] = {"number": t.number, "state": t.state.name}
+        row.update({k: t.params.get(k) for k in space.params})
+        for k in ("accuracy", "cost", "fps", "lut", "bram_18k", "uram", "dsp", "latency_us", "max_cycles", "fits", "train_s", "build_s", "trial_s"):
+            row[k] = u.get(k)
+        row["retry_of"] = t.system_attrs.get("failed_trial")
+        row["duplicate_of"] = u.get("duplicate_of")
+        row["reason"] = u.get("infeasible") or u.get("error") or ("surplus" if u.get("surplus") else None)
+        if t.state.name == "FAIL" and row["reason"] is None:
+            row["reason"] = "process died (stale heartbeat); re-queued"
+        rows.append(row)
+    return rows
+
+
+def dominates(a: dict, b: dict) -> bool:
+    """``a`` is at least as good as ``b`` on accuracy (max), cost (min) and fps (max), and better on one."""
+    ge = a["accuracy"] >= b["accuracy"] and a["cost"] <= b["cost"] and a["fps"] >= b["fps"]
+    return ge and (a["accuracy"] > b["accuracy"] or a["cost"] < b["cost"] or a["fps"] > b["fps"])
+
+
+def pareto(rows: list[dict[str, Any]], space: SearchSpace) -> list[dict[str, Any]]:
+    """The non-dominated COMPLETE rows, one per distinct point (lowest trial number), most accurate first."""
+    seen, ok = set(), []
+    for r in sorted((r for r in rows if r["state"] == "COMPLETE" and r["accuracy"] is not None), key=lambda r: r["number"]):
+        key = tuple(r[k] for k in space.params)
+        if key not in seen:
+            seen.add(key)
+            ok.append(r)
+    front = [r for r in ok if not any(dominates(o, r) for o in ok)]
+    return sorted(front, key=lambda r: (-r["accuracy"], r["cost"], -r["fps"], r["number"]))
+
+
+def choose(front: list[dict[str, Any]], acc_tolerance: float = 0.0) -> dict[str, Any] | None:
+    """The chosen design: among front points that fit, the cheapest (then fastest) within ``acc_tolerance`` of the best accuracy."""
+    fits = [r for r in front if r.get("fits")]
+    if not fits:
+        return None
+    best = max(r["accuracy"] for r in fits)
+    near = [r for r in fits if r["accuracy"] >= best - acc_tolerance - 1e-12]
+    return min(near, key=lambda r: (r["cost"], -r["fps"], -r["accuracy"], r["number"]))
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def plot_pareto(rows: list[dict[str, Any]], front: list[dict[str, Any]], chosen: dict | None, path: Path, title: str) -> None:
+    """Accuracy vs LUT of every complete trial, coloured by log10 FPS; the front circled and joined, the chosen point starred."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if r["state"] == "COMPLETE" and r["accuracy"] is not None]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    if ok:
+        sc = ax.scatter([r["lut"] for r in ok], [100 * r["accuracy"] for r in ok], c=[math.log10(max(r["fps"], 1)) for r in ok], cmap="viridis", s=28, zorder=2)
+        fig.colorbar(sc, ax=ax, label="log10 throughput (FPS)")
+    if front:
+        f = sorted(front, key=lambda r: r["lut"])
+        ax.scatter([r["lut"] for r in f], [100 * r["accuracy"] for r in f], facecolors="none", edgecolors="red", s=90, linewidths=1.5, label="Pareto front (acc, cost, FPS)", zorder=3)
+        best, xs, ys = -1.0, [], []
+        for r in f:  # the 2-D accuracy/LUT staircase
+            if r["accuracy"] > best:
+                best = r["accuracy"]
+                xs.append(r["lut"])
+                ys.append(100 * best)
+        ax.step(xs, ys, where="post", color="red", alpha=0.5, zorder=1)
+    if chosen is not None:
+        ax.scatter([chosen["lut"]], [100 * chosen["accuracy"]], marker="*", s=260, color="orange", edgecolors="black", label=f"chosen (trial {chosen['number']})", zorder=4)
+    ax.set_xlabel("LUT (FINN estimate)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if front or chosen:
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
