@@ -52,6 +52,15 @@ class BuildResult:
     checkpoints: dict[str, Path] = field(default_factory=dict)
 
 
+BUILD_STEPS: list[Step] = [*COMPILE_STEPS, step_fold, step_minimize_bit_width]
+
+
+def planned_steps(cfg: BuildConfig, verify: bool) -> list[str]:
+    """Names of the steps a build reports through its ``progress`` callback, in order."""
+    names = [s.__name__.removeprefix("step_") for s in BUILD_STEPS]
+    return names + (["verify"] if verify else []) + (["codegen"] if cfg.stage in ("codegen", "bitfile") else [])
+
+
 def random_inputs(model: ModelWrapper, n: int, seed: int = 0) -> np.ndarray:
     """``n`` random samples over the full range of the graph input's integer datatype."""
     name = model.graph.input[0].name
@@ -117,7 +126,7 @@ def build(
     checkpoints: dict[str, Path] = {"qonnx": qonnx_path}
     timings: dict[str, float] = {}
 
-    design = _run_steps(ModelWrapper(str(qonnx_path)), [*COMPILE_STEPS, step_fold, step_minimize_bit_width], ctx, ckpt_dir, timings, checkpoints, progress)
+    design = _run_steps(ModelWrapper(str(qonnx_path)), BUILD_STEPS, ctx, ckpt_dir, timings, checkpoints, progress)
     design_path = out / "design.onnx"
     design.save(str(design_path))
     folding = extract_folding(design)

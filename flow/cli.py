@@ -5,6 +5,7 @@ Errors print one line (``qflow: error: ...``) and exit non-zero; ``--debug`` sho
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -89,7 +90,10 @@ def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, fold
             x = np.load(verify_inputs, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise ConfigError(f"--verify-inputs {verify_inputs}: cannot read a .npy array ({e})") from None
-    result = build_design(model, cfg, out_dir, verify_inputs=x, progress=lambda s: _say(f"  {s}"))
+    from flow.build import planned_steps
+
+    with _step_bar(planned_steps(cfg, verify=x is not None or cfg.verify_samples > 0)) as advance:
+        result = build_design(model, cfg, out_dir, verify_inputs=x, progress=advance)
     _summary(result.report, out_dir)
 
 
@@ -156,6 +160,27 @@ def fetch_data(dest: Path, datasets: tuple[str, ...]) -> None:
 
     fetch_all(dest, datasets=datasets)
     _say(f"data ready in {dest}: {', '.join(datasets)}")
+
+
+@contextlib.contextmanager
+def _step_bar(steps: list[str]):
+    """A progress bar over a build's steps (on stderr); yields the callback that advances it."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("build"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("", total=len(steps))
+        done = []
+
+        def advance(step: str) -> None:
+            if done:
+                bar.advance(task)
+            done.append(step)
+            bar.update(task, description=step)
+
+        yield advance
+        bar.update(task, completed=len(steps))
 
 
 def _summary(report: dict, out: Path) -> None:
