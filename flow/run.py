@@ -47,6 +47,12 @@ class RunResult:
         return self.build.report
 
 
+def torch_reference(model: torch.nn.Module, images: np.ndarray) -> StageOutputs:
+    """The trained network's own logits and labels on ``images``: verification's first stage."""
+    logits = predict_logits(model, images)
+    return StageOutputs("pytorch", logits=logits, labels=logits.argmax(axis=1))
+
+
 def train_config(recipe: Recipe) -> TrainConfig:
     """The training settings of a recipe."""
     t = recipe.train
@@ -112,10 +118,7 @@ def run(recipe: Recipe, out_dir: str | Path, *, progress: bool = True, log: Call
 
     n = min(recipe.build.verify_samples, len(test_set.labels))
     x = test_set.images[:n].astype(np.float32)
-    reference = None
-    if n:
-        logits = predict_logits(model, x)
-        reference = StageOutputs("pytorch", logits=logits, labels=logits.argmax(axis=1))
+    reference = torch_reference(model, x) if n else None
     log(f"building for {recipe.build.target}")
     result = build(
         onnx_path, recipe.build, out, model_name=recipe.name, verify_inputs=x if n else None,

@@ -16,8 +16,8 @@ from flow.errors import ConfigError
 from flow.export import export_qonnx
 from flow.techniques import distill
 from flow.techniques.distill import distillation_loss, make_teacher, train_teacher, wider_kwargs
-from flow.train import TrainConfig, evaluate, predict_logits, train
-from flow.verify import StageOutputs
+from flow.train import TrainConfig, evaluate, train
+from flow.run import torch_reference
 from models import build_model
 
 
@@ -121,7 +121,6 @@ def test_distilled_student_trains_compiles_and_verifies(tmp_path):
     onnx = tmp_path / "kd.onnx"
     export_qonnx(student, onnx, (1, 8, 8))
     x = test_set.images[:50].astype(np.float32)
-    logits = predict_logits(student, x)
     built = build(onnx, build_config(target="pynq-z1", target_fps=10000, verify_samples=50), tmp_path / "out",
-                  verify_inputs=x, reference=StageOutputs("pytorch", logits=logits, labels=logits.argmax(1)), accuracy=acc)
+                  verify_inputs=x, reference=torch_reference(student, x), accuracy=acc)
     assert built.report["verification"]["passed"]

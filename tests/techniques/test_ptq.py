@@ -21,8 +21,8 @@ from flow.techniques import float_twin, load_float_weights, ptq
 from flow.techniques.ptq import (
     apply_learned_round, calibrate, correct_biases, equalize, post_training_quantize, use_calibratable_activations,
 )
-from flow.train import TrainConfig, evaluate, predict_logits, train
-from flow.verify import StageOutputs
+from flow.train import TrainConfig, evaluate, train
+from flow.run import torch_reference
 from models import build_model
 
 HIDDEN = (32, 32)
@@ -155,8 +155,7 @@ def test_ptq_result_compiles_and_verifies(digits, tmp_path):
     onnx = tmp_path / "ptq.onnx"
     export_qonnx(model, onnx, (1, 8, 8))
     x = test_set.images[:50].astype(np.float32)
-    logits = predict_logits(model, x)
     built = build(onnx, build_config(target="pynq-z1", target_fps=10000, verify_samples=50), tmp_path / "out",
-                  verify_inputs=x, reference=StageOutputs("pytorch", logits=logits, labels=logits.argmax(1)), accuracy=acc)
+                  verify_inputs=x, reference=torch_reference(model, x), accuracy=acc)
     assert built.report["verification"]["passed"]
     assert [s["name"] for s in built.report["verification"]["stages"]][0] == "qonnx"
