@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,54 +130,25 @@ def cost_of(report: dict, cost: str, weights: dict[str, float] | None = None) ->
     return num / den if den else 0.0
 
 
-_DATA: dict[tuple, Any] = {}
-
-
-def _dataset(name: str, split: str, root) -> Any:
-    from flow.data import load_dataset
-
-    key = (name, split, str(root))
-    if key not in _DATA:
-        _DATA[key] = load_dataset(name, split, root)
-    return _DATA[key]
-
-
 def evaluate_point(recipe: Recipe, out_dir: str | Path, *, cost: str = "lut", cost_weights: dict[str, float] | None = None,
                    keep_checkpoints: bool = False) -> dict[str, Any]:
-    """Train (QAT, ``recipe.train``), measure test accuracy, export, build with auto folding, read FINN's estimates.
+    """Run the recipe (QAT, ``recipe.train``) without verification and read FINN's estimates.
 
     Raises :class:`flow.errors.InfeasibleDesignError` when no folding fits the target.
     """
-    import torch
-
-    from flow.build import build
-    from flow.export import export_qonnx
-    from flow.run import train_config
-    from flow.train import evaluate, train
-    from models import build_model
+    from flow.run import run
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    train_set = _dataset(recipe.data.dataset, "train", recipe.data.root)
-    test_set = _dataset(recipe.data.dataset, "test", recipe.data.root)
-    torch.manual_seed(recipe.seed)
-    model = build_model(recipe.model.name, in_shape=train_set.input_shape, num_classes=train_set.num_classes, **recipe.model.build_kwargs())
-    t0 = time.perf_counter()
-    train(model, train_set, train_config(recipe), progress=False)
-    accuracy = float(evaluate(model, test_set))
-    train_s = time.perf_counter() - t0
-    onnx_path = out / f"{recipe.name}.qonnx.onnx"
-    export_qonnx(model, onnx_path, train_set.input_shape)
-    t0 = time.perf_counter()
+    no_verify = recipe.build.model_copy(update={"verify_samples": 0})
     try:
-        result = build(onnx_path, recipe.build.model_copy(update={"verify_samples": 0}), out, model_name=recipe.name, accuracy=accuracy)
+        result = run(recipe.model_copy(update={"build": no_verify}), out, progress=False, log=lambda _: None)
     finally:
         if not keep_checkpoints:
             for sub in ("checkpoints", "finn_build"):
                 shutil.rmtree(out / sub, ignore_errors=True)
     r = result.report
     return {
-        "accuracy": accuracy,
+        "accuracy": float(result.accuracy),
         "cost": cost_of(r, cost, cost_weights),
         "fps": float(r["throughput_fps"]),
         "lut": float(r["totals"]["lut"]),
@@ -188,8 +158,8 @@ def evaluate_point(recipe: Recipe, out_dir: str | Path, *, cost: str = "lut", co
         "latency_us": float(r["latency_us"]),
         "max_cycles": int(r["max_cycles"]),
         "fits": bool(r["fits"]),
-        "train_s": round(train_s, 3),
-        "build_s": round(time.perf_counter() - t0, 3),
+        "train_s": round(result.train_seconds, 3),
+        "build_s": round(sum(r["timings_s"].values()), 3),
         "report": str(out / "report.json"),
     }
 
