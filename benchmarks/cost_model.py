@@ -1,8 +1,9 @@
 """Evaluations/s of flow.cost_model.CostModel vs applying the folding with FINN and re-running
 FINN's analyses, and their agreement, on random legal foldings (untrained weights).
 
-FINN path per folding: ApplyConfig (step_apply_folding_config) + step_minimize_bit_width +
-res_estimation + exp_cycles_per_layer, as the flow does after folding.
+FINN path per folding: re-specialization where the folding picks a layer's other HLS/RTL
+variant (step_specialize_layers), ApplyConfig (step_apply_folding_config) +
+step_minimize_bit_width + res_estimation + exp_cycles_per_layer, as the flow does.
 Cost model: ``cold`` = first evaluation of each folding on an empty table (FINN's per-node
 methods are called for settings not seen yet); ``warm`` = evaluations once the settings are
 tabulated (what the optimizer does); ``table`` = time to tabulate every legal setting.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 import sys
 import tempfile
@@ -34,6 +34,7 @@ from flow.build import build  # noqa: E402
 from flow.config import build_config  # noqa: E402
 from flow.cost_model import CostModel, random_folding  # noqa: E402
 from flow.export import export_qonnx  # noqa: E402
+from flow.specialize import apply_folding  # noqa: E402
 from hw_targets import load_target  # noqa: E402
 from models import build_model  # noqa: E402
 
@@ -47,20 +48,17 @@ _KEYS = ("LUT", "BRAM_18K", "URAM", "DSP")
 
 
 def finn_evaluate(model: ModelWrapper, folding: dict, part: str, tmp: Path) -> dict[str, tuple]:
-    """Apply ``folding`` with FINN and return FINN's per-layer (cycles, LUT, BRAM, URAM, DSP)."""
+    """Apply ``folding`` with FINN and return FINN's per-layer (cycles, LUT, BRAM, URAM, DSP), by original layer name."""
     from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
     from finn.analysis.fpgadataflow.res_estimation import res_estimation
     from finn.builder.build_dataflow_config import DataflowBuildConfig
 
-    steps = _finn_compat.build_steps()
-    path = tmp / "folding.json"
-    path.write_text(json.dumps(folding))
-    cfg = DataflowBuildConfig(output_dir=str(tmp / "finn"), fpga_part=part, generate_outputs=[], folding_config_file=path)
-    m = steps.step_apply_folding_config(ModelWrapper(copy.deepcopy(model.model)), cfg)
-    m = steps.step_minimize_bit_width(m, cfg)
+    cfg = DataflowBuildConfig(output_dir=str(tmp / "finn"), fpga_part=part, generate_outputs=[])
+    m, rename = apply_folding(ModelWrapper(copy.deepcopy(model.model)), folding, cfg, tmp / "folding.json")
+    m = _finn_compat.build_steps().step_minimize_bit_width(m, cfg)
     res = m.analysis(partial(res_estimation, fpgapart=part))
     cyc = m.analysis(exp_cycles_per_layer)
-    return {n: (cyc[n], *(float(res[n].get(k, 0)) for k in _KEYS)) for n in cyc}
+    return {old: (cyc[new], *(float(res[new].get(k, 0)) for k in _KEYS)) for old, new in rename.items() if new in cyc}
 
 
 def run_case(label, name, wb, ab, target_name, tmp: Path, n_finn: int, warm_seconds: float) -> dict:

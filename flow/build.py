@@ -36,6 +36,7 @@ from flow.fileio import atomic_write_json
 from flow.folding import extract_folding, step_fold
 from flow.modelfile import load_onnx
 from flow.report import build_report, write_report
+from flow.specialize import specialize_config
 from flow.verify import StageOutputs, raise_on_failure, verify_stages
 from hw_targets import load_target
 
@@ -101,8 +102,10 @@ def build(
     """Compile, fold, estimate, verify and report. Writes into ``out_dir``:
 
     ``checkpoints/NN_<step>.onnx`` after every step, ``design.onnx`` (the folded dataflow
-    partition), ``folding.json`` (FINN folding-config format, re-applicable with
-    ``--folding``), ``report.json`` and ``report.md``; ``codegen/`` for ``stage="codegen"``.
+    partition), ``folding.json`` and ``specialize_layers.json`` (FINN's folding and
+    specialize-layers configs: ``--specialize specialize_layers.json --folding folding.json``
+    rebuilds the same design), ``report.json``, ``report.md`` and ``report.html``;
+    ``codegen/`` for ``stage="codegen"``.
     Raises a :class:`flow.errors.QflowError` for bad input, leaving no report behind.
     """
     out = Path(out_dir)
@@ -131,6 +134,7 @@ def build(
     design.save(str(design_path))
     folding = extract_folding(design)
     atomic_write_json(out / "folding.json", folding)
+    atomic_write_json(out / "specialize_layers.json", specialize_config(design))
 
     t0 = time.perf_counter()
     est = estimate(design, target)
@@ -166,7 +170,10 @@ def build(
     if cfg.stage == "bitfile" and not _finn_compat.vivado_available():
         skipped.append("bitfile: Vivado is not on PATH, so IP generation, stitching, synthesis and the bitfile were skipped")
 
-    folding_info = {"mode": cfg.folding_mode, "target_fps": cfg.target_fps, "file": str(cfg.folding_file) if cfg.folding_file else None}
+    folding_info = {
+        "mode": cfg.folding_mode, "target_fps": cfg.target_fps, "file": str(cfg.folding_file) if cfg.folding_file else None,
+        "specialize_file": str(cfg.specialize_file) if cfg.specialize_file else None,
+    }
     report = build_report(
         model_name=name, target=target, est=est, folding=folding_info, stage=cfg.stage,
         accuracy=accuracy, verification=verification, skipped=skipped, timings=timings,

@@ -67,13 +67,14 @@ def compare(sweep: Path, out_dir: Path | None, no_progress: bool) -> None:
 @click.option("--input-dtype", default=None, help="FINN datatype of the graph input, e.g. UINT8 for raw pixels.")
 @click.option("--fps", "target_fps", type=int, default=None, help="Fold with FINN's SetFolding toward this frame rate.")
 @click.option("--folding", "folding_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="FINN folding-config JSON to apply.")
-@click.option("--auto", "auto", is_flag=True, help="Fold with qflow's optimizer: fewest cycles within the board's caps.")
+@click.option("--auto", "auto", is_flag=True, help="Fold with qflow's optimizer: fewest cycles within the board's caps (it also picks HLS or RTL per layer).")
+@click.option("--specialize", "specialize_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="FINN specialize-layers JSON (hls/rtl per layer), e.g. a build's specialize_layers.json.")
 @click.option("--verify-inputs", type=click.Path(dir_okay=False, path_type=Path), default=None, help=".npy of inputs, first axis = samples.")
 @click.option("--samples", "verify_samples", type=int, default=100, show_default=True, help="Random verification inputs when --verify-inputs is not given (0 = skip).")
 @click.option("--stage", type=click.Choice(["estimates", "codegen", "bitfile"]), default="estimates", show_default=True)
 @click.option("--clock-mhz", type=float, default=None, help="Override the board's default clock.")
 @click.option("--strict", is_flag=True, help="Exit non-zero when the design exceeds the board's caps.")
-def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, folding_file, auto, verify_inputs, verify_samples, stage, clock_mhz, strict) -> None:
+def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, folding_file, auto, specialize_file, verify_inputs, verify_samples, stage, clock_mhz, strict) -> None:
     """Compile a QONNX MODEL (exported by Brevitas) into a folded FINN dataflow design and report it."""
     import numpy as np
 
@@ -81,7 +82,7 @@ def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, fold
     from flow.config import build_config
 
     cfg = build_config(
-        target=target, input_dtype=input_dtype, target_fps=target_fps, folding_file=folding_file, auto=auto,
+        target=target, input_dtype=input_dtype, target_fps=target_fps, folding_file=folding_file, auto=auto, specialize_file=specialize_file,
         verify_samples=verify_samples, stage=stage, clock_mhz=clock_mhz, strict=strict,
     )
     x = None
@@ -126,12 +127,13 @@ def targets() -> None:
 @click.option("--max-train-samples", type=int, default=None, help="Training subset per trial [recipe's].")
 @click.option("--cost", type=click.Choice(["lut", "util"]), default="lut", show_default=True, help="Cost objective: LUT or mean utilisation.")
 @click.option("--bits", default="1,2,4,8", show_default=True, help="Bit-width choices per layer (weights and activations).")
+@click.option("--techniques", default="", help="Also search the technique: comma-separated from qat, ptq, distill, lowrank [the recipe's technique for every trial].")
 @click.option("--acc-tolerance", type=float, default=0.0, show_default=True, help="Chosen design: cheapest front point within this accuracy of the best.")
 @click.option("--heartbeat", type=int, default=10, show_default=True, help="Trial heartbeat (s); a dead worker's trial is re-queued after 3 heartbeats.")
 @click.option("--no-chosen", is_flag=True, help="Do not build the chosen design.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def search(recipe, target, trials, workers, storage, study_name, out_dir, epochs, max_train_samples, cost, bits, acc_tolerance, heartbeat, no_chosen, no_progress) -> None:
-    """Multi-objective search (accuracy, cost, FPS) over per-layer bit widths of RECIPE, auto-folded for a target."""
+def search(recipe, target, trials, workers, storage, study_name, out_dir, epochs, max_train_samples, cost, bits, techniques, acc_tolerance, heartbeat, no_chosen, no_progress) -> None:
+    """Multi-objective search (accuracy, cost, FPS) over per-layer bit widths (and techniques) of RECIPE, auto-folded for a target."""
     from flow.config import load_recipe
     from flow.search import search as run_search
 
@@ -144,6 +146,7 @@ def search(recipe, target, trials, workers, storage, study_name, out_dir, epochs
     res = run_search(
         r, target, out, trials=trials, workers=workers, storage=storage, study_name=study_name, epochs=epochs,
         max_train_samples=max_train_samples, cost=cost, weight_bits=choices, act_bits=choices, acc_tolerance=acc_tolerance,
+        techniques=tuple(t.strip() for t in techniques.split(",") if t.strip()),
         heartbeat_interval=heartbeat, build_chosen=not no_chosen, progress=not no_progress, log=_say,
     )
     click.echo(f"pareto: {out / 'pareto.json'} ({len(res.pareto)} points); all trials: {out / 'all_trials.csv'}")

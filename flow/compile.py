@@ -54,6 +54,7 @@ class BuildContext:
             board=self.target.finn_board,
             target_fps=self.cfg.target_fps,
             folding_config_file=self.cfg.folding_file,
+            specialize_layers_config_file=self.cfg.specialize_file,
             mvau_wwidth_max=self.cfg.mvau_wwidth_max,
             standalone_thresholds=self.cfg.standalone_thresholds,
             generate_outputs=[DataflowOutputType.ESTIMATE_REPORTS],
@@ -204,7 +205,15 @@ def step_create_dataflow_partition(model: ModelWrapper, ctx: BuildContext) -> Mo
 
 
 def step_specialize_layers(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
-    """Choose HLS or RTL variants of each layer for the target part (FINN's step)."""
+    """Choose HLS or RTL variants of each layer for the target part (FINN's step).
+
+    A ``specialize_file`` (FINN's specialize-layers config) is checked first: it must name
+    this design's HW layers and ask for ``hls`` or ``rtl``.
+    """
+    if ctx.cfg.specialize_file is not None:
+        from flow.specialize import check_specialize_file
+
+        check_specialize_file(model, ctx.cfg.specialize_file)
     return _finn_compat.build_steps().step_specialize_layers(model, ctx.finn_config())
 
 

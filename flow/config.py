@@ -57,6 +57,7 @@ class BuildConfig(BaseModel):
     target_fps: int | None = Field(None, gt=0, description="FINN SetFolding towards this frame rate")
     folding_file: Path | None = Field(None, description="FINN folding-config JSON to apply")
     auto: bool = Field(False, description="fold with qflow's resource-constrained optimizer (flow.optimizer)")
+    specialize_file: Path | None = Field(None, description="FINN specialize-layers config JSON: preferred_impl_style (hls/rtl) per generic layer name, as each build writes to specialize_layers.json")
     stage: Literal["estimates", "codegen", "bitfile"] = "estimates"
     classify: bool = Field(True, description="end the design with a label select (top-1 index)")
     standalone_thresholds: bool = False
@@ -224,9 +225,10 @@ def recipe_from_dict(data: dict[str, Any], source: str = "recipe", base_dir: Pat
         recipe = Recipe.model_validate(data)
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, source)) from None
-    ff = recipe.build.folding_file
-    if base_dir is not None and ff is not None and not ff.is_absolute():
-        recipe = recipe.model_copy(update={"build": recipe.build.model_copy(update={"folding_file": base_dir / ff})})
+    if base_dir is not None:
+        paths = {k: base_dir / p for k in ("folding_file", "specialize_file") if (p := getattr(recipe.build, k)) is not None and not p.is_absolute()}
+        if paths:
+            recipe = recipe.model_copy(update={"build": recipe.build.model_copy(update=paths)})
     return recipe
 
 

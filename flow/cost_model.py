@@ -33,6 +33,7 @@ from qonnx.custom_op.registry import getCustomOp
 from flow.compile import is_hw_node
 from flow.errors import FoldingError
 from flow.folding import FOLDING_ATTRS, folding_rule_violation
+from flow.specialize import IMPL_ATTR
 
 RESOURCES = ("lut", "bram_18k", "uram", "dsp")
 _FINN_KEYS = ("LUT", "BRAM_18K", "URAM", "DSP")
@@ -159,46 +160,88 @@ def fold_limits(inst) -> dict[str, int]:
     return {}
 
 
+@dataclass
+class _Variant:
+    """One implementation variant of a layer: a private instance, its graph, its folding attributes."""
+
+    inst: Any
+    model: ModelWrapper
+    node: str
+    keys: tuple[str, ...]
+    base: dict[str, Any]
+
+    @classmethod
+    def of(cls, model: ModelWrapper, node) -> "_Variant":
+        inst = _fast_instance(node)
+        types = inst.get_nodeattr_types()
+        keys = tuple(a for a in FOLDING_ATTRS if a in types)
+        base = {a: inst.get_nodeattr(a) for a in keys + _DTYPE_OUT if a in types}
+        return cls(inst, model, node.name, keys, base)
+
+
 class CostModel:
     """FINN's per-layer estimates of ``model``'s HW layers on ``fpgapart``, memoized per setting.
 
     ``model`` is the specialized HW graph (before or after folding); bit-width minimization
-    is applied to a copy first (as ``step_minimize_bit_width`` does after folding).
+    is applied to a copy first (as ``step_minimize_bit_width`` does after folding). Layers
+    FINN can build both as HLS and RTL are priced in both variants (the variant FINN would
+    build if asked, via ``preferred_impl_style``, see :mod:`flow.specialize`) unless
+    ``variants=False``.
     """
 
-    def __init__(self, model: ModelWrapper, fpgapart: str, *, minimize: bool = True):
-        from flow import _finn_compat
+    def __init__(self, model: ModelWrapper, fpgapart: str, *, minimize: bool = True, variants: bool = True):
+        from flow.specialize import alternatives, impl_style
 
         self.fpgapart = fpgapart
-        base = ModelWrapper(copy.deepcopy(model.model))
-        if minimize:
-            from finn.builder.build_dataflow_config import DataflowBuildConfig
-
-            cfg = DataflowBuildConfig(output_dir="unused", fpga_part=fpgapart, generate_outputs=[])
-            base = _finn_compat.build_steps().step_minimize_bit_width(base, cfg)
-        self.model = base
-        self.layers: list[str] = [n.name for n in base.graph.node if is_hw_node(n)]
-        self.op_types = {n.name: n.op_type for n in base.graph.node if is_hw_node(n)}
-        self._inst = {n.name: _fast_instance(n) for n in base.graph.node if is_hw_node(n)}
-        self._key_attrs: dict[str, tuple[str, ...]] = {}
-        self._base: dict[str, dict[str, Any]] = {}
-        for name, inst in self._inst.items():
-            types = inst.get_nodeattr_types()
-            keys = tuple(a for a in FOLDING_ATTRS if a in types)
-            self._key_attrs[name] = keys
-            self._base[name] = {a: inst.get_nodeattr(a) for a in keys + _DTYPE_OUT if a in types}
+        spec = ModelWrapper(copy.deepcopy(model.model))
+        alt, alt_names = alternatives(spec, fpgapart) if variants else (spec, {})
+        self.model = self._minimized(spec, fpgapart) if minimize else spec
+        alt = self._minimized(alt, fpgapart) if minimize and alt_names else alt
+        self.layers: list[str] = [n.name for n in self.model.graph.node if is_hw_node(n)]
+        self.op_types = {n.name: n.op_type for n in self.model.graph.node if is_hw_node(n)}
+        self._variants: dict[str, dict[str, _Variant]] = {}
+        for node in self.model.graph.node:
+            if not is_hw_node(node):
+                continue
+            own = {impl_style(node): _Variant.of(self.model, node)}
+            if node.name in alt_names:
+                other = alt.get_node_from_name(alt_names[node.name])
+                own[impl_style(other)] = _Variant.of(alt, other)
+            self._variants[node.name] = own
+        self._default = {n: next(iter(v)) for n, v in self._variants.items()}
+        self._inst = {n: v[self._default[n]].inst for n, v in self._variants.items()}
+        self._base = {n: v[self._default[n]].base for n, v in self._variants.items()}
         self._table: dict[str, dict[tuple, LayerCost | str]] = {n: {} for n in self.layers}
         self._dtypes: dict[tuple, dict[str, str]] = {}
         self.evaluations = 0  # calls into FINN's estimation methods
 
+    @staticmethod
+    def _minimized(model: ModelWrapper, fpgapart: str) -> ModelWrapper:
+        from finn.builder.build_dataflow_config import DataflowBuildConfig
+
+        from flow import _finn_compat
+
+        cfg = DataflowBuildConfig(output_dir="unused", fpga_part=fpgapart, generate_outputs=[])
+        return _finn_compat.build_steps().step_minimize_bit_width(model, cfg)
+
+    def variants(self, name: str) -> tuple[str, ...]:
+        """The implementation variants (``"hls"``/``"rtl"``) FINN can build layer ``name`` as; first = FINN's default."""
+        return tuple(self._variants[name])
+
     # -- one layer ------------------------------------------------------------------
     def key(self, name: str, attrs: Mapping[str, Any]) -> tuple:
         """The memo key of ``name`` under ``attrs`` (unspecified attributes keep the model's)."""
-        base = self._base[name]
-        return tuple(attrs.get(a, base[a]) for a in self._key_attrs[name])
+        style = attrs.get(IMPL_ATTR, self._default[name])
+        v = self._variants[name].get(style)
+        if v is None:
+            raise FoldingError(f"{name} ({self.op_types[name]}) has no {style!r} variant that FINN can build here; it can be built as: {', '.join(self._variants[name])}")
+        return (style, *(attrs.get(a, v.base[a]) for a in v.keys))
 
     def layer_cost(self, name: str, attrs: Mapping[str, Any] = {}) -> LayerCost:
-        """FINN's cycles and resources of layer ``name`` with ``attrs`` set; FoldingError if illegal."""
+        """FINN's cycles and resources of layer ``name`` with ``attrs`` set; FoldingError if illegal.
+
+        ``attrs`` may include ``preferred_impl_style`` to price the layer's other variant.
+        """
         k = self.key(name, attrs)
         hit = self._table[name].get(k)
         if hit is None:
@@ -214,61 +257,68 @@ class CostModel:
             return False
         return True
 
-    def _variant_dtypes(self, name: str, values: dict[str, Any]) -> dict[str, str]:
+    def _variant_dtypes(self, name: str, style: str, values: dict[str, Any]) -> dict[str, str]:
         """Datatypes FINN's minimization gives ``name`` with these runtime-weight settings."""
-        base = self._base[name]
+        v = self._variants[name][style]
         variant = tuple((a, values[a]) for a in _DTYPE_ATTRS if a in values)
-        if all(base[a] == v for a, v in variant):
-            return {a: base[a] for a in _DTYPE_OUT if a in base}
-        memo = (name, variant)
-        if memo not in self._dtypes:
-            inst = getCustomOp(copy.deepcopy(self.model.get_node_from_name(name)))
-            for a, v in variant:
-                inst.set_nodeattr(a, v)
-            for method in ("minimize_weight_bit_width", "minimize_accumulator_width"):
-                if hasattr(inst, method):
-                    getattr(inst, method)(self.model)
-            out = {a: inst.get_nodeattr(a) for a in _DTYPE_OUT if a in base}
-            if out.get("outputDataType") != base.get("outputDataType") and self.model.find_consumers(inst.onnx_node.output[0]):
-                out = {"error": f"{name}: {dict(variant)} changes its output datatype, which the cost model does not propagate"}
-            self._dtypes[memo] = out
-        return self._dtypes[memo]
+        if all(v.base[a] == x for a, x in variant):
+            dtypes = {a: v.base[a] for a in _DTYPE_OUT if a in v.base}
+        else:
+            memo = (name, style, variant)
+            if memo not in self._dtypes:
+                inst = getCustomOp(copy.deepcopy(v.model.get_node_from_name(v.node)))
+                for a, x in variant:
+                    inst.set_nodeattr(a, x)
+                for method in ("minimize_weight_bit_width", "minimize_accumulator_width"):
+                    if hasattr(inst, method):
+                        getattr(inst, method)(v.model)
+                self._dtypes[memo] = {a: inst.get_nodeattr(a) for a in _DTYPE_OUT if a in v.base}
+            dtypes = self._dtypes[memo]
+        own = self._base[name].get("outputDataType")
+        if dtypes.get("outputDataType", own) != own and self.model.find_consumers(self.model.get_node_from_name(name).output[0]):
+            return {"error": f"{name}: {style} {dict(variant)} changes its output datatype, which the cost model does not propagate"}
+        return dtypes
 
     def _evaluate(self, name: str, k: tuple) -> LayerCost | str:
-        inst = self._inst[name]
-        values = dict(zip(self._key_attrs[name], k))
-        dtypes = self._variant_dtypes(name, values)
+        style, v = k[0], self._variants[name][k[0]]
+        inst = v.inst
+        values = dict(zip(v.keys, k[1:]))
+        dtypes = self._variant_dtypes(name, style, values)
+        shown = {**values, IMPL_ATTR: style} if len(self._variants[name]) > 1 else values
         if "error" in dtypes:
             return dtypes["error"]
-        for a, v in {**values, **dtypes}.items():
-            if inst.get_nodeattr(a) != v:
-                inst.set_nodeattr(a, v)
+        for a, x in {**values, **dtypes}.items():
+            if inst.get_nodeattr(a) != x:
+                inst.set_nodeattr(a, x)
         self.evaluations += 1
         reason = folding_rule_violation(inst)
         if reason is not None:
-            return f"folding of {name} ({inst.onnx_node.op_type}, {values}) breaks FINN's rules: {reason}"
+            return f"folding of {name} ({inst.onnx_node.op_type}, {shown}) breaks FINN's rules: {reason}"
         try:
             res = inst.node_res_estimation(self.fpgapart)
             cycles = int(inst.get_exp_cycles())
         except Exception as e:  # noqa: BLE001 - FINN states its rules as asserts and exceptions
-            return f"folding of {name} ({inst.onnx_node.op_type}, {values}) breaks FINN's rules: {str(e).strip() or type(e).__name__}"
+            return f"folding of {name} ({inst.onnx_node.op_type}, {shown}) breaks FINN's rules: {str(e).strip() or type(e).__name__}"
         return LayerCost(cycles, *(float(res.get(key, 0)) for key in _FINN_KEYS))
 
     # -- enumeration ------------------------------------------------------------------
     def choices(self, name: str, *, allow_uram: bool = True) -> list[dict[str, Any]]:
-        """The implementation alternatives (memory style, multiplier type) of one layer."""
-        inst = self._inst[name]
-        types = inst.get_nodeattr_types()
-        combos: list[dict[str, Any]] = [{}]
-        for group in CHOICES.get(inst.onnx_node.op_type, ()):
-            alts = [g for g in group if all(a in types for a in g)]
-            if not allow_uram:
-                alts = [g for g in alts if g.get("ram_style") != "ultra" and g.get("depth_trigger_uram") != 1]
-            if "resType" in group[0] and "binaryXnorMode" in types and inst.get_nodeattr("binaryXnorMode"):
-                alts = alts[:1]  # XNOR-popcount has no multiplier to put in DSPs
-            if alts:
-                combos = [{**c, **g} for c in combos for g in alts]
-        return combos
+        """The implementation alternatives of one layer: variant (hls/rtl), memory style, multiplier type."""
+        out: list[dict[str, Any]] = []
+        for style, v in self._variants[name].items():
+            inst = v.inst
+            types = inst.get_nodeattr_types()
+            combos: list[dict[str, Any]] = [{IMPL_ATTR: style}] if len(self._variants[name]) > 1 else [{}]
+            for group in CHOICES.get(inst.onnx_node.op_type, ()):
+                alts = [g for g in group if all(a in types for a in g)]
+                if not allow_uram:
+                    alts = [g for g in alts if g.get("ram_style") != "ultra" and g.get("depth_trigger_uram") != 1]
+                if "resType" in group[0] and "binaryXnorMode" in types and inst.get_nodeattr("binaryXnorMode"):
+                    alts = alts[:1]  # XNOR-popcount has no multiplier to put in DSPs
+                if alts:
+                    combos = [{**c, **g} for c in combos for g in alts]
+            out += combos
+        return out
 
     def options(self, name: str, *, allow_uram: bool = True, fixed: Mapping[str, int] = {}, wwidth_max: int | None = None) -> Iterator[tuple[dict[str, Any], LayerCost]]:
         """Every legal setting of layer ``name`` with FINN's cost: divisor PE/SIMD x choices.

@@ -98,7 +98,11 @@ def check_folding_rules(model: ModelWrapper) -> None:
 
 
 def step_fold(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
-    """Set folding: FINN's SetFolding toward ``target_fps``, a folding file, qflow's optimizer, or FINN's defaults."""
+    """Set folding: FINN's SetFolding toward ``target_fps``, a folding file, qflow's optimizer, or FINN's defaults.
+
+    A folding (file or optimizer) may also set a layer's ``preferred_impl_style``; such
+    layers are re-specialized by FINN first (:func:`flow.specialize.apply_folding`).
+    """
     steps = _finn_compat.build_steps()
     fcfg = ctx.finn_config()
     Path(fcfg.output_dir, "report").mkdir(parents=True, exist_ok=True)
@@ -106,9 +110,11 @@ def step_fold(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     if mode == "fps":
         model = steps.step_target_fps_parallelization(model, fcfg)
     elif mode == "file":
+        from flow.specialize import apply_folding
+
         folding = read_folding_file(ctx.cfg.folding_file)
         check_folding_names(model, folding, source=str(ctx.cfg.folding_file))
-        model = steps.step_apply_folding_config(model, fcfg)
+        model, _ = apply_folding(model, folding, fcfg, Path(fcfg.output_dir) / "report" / "applied_folding_config.json")
     elif mode == "auto":
         from flow.optimizer import apply_auto_folding
 

@@ -1,7 +1,8 @@
 """Resource-constrained folding optimizer (``qflow build --auto``).
 
-Chooses every layer's PE/SIMD and the memory/multiplier choices FINN exposes (ram_style,
-resType, Thresholding memory triggers) to minimize the design's max cycles per frame while
+Chooses every layer's PE/SIMD, its implementation variant where FINN can build it both as
+HLS and RTL (``preferred_impl_style``), and the memory/multiplier choices FINN exposes
+(ram_style, mem_mode, resType, Thresholding memory triggers) to minimize the design's max cycles per frame while
 the summed LUT/BRAM_18K/URAM/DSP estimates stay within ``target.budget()``. Costs come
 from :class:`flow.cost_model.CostModel` (FINN's own per-layer estimates, exact).
 
@@ -34,7 +35,6 @@ The result is optimal for FINN's estimates unless a MILP hits its time limit
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,13 +235,14 @@ def _infeasible(units: list[Unit], cm: CostModel, budget: dict[str, float], targ
     )
 
 
-def optimize(model: ModelWrapper | None, target: Target, *, wwidth_max: int | None = None, cost_model: CostModel | None = None, allow_uram: bool | None = None) -> FoldingPlan:
+def optimize(model: ModelWrapper | None, target: Target, *, wwidth_max: int | None = None, cost_model: CostModel | None = None, allow_uram: bool | None = None, variants: bool = True) -> FoldingPlan:
     """The folding of ``model`` (specialized HW graph) with the fewest max cycles within ``target``'s caps.
 
-    Raises InfeasibleDesignError, naming the resource and the layer, if nothing fits.
+    ``variants=False`` keeps every layer's HLS/RTL variant. Raises InfeasibleDesignError,
+    naming the resource and the layer, if nothing fits.
     """
     t0 = time.perf_counter()
-    cm = cost_model or CostModel(model, target.part)
+    cm = cost_model or CostModel(model, target.part, variants=variants)
     budget = {r: float(target.budget()[r]) for r in RESOURCES}
     b = np.array([budget[r] for r in RESOURCES])
     if allow_uram is None:
@@ -295,21 +296,25 @@ def optimize(model: ModelWrapper | None, target: Target, *, wwidth_max: int | No
 
 
 def apply_auto_folding(model: ModelWrapper, ctx) -> ModelWrapper:
-    """``step_fold``'s auto mode: optimize, write the FINN folding config, apply it with FINN.
+    """``step_fold``'s auto mode: optimize, then apply the plan with FINN's own steps.
 
-    The config goes to ``<out>/finn/report/auto_folding_config.json`` and is applied by
-    FINN's ``step_apply_folding_config``; ``<out>/auto_folding.json`` records the plan.
-    ``mvau_wwidth_max`` bounds SIMD x weight bits only when the build config sets it
-    explicitly (its default 36 is SetFolding's heuristic, not a FINN rule).
+    Layers the plan builds in their other variant (HLS/RTL) are re-specialized by FINN
+    first (:func:`flow.specialize.apply_folding`), which renames them; the FINN folding
+    config, with the final names, goes to ``<out>/finn/report/auto_folding_config.json``
+    and is applied by FINN's ``step_apply_folding_config``; ``<out>/auto_folding.json``
+    records the plan. ``mvau_wwidth_max`` bounds SIMD x weight bits only when the build
+    config sets it explicitly (its default 36 is SetFolding's heuristic, not a FINN rule).
     """
-    from flow import _finn_compat
+    from flow.specialize import apply_folding
 
     cfg = ctx.cfg
     wwidth = cfg.mvau_wwidth_max if "mvau_wwidth_max" in cfg.model_fields_set else None
-    plan = optimize(model, ctx.target, wwidth_max=wwidth)
+    pinned = cfg.specialize_file is not None  # the user chose the variants
+    plan = optimize(model, ctx.target, wwidth_max=wwidth, variants=not pinned)
     fcfg = ctx.finn_config()
     path = Path(fcfg.output_dir) / "report" / "auto_folding_config.json"
-    atomic_write_json(path, plan.folding)
-    atomic_write_json(ctx.out_dir / "auto_folding.json", {"config": str(path), "predicted": plan.summary(), "wwidth_max": wwidth})
-    fcfg = dataclasses.replace(fcfg, folding_config_file=path)
-    return _finn_compat.build_steps().step_apply_folding_config(model, fcfg)
+    folded, rename = apply_folding(model, plan.folding, fcfg, path)
+    summary = plan.summary() | {"bottleneck": rename.get(plan.predicted.bottleneck, plan.predicted.bottleneck)}
+    changed = {old: new for old, new in rename.items() if folded.get_node_from_name(new).op_type != model.get_node_from_name(old).op_type}
+    atomic_write_json(ctx.out_dir / "auto_folding.json", {"config": str(path), "predicted": summary, "wwidth_max": wwidth, "respecialized": changed})
+    return folded

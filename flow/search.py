@@ -1,8 +1,11 @@
-"""``qflow search``: multi-objective search over per-layer bit widths, folded for a target.
+"""``qflow search``: multi-objective search over per-layer bit widths (and optionally the
+quantization technique), folded for a target.
 
-Every trial trains the recipe's model briefly (QAT) at one point of
-:class:`flow.search_space.SearchSpace`, exports it, compiles it with auto folding (qflow's
-optimizer: the fastest folding within the board's caps) and reads FINN's estimates.
+Every trial quantizes the recipe's model at one point of
+:class:`flow.search_space.SearchSpace` with a short budget (QAT, or PTQ, distillation,
+low-rank: the recipe's ``[technique]``, or the point's technique when ``techniques`` are
+searched), exports it, compiles it with auto folding (qflow's optimizer: the fastest
+folding and HLS/RTL variants within the board's caps) and reads FINN's estimates.
 Optuna's NSGA-II maximizes accuracy, minimizes cost (LUT, or a weighted utilisation) and
 maximizes throughput. Designs with no folding that fits are PRUNED trials whose user attr
 ``infeasible`` holds the optimizer's reason.
@@ -56,6 +59,7 @@ class SearchOptions:
     cost_weights: dict[str, float] | None = None
     weight_bits: tuple[int, ...] = BIT_CHOICES
     act_bits: tuple[int, ...] = BIT_CHOICES
+    techniques: tuple[str, ...] = ()
     population: int | None = None
     heartbeat_interval: int = 10
     grace_period: int | None = None
@@ -201,7 +205,7 @@ def run_worker(opts: SearchOptions, worker_id: int = 0, callback: Callable | Non
 
     warnings.filterwarnings("ignore")
     base = recipe_from_dict(opts.recipe, source="search recipe")
-    space = search_space(base, opts.weight_bits, opts.act_bits)
+    space = search_space(base, opts.weight_bits, opts.act_bits, opts.techniques)
     probe = _load_study(opts)
     n_existing = len(probe.get_trials(deepcopy=False))
     if counts(probe)["done"] >= opts.trials:
@@ -304,7 +308,7 @@ def search(recipe: Recipe, target: str, out_dir: str | Path, *, trials: int, wor
     """Run (or resume) the search and write its outputs into ``out_dir``; see the module docstring.
 
     ``options`` are :class:`SearchOptions` fields: storage, study_name, epochs, max_train_samples,
-    threads, cost ("lut" or "util"), cost_weights, weight_bits, act_bits, population,
+    threads, cost ("lut" or "util"), cost_weights, weight_bits, act_bits, techniques, population,
     heartbeat_interval, grace_period, acc_tolerance, build_chosen.
     """
     if trials < 1 or workers < 1:
@@ -319,7 +323,7 @@ def search(recipe: Recipe, target: str, out_dir: str | Path, *, trials: int, wor
     opts = SearchOptions(recipe=recipe.model_dump(mode="json", exclude_unset=True), target=target, trials=trials, out_dir=str(out.resolve()), workers=workers, **options)
     if opts.study_name is None:
         opts.study_name = f"{recipe.name}-{tgt.name}"
-    space = search_space(recipe, opts.weight_bits, opts.act_bits)  # validates before any worker starts
+    space = search_space(recipe, opts.weight_bits, opts.act_bits, opts.techniques)  # validates before any worker starts
     study = _load_study(opts)
     _, url = _storage(opts)
     log(f"search {opts.study_name}: {len(space.params)} parameters, {space.size:,} points, {trials} trials, {workers} worker(s), storage {url}")

@@ -7,13 +7,20 @@ is not a search variable: every point is compiled with ``auto=True``, so qflow's
 resource-constrained optimizer picks the fastest folding that fits the target, and the
 objectives are read from FINN's estimates in the build report.
 
-Technique: plain QAT only (the recipe's ``[technique]`` must be the default); PTQ,
-distillation and low-rank are not searched.
+Technique: by default every point is trained with the recipe's own ``[technique]`` (QAT,
+PTQ, distillation, low-rank). Given ``techniques`` (a subset of :data:`TECHNIQUES`), the
+technique becomes a searched parameter too (``technique``), each choice being the recipe's
+technique section with that method: ``qat`` (plain quantization-aware training), ``ptq``
+(float training, then Brevitas post-training quantization), ``distill`` (QAT with
+knowledge distillation) and ``lowrank`` (SVD factorization, then QAT); options of the
+recipe's own section for that technique (e.g. its ``[technique.lowrank]`` energy) are kept.
 
 >>> from flow.config import recipe_from_dict
 >>> space = search_space(recipe_from_dict({"model": {"name": "tfc"}}))
 >>> space.layers, space.size
 (('fc0', 'fc1', 'fc2', 'fc3'), 16384)
+>>> search_space(recipe_from_dict({"model": {"name": "tfc"}}), techniques=("qat", "ptq")).size
+32768
 >>> space.layer_bits({"fc0.weight_bits": 4, "fc0.act_bits": 2, "fc1.weight_bits": 2, "fc1.act_bits": 2,
 ...                   "fc2.weight_bits": 2, "fc2.act_bits": 2, "fc3.weight_bits": 8})["fc3"]
 {'weight_bits': 8}
@@ -33,25 +40,37 @@ from flow.fileio import atomic_write_text
 
 BIT_CHOICES = (1, 2, 4, 8)
 COSTS = ("lut", "util")
+TECHNIQUES = ("qat", "ptq", "distill", "lowrank")
+TECHNIQUE_PARAM = "technique"
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Per-layer bit widths: ``<layer>.weight_bits`` for every layer, ``<layer>.act_bits`` for all but the output layer."""
+    """Per-layer bit widths (``<layer>.weight_bits`` for every layer, ``<layer>.act_bits`` for
+    all but the output layer) and, when several ``techniques`` are given, the technique."""
 
     layers: tuple[str, ...]
     weight_bits: tuple[int, ...] = BIT_CHOICES
     act_bits: tuple[int, ...] = BIT_CHOICES
+    techniques: tuple[str, ...] = ()
 
     @property
-    def params(self) -> dict[str, tuple[int, ...]]:
+    def params(self) -> dict[str, tuple]:
         """Parameter name -> choices, in a fixed order."""
-        out: dict[str, tuple[int, ...]] = {}
+        out: dict[str, tuple] = {}
         for i, name in enumerate(self.layers):
             out[f"{name}.weight_bits"] = self.weight_bits
             if i < len(self.layers) - 1:
                 out[f"{name}.act_bits"] = self.act_bits
+        if len(self.techniques) > 1:
+            out[TECHNIQUE_PARAM] = self.techniques
         return out
+
+    def technique(self, params: dict[str, Any]) -> str | None:
+        """The point's technique (``None``: the recipe's own)."""
+        if len(self.techniques) == 1:
+            return self.techniques[0]
+        return params.get(TECHNIQUE_PARAM)
 
     @property
     def size(self) -> int:
@@ -60,14 +79,20 @@ class SearchSpace:
             n *= len(choices)
         return n
 
-    def sample(self, trial) -> dict[str, int]:
+    def sample(self, trial) -> dict[str, Any]:
         """Suggest every parameter on an Optuna trial (fixed params of an enqueued retry are kept)."""
-        return {k: int(trial.suggest_categorical(k, list(c))) for k, c in self.params.items()}
+        out = {}
+        for k, c in self.params.items():
+            v = trial.suggest_categorical(k, list(c))
+            out[k] = v if k == TECHNIQUE_PARAM else int(v)
+        return out
 
     def layer_bits(self, params: dict[str, Any]) -> dict[str, dict[str, int]]:
         """``params`` as the recipe's ``model.layers`` table."""
         out: dict[str, dict[str, int]] = {}
         for key, value in params.items():
+            if key == TECHNIQUE_PARAM:
+                continue
             layer, field = key.split(".", 1)
             out.setdefault(layer, {})[field] = int(value)
         return {name: out[name] for name in self.layers if name in out}
@@ -80,14 +105,38 @@ def _check_bits(choices, what: str) -> tuple[int, ...]:
     return vals
 
 
-def search_space(recipe: Recipe, weight_bits=BIT_CHOICES, act_bits=BIT_CHOICES) -> SearchSpace:
+def technique_section(base: TechniqueSection, choice: str | None) -> dict[str, Any]:
+    """The ``[technique]`` table of a point: ``base`` (the recipe's) with method ``choice``.
+
+    >>> technique_section(TechniqueSection(), "lowrank")
+    {'lowrank': {'energy': 0.9}}
+    """
+    own = base.model_dump(mode="json", exclude_unset=True)
+    if choice is None:
+        return own
+    if choice == "qat":
+        return {}
+    if choice == "ptq":
+        return {k: v for k, v in own.items() if k not in ("distill", "lowrank")} | {"method": "ptq"}
+    if choice == "distill":
+        return {"distill": own.get("distill", {})}
+    if choice == "lowrank":
+        return {"lowrank": own.get("lowrank", {"energy": 0.9})}
+    raise ConfigError(f"search: unknown technique {choice!r}; choose from {', '.join(TECHNIQUES)}")
+
+
+def search_space(recipe: Recipe, weight_bits=BIT_CHOICES, act_bits=BIT_CHOICES, techniques=()) -> SearchSpace:
     """The space for ``recipe``'s model; layer names come from building the model once."""
     from models import build_model
 
-    if recipe.technique != TechniqueSection():
-        raise ConfigError("search: only plain QAT is searched; remove the recipe's [technique] section")
+    techs = tuple(dict.fromkeys(techniques))
+    bad = [t for t in techs if t not in TECHNIQUES]
+    if bad:
+        raise ConfigError(f"search: unknown technique {', '.join(map(repr, bad))}; choose from {', '.join(TECHNIQUES)}")
+    for t in techs:  # every technique table must be valid for this recipe before any trial runs
+        recipe_from_dict({**recipe.model_dump(mode="json", exclude_unset=True), "technique": technique_section(recipe.technique, t)}, source=f"search technique {t!r}")
     model = build_model(recipe.model.name, **recipe.model.build_kwargs())
-    return SearchSpace(tuple(model.layer_names), _check_bits(weight_bits, "weight"), _check_bits(act_bits, "activation"))
+    return SearchSpace(tuple(model.layer_names), _check_bits(weight_bits, "weight"), _check_bits(act_bits, "activation"), techs)
 
 
 def point_recipe(recipe: Recipe, space: SearchSpace, params: dict[str, Any], *, target: str, name: str | None = None,
@@ -100,6 +149,7 @@ def point_recipe(recipe: Recipe, space: SearchSpace, params: dict[str, Any], *, 
     layers = space.layer_bits(params)
     d["model"]["layers"] = layers
     d["model"]["input_bits"] = layers[space.layers[0]]["act_bits"]
+    d["technique"] = technique_section(recipe.technique, space.technique(params))
     if name is not None:
         d["name"] = name
     for key, value in (("epochs", epochs), ("max_train_samples", max_train_samples), ("threads", threads)):
@@ -132,7 +182,7 @@ def cost_of(report: dict, cost: str, weights: dict[str, float] | None = None) ->
 
 def evaluate_point(recipe: Recipe, out_dir: str | Path, *, cost: str = "lut", cost_weights: dict[str, float] | None = None,
                    keep_checkpoints: bool = False) -> dict[str, Any]:
-    """Run the recipe (QAT, ``recipe.train``) without verification and read FINN's estimates.
+    """Run the recipe (its technique and ``recipe.train`` budget) without verification and read FINN's estimates.
 
     Raises :class:`flow.errors.InfeasibleDesignError` when no folding fits the target.
     """
@@ -222,7 +272,8 @@ def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> Non
 
 
 def plot_pareto(rows: list[dict[str, Any]], front: list[dict[str, Any]], chosen: dict | None, path: Path, title: str) -> None:
-    """Accuracy vs LUT of every complete trial, coloured by log10 FPS; the front circled and joined, the chosen point starred."""
+    """Accuracy vs LUT of every complete trial, coloured by log10 FPS (marker = technique when
+    searched); the front circled and joined, the chosen point starred."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -231,7 +282,14 @@ def plot_pareto(rows: list[dict[str, Any]], front: list[dict[str, Any]], chosen:
     ok = [r for r in rows if r["state"] == "COMPLETE" and r["accuracy"] is not None]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     if ok:
-        sc = ax.scatter([r["lut"] for r in ok], [100 * r["accuracy"] for r in ok], c=[math.log10(max(r["fps"], 1)) for r in ok], cmap="viridis", s=28, zorder=2)
+        fps = [math.log10(max(r["fps"], 1)) for r in ok]
+        groups: dict[str | None, list[int]] = {}
+        for i, r in enumerate(ok):
+            groups.setdefault(r.get(TECHNIQUE_PARAM), []).append(i)
+        markers = dict(zip(TECHNIQUES, "os^D"))
+        for tech, idx in groups.items():
+            sc = ax.scatter([ok[i]["lut"] for i in idx], [100 * ok[i]["accuracy"] for i in idx], c=[fps[i] for i in idx], cmap="viridis",
+                            vmin=min(fps), vmax=max(fps), s=28, marker=markers.get(tech, "o"), label=tech, zorder=2)
         fig.colorbar(sc, ax=ax, label="log10 throughput (FPS)")
     if front:
         f = sorted(front, key=lambda r: r["lut"])

@@ -46,16 +46,15 @@ def networks(tmp_path_factory, tiny_mlp_onnx, tiny_cnn_onnx):
     return {k: (_specialized(p, t, tmp / k), load_target(t)) for k, (p, t) in nets.items()}
 
 
-def _finn_apply(model: ModelWrapper, folding: dict, part: str, tmp_path) -> ModelWrapper:
+def _finn_apply(model: ModelWrapper, folding: dict, part: str, tmp_path) -> tuple[ModelWrapper, dict[str, str]]:
+    """FINN's result for ``folding``: re-specialized where it picks other variants, folded, minimized."""
     from finn.builder.build_dataflow_config import DataflowBuildConfig
 
-    steps = _finn_compat.build_steps()
-    path = tmp_path / "folding.json"
-    path.write_text(json.dumps(folding))
-    cfg = DataflowBuildConfig(output_dir=str(tmp_path / "finn"), fpga_part=part, generate_outputs=[], folding_config_file=path)
-    (tmp_path / "finn" / "report").mkdir(parents=True, exist_ok=True)
-    m = steps.step_apply_folding_config(ModelWrapper(copy.deepcopy(model.model)), cfg)
-    return steps.step_minimize_bit_width(m, cfg)
+    from flow.specialize import apply_folding
+
+    cfg = DataflowBuildConfig(output_dir=str(tmp_path / "finn"), fpga_part=part, generate_outputs=[])
+    m, rename = apply_folding(ModelWrapper(copy.deepcopy(model.model)), folding, cfg, tmp_path / "folding.json")
+    return _finn_compat.build_steps().step_minimize_bit_width(m, cfg), rename
 
 
 @pytest.mark.parametrize("net,trials", [("tiny_mlp", 20), ("tiny_cnn", 20), ("tfc_w1a1", 12), ("cnv_w1a1", 10)])
@@ -69,13 +68,13 @@ def test_cost_model_matches_finn_exactly(networks, net, trials, tmp_path):
     for trial in range(trials):
         folding = random_folding(cm, rng)
         pred = cm.estimate(folding)
-        finn_model = _finn_apply(model, folding, target.part, tmp_path)
+        finn_model, rename = _finn_apply(model, folding, target.part, tmp_path)
         res = finn_model.analysis(partial(res_estimation, fpgapart=target.part))
         cycles = finn_model.analysis(exp_cycles_per_layer)
-        assert set(res) == set(cm.layers)
+        assert set(res) == {rename[n] for n in cm.layers}
         for name in cm.layers:
-            got = pred.layers[name]
-            want = (cycles[name], *(float(res[name].get(k, 0)) for k in _KEYS))
+            got, new = pred.layers[name], rename[name]
+            want = (cycles[new], *(float(res[new].get(k, 0)) for k in _KEYS))
             assert (got.cycles, *got.resources()) == want, (net, trial, name, folding[name])
         est = estimate(finn_model, target)
         assert est.max_cycles == pred.max_cycles
@@ -94,7 +93,7 @@ def test_cost_model_matches_finn_on_setfolding_results(networks, net, tmp_path):
     for cycles in (50, 2_000, 100_000):
         folded = ModelWrapper(copy.deepcopy(model.model)).transform(SetFolding(cycles))
         folding = extract_folding(folded)
-        est = estimate(_finn_apply(model, folding, target.part, tmp_path), target)
+        est = estimate(_finn_apply(model, folding, target.part, tmp_path)[0], target)
         pred = cm.estimate(folding)
         assert (pred.max_cycles, pred.totals) == (est.max_cycles, {k: est.totals[k] for k in RESOURCES})
 
@@ -104,7 +103,7 @@ def test_runtime_writeable_ultra_variant_uses_finn_minimized_datatypes(networks,
     cm = CostModel(model, target.part)
     folding = {"MVAU_hls_1": {"PE": 4, "SIMD": 32, "ram_style": "ultra", "runtime_writeable_weights": 1, "mem_mode": "internal_decoupled"}}
     pred = cm.estimate(folding).layers["MVAU_hls_1"]
-    m = _finn_apply(model, folding, target.part, tmp_path)
+    m, _ = _finn_apply(model, folding, target.part, tmp_path)
     node = m.get_node_from_name("MVAU_hls_1")
     from qonnx.custom_op.registry import getCustomOp
 

@@ -13,6 +13,8 @@ import pytest
 
 from flow.config import recipe_from_dict
 from flow.search import search
+from flow.config import TechniqueSection
+from flow.errors import ConfigError
 from flow.search_space import SearchSpace, choose, pareto, point_recipe, search_space
 
 RECIPE = {
@@ -63,8 +65,49 @@ def test_search_space_and_point_recipe():
     assert rec.model.input_bits == 2  # input quantizer follows fc0's activation bits
     assert rec.build.auto and rec.build.target_fps is None
     assert (rec.train.epochs, rec.train.max_train_samples, rec.train.threads) == (3, 100, 1)
-    with pytest.raises(Exception, match="plain QAT"):
-        search_space(recipe_from_dict({**RECIPE, "technique": {"method": "ptq"}}))
+    # the recipe's own technique is used for every point
+    ptq = recipe_from_dict({**RECIPE, "technique": {"method": "ptq", "calibration_samples": 64}})
+    rec = point_recipe(ptq, search_space(ptq), params, target="pynq-z1")
+    assert (rec.technique.method, rec.technique.calibration_samples) == ("ptq", 64)
+
+
+def test_technique_is_a_searched_parameter():
+    base = recipe_from_dict({**RECIPE, "technique": {"lowrank": {"rank": 4}}})
+    space = search_space(base, weight_bits=(2,), act_bits=(2,), techniques=("qat", "ptq", "distill", "lowrank"))
+    assert space.params["technique"] == ("qat", "ptq", "distill", "lowrank") and space.size == 4
+    bits = {k: 2 for k in space.params if k != "technique"}
+    tech = {t: point_recipe(base, space, {**bits, "technique": t}, target="pynq-z1").technique for t in space.techniques}
+    assert tech["qat"] == TechniqueSection()
+    assert tech["ptq"].method == "ptq" and tech["ptq"].lowrank is None
+    assert tech["distill"].distill is not None and tech["distill"].method == "qat"
+    assert tech["lowrank"].lowrank.rank == 4  # the recipe's own low-rank options are kept
+    one = search_space(base, techniques=("ptq",))
+    assert "technique" not in one.params and point_recipe(base, one, bits | {"fc0.weight_bits": 1}, target="pynq-z1").technique.method == "ptq"
+    with pytest.raises(ConfigError, match="unknown technique 'prune'"):
+        search_space(base, techniques=("qat", "prune"))
+
+
+def test_search_over_techniques_from_the_cli(tmp_path):
+    from flow.cli import main
+
+    recipe = tmp_path / "dig.toml"
+    recipe.write_text(RECIPE_TOML)
+    out = tmp_path / "out"
+    args = ["search", str(recipe), "--trials", "4", "--bits", "2,4", "--techniques", "qat,ptq,lowrank", "--out", str(out), "--no-progress", "--no-chosen"]
+    assert main(args) == 0
+    import csv
+
+    rows = list(csv.DictReader((out / "all_trials.csv").open()))
+    assert len(rows) == 4 and all(r["technique"] in ("qat", "ptq", "lowrank") for r in rows)
+    for r in rows:
+        if r["state"] != "COMPLETE" or r["duplicate_of"]:
+            continue
+        used = json.loads((out / "trials" / f"{int(r['number']):04d}" / "recipe.json").read_text())["technique"]
+        assert used["method"] == ("ptq" if r["technique"] == "ptq" else "qat")
+        assert (used["lowrank"] is not None) == (r["technique"] == "lowrank")
+    meta = json.loads((out / "pareto.json").read_text())
+    assert meta["space"]["technique"] == ["qat", "ptq", "lowrank"]
+    assert all(p["params"]["technique"] == p["recipe"]["technique"].get("method", "lowrank" if "lowrank" in p["recipe"]["technique"] else "qat") for p in meta["front"])
 
 
 def test_pareto_and_choice_rule():
