@@ -1,12 +1,13 @@
 """Benchmark: `qflow search` on TFC (784-64-64-64) for Pynq-Z1 on MNIST.
 
-Each trial trains 1 epoch on a 5,000-image subset (threads=1), exports, auto-folds for the
-Pynq-Z1 and reads FINN's estimates; the chosen design is rebuilt with 2 epochs on 10,000
+Searches per-layer weight/activation bits and the technique (QAT, PTQ, distillation,
+low-rank). Each trial quantizes with 1 epoch on a 5,000-image subset (threads=1), exports,
+auto-folds for the Pynq-Z1 and reads FINN's estimates; the chosen design is rebuilt with 2 epochs on 10,000
 images and verified. Writes benchmarks/results/search_tfc/ (pareto.json/csv/png,
 all_trials.csv, search.json, chosen/report.json) and benchmarks/results/search_tfc.json
 (timings and counts).
 
-    python benchmarks/search_tfc.py [--trials 16] [--workers 2]
+    python benchmarks/search_tfc.py [--trials 24] [--workers 2] [--techniques qat,ptq,distill,lowrank]
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--trials", type=int, default=24)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--samples", type=int, default=5000, help="training images per trial")
+    ap.add_argument("--techniques", default="qat,ptq,distill,lowrank", help="technique choices ('' = QAT only)")
     args = ap.parse_args()
     out = RESULTS / "search_tfc"
     shutil.rmtree(out, ignore_errors=True)
@@ -43,7 +45,8 @@ def main() -> None:
     })
     t0 = time.perf_counter()
     res = search(recipe, "pynq-z1", out, trials=args.trials, workers=args.workers, epochs=1, max_train_samples=args.samples,
-                 threads=1, heartbeat_interval=10, progress=sys.stderr.isatty())
+                 threads=1, heartbeat_interval=10, progress=sys.stderr.isatty(),
+                 techniques=tuple(t for t in args.techniques.split(",") if t))
     seconds = time.perf_counter() - t0
     (out / "study.db").unlink(missing_ok=True)
     shutil.rmtree(out / "trials", ignore_errors=True)
@@ -52,8 +55,9 @@ def main() -> None:
     c = res.chosen_report
     payload = {
         "trials": args.trials, "workers": args.workers, "train_samples_per_trial": args.samples, "epochs_per_trial": 1,
+        "techniques": args.techniques.split(",") if args.techniques else ["qat"],
         "seconds_total": round(seconds, 1), "counts": res.counts,
-        "front": [{k: p[k] for k in ("number", "accuracy", "lut", "fps", "layers")} for p in res.pareto],
+        "front": [{**{k: p[k] for k in ("number", "accuracy", "lut", "fps", "layers")}, "technique": p["params"].get("technique")} for p in res.pareto],
         "chosen": None if c is None else {"trial": res.chosen["number"], "accuracy": c["accuracy"], "lut": c["totals"]["lut"],
                                           "fps": c["throughput_fps"], "verified": (c.get("verification") or {}).get("passed")},
     }

@@ -13,6 +13,12 @@ attributes a folding changes besides the folding attributes themselves are datat
 by FINN's bit-width minimization, and those do not depend on PE/SIMD/memory style; they do
 depend on ``runtime_writeable_weights``/``mem_mode`` (weights no longer fixed), which
 :meth:`CostModel.layer_cost` handles by running that node's own minimization methods.
+A layer FINN can build both as HLS and RTL is priced in both variants (the other one
+built by FINN's own ``SpecializeLayers``, see :mod:`flow.specialize`); ``preferred_impl_style``
+in a folding picks one. Each estimate also lists the data-width converters FINN's
+``InsertDWC`` will put between layers whose stream words differ, at FINN's price
+(:mod:`flow.dwc`); FINN's estimate report leaves them out, so ``totals`` do too and
+:meth:`CostEstimate.fits` adds them.
 
 >>> from flow.cost_model import divisors
 >>> divisors(12)
@@ -24,13 +30,14 @@ depend on ``runtime_writeable_weights``/``mem_mode`` (weights no longer fixed), 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
 from flow.compile import is_hw_node
+from flow.dwc import DwcPricer, Edge, Stream, in_stream, out_stream, stream_edges
 from flow.errors import FoldingError
 from flow.folding import FOLDING_ATTRS, folding_rule_violation
 from flow.specialize import IMPL_ATTR
@@ -85,13 +92,16 @@ def divisors(n: int) -> list[int]:
 
 @dataclass(frozen=True)
 class LayerCost:
-    """FINN's estimate of one layer under one setting: cycles per frame and resources."""
+    """FINN's estimate of one layer under one setting: cycles per frame and resources, and
+    the streams on its ports that connect to other layers (``(port, Stream)`` pairs)."""
 
     cycles: int
     lut: float
     bram_18k: float
     uram: float
     dsp: float
+    ins: tuple[tuple[int, Stream], ...] = ()
+    outs: tuple[tuple[int, Stream], ...] = ()
 
     def resources(self) -> tuple[float, float, float, float]:
         return (self.lut, self.bram_18k, self.uram, self.dsp)
@@ -99,15 +109,20 @@ class LayerCost:
 
 @dataclass(frozen=True)
 class CostEstimate:
-    """A whole folding: per-layer costs, totals (sum over layers), max cycles and bottleneck."""
+    """A whole folding: per-layer costs, totals (sum over layers, as FINN's estimate reports),
+    max cycles, bottleneck, and the data-width converters FINN will insert between layers
+    (``"producer->consumer"`` -> (LUT, BRAM_18K, URAM, DSP)) with their totals."""
 
     layers: dict[str, LayerCost]
     totals: dict[str, float]
     max_cycles: int
     bottleneck: str
+    dwc: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+    dwc_totals: dict[str, float] = field(default_factory=lambda: dict.fromkeys(RESOURCES, 0.0))
 
-    def fits(self, budget: Mapping[str, float]) -> bool:
-        return all(self.totals[k] <= budget[k] for k in RESOURCES)
+    def fits(self, budget: Mapping[str, float], *, with_dwc: bool = True) -> bool:
+        """Layers (and, by default, converters) within ``budget``."""
+        return all(self.totals[k] + (self.dwc_totals[k] if with_dwc else 0.0) <= budget[k] for k in RESOURCES)
 
 
 def _fast_instance(node):
@@ -213,6 +228,10 @@ class CostModel:
         self._base = {n: v[self._default[n]].base for n, v in self._variants.items()}
         self._table: dict[str, dict[tuple, LayerCost | str]] = {n: {} for n in self.layers}
         self._dtypes: dict[tuple, dict[str, str]] = {}
+        self.edges = stream_edges(self.model)
+        self._in_ports = {n: sorted({e.in_idx for e in self.edges if e.consumer == n}) for n in self.layers}
+        self._out_ports = {n: sorted({e.out_idx for e in self.edges if e.producer == n}) for n in self.layers}
+        self.dwc_pricer = DwcPricer(fpgapart)
         self.evaluations = 0  # calls into FINN's estimation methods
 
     @staticmethod
@@ -297,9 +316,11 @@ class CostModel:
         try:
             res = inst.node_res_estimation(self.fpgapart)
             cycles = int(inst.get_exp_cycles())
+            ins = tuple((i, in_stream(inst, i)) for i in self._in_ports[name])
+            outs = tuple((i, out_stream(inst, i)) for i in self._out_ports[name])
         except Exception as e:  # noqa: BLE001 - FINN states its rules as asserts and exceptions
             return f"folding of {name} ({inst.onnx_node.op_type}, {shown}) breaks FINN's rules: {str(e).strip() or type(e).__name__}"
-        return LayerCost(cycles, *(float(res.get(key, 0)) for key in _FINN_KEYS))
+        return LayerCost(cycles, *(float(res.get(key, 0)) for key in _FINN_KEYS), ins=ins, outs=outs)
 
     # -- enumeration ------------------------------------------------------------------
     def choices(self, name: str, *, allow_uram: bool = True) -> list[dict[str, Any]]:
@@ -351,7 +372,23 @@ class CostModel:
         layers = {n: self.layer_cost(n, folding.get(n, {})) for n in self.layers}
         totals = {r: float(sum(getattr(c, r) for c in layers.values())) for r in RESOURCES}
         bottleneck = max(layers, key=lambda n: layers[n].cycles) if layers else ""
-        return CostEstimate(layers, totals, layers[bottleneck].cycles if layers else 0, bottleneck)
+        dwc = self.converters(layers)
+        dwc_totals = {r: float(sum(c[i] for c in dwc.values())) for i, r in enumerate(RESOURCES)}
+        return CostEstimate(layers, totals, layers[bottleneck].cycles if layers else 0, bottleneck, dwc, dwc_totals)
+
+    def converters(self, layers: Mapping[str, LayerCost]) -> dict[str, tuple[float, float, float, float]]:
+        """The data-width converters FINN inserts between ``layers`` (as priced by FINN)."""
+        out = {}
+        for e in self.edges:
+            price = self.edge_converter(e, layers[e.producer], layers[e.consumer])
+            if price is not None:
+                out[f"{e.producer}->{e.consumer}"] = price
+        return out
+
+    def edge_converter(self, e: Edge, producer: LayerCost, consumer: LayerCost) -> tuple[float, float, float, float] | None:
+        """FINN's price of the converter on stream ``e`` with these settings of its two layers (None: not needed)."""
+        src, dst = dict(producer.outs)[e.out_idx], dict(consumer.ins)[e.in_idx]
+        return self.dwc_pricer.price(src.width, dst.width) if self.dwc_pricer.needed(src, dst) else None
 
 
 def random_folding(cm: CostModel, rng, *, allow_uram: bool = True, tries: int = 100) -> dict[str, dict[str, Any]]:

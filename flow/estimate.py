@@ -3,7 +3,9 @@
 ``res_estimation`` gives LUT/BRAM/URAM/DSP per layer, ``exp_cycles_per_layer`` the
 cycles per frame, and ``dataflow_performance`` (after ``AnnotateCycles``) the
 bottleneck and critical path. Totals are the sum over layers; throughput is
-clock / max_cycles.
+clock / max_cycles. The data-width converters FINN inserts when it stitches the design
+(``InsertDWC``, after FINN's own estimate report) are priced separately with FINN's
+estimates (:func:`flow.dwc.finn_dwcs`); the design fits when layers plus converters do.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
 from flow.compile import is_hw_node
+from flow.dwc import Converter, finn_dwcs
 from hw_targets import Target
 
 REPORT_RESOURCES = ("lut", "bram_18k", "uram", "dsp")
@@ -46,11 +49,16 @@ class Estimates:
     throughput_fps: float
     latency_us: float
     clock_mhz: float
+    converters: list[Converter] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
     @property
     def fits(self) -> bool:
         return not self.over_budget
+
+    @property
+    def converter_totals(self) -> dict[str, float]:
+        return {k: float(sum(getattr(c, k) for c in self.converters)) for k in REPORT_RESOURCES}
 
 
 def estimate(model: ModelWrapper, target: Target) -> Estimates:
@@ -82,7 +90,8 @@ def estimate(model: ModelWrapper, target: Target) -> Estimates:
         )
     totals = {k: float(sum(getattr(layer, k) for layer in layers)) for k in REPORT_RESOURCES}
     budget = {k: v for k, v in target.budget().items() if k in REPORT_RESOURCES}
-    over = [k for k in REPORT_RESOURCES if totals[k] > budget[k]]
+    converters = finn_dwcs(model, target.part)
+    over = [k for k in REPORT_RESOURCES if totals[k] + sum(getattr(c, k) for c in converters) > budget[k]]
     max_cycles = int(perf["max_cycles"])
     crit = int(perf["critical_path_cycles"])
     return Estimates(
@@ -96,4 +105,5 @@ def estimate(model: ModelWrapper, target: Target) -> Estimates:
         throughput_fps=target.clock_mhz * 1e6 / max_cycles if max_cycles else 0.0,
         latency_us=crit / target.clock_mhz,
         clock_mhz=target.clock_mhz,
+        converters=converters,
     )

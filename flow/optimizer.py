@@ -14,21 +14,22 @@ AP_INT_MAX_W of 8191 bits for every stream). ``wwidth_max`` (SetFolding's
 ``mvau_wwidth_max``, weight bits per PE) is off by default: it is SetFolding's heuristic
 for when to stop raising SIMD, not a rule, and the cost model prices wide weight memories.
 
-Algorithm: each unit (a layer, or a coupled SWG+Pool/VVAU pair) gets its Pareto-optimal
-options (cycles vs. resources). For a cycle bound T every unit takes its cheapest option
-with cycles <= T under resource weights w; all T of the finite set of achievable cycle
-counts are checked at once, and the smallest feasible T kept; the weights are adapted
-Lagrangian-style (raising the weight of the resources that overflow just below the best T).
-That upper bound is then tightened exactly: feasibility only grows with T, so a binary
-search over the lower bounds asks a MILP (scipy/HiGHS: one option per unit, summed
-resources <= budget, minimizing the summed budget fractions) whether each bound fits.
-The result is optimal for FINN's estimates unless a MILP hits its time limit
-(``FoldingPlan.optimal``).
+The data-width converters FINN inserts between layers whose stream words differ are part
+of the budget: layers plus converters must fit (converter prices are FINN's, see
+:mod:`flow.dwc`).
 
->>> from flow.optimizer import pareto_front
->>> import numpy as np
->>> pareto_front(np.array([4, 2, 2, 1]), np.array([[1.0], [2.0], [3.0], [9.0]]))
-[3, 1, 0]
+Algorithm (:mod:`flow.fold_select`): each unit (a layer, or a coupled SWG+Pool/VVAU pair)
+keeps its Pareto-optimal options (cycles vs. resources) per choice of its streams to
+neighbouring units. For a cycle bound T every unit takes its cheapest option with cycles
+<= T under resource weights w; all T of the finite set of achievable cycle counts are
+checked at once, and the smallest T where the layers fit kept; the weights are adapted
+Lagrangian-style (raising the weight of the resources that overflow just below the best T).
+From that bound a MILP (scipy/HiGHS: one option per unit, a converter variable per pair of
+neighbouring stream choices, layers + converters <= budget, minimizing the summed budget
+fractions) finds the first bound where everything fits, and a binary search (feasibility
+only grows with T) the smallest. The result is optimal for FINN's estimates unless a MILP
+hits its time limit (``FoldingPlan.optimal``).
+
 >>> plan = optimize(specialized_model, load_target("pynq-z1"))   # doctest: +SKIP
 >>> plan.predicted.max_cycles, plan.folding["MVAU_hls_0"]          # doctest: +SKIP
 """
@@ -45,20 +46,11 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from flow.cost_model import RESOURCES, CostEstimate, CostModel, divisors
 from flow.errors import InfeasibleDesignError
+from flow.fold_select import Selector, Unit, make_unit, prune
 from flow.fileio import atomic_write_json
 from hw_targets import Target
 
 _NAMES = {"lut": "LUT", "bram_18k": "BRAM_18K", "uram": "URAM", "dsp": "DSP"}
-
-
-@dataclass
-class Unit:
-    """Layers folded together and their Pareto-optimal settings, sorted by cycles."""
-
-    names: tuple[str, ...]
-    settings: list[tuple[dict[str, Any], ...]]
-    cycles: np.ndarray
-    res: np.ndarray  # (options, 4) in RESOURCES order
 
 
 @dataclass(frozen=True)
@@ -74,25 +66,7 @@ class FoldingPlan:
 
     def summary(self) -> dict[str, Any]:
         p = self.predicted
-        return {"max_cycles": p.max_cycles, "bottleneck": p.bottleneck, "totals": p.totals, "budget": self.budget, "seconds": round(self.seconds, 3), "options": self.options, "optimal": self.optimal}
-
-
-def pareto_front(cycles: np.ndarray, res: np.ndarray) -> list[int]:
-    """Indices of the options no other option beats in cycles and every resource, by cycles."""
-    m = np.column_stack([cycles, res]).astype(float)
-    order = np.lexsort(m.T[::-1])
-    kept: list[int] = []
-    for i in order:
-        if not kept or not np.any(np.all(m[kept] <= m[i], axis=1)):
-            kept.append(int(i))
-    return kept
-
-
-def _unit(names, settings, costs) -> Unit:
-    cyc = np.array([max(c.cycles for c in cs) for cs in costs], dtype=np.int64)
-    res = np.array([np.sum([c.resources() for c in cs], axis=0) for cs in costs], dtype=float).reshape(len(costs), len(RESOURCES))
-    keep = pareto_front(cyc, res)
-    return Unit(tuple(names), [settings[i] for i in keep], cyc[keep], res[keep])
+        return {"max_cycles": p.max_cycles, "bottleneck": p.bottleneck, "totals": p.totals, "converters": p.dwc_totals, "budget": self.budget, "seconds": round(self.seconds, 3), "options": self.options, "optimal": self.optimal}
 
 
 def _dw_pairs(model: ModelWrapper) -> dict[str, str]:
@@ -125,7 +99,7 @@ def build_units(cm: CostModel, *, allow_uram: bool = True, wwidth_max: int | Non
         if op == "ConvolutionInputGenerator_rtl":  # SetFolding: parallel window only at SIMD = channels
             ch = cm._inst[name].get_nodeattr("IFMChannels")
             opts += list(cm.options(name, fixed={"SIMD": ch, "parallel_window": 1}, **kw))
-        units.append(_unit([name], [(a,) for a, _ in opts], [(c,) for _, c in opts]))
+        units.append(make_unit(cm, [name], [(a,) for a, _ in opts], [(c,) for _, c in opts]))
     return units
 
 
@@ -142,71 +116,15 @@ def _coupled_unit(cm: CostModel, swg: str, consumer: str, **kw) -> Unit:
             cons = list(cm.options(consumer, fixed=fixed, **kw))
             sfix = {"SIMD": pe, **({"parallel_window": int(simd > 1)} if has_pw else {})}
             sw = list(cm.options(swg, fixed=sfix, **kw))
-            for group in (cons, sw):  # prune before the product
-                keep = pareto_front(np.array([c.cycles for _, c in group]), np.array([c.resources() for _, c in group]).reshape(len(group), 4)) if group else []
-                group[:] = [group[i] for i in keep]
+            for layer, group in ((consumer, cons), (swg, sw)):  # prune before the product
+                cyc = np.array([c.cycles for _, c in group], dtype=np.int64)
+                res = np.array([c.resources() for _, c in group], dtype=float).reshape(len(group), 4)
+                group[:] = [group[i] for i in prune(cm, (swg, consumer), (layer,), cyc, res, [(c,) for _, c in group])]
             for sa, sc in sw:
                 for ca, cc in cons:
                     settings.append((sa, ca))
                     costs.append((sc, cc))
-    return _unit([swg, consumer], settings, costs)
-
-
-class _Search:
-    """Selections of one option per unit under a cycle bound, checked against the budget."""
-
-    def __init__(self, units: list[Unit], budget: np.ndarray):
-        self.units, self.budget = units, budget
-        self.scale = 1.0 / np.maximum(budget, 1.0)
-        lb = max(int(u.cycles[0]) for u in units)
-        allc = np.unique(np.concatenate([u.cycles for u in units]))
-        self.bounds = allc[allc >= lb]
-        self.idx = [np.searchsorted(u.cycles, self.bounds, side="right") - 1 for u in units]
-
-    def sweep(self, w: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Usage (bounds x resources) when each unit takes its cheapest option under weights w."""
-        usage = np.zeros((len(self.bounds), len(RESOURCES)))
-        picks = []
-        for u, idx in zip(self.units, self.idx):
-            cost = u.res @ (w * self.scale) + 1e-9 * u.cycles / u.cycles[-1]
-            prev = np.concatenate([[np.inf], np.minimum.accumulate(cost)[:-1]])
-            best = np.maximum.accumulate(np.where(cost < prev, np.arange(len(cost)), 0))  # prefix argmin
-            pick = best[idx]
-            picks.append(pick)
-            usage += u.res[pick]
-        return usage, picks
-
-    def fits(self, usage: np.ndarray) -> np.ndarray:
-        return np.all(usage <= self.budget + 1e-9, axis=-1)
-
-    def exact(self, t: int, time_limit: float = 10.0) -> tuple[list[int] | None, bool]:
-        """Cheapest selection (sum of budget fractions) with every unit at <= t cycles, by MILP.
-
-        Returns (selection or None, proven): ``proven`` is False when HiGHS hit the time limit.
-        """
-        from scipy.optimize import Bounds, LinearConstraint, milp
-        from scipy.sparse import lil_matrix
-
-        ns = [int(np.searchsorted(u.cycles, t, side="right")) for u in self.units]
-        if min(ns) == 0:
-            return None, True
-        res = np.vstack([u.res[:n] for u, n in zip(self.units, ns)])
-        one = lil_matrix((len(ns), len(res)))
-        start = np.concatenate([[0], np.cumsum(ns)])
-        for k in range(len(ns)):
-            one[k, start[k] : start[k + 1]] = 1
-        out = milp(
-            res @ self.scale,
-            integrality=np.ones(len(res)),
-            bounds=Bounds(0, 1),
-            constraints=[LinearConstraint(one.tocsr(), 1, 1), LinearConstraint(res.T, -np.inf, self.budget + 1e-6)],
-            options={"time_limit": time_limit},
-        )
-        if out.x is None:
-            return None, out.status == 2
-        x = np.round(out.x).astype(int)
-        sel = [int(np.argmax(x[start[k] : start[k + 1]])) for k in range(len(ns))]
-        return (sel if self.fits(sum(u.res[s] for u, s in zip(self.units, sel))) else None), out.status == 0
+    return make_unit(cm, [swg, consumer], settings, costs)
 
 
 def _infeasible(units: list[Unit], cm: CostModel, budget: dict[str, float], target: Target) -> InfeasibleDesignError:
@@ -227,6 +145,11 @@ def _infeasible(units: list[Unit], cm: CostModel, budget: dict[str, float], targ
             )
     need = mins.sum(axis=0)
     r = int(np.argmax(frac(need)))
+    if need[r] <= b[r]:  # the layers fit alone: the converters between them do not
+        return InfeasibleDesignError(
+            f"no folding of the design fits {target.name}: the layers fit fully folded, but not together with the "
+            "data-width converters FINN inserts between layers whose stream widths differ; pick a larger board"
+        )
     u = units[int(np.argmax(mins[:, r]))]
     return InfeasibleDesignError(
         f"no folding of the design fits {target.name}: even fully folded the layers need at least "
@@ -238,8 +161,9 @@ def _infeasible(units: list[Unit], cm: CostModel, budget: dict[str, float], targ
 def optimize(model: ModelWrapper | None, target: Target, *, wwidth_max: int | None = None, cost_model: CostModel | None = None, allow_uram: bool | None = None, variants: bool = True) -> FoldingPlan:
     """The folding of ``model`` (specialized HW graph) with the fewest max cycles within ``target``'s caps.
 
-    ``variants=False`` keeps every layer's HLS/RTL variant. Raises InfeasibleDesignError,
-    naming the resource and the layer, if nothing fits.
+    Layers and the data-width converters between them must fit together. ``variants=False``
+    keeps every layer's HLS/RTL variant. Raises InfeasibleDesignError, naming the resource
+    and the layer, if nothing fits.
     """
     t0 = time.perf_counter()
     cm = cost_model or CostModel(model, target.part, variants=variants)
@@ -248,37 +172,24 @@ def optimize(model: ModelWrapper | None, target: Target, *, wwidth_max: int | No
     if allow_uram is None:
         allow_uram = budget["uram"] > 0
     all_units = build_units(cm, allow_uram=allow_uram, wwidth_max=wwidth_max)
-    units = []
-    for u in all_units:  # drop options that alone break a cap
-        ok = np.all(u.res <= b + 1e-9, axis=1)
-        units.append(Unit(u.names, [s for s, k in zip(u.settings, ok) if k], u.cycles[ok], u.res[ok]))
+    units = [u.subset(np.flatnonzero(np.all(u.res <= b + 1e-9, axis=1))) for u in all_units]  # drop options that alone break a cap
     if any(len(u.cycles) == 0 for u in units):
         raise _infeasible(all_units, cm, budget, target)
-    search = _Search(units, b)
-    best_t, best_sel = None, None
-    weights = [np.ones(4)] + [np.eye(4)[i] + 0.05 for i in range(4)]
-    lam = np.ones(4)
-    for it in range(60):
-        w = weights[it] if it < len(weights) else lam
-        usage, picks = search.sweep(w)
-        ok = np.flatnonzero(search.fits(usage))
-        if len(ok) and (best_t is None or search.bounds[ok[0]] < best_t):
-            best_t, best_sel = int(search.bounds[ok[0]]), [int(p[ok[0]]) for p in picks]
-        below = (ok[0] if len(ok) else len(search.bounds)) - 1
-        if below < 0:
-            break
-        ratio = usage[below] / np.maximum(b, 1e-9)
-        lam = lam * np.clip(ratio, 0.5, 4.0) ** 0.7
+    search = Selector(units, b, cm)
+    best_t = _heuristic_bound(search, b)  # where the layers alone fit: where to start looking
     proven = True
-    if best_t is None:  # the heuristic found nothing: ask the MILP at the loosest bound
-        sel, proven = search.exact(int(search.bounds[-1]))
-        if sel is None:
+    hi = int(np.searchsorted(search.bounds, best_t)) if best_t is not None else len(search.bounds) - 1
+    best_sel, step = None, 1
+    while True:  # the first bound from the heuristic's up where layers and converters fit, by MILP
+        sel, ok = search.exact(int(search.bounds[hi]))
+        proven &= ok
+        if sel is not None:
+            best_sel = sel
+            break
+        if hi == len(search.bounds) - 1:
             raise _infeasible(all_units, cm, budget, target)
-        best_t, best_sel = int(search.bounds[-1]), sel
-    lo, hi = 0, int(np.searchsorted(search.bounds, best_t))
-    sel, ok = search.exact(best_t)  # the cheapest selection at the heuristic's bound
-    best_sel = sel or best_sel
-    proven &= ok
+        hi, step = min(len(search.bounds) - 1, hi + step), 2 * step
+    lo = 0
     while lo < hi:  # smallest feasible bound: feasibility only grows with the bound
         mid = (lo + hi) // 2
         sel, ok = search.exact(int(search.bounds[mid]))
@@ -286,13 +197,32 @@ def optimize(model: ModelWrapper | None, target: Target, *, wwidth_max: int | No
         if sel is None:
             lo = mid + 1
         else:
-            hi, best_t, best_sel = mid, int(search.bounds[mid]), sel
+            hi, best_sel = mid, sel
     folding: dict[str, dict[str, Any]] = {"Defaults": {}}
     for u, s in zip(units, best_sel):
         for name, attrs in zip(u.names, u.settings[s]):
             folding[name] = dict(attrs)
     pred = cm.estimate(folding)
     return FoldingPlan(folding, pred, budget, time.perf_counter() - t0, sum(len(u.cycles) for u in units), proven)
+
+
+def _heuristic_bound(search: Selector, b: np.ndarray) -> int | None:
+    """The smallest cycle bound at which some resource weighting fits the layers (Lagrangian-style weights)."""
+    best_t = None
+    weights = [np.ones(4)] + [np.eye(4)[i] + 0.05 for i in range(4)]
+    lam = np.ones(4)
+    for it in range(60):
+        w = weights[it] if it < len(weights) else lam
+        usage, _ = search.sweep(w)
+        ok = np.flatnonzero(search.fits(usage))
+        if len(ok) and (best_t is None or search.bounds[ok[0]] < best_t):
+            best_t = int(search.bounds[ok[0]])
+        below = (ok[0] if len(ok) else len(search.bounds)) - 1
+        if below < 0:
+            break
+        ratio = usage[below] / np.maximum(b, 1e-9)
+        lam = lam * np.clip(ratio, 0.5, 4.0) ** 0.7
+    return best_t
 
 
 def apply_auto_folding(model: ModelWrapper, ctx) -> ModelWrapper:

@@ -93,13 +93,15 @@ def cycles_per_layer(report: Report, *, log: bool = False):
 
 
 def resource_use(report: Report):
-    """Each resource's total as a share of the target's cap (the dashed line = 100% of the cap).
+    """Each resource's use (layers + data-width converters) as a share of the target's cap (the dashed line = 100% of the cap).
 
     Bars are green within the cap and red over it; a resource the board does not have
     (cap 0, e.g. URAM on a Zynq-7000) is grey when unused and red when used. Each bar is
     labelled ``used / cap`` in absolute units.
     """
-    totals, budget = report.get("totals") or {}, report.get("budget") or {}
+    from flow.report import resources_used
+
+    totals, budget = resources_used(report), report.get("budget") or {}
     labels, widths, colors, texts = [], [], [], []
     for key, label in RESOURCES.items():
         total, cap = float(totals.get(key) or 0), float(budget.get(key) or 0)

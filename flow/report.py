@@ -5,8 +5,11 @@ Schema (``schema_version`` 1)::
     model                 str     model name or file stem
     target                {name, part, clock_mhz}
     layers                [{name, op_type, pe, simd, cycles, lut, bram_18k, uram, dsp}]
-    totals, budget        {lut, bram_18k, uram, dsp}   sum of layers / target caps x totals
-    fits                  bool    every total within budget
+    totals, budget        {lut, bram_18k, uram, dsp}   sum of layers (FINN's estimate) / target caps
+    data_width_converters {count, totals: {lut, bram_18k, uram, dsp},
+                           converters: [{after, before, in_width, out_width, lut, bram_18k, uram, dsp}]}
+                                  the stream-width converters FINN inserts between layers, FINN's estimate
+    fits                  bool    layers + converters within budget on every resource
     over_budget           [str]   resources over the caps
     max_cycles            int     cycles per frame of the slowest layer
     bottleneck            str     that layer
@@ -14,7 +17,7 @@ Schema (``schema_version`` 1)::
     latency_us            float   critical-path cycles / clock
     accuracy              float | null   test accuracy, when the flow trained the model
     verification          {passed, stages: [{name, samples, passed, max_abs_err | label_match, ...}]} | null
-    folding               {mode, target_fps, file}
+    folding               {mode, target_fps, file, specialize_file}
     stage                 estimates | codegen | bitfile
     skipped               [str]   steps not run, with the reason
     timings_s             {step: seconds}
@@ -72,6 +75,7 @@ def build_report(
         "target": {"name": target.name, "part": target.part, "clock_mhz": target.clock_mhz},
         "layers": [asdict(layer) for layer in est.layers],
         "totals": est.totals,
+        "data_width_converters": {"count": len(est.converters), "totals": est.converter_totals, "converters": [asdict(c) for c in est.converters]},
         "budget": est.budget,
         "fits": est.fits,
         "over_budget": est.over_budget,
@@ -86,6 +90,16 @@ def build_report(
         "skipped": skipped or [],
         "timings_s": {k: round(v, 3) for k, v in (timings or {}).items()},
     }
+
+
+def resources_used(report: dict[str, Any]) -> dict[str, float]:
+    """Layers plus data-width converters per resource: what ``fits`` compares with the budget.
+
+    >>> resources_used({"totals": {"lut": 100.0}, "data_width_converters": {"totals": {"lut": 8.0}}})
+    {'lut': 108.0}
+    """
+    conv = (report.get("data_width_converters") or {}).get("totals") or {}
+    return {k: float(v or 0) + float(conv.get(k) or 0) for k, v in (report.get("totals") or {}).items()}
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -106,11 +120,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"- Verification: **{'passed' if v['passed'] else 'FAILED'}**")
     for s in report.get("skipped", []):
         lines.append(f"- Skipped: {s}")
-    lines += ["", "| resource | total | budget | use |", "|---|---:|---:|---:|"]
+    dwc = report.get("data_width_converters") or {"count": 0, "totals": {}}
+    lines += ["", f"| resource | layers | data-width converters ({dwc['count']}) | budget | use |", "|---|---:|---:|---:|---:|"]
     for k, total in report["totals"].items():
-        b = report["budget"][k]
-        use = f"{100 * total / b:.1f}%" if b else ("-" if total == 0 else "over")
-        lines.append(f"| {k} | {total:,.0f} | {b:,} | {use} |")
+        b, conv = report["budget"][k], dwc["totals"].get(k, 0.0)
+        use = f"{100 * (total + conv) / b:.1f}%" if b else ("-" if total + conv == 0 else "over")
+        lines.append(f"| {k} | {total:,.0f} | {conv:,.0f} | {b:,} | {use} |")
     lines += ["", "| layer | op | PE | SIMD | cycles | LUT | BRAM18 | URAM | DSP |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for layer in report["layers"]:
         mark = " **(bottleneck)**" if layer["name"] == report["bottleneck"] else ""

@@ -26,6 +26,8 @@ import io
 from html import escape
 from typing import Any
 
+from flow.report import resources_used
+
 RESOURCES = (("lut", "LUT"), ("bram_18k", "BRAM18"), ("uram", "URAM"), ("dsp", "DSP"))
 _BLUE, _RED, _GREEN, _GREY = "#3b6ea8", "#c0392b", "#2e8b57", "#9aa5b1"
 
@@ -116,7 +118,7 @@ def _util_chart(report: dict[str, Any]) -> str:
     ax = fig.add_subplot()
     labels, widths, colors, texts = [], [], [], []
     for key, label in RESOURCES:
-        total, budget = report["totals"].get(key, 0) or 0, report["budget"].get(key, 0) or 0
+        total, budget = resources_used(report).get(key, 0), report["budget"].get(key, 0) or 0
         frac, text = _util(total, budget)
         labels.append(label)
         if frac is None:
@@ -186,13 +188,15 @@ def _layer_table(r: dict[str, Any]) -> str:
 
 def _util_table(r: dict[str, Any]) -> str:
     rows = []
+    used = resources_used(r)
     for key, label in RESOURCES:
-        total, budget = r["totals"].get(key, 0) or 0, r["budget"].get(key, 0) or 0
-        frac, text = _util(total, budget)
-        bad = (frac is None and total > 0) or (frac is not None and frac > 1)
-        rows.append(f"<tr><td>{label}</td><td class=n>{total:,.0f}</td><td class=n>{budget:,.0f}</td>"
-                    f'<td class="n {"fail" if bad else ""}">{_e(text)}</td></tr>')
-    return ("<table><tr><th>resource</th><th class=n>total</th><th class=n>cap</th><th class=n>use</th></tr>"
+        layers, budget = r["totals"].get(key, 0) or 0, r["budget"].get(key, 0) or 0
+        frac, text = _util(used.get(key, 0), budget)
+        bad = (frac is None and used.get(key, 0) > 0) or (frac is not None and frac > 1)
+        rows.append(f"<tr><td>{label}</td><td class=n>{layers:,.0f}</td><td class=n>{used.get(key, 0) - layers:,.0f}</td>"
+                    f'<td class=n>{budget:,.0f}</td><td class="n {"fail" if bad else ""}">{_e(text)}</td></tr>')
+    n = (r.get("data_width_converters") or {}).get("count", 0)
+    return (f"<table><tr><th>resource</th><th class=n>layers</th><th class=n>converters ({n})</th><th class=n>cap</th><th class=n>use</th></tr>"
             + "".join(rows) + "</table>")
 
 

@@ -1,9 +1,11 @@
 """The cost model agrees exactly with FINN's analyses on random legal foldings.
 
 Property test (numpy RNG, fixed seeds): random PE/SIMD divisors and implementation
-choices per layer, applied with FINN (ApplyConfig + step_minimize_bit_width, as the flow
-does), then FINN's res_estimation/exp_cycles_per_layer and flow.estimate compared with
-CostModel.estimate per layer and in total.
+choices (HLS/RTL variant, memory, multipliers) per layer, applied with FINN
+(re-specialization, ApplyConfig, step_minimize_bit_width, as the flow does), then FINN's
+res_estimation/exp_cycles_per_layer and flow.estimate compared with CostModel.estimate per
+layer and in total, and the data-width converters FINN's InsertDWC adds compared with the
+cost model's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from flow import _finn_compat
 from flow.build import build
 from flow.config import build_config
 from flow.cost_model import RESOURCES, CostModel, random_folding
+from flow.dwc import finn_dwcs
 from flow.errors import FoldingError
 from flow.estimate import estimate
 from flow.export import export_qonnx
@@ -79,6 +82,25 @@ def test_cost_model_matches_finn_exactly(networks, net, trials, tmp_path):
         est = estimate(finn_model, target)
         assert est.max_cycles == pred.max_cycles
         assert {k: est.totals[k] for k in RESOURCES} == pred.totals
+        # the data-width converters FINN's InsertDWC adds, and FINN's price for each
+        finn_dwc = {f"{c.after}->{c.before}": c.resources() for c in finn_dwcs(finn_model, target.part)}
+        assert {"->".join(rename[x] for x in k.split("->")): v for k, v in pred.dwc.items()} == finn_dwc
+
+
+def test_converters_between_mismatched_streams(networks, tmp_path):
+    model, target = networks["tfc_w1a1"]
+    cm = CostModel(model, target.part)
+    mvaus = [n for n in cm.layers if n.startswith("MVAU")]
+    matched = {"Defaults": {}, mvaus[0]: {"PE": 16}, mvaus[1]: {"SIMD": 16}}
+    mismatched = {"Defaults": {}, mvaus[0]: {"PE": 16}, mvaus[1]: {"SIMD": 8}, mvaus[2]: {"SIMD": 32}}
+    assert f"{mvaus[0]}->{mvaus[1]}" not in cm.estimate(matched).dwc
+    pred = cm.estimate(mismatched)
+    assert {f"{mvaus[0]}->{mvaus[1]}", f"{mvaus[1]}->{mvaus[2]}"} <= set(pred.dwc)
+    finn_model, _ = _finn_apply(model, mismatched, target.part, tmp_path)
+    assert pred.dwc == {f"{c.after}->{c.before}": c.resources() for c in finn_dwcs(finn_model, target.part)}
+    assert pred.dwc_totals["lut"] > 0
+    budget = {k: pred.totals[k] + pred.dwc_totals[k] for k in RESOURCES}
+    assert pred.fits(budget) and not pred.fits({**budget, "lut": pred.totals["lut"]}) and pred.fits({**budget, "lut": pred.totals["lut"]}, with_dwc=False)
 
 
 @pytest.mark.parametrize("net", ["tiny_cnn", "cnv_w1a1"])
@@ -142,7 +164,10 @@ def test_module_docstrings_run():
     import doctest
 
     import flow.cost_model
+    import flow.dwc
+    import flow.fold_select
     import flow.optimizer
+    import flow.specialize
 
-    for mod in (flow.cost_model, flow.optimizer):
+    for mod in (flow.cost_model, flow.optimizer, flow.fold_select, flow.dwc, flow.specialize):
         assert doctest.testmod(mod, optionflags=doctest.ELLIPSIS).failed == 0, mod.__name__

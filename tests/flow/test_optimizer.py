@@ -102,14 +102,32 @@ def test_auto_build_fits_per_finns_own_estimate(tiny_cnn_onnx, tmp_path):
     assert rep["fits"] is True and rep["folding"]["mode"] == "auto"
     pred = json.loads((tmp_path / "out" / "auto_folding.json").read_text())["predicted"]
     assert rep["totals"] == pred["totals"]  # FINN's analyses agree with the prediction
+    assert rep["data_width_converters"]["totals"] == pred["converters"]  # and FINN's InsertDWC
     assert rep["throughput_fps"] == pytest.approx(100e6 / pred["max_cycles"])
-    assert all(rep["totals"][k] <= rep["budget"][k] for k in rep["budget"])
+    assert all(rep["totals"][k] + pred["converters"][k] <= rep["budget"][k] for k in rep["budget"])
     config = json.loads((tmp_path / "out" / "finn" / "report" / "auto_folding_config.json").read_text())
     folded = ModelWrapper(str(r.design))
     for name, attrs in config.items():
         if name != "Defaults":
             inst = getCustomOp(folded.get_node_from_name(name))
             assert {a: inst.get_nodeattr(a) for a in attrs} == attrs, name
+
+
+def test_converters_between_layers_count_against_the_caps(cnn, tmp_path, monkeypatch):
+    from flow.dwc import DwcPricer
+
+    model, cm = cnn
+    broken = 0
+    for lut in (2400, 2800, 3200, 3600, 4500, 6000):
+        target = load_target(_board(tmp_path, lut, f"b{lut}"))
+        plan = optimize(model, target, cost_model=cm)
+        assert plan.predicted.fits(plan.budget) and plan.optimal  # layers + converters
+        with monkeypatch.context() as m:  # the same optimizer blind to converters
+            m.setattr(DwcPricer, "price", lambda self, a, b: (0.0, 0.0, 0.0, 0.0))
+            blind = optimize(model, target, cost_model=CostModel(model, target.part))
+        assert plan.predicted.max_cycles >= blind.predicted.max_cycles
+        broken += not cm.estimate(blind.folding).fits(plan.budget)
+    assert broken, "ignoring converters should break a cap on some of these boards"
 
 
 def test_infeasible_board_names_layer_and_resource(tiny_mlp_onnx, tmp_path):
