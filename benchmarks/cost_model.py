@@ -34,6 +34,7 @@ from flow.build import build  # noqa: E402
 from flow.config import build_config  # noqa: E402
 from flow.cost_model import CostModel, random_folding  # noqa: E402
 from flow.export import export_qonnx  # noqa: E402
+from flow.dwc import finn_dwcs  # noqa: E402
 from flow.specialize import apply_folding  # noqa: E402
 from hw_targets import load_target  # noqa: E402
 from models import build_model  # noqa: E402
@@ -47,8 +48,8 @@ CASES = [
 _KEYS = ("LUT", "BRAM_18K", "URAM", "DSP")
 
 
-def finn_evaluate(model: ModelWrapper, folding: dict, part: str, tmp: Path) -> dict[str, tuple]:
-    """Apply ``folding`` with FINN and return FINN's per-layer (cycles, LUT, BRAM, URAM, DSP), by original layer name."""
+def finn_evaluate(model: ModelWrapper, folding: dict, part: str, tmp: Path) -> tuple[dict[str, tuple], ModelWrapper, dict[str, str]]:
+    """Apply ``folding`` with FINN: FINN's per-layer (cycles, LUT, BRAM, URAM, DSP) by original layer name, the model, old -> new names."""
     from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
     from finn.analysis.fpgadataflow.res_estimation import res_estimation
     from finn.builder.build_dataflow_config import DataflowBuildConfig
@@ -58,7 +59,7 @@ def finn_evaluate(model: ModelWrapper, folding: dict, part: str, tmp: Path) -> d
     m = _finn_compat.build_steps().step_minimize_bit_width(m, cfg)
     res = m.analysis(partial(res_estimation, fpgapart=part))
     cyc = m.analysis(exp_cycles_per_layer)
-    return {old: (cyc[new], *(float(res[new].get(k, 0)) for k in _KEYS)) for old, new in rename.items() if new in cyc}
+    return {old: (cyc[new], *(float(res[new].get(k, 0)) for k in _KEYS)) for old, new in rename.items() if new in cyc}, m, rename
 
 
 def run_case(label, name, wb, ab, target_name, tmp: Path, n_finn: int, warm_seconds: float) -> dict:
@@ -83,16 +84,21 @@ def run_case(label, name, wb, ab, target_name, tmp: Path, n_finn: int, warm_seco
         cold_cm.estimate(f)
         cold.append(time.perf_counter() - t0)
 
-    finn_times, layers_total, layers_equal, foldings_equal = [], 0, 0, 0
+    finn_times, layers_total, layers_equal, foldings_equal, dwc_total, dwc_equal = [], 0, 0, 0, 0, 0
     for f in foldings:
         t0 = time.perf_counter()
-        got = finn_evaluate(spec, f, part, tmp)
+        got, finn_model, rename = finn_evaluate(spec, f, part, tmp)
         finn_times.append(time.perf_counter() - t0)
         pred = cm.estimate(f)
         eq = [got[n] == (pred.layers[n].cycles, *pred.layers[n].resources()) for n in cm.layers]
+        # converters (outside the timed FINN path: FINN's estimate report does not include them)
+        finn_dwc = {f"{c.after}->{c.before}": c.resources() for c in finn_dwcs(finn_model, part)}
+        ours = {"->".join(rename[x] for x in k.split("->")): v for k, v in pred.dwc.items()}
+        dwc_total += len(set(finn_dwc) | set(ours))
+        dwc_equal += sum(finn_dwc.get(k) == v for k, v in ours.items())
         layers_total += len(eq)
         layers_equal += sum(eq)
-        foldings_equal += all(eq)
+        foldings_equal += all(eq) and finn_dwc == ours
 
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < warm_seconds:
@@ -114,11 +120,12 @@ def run_case(label, name, wb, ab, target_name, tmp: Path, n_finn: int, warm_seco
         "warm_seconds_per_eval": warm, "warm_evals_per_s": 1.0 / warm,
         "speedup_warm": finn_med / warm, "speedup_cold": finn_med / statistics.median(cold),
         "table_all_legal_settings": n_options, "table_seconds": table_s,
-        "agreement": {"layers_compared": layers_total, "layers_exact": layers_equal, "foldings_exact": foldings_equal, "foldings": len(foldings)},
+        "agreement": {"layers_compared": layers_total, "layers_exact": layers_equal, "converters_compared": dwc_total, "converters_exact": dwc_equal,
+                      "foldings_exact": foldings_equal, "foldings": len(foldings)},
     }
     print(f"{label}: FINN {finn_med * 1e3:.1f} ms/eval, cost model warm {warm * 1e6:.1f} us/eval "
           f"({1 / warm:,.0f}/s, x{row['speedup_warm']:,.0f}), cold {statistics.median(cold) * 1e3:.2f} ms "
-          f"(x{row['speedup_cold']:,.0f}); exact {layers_equal}/{layers_total} layers")
+          f"(x{row['speedup_cold']:,.0f}); exact {layers_equal}/{layers_total} layers, {dwc_equal}/{dwc_total} converters")
     return row
 
 
@@ -133,7 +140,7 @@ def main() -> None:
         rows = [run_case(*case, Path(tmp), args.foldings, args.warm_seconds) for case in CASES]
     write_results(args.out, {
         "benchmark": "cost_model",
-        "what": "evaluations/s of CostModel.estimate vs FINN (ApplyConfig + step_minimize_bit_width + res_estimation + exp_cycles_per_layer) on random legal foldings; exact per-layer agreement",
+        "what": "evaluations/s of CostModel.estimate vs FINN (re-specialization where variants change + ApplyConfig + step_minimize_bit_width + res_estimation + exp_cycles_per_layer) on random legal foldings; exact per-layer agreement, and agreement of the data-width converters with FINN's InsertDWC",
         "goal": "speedup >= 1000x, 100% exact agreement",
         "rows": rows,
     })

@@ -50,8 +50,10 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     (out / "study.db").unlink(missing_ok=True)
     shutil.rmtree(out / "trials", ignore_errors=True)
-    for sub in ("checkpoints", "finn_build"):
-        shutil.rmtree(out / "chosen" / sub, ignore_errors=True)
+    keep = {"report.json", "report.md", "report.html", "recipe.json", "folding.json", "specialize_layers.json", "auto_folding.json"}
+    for p in (out / "chosen").iterdir():  # keep the reports and configs, not the build artefacts
+        if p.name not in keep:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
     c = res.chosen_report
     payload = {
         "trials": args.trials, "workers": args.workers, "train_samples_per_trial": args.samples, "epochs_per_trial": 1,

@@ -231,6 +231,9 @@ class CostModel:
         self.edges = stream_edges(self.model)
         self._in_ports = {n: sorted({e.in_idx for e in self.edges if e.consumer == n}) for n in self.layers}
         self._out_ports = {n: sorted({e.out_idx for e in self.edges if e.producer == n}) for n in self.layers}
+        # where each edge's streams sit in LayerCost.outs / .ins
+        self._edge_at = {e: (self._out_ports[e.producer].index(e.out_idx), self._in_ports[e.consumer].index(e.in_idx)) for e in self.edges}
+        self._edge_rows = [(f"{e.producer}->{e.consumer}", e.producer, e.consumer, *self._edge_at[e]) for e in self.edges]
         self.dwc_pricer = DwcPricer(fpgapart)
         self.evaluations = 0  # calls into FINN's estimation methods
 
@@ -254,7 +257,8 @@ class CostModel:
         v = self._variants[name].get(style)
         if v is None:
             raise FoldingError(f"{name} ({self.op_types[name]}) has no {style!r} variant that FINN can build here; it can be built as: {', '.join(self._variants[name])}")
-        return (style, *(attrs.get(a, v.base[a]) for a in v.keys))
+        base = v.base
+        return (style, *[attrs[a] if a in attrs else base[a] for a in v.keys])
 
     def layer_cost(self, name: str, attrs: Mapping[str, Any] = {}) -> LayerCost:
         """FINN's cycles and resources of layer ``name`` with ``attrs`` set; FoldingError if illegal.
@@ -369,8 +373,12 @@ class CostModel:
     # -- whole foldings ---------------------------------------------------------------
     def estimate(self, folding: Mapping[str, Mapping[str, Any]]) -> CostEstimate:
         """Cost of a folding in FINN's folding-config format (layers it omits keep their attributes)."""
-        layers = {n: self.layer_cost(n, folding.get(n, {})) for n in self.layers}
-        totals = {r: float(sum(getattr(c, r) for c in layers.values())) for r in RESOURCES}
+        empty: dict[str, Any] = {}
+        layers = {n: self.layer_cost(n, folding.get(n, empty)) for n in self.layers}
+        lut = bram = uram = dsp = 0.0
+        for c in layers.values():
+            lut, bram, uram, dsp = lut + c.lut, bram + c.bram_18k, uram + c.uram, dsp + c.dsp
+        totals = dict(zip(RESOURCES, (lut, bram, uram, dsp)))
         bottleneck = max(layers, key=lambda n: layers[n].cycles) if layers else ""
         dwc = self.converters(layers)
         dwc_totals = {r: float(sum(c[i] for c in dwc.values())) for i, r in enumerate(RESOURCES)}
@@ -379,16 +387,18 @@ class CostModel:
     def converters(self, layers: Mapping[str, LayerCost]) -> dict[str, tuple[float, float, float, float]]:
         """The data-width converters FINN inserts between ``layers`` (as priced by FINN)."""
         out = {}
-        for e in self.edges:
-            price = self.edge_converter(e, layers[e.producer], layers[e.consumer])
-            if price is not None:
-                out[f"{e.producer}->{e.consumer}"] = price
+        price = self.dwc_pricer.price
+        for key, p, c, po, ci in self._edge_rows:
+            src, dst = layers[p].outs[po][1], layers[c].ins[ci][1]
+            if src.elems != dst.elems:
+                out[key] = price(src.width, dst.width)
         return out
 
     def edge_converter(self, e: Edge, producer: LayerCost, consumer: LayerCost) -> tuple[float, float, float, float] | None:
         """FINN's price of the converter on stream ``e`` with these settings of its two layers (None: not needed)."""
-        src, dst = dict(producer.outs)[e.out_idx], dict(consumer.ins)[e.in_idx]
-        return self.dwc_pricer.price(src.width, dst.width) if self.dwc_pricer.needed(src, dst) else None
+        po, ci = self._edge_at[e]
+        src, dst = producer.outs[po][1], consumer.ins[ci][1]
+        return self.dwc_pricer.price(src.width, dst.width) if src.elems != dst.elems else None
 
 
 def random_folding(cm: CostModel, rng, *, allow_uram: bool = True, tries: int = 100) -> dict[str, dict[str, Any]]:

@@ -116,6 +116,7 @@ class DwcPricer:
     def __init__(self, fpgapart: str):
         self.fpgapart = fpgapart
         self._memo: dict[tuple[int, int], tuple[float, float, float, float]] = {}
+        self._variant: tuple[str, str] | None = None  # (op_type, domain) FINN specializes a converter to
 
     def needed(self, out: Stream, into: Stream) -> bool:
         """FINN's rule: a converter where the words carry different numbers of elements."""
@@ -132,14 +133,16 @@ class DwcPricer:
         from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
 
         # any shape whose last axis both widths divide into whole words of 1-bit elements
-        n = in_width * out_width
-        shape = [1, n]
+        shape = [1, in_width * out_width]
         node = helper.make_node(
             DWC_OP, ["x"], ["y"], domain="finn.custom_op.fpgadataflow", backend="fpgadataflow",
             inShape=shape, outShape=shape, inWidth=in_width, outWidth=out_width, dataType="BINARY",
         )
-        graph = helper.make_graph([node], "dwc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)])
-        m = ModelWrapper(qonnx_make_model(graph)).transform(SpecializeLayers(self.fpgapart))
-        r = getCustomOp(m.graph.node[0]).node_res_estimation(self.fpgapart)
+        if self._variant is None:  # which variant FINN's SpecializeLayers builds a converter as (asked once)
+            graph = helper.make_graph([node], "dwc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)])
+            spec = ModelWrapper(qonnx_make_model(graph)).transform(SpecializeLayers(self.fpgapart)).graph.node[0]
+            self._variant = (spec.op_type, spec.domain)
+        node.op_type, node.domain = self._variant
+        r = getCustomOp(node).node_res_estimation(self.fpgapart)
         return tuple(float(r.get(k, 0)) for k in _FINN_KEYS)

@@ -289,7 +289,9 @@ def plot_pareto(rows: list[dict[str, Any]], front: list[dict[str, Any]], chosen:
         markers = dict(zip(TECHNIQUES, "os^D"))
         for tech, idx in groups.items():
             sc = ax.scatter([ok[i]["lut"] for i in idx], [100 * ok[i]["accuracy"] for i in idx], c=[fps[i] for i in idx], cmap="viridis",
-                            vmin=min(fps), vmax=max(fps), s=28, marker=markers.get(tech, "o"), label=tech, zorder=2)
+                            vmin=min(fps), vmax=max(fps), s=28, marker=markers.get(tech, "o"), zorder=2)
+            if tech is not None:  # a neutral legend entry per technique
+                ax.scatter([], [], marker=markers.get(tech, "o"), color="grey", s=28, label=tech)
         fig.colorbar(sc, ax=ax, label="log10 throughput (FPS)")
     if front:
         f = sorted(front, key=lambda r: r["lut"])

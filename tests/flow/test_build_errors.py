@@ -2,8 +2,6 @@
 
 import json
 
-import numpy as np
-import onnx
 import pytest
 from onnx import helper
 from qonnx.core.datatype import DataType

@@ -11,7 +11,6 @@ cost model's.
 from __future__ import annotations
 
 import copy
-import json
 from functools import partial
 
 import numpy as np

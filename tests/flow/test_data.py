@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from flow.data import (
-    Dataset, IdxFormatError, decode_idx, encode_idx, load_dataset, read_idx, write_idx,
+    Dataset, IdxFormatError, encode_idx, load_dataset, read_idx, write_idx,
 )
 from flow.errors import ConfigError, DataMissingError
 from flow.fetch import (
