@@ -159,6 +159,7 @@ def point_recipe(recipe: Recipe, space: SearchSpace, params: dict[str, Any], *, 
     b.update(target=target, auto=True)
     b.pop("target_fps", None)
     b.pop("folding_file", None)
+    b.pop("specialize_file", None)  # the optimizer picks each point's HLS/RTL variants
     if verify_samples is not None:
         b["verify_samples"] = verify_samples
     return recipe_from_dict(d, source="search point")
