@@ -233,7 +233,7 @@ class CostModel:
         self._out_ports = {n: sorted({e.out_idx for e in self.edges if e.producer == n}) for n in self.layers}
         # where each edge's streams sit in LayerCost.outs / .ins
         self._edge_at = {e: (self._out_ports[e.producer].index(e.out_idx), self._in_ports[e.consumer].index(e.in_idx)) for e in self.edges}
-        self._edge_rows = [(f"{e.producer}->{e.consumer}", e.producer, e.consumer, *self._edge_at[e]) for e in self.edges]
+        self._edge_keys = [(f"{e.producer}->{e.consumer}", e) for e in self.edges]
         self.dwc_pricer = DwcPricer(fpgapart)
         self.evaluations = 0  # calls into FINN's estimation methods
 
@@ -387,18 +387,17 @@ class CostModel:
     def converters(self, layers: Mapping[str, LayerCost]) -> dict[str, tuple[float, float, float, float]]:
         """The data-width converters FINN inserts between ``layers`` (as priced by FINN)."""
         out = {}
-        price = self.dwc_pricer.price
-        for key, p, c, po, ci in self._edge_rows:
-            src, dst = layers[p].outs[po][1], layers[c].ins[ci][1]
-            if src.elems != dst.elems:
-                out[key] = price(src.width, dst.width)
+        for key, e in self._edge_keys:
+            price = self.edge_converter(e, layers[e.producer], layers[e.consumer])
+            if price is not None:
+                out[key] = price
         return out
 
     def edge_converter(self, e: Edge, producer: LayerCost, consumer: LayerCost) -> tuple[float, float, float, float] | None:
         """FINN's price of the converter on stream ``e`` with these settings of its two layers (None: not needed)."""
         po, ci = self._edge_at[e]
         src, dst = producer.outs[po][1], consumer.ins[ci][1]
-        return self.dwc_pricer.price(src.width, dst.width) if src.elems != dst.elems else None
+        return self.dwc_pricer.price(src.width, dst.width) if self.dwc_pricer.needed(src, dst) else None
 
 
 def random_folding(cm: CostModel, rng, *, allow_uram: bool = True, tries: int = 100) -> dict[str, dict[str, Any]]:
