@@ -11,12 +11,25 @@ import os
 import warnings
 import shutil
 import sys
+import tempfile
 from functools import cache
 from pathlib import Path
 
 from flow.errors import ToolMissingError
 
 _settings_dir: Path | None = None
+_private_dir: Path | None = None
+
+
+def _private_settings_path() -> Path:
+    """A settings-file path no one else can have written: inside a fresh 0700 temp folder.
+
+    The file itself is never created, so FINN reads nothing and uses its defaults.
+    """
+    global _private_dir
+    if _private_dir is None or not _private_dir.is_dir():
+        _private_dir = Path(tempfile.mkdtemp(prefix="qflow-finn-settings-"))
+    return _private_dir / "settings.yaml"
 
 
 def ensure_finn_settings(build_dir: str | os.PathLike) -> Path:
@@ -27,6 +40,12 @@ def ensure_finn_settings(build_dir: str | os.PathLike) -> Path:
     unless FINN was started through its CLI or ``FINN_SETTINGS``/``FINN_BUILD_DIR``
     are set. Setting the module global directly keeps qflow free of environment
     globals and never writes into ``~/.finn``.
+
+    Security: ``FINNSettings.init`` loads its settings file with PyYAML's unsafe
+    ``Loader``, so a settings file is code. FINN is pointed at a path inside a private
+    temporary folder that this process just created and never writes to: no file in
+    ``build_dir`` (the user's output folder), in ``FINN_SETTINGS`` or in ``~/.finn`` is
+    ever read.
     """
     import finn.util.settings as finn_settings
     from finn.interface.settings import FINNSettings
@@ -36,9 +55,12 @@ def ensure_finn_settings(build_dir: str | os.PathLike) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     if _settings_dir == path and finn_settings._SETTINGS is not None:
         return path
+    settings_file = _private_settings_path()
+    if settings_file.exists():  # pragma: no cover - only if something wrote into our 0700 folder
+        raise RuntimeError(f"{settings_file} appeared in qflow's private folder; refusing to let FINN load it")
     finn_settings._SETTINGS = FINNSettings.init(
-        override_settings_path=path / "finn_settings.yaml",  # need not exist
-        flow_config=path / "flow.yaml",
+        override_settings_path=settings_file,
+        flow_config=path / "flow.yaml",  # only resolves relative paths; never read
         finn_build_dir=str(path),
         auto_set_environment_vars=False,
     )
