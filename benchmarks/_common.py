@@ -9,7 +9,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from flow.fileio import atomic_write_json
+from flow.core.fileio import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -1,7 +1,7 @@
 """MNIST test accuracy after QAT on this CPU, beside the published Brevitas figures.
 
 Each row runs the full flow (train -> export -> build for Pynq-Z1 -> verify) through
-``flow.run.run`` and records accuracy, training wall time and the design's estimates.
+``flow.explore.run.run`` and records accuracy, training wall time and the design's estimates.
 Finished rows are kept when the script is rerun (delete the JSON to start over).
 
     python benchmarks/accuracy.py --out benchmarks/results/accuracy.json [--epochs 30]
@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS, write_results  # noqa: E402
 
-from flow.config import recipe_from_dict  # noqa: E402
-from flow.run import run  # noqa: E402
+from flow.explore.recipe import recipe_from_dict  # noqa: E402
+from flow.explore.run import run  # noqa: E402
 
 # label: (model, weight_bits, act_bits, published top-1 % from Brevitas' bnn_pynq examples)
 CASES = {
@@ -59,8 +59,8 @@ def main() -> None:
         rows.append({
             "case": label, "model": name, "weight_bits": wb, "act_bits": ab, "epochs": args.epochs,
             "accuracy_pct": round(100 * result.accuracy, 2), "published_pct": published,
-            "train_seconds": round(result.train_seconds, 1), "verified": rep["verification"]["passed"],
-            "estimated_fps": rep["throughput_fps"], "lut": rep["totals"]["lut"], "bram_18k": rep["totals"]["bram_18k"],
+            "train_seconds": round(result.train_seconds, 1), "verified": rep.verification.passed,
+            "estimated_fps": rep.throughput_fps, "lut": rep.totals["lut"], "bram_18k": rep.totals["bram_18k"],
         })
         print(f"{label}: {100 * result.accuracy:.2f}% (published {published}%) in {result.train_seconds:.0f} s")
         write_results(args.out, {"benchmark": "mnist_accuracy", "dataset": "MNIST 60k/10k", "rows": rows})

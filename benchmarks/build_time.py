@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS, write_results  # noqa: E402
 
-from flow.build import build  # noqa: E402
-from flow.config import build_config  # noqa: E402
-from flow.export import export_qonnx  # noqa: E402
+from flow.builder.pipeline import build  # noqa: E402
+from flow.core.config import build_config  # noqa: E402
+from flow.nn.export import export_qonnx  # noqa: E402
 from models import build_model  # noqa: E402
 
 CASES = [
@@ -51,8 +51,8 @@ def main() -> None:
             rows.append({
                 "case": label, "target_fps": fps, "repeats": args.repeats,
                 "build_seconds_median": statistics.median(times), "build_seconds": times,
-                "step_seconds": report["timings_s"], "layers": len(report["layers"]),
-                "estimated_fps": report["throughput_fps"], "lut": report["totals"]["lut"],
+                "step_seconds": report.timings_s, "layers": len(report.layers),
+                "estimated_fps": report.throughput_fps, "lut": report.totals["lut"],
             })
             print(f"{label}: {statistics.median(times):.2f} s (median of {args.repeats})")
     write_results(args.out, {"benchmark": "build_time", "what": "QONNX file -> report.json, estimates stage, no verification", "rows": rows})

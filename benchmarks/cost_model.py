@@ -1,4 +1,4 @@
-"""Evaluations/s of flow.cost_model.CostModel vs applying the folding with FINN and re-running
+"""Evaluations/s of flow.fold.cost_model.CostModel vs applying the folding with FINN and re-running
 FINN's analyses, and their agreement, on random legal foldings (untrained weights).
 
 FINN path per folding: re-specialization where the folding picks a layer's other HLS/RTL
@@ -29,13 +29,13 @@ from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
 
 from _common import RESULTS, write_results  # noqa: E402
 
-from flow import _finn_compat  # noqa: E402
-from flow.build import build  # noqa: E402
-from flow.config import build_config  # noqa: E402
-from flow.cost_model import CostModel, random_folding  # noqa: E402
-from flow.export import export_qonnx  # noqa: E402
-from flow.dwc import finn_dwcs  # noqa: E402
-from flow.specialize import apply_folding  # noqa: E402
+from flow.compat import finn as _finn_compat  # noqa: E402
+from flow.builder.pipeline import build  # noqa: E402
+from flow.core.config import build_config  # noqa: E402
+from flow.fold.cost_model import CostModel, random_folding  # noqa: E402
+from flow.nn.export import export_qonnx  # noqa: E402
+from flow.compile.converters import finn_dwcs  # noqa: E402
+from flow.compile.specialize import apply_folding  # noqa: E402
 from hw_targets import load_target  # noqa: E402
 from models import build_model  # noqa: E402
 

@@ -8,7 +8,7 @@ Per (network, board):
     (4 points/decade), refined by bisection between the best fitting and the next
     non-fitting grid point, for mvau_wwidth_max 36 (FINN's default) and 8191 (FINN's
     AP_INT_MAX_W); each point = FINN's step_target_fps_parallelization +
-    step_minimize_bit_width + flow.estimate, as ``build(..., target_fps=...)`` does.
+    step_minimize_bit_width + flow.compile.estimate, as ``build(..., target_fps=...)`` does.
     The best one is then rebuilt with ``build`` and its report.json used.
   * hand: the finn-examples (bnn-pynq) folding configs for tfc-w1a1 and cnv-w1a1 mapped
     onto qflow's node names (see HAND), via ``build(..., folding_file=...)``.
@@ -33,12 +33,12 @@ from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
 
 from _common import RESULTS, write_results  # noqa: E402
 
-from flow import _finn_compat  # noqa: E402
-from flow.build import build  # noqa: E402
-from flow.compile import BuildContext  # noqa: E402
-from flow.config import build_config  # noqa: E402
-from flow.estimate import estimate  # noqa: E402
-from flow.export import export_qonnx  # noqa: E402
+from flow.compat import finn as _finn_compat  # noqa: E402
+from flow.builder.pipeline import build  # noqa: E402
+from flow.compile.context import BuildContext  # noqa: E402
+from flow.core.config import build_config  # noqa: E402
+from flow.compile.estimate import estimate  # noqa: E402
+from flow.nn.export import export_qonnx  # noqa: E402
 from hw_targets import load_target  # noqa: E402
 from models import build_model  # noqa: E402
 
@@ -143,18 +143,18 @@ def main() -> None:
                 sf["sweep_seconds"] = time.perf_counter() - t0
                 row = {"network": label, "target": tname, "optimizer": _summary(auto.report) | {
                     "max_cycles": plan["max_cycles"], "optimizer_seconds": plan["seconds"], "optimal": plan["optimal"],
-                    "build_seconds": auto_s, "prediction_matches_finn": plan["totals"] == auto.report["totals"]}}
+                    "build_seconds": auto_s, "prediction_matches_finn": plan["totals"] == auto.report.totals}}
                 if sf["found"]:
                     r = build(onnx, build_config(target=tname, target_fps=sf["target_fps"], mvau_wwidth_max=sf["mvau_wwidth_max"], verify_samples=0), case / "sf")
                     sf |= _summary(r.report)
-                    row["ratio_vs_setfolding"] = auto.report["throughput_fps"] / r.report["throughput_fps"]
+                    row["ratio_vs_setfolding"] = auto.report.throughput_fps / r.report.throughput_fps
                 row["setfolding"] = sf
                 if label in HAND:
                     f = case / "hand.json"
                     f.write_text(json.dumps({"Defaults": {}, **HAND[label]}))
                     r = build(onnx, build_config(target=tname, folding_file=f, verify_samples=0), case / "hand")
                     row["hand"] = _summary(r.report)
-                    row["ratio_vs_hand"] = auto.report["throughput_fps"] / r.report["throughput_fps"]
+                    row["ratio_vs_hand"] = auto.report.throughput_fps / r.report.throughput_fps
                 rows.append(row)
                 print(f"{label} on {tname}: optimizer {auto.report['throughput_fps']:,.0f} FPS (fits={auto.report['fits']}), "
                       f"SetFolding best {sf.get('throughput_fps', 0):,.0f} ({sf['points']} points), ratio {row.get('ratio_vs_setfolding', float('nan')):.2f}"

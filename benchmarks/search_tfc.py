@@ -21,8 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import RESULTS, write_results  # noqa: E402
-from flow.config import recipe_from_dict  # noqa: E402
-from flow.search import search  # noqa: E402
+from flow.explore.recipe import recipe_from_dict  # noqa: E402
+from flow.explore.search import search  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,8 +1,8 @@
-"""Verification throughput: samples/s of flow.execute.execute_batched against FINN's
+"""Verification throughput: samples/s of flow.sim.execute.execute_batched against FINN's
 per-sample execute_onnx (execute_reference), at every stage of the flow.
 
 Networks: qflow's TFC and CNV28 at w2a2 (untrained weights, BatchNorm calibrated so
-activations vary), built with ``flow.build.build`` for a Pynq-Z1. Stages: qonnx, finn,
+activations vary), built with ``flow.builder.pipeline.build`` for a Pynq-Z1. Stages: qonnx, finn,
 streamlined, hw, parent_hw (dataflow parent + HW child), hw_child (the partition alone),
 specialized (*_hls/*_rtl child, run through the Python models), parent_specialized.
 
@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _common import RESULTS, write_results  # noqa: E402
 
-from flow.execute import (  # noqa: E402
+from flow.sim.reference import execute_reference  # noqa: E402
+from flow.sim.execute import (  # noqa: E402
     describe_execution,
     execute_batched,
-    execute_reference,
     python_fallback_nodes,
 )
 
@@ -48,10 +48,10 @@ def _flow_stages(name: str, workdir: Path) -> tuple[dict, tuple[int, ...]]:
     import torch
     from qonnx.core.modelwrapper import ModelWrapper
 
-    from flow.build import build
-    from flow.compile import assemble_design
-    from flow.config import build_config
-    from flow.export import export_qonnx
+    from flow.builder.pipeline import build
+    from flow.compile.steps import assemble_design
+    from flow.core.config import build_config
+    from flow.nn.export import export_qonnx
     from models import build_model
 
     torch.manual_seed(0)
@@ -162,7 +162,7 @@ def main() -> None:
             results.append(bench_network(label, work, args.samples, n_ref, args.repeats))
     payload = {
         "benchmark": "verify_throughput",
-        "description": "samples/s of flow.execute.execute_batched vs per-sample FINN execute_onnx "
+        "description": "samples/s of flow.sim.execute.execute_batched vs per-sample FINN execute_onnx "
                        "(reference timed on a subset and extrapolated)",
         "timing": f"batched: best of {args.repeats} calls on all samples after a 2-sample warm-up, each "
                   "call including its plan (onnxruntime sessions, constants); reference: one pass",

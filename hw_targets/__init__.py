@@ -13,13 +13,15 @@ of a TOML file wherever a target name is accepted).
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flow.errors import ConfigError, UnknownTargetError
+from flow.core.config import format_validation_error
+from flow.core.errors import ConfigError, UnknownTargetError
 
 TARGET_DIR = Path(__file__).resolve().parent
 RESOURCE_KEYS = ("lut", "ff", "bram_18k", "uram", "dsp")
@@ -29,11 +31,11 @@ class Resources(BaseModel):
     """Device resource totals."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    lut: int = Field(gt=0)
-    ff: int = Field(gt=0)
-    bram_18k: int = Field(ge=0)
-    uram: int = Field(ge=0)
-    dsp: int = Field(ge=0)
+    lut: int = Field(gt=0, le=10**9)
+    ff: int = Field(gt=0, le=10**9)
+    bram_18k: int = Field(ge=0, le=10**7)
+    uram: int = Field(ge=0, le=10**7)
+    dsp: int = Field(ge=0, le=10**7)
 
 
 class Caps(BaseModel):
@@ -51,12 +53,12 @@ class Target(BaseModel):
     """One board: part, clock, resources and caps."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str
-    display_name: str
-    part: str
-    finn_board: str
+    name: str = Field(max_length=80)
+    display_name: str = Field(max_length=120)
+    part: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)
+    finn_board: str = Field(max_length=80)
     shell: Literal["zynq", "alveo"]
-    clock_mhz: float = Field(gt=0)
+    clock_mhz: float = Field(gt=0, le=2000, allow_inf_nan=False)
     resources: Resources
     caps: Caps = Caps()
 
@@ -72,22 +74,30 @@ class Target(BaseModel):
         }
 
     def with_clock(self, clock_mhz: float | None) -> "Target":
-        """This target at another clock (``None`` keeps the default)."""
-        return self if clock_mhz is None else self.model_copy(update={"clock_mhz": clock_mhz})
+        """This target at another clock (``None`` keeps the default); validated like the file's own."""
+        if clock_mhz is None:
+            return self
+        try:
+            return Target.model_validate({**self.model_dump(), "clock_mhz": clock_mhz})
+        except ValidationError as e:
+            raise ConfigError(format_validation_error(e, f"target {self.name}")) from None
+
+
+MAX_TARGET_BYTES = 1 << 16
 
 
 def _read(path: Path) -> Target:
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"cannot read target file {path}: {e}") from None
+        if path.stat().st_size > MAX_TARGET_BYTES:
+            raise ConfigError(f"target file {path} is larger than {MAX_TARGET_BYTES:,} bytes; it is not a board file")
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as e:
+        raise ConfigError(f"cannot read target file {path}: {' '.join(str(e).split())[:200]}") from None
     data.setdefault("name", path.stem)
     try:
         return Target.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"target file {path}: {where}: {first['msg']}") from None
+        raise ConfigError(format_validation_error(e, f"target file {path}")) from None
 
 
 def list_targets(directory: Path = TARGET_DIR) -> list[Target]:
@@ -103,6 +113,8 @@ def load_target(name_or_path: str | Path, directory: Path = TARGET_DIR) -> Targe
             raise UnknownTargetError(f"target file {p} does not exist")
         return _read(p)
     key = str(name_or_path).lower()
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._ -]{0,79}", key) or ".." in key:
+        raise UnknownTargetError(f"target {str(name_or_path)[:60]!r} is neither a board name nor a .toml file; run `qflow targets` to list boards")
     candidate = directory / f"{key}.toml"
     if candidate.is_file():
         return _read(candidate)

@@ -31,7 +31,7 @@ torch.Size([1, 10])
 >>> build_model("resnet")
 Traceback (most recent call last):
 ...
-flow.errors.UnknownModelError: unknown model 'resnet'; available models: cnv, cnv28, lfc, sfc, tfc
+flow.core.errors.UnknownModelError: unknown model 'resnet'; available models: cnv, cnv28, lfc, sfc, tfc
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from flow.errors import ConfigError, UnknownModelError
+from flow.core.errors import ConfigError, UnknownModelError
 from models.cnv import CNV, CNV28, CNV32
 from models.fc import FC, LFC, SFC, TFC
 

@@ -51,7 +51,7 @@ from torch import nn
 
 import brevitas.nn as qnn
 
-from flow.errors import ConfigError
+from flow.core.errors import ConfigError
 from models.fc import check_dropout, check_in_shape, check_positive_ints, hidden_block, linear_stack
 from models.quant import make_input_quant, resolve_layer_bits, weight_quant_kwargs
 

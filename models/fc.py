@@ -37,7 +37,7 @@ from torch import nn
 
 import brevitas.nn as qnn
 
-from flow.errors import ConfigError
+from flow.core.errors import ConfigError
 from models.quant import make_activation, make_input_quant, resolve_layer_bits, weight_quant_kwargs
 
 __all__ = ["FC", "TFC", "SFC", "LFC", "check_in_shape", "hidden_block", "linear_stack"]
@@ -54,10 +54,17 @@ def check_in_shape(in_shape: Sequence[int], model: str) -> tuple[int, int, int]:
     return tuple(int(d) for d in in_shape)  # type: ignore[return-value]
 
 
+#: Widest layer and most layers a model may declare (a 16k-wide layer is already far past any FPGA).
+MAX_WIDTH = 16384
+MAX_LAYERS = 64
+
+
 def check_positive_ints(values: Sequence[int], what: str, model: str) -> list[int]:
-    """A non-empty list of positive ints (layer widths), else ConfigError."""
-    if not isinstance(values, (list, tuple)) or not values or not all(isinstance(v, Integral) and not isinstance(v, bool) and v > 0 for v in values):
-        raise ConfigError(f"{model}: {what} must be a non-empty list of positive ints, got {values!r}")
+    """A non-empty list of positive ints (layer widths) up to :data:`MAX_WIDTH`, at most :data:`MAX_LAYERS` of them, else ConfigError."""
+    ok = isinstance(values, (list, tuple)) and 0 < len(values) <= MAX_LAYERS
+    if not ok or not all(isinstance(v, Integral) and not isinstance(v, bool) and 0 < v <= MAX_WIDTH for v in values):
+        shown = repr(values)
+        raise ConfigError(f"{model}: {what} must be a list of 1 to {MAX_LAYERS} ints from 1 to {MAX_WIDTH}, got {shown[:60]}{'...' if len(shown) > 60 else ''}")
     return [int(v) for v in values]
 
 

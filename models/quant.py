@@ -36,7 +36,7 @@ value of the constant 1-bit scales is irrelevant: BatchNorm (or the argmax) foll
 >>> weight_quant_kwargs(9, "fc1")
 Traceback (most recent call last):
 ...
-flow.errors.ConfigError: fc1: weight_bits must be an int in 1..8 or 'ternary', got 9
+flow.core.errors.ConfigError: fc1: weight_bits must be an int in 1..8 or 'ternary', got 9
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from brevitas.quant import (
     Uint8ActPerTensorFloatMaxInit,
 )
 
-from flow.errors import ConfigError
+from flow.core.errors import ConfigError
 
 __all__ = [
     "ACT_MAX_INIT",

@@ -18,12 +18,30 @@ want="$(cat scripts/requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
+LOG="$VENV/pip.log"
+# pip's own output goes to $LOG and is shown only when an install fails.
+install() {
+  if ! "$VENV/bin/pip" install "$@" >>"$LOG" 2>&1; then
+    echo "qflow: set-up failed: pip install $*; the end of $LOG:" >&2
+    tail -n 40 "$LOG" >&2
+    exit 1
+  fi
+}
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
-  echo "qflow: installing the stack into $VENV" >&2
-  "$VENV/bin/pip" install -q torch==2.13.0
-  "$VENV/bin/pip" install -q --no-deps finn-plus==1.6.1
-  "$VENV/bin/pip" install -q -r scripts/requirements.txt
-  "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e .
+  echo "qflow: installing the stack into $VENV (pip's log: $LOG)" >&2
+  : > "$LOG"
+  install torch==2.13.0
+  install --no-deps finn-plus==1.6.1
+  install -r scripts/requirements.txt
+  install --no-deps --no-build-isolation -e .
+  # finn-plus pins brevitas==0.13.0; qflow installs 0.13.4 on purpose (0.13.0 fails on torch 2.13).
+  # Every other unmet requirement stops set-up.
+  broken="$("$VENV/bin/pip" check 2>/dev/null | grep -v -E '^finn-plus 1\.6\.1 has requirement brevitas==0\.13\.0, but you have brevitas 0\.13\.4\.$' | grep -v '^No broken requirements' || true)"
+  if [ -n "$broken" ]; then
+    echo "qflow: set-up failed: the installed packages do not fit together:" >&2
+    echo "$broken" >&2
+    exit 1
+  fi
   echo "$want" > "$STAMP"
 fi
 

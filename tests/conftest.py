@@ -9,7 +9,7 @@ from torch import nn
 import brevitas.nn as qnn
 from brevitas.quant import Int8WeightPerTensorFloat, Uint8ActPerTensorFloat
 
-from flow.export import export_qonnx
+from flow.nn.export import export_qonnx
 
 
 class RawPixels(nn.Module):

@@ -1,6 +1,6 @@
 import pytest
 
-from flow.errors import ConfigError, UnknownTargetError
+from flow.core.errors import ConfigError, UnknownTargetError
 from hw_targets import list_targets, load_target
 
 EXPECTED = {

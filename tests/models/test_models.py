@@ -18,7 +18,7 @@ import models
 import models.cnv
 import models.fc
 import models.quant
-from flow.errors import ConfigError, UnknownModelError
+from flow.core.errors import ConfigError, UnknownModelError
 from models import MODELS, available_models, build_model
 
 HW_DOMAIN = "finn.custom_op.fpgadataflow"

@@ -47,9 +47,12 @@ def test_notebook_runs_without_errors(path, tmp_path, monkeypatch):
     monkeypatch.setenv("QFLOW_NOTEBOOK_OUT", str(tmp_path))
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
-        nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK_DIR)}}
+        nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", allow_errors=True,
+        resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
     )
-    client.execute()  # raises CellExecutionError naming the cell and its traceback
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors
+    client.execute()  # every cell runs; errors are kept in the outputs and checked below
+    errors = [(i, o) for i, c in enumerate(nb.cells) if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors, "\n".join(f"cell {i}: {o.ename}: {o.evalue}" for i, o in errors)
+    shown = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type in ("display_data", "execute_result", "stream")]
+    assert shown, f"{path.name} ran but showed nothing"
     assert (tmp_path / path.stem).is_dir(), "the notebook should write into QFLOW_NOTEBOOK_OUT"

@@ -1,0 +1,202 @@
+"""``qflow build``: a QONNX model to a folded, estimated, verified FINN dataflow design.
+
+>>> from flow.builder import build                 # doctest: +SKIP
+>>> result = build("tfc.onnx", build_config(target="pynq-z1", target_fps=100_000), "out/tfc")
+>>> result.report.throughput_fps
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from qonnx.core.modelwrapper import ModelWrapper
+
+import flow.fold.step  # noqa: F401  (registers the fold step)
+from flow.builder.inputs import check_verify_inputs, random_inputs
+from flow.builder.verification import verify_design
+from flow.compat import finn as _finn_compat
+from flow.compile import steps as _compile_steps  # noqa: F401  (registers the compiler steps)
+from flow.compile.codegen import generate_code, run_vivado_steps
+from flow.compile.context import BuildContext
+from flow.compile.estimate import estimate
+from flow.compile.load import load_onnx
+from flow.compile.registry import DEFAULT_STEPS, StepInfo, get_step
+from flow.compile.specialize import specialize_config
+from flow.core.config import BuildConfig
+from flow.core.errors import OverBudgetError, QflowError, ToolMissingError
+from flow.core.fileio import atomic_write_json
+from flow.core.outdir import OutputDir, retire_results
+from flow.core.stages import Stage
+from flow.fold.rules import extract_folding
+from flow.report.schema import FoldingInfo, Report
+from flow.report.writer import REPORT_FILES, write_report
+from flow.sim.verify import StageOutputs, raise_on_failure
+from hw_targets import Target, load_target
+
+#: Files a build writes at the top of its output folder, and the folders it fills.
+BUILD_FILES = (*REPORT_FILES, "design.onnx", "design_codegen.onnx", "folding.json", "specialize_layers.json", "auto_folding.json", "finn.log")
+BUILD_TREES = ("checkpoints", "finn", "finn_build", "codegen")
+
+
+@dataclass
+class BuildResult:
+    """What a build produced: the report, the design and the checkpoint after every step.
+
+    ``checkpoints`` maps step names (and ``"qonnx"``, the imported model) to files;
+    ``stages`` maps each :class:`~flow.core.stages.Stage` to the model file it is.
+    """
+
+    out_dir: Path
+    report: Report
+    design: Path
+    checkpoints: dict[str, Path] = field(default_factory=dict)
+    stages: dict[Stage, Path] = field(default_factory=dict)
+
+
+def build_steps(cfg: BuildConfig) -> list[StepInfo]:
+    """The registered steps a build with ``cfg`` runs, in order."""
+    return [get_step(name) for name in (cfg.steps or DEFAULT_STEPS)]
+
+
+def planned_steps(cfg: BuildConfig, verify: bool) -> list[str]:
+    """Names of the steps a build reports through its ``progress`` callback, in order."""
+    names = [s.name for s in build_steps(cfg)]
+    return names + (["verify"] if verify else []) + (["codegen"] if cfg.stage in ("codegen", "bitfile") else [])
+
+
+def output_dir(out: str | Path, extra_files: Sequence[str] = ()) -> OutputDir:
+    """The output folder of a build (plus ``extra_files`` a caller such as ``qflow run`` writes there)."""
+    return OutputDir(out, results=(*BUILD_FILES, *extra_files), trees=BUILD_TREES)
+
+
+def _run_steps(model: ModelWrapper, steps: list[StepInfo], ctx: BuildContext, out: OutputDir, result: BuildResult, timings: dict, progress) -> ModelWrapper:
+    for step in steps:
+        if progress:
+            progress(step.name)
+        t0 = time.perf_counter()
+        with _finn_compat.finn_output_to(ctx.out_dir / "finn.log"):
+            model = step(model, ctx)
+        timings[step.name] = time.perf_counter() - t0
+        path = out.will_write(f"checkpoints/{len(result.checkpoints):02d}_{step.name}.onnx")
+        model.save(str(path))
+        result.checkpoints[step.name] = path
+        if step.produces is not None:
+            result.stages[step.produces] = path
+        out.close()  # record what FINN wrote during the step
+    return model
+
+
+def build(
+    model: str | Path | ModelWrapper,
+    cfg: BuildConfig,
+    out_dir: str | Path | OutputDir,
+    *,
+    model_name: str | None = None,
+    verify_inputs: np.ndarray | None = None,
+    reference: StageOutputs | None = None,
+    accuracy: float | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> BuildResult:
+    """Compile, fold, estimate, verify and report. Writes into ``out_dir``:
+
+    ``checkpoints/NN_<step>.onnx`` after every step, ``design.onnx`` (the folded dataflow
+    partition), ``folding.json`` and ``specialize_layers.json`` (FINN's folding and
+    specialize-layers configs: ``--specialize specialize_layers.json --folding folding.json``
+    rebuilds the same design), ``report.json``, ``report.md`` and ``report.html``;
+    ``codegen/`` for ``stage="codegen"``.
+
+    Every input (target, model, option files, verification inputs) is checked before the
+    output folder is touched; a :class:`flow.core.errors.QflowError` for bad input leaves the
+    folder as it was. ``out_dir`` may be an already claimed :class:`OutputDir` (``qflow run``).
+    """
+    try:
+        target = load_target(cfg.target).with_clock(cfg.clock_mhz)
+        steps = build_steps(cfg)
+        if isinstance(model, ModelWrapper):
+            qonnx_model, name = model, model_name or "model"
+        else:
+            qonnx_model, name = load_onnx(model), model_name or Path(model).stem
+        if verify_inputs is not None:
+            verify_inputs = check_verify_inputs(qonnx_model, verify_inputs, source="verification inputs")
+    except QflowError:
+        if not isinstance(out_dir, OutputDir):
+            retire_results(out_dir, trees=BUILD_TREES)
+        raise
+    out = out_dir if isinstance(out_dir, OutputDir) else output_dir(out_dir)
+    if not isinstance(out_dir, OutputDir):
+        out.claim()
+    try:
+        return _build(qonnx_model, name, cfg, target, steps, out, verify_inputs, reference, accuracy, progress)
+    finally:
+        out.close()
+
+
+def _build(qonnx_model, name, cfg: BuildConfig, target: Target, steps, out: OutputDir, verify_inputs, reference, accuracy, progress) -> BuildResult:
+    _finn_compat.ensure_finn_settings(out.path / "finn_build")
+    _finn_compat.quiet_finn_logging()
+    ctx = BuildContext(cfg=cfg, target=target, out_dir=out.path)
+    out.will_write("finn.log")
+    qonnx_path = out.will_write("checkpoints/00_qonnx.onnx")
+    qonnx_model.save(str(qonnx_path))
+    result = BuildResult(out.path, None, out.path / "design.onnx", {"qonnx": qonnx_path}, {Stage.QONNX: qonnx_path})  # type: ignore[arg-type]
+    timings: dict[str, float] = {}
+    if cfg.auto:
+        out.will_write("auto_folding.json")
+
+    design = _run_steps(ModelWrapper(str(qonnx_path)), steps, ctx, out, result, timings, progress)
+    design.save(str(out.will_write("design.onnx")))
+    result.stages[Stage.SPECIALIZED] = result.design
+    atomic_write_json(out.will_write("folding.json"), extract_folding(design))
+    atomic_write_json(out.will_write("specialize_layers.json"), specialize_config(design))
+
+    t0 = time.perf_counter()
+    est = estimate(design, target)
+    timings["estimate"] = time.perf_counter() - t0
+
+    verification = None
+    if cfg.verify_samples > 0 or verify_inputs is not None:
+        if progress:
+            progress("verify")
+        t0 = time.perf_counter()
+        x = verify_inputs if verify_inputs is not None else random_inputs(ModelWrapper(str(result.stages[Stage.FINN_ONNX])), cfg.verify_samples)
+        verification = verify_design(result.stages, design, x, reference=reference)
+        timings["verify"] = time.perf_counter() - t0
+
+    skipped: list[str] = []
+    if cfg.stage in ("codegen", "bitfile"):
+        if progress:
+            progress("codegen")
+        t0 = time.perf_counter()
+        out.will_write("design_codegen.onnx")
+        generate_code(design, ctx)
+        timings["codegen"] = time.perf_counter() - t0
+    if cfg.stage == "bitfile" and not _finn_compat.vivado_available():
+        skipped.append("bitfile: Vivado is not on PATH, so IP generation, stitching, synthesis and the bitfile were skipped")
+
+    folding = FoldingInfo(
+        mode=cfg.folding_mode, target_fps=cfg.target_fps, file=str(cfg.folding_file) if cfg.folding_file else None,
+        specialize_file=str(cfg.specialize_file) if cfg.specialize_file else None,
+    )
+    result.report = Report.from_estimates(
+        model=name, target=target, est=est, folding=folding, stage=cfg.stage,
+        accuracy=accuracy, verification=verification, skipped=skipped, timings=timings,
+    )
+    for f in REPORT_FILES:
+        out.will_write(f)
+    write_report(result.report, out.path)
+    if verification is not None:
+        raise_on_failure(verification)
+    if cfg.stage == "bitfile":
+        if skipped:
+            raise ToolMissingError(f"estimates and codegen written to {out.path}; skipped {skipped[0]}")
+        run_vivado_steps(design, ctx)
+    if cfg.strict and not est.fits:
+        raise OverBudgetError(
+            f"design exceeds {target.name}'s caps on {', '.join(est.over_budget)} "
+            + ", ".join(f"{k} {est.totals[k]:,.0f} > {est.budget[k]:,}" for k in est.over_budget)
+        )
+    return result

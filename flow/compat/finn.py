@@ -1,0 +1,180 @@
+"""Every workaround qflow needs to use finn-plus 1.6.1 without Vivado, in one place.
+
+Each function states the reason. ``tests/flow/test_finn_compat.py`` checks that each
+one is still needed and that it works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import finn.util.settings as finn_settings
+from finn.interface.settings import FINNSettings
+from qonnx.custom_op.registry import getCustomOp
+
+from flow.core.errors import ToolMissingError
+
+_settings_dir: Path | None = None
+_private_dir: Path | None = None
+
+
+def _private_settings_path() -> Path:
+    """A settings-file path no one else can have written: inside a fresh 0700 temp folder.
+
+    The file itself is never created, so FINN reads nothing and uses its defaults.
+    """
+    global _private_dir
+    if _private_dir is None or not _private_dir.is_dir():
+        _private_dir = Path(tempfile.mkdtemp(prefix="qflow-finn-settings-"))
+    return _private_dir / "settings.yaml"
+
+
+def ensure_finn_settings(build_dir: str | os.PathLike) -> Path:
+    """Give finn-plus its global settings, with build dirs under ``build_dir``.
+
+    Reason: FINN transformations that create folders (CreateDataflowPartition,
+    PrepareIP, codegen) call ``finn.util.settings.get_settings()``, which raises
+    unless FINN was started through its CLI or ``FINN_SETTINGS``/``FINN_BUILD_DIR``
+    are set. Setting the module global directly keeps qflow free of environment
+    globals and never writes into ``~/.finn``.
+
+    Security: ``FINNSettings.init`` loads its settings file with PyYAML's unsafe
+    ``Loader``, so a settings file is code. FINN is pointed at a path inside a private
+    temporary folder that this process just created and never writes to: no file in
+    ``build_dir`` (the user's output folder), in ``FINN_SETTINGS`` or in ``~/.finn`` is
+    ever read.
+    """
+    global _settings_dir
+    path = Path(build_dir).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    if _settings_dir == path and finn_settings._SETTINGS is not None:
+        return path
+    settings_file = _private_settings_path()
+    if settings_file.exists():  # pragma: no cover - only if something wrote into our 0700 folder
+        raise RuntimeError(f"{settings_file} appeared in qflow's private folder; refusing to let FINN load it")
+    finn_settings._SETTINGS = FINNSettings.init(
+        override_settings_path=settings_file,
+        flow_config=path / "flow.yaml",  # only resolves relative paths; never read
+        finn_build_dir=str(path),
+        auto_set_environment_vars=False,
+    )
+    _settings_dir = path
+    return path
+
+
+class _SimEngineUnavailable:
+    """Stands in for ``finn.xsi.SimEngine`` when Vivado's XSI is not installed."""
+
+    def __init__(self, *args, **kwargs):
+        raise ToolMissingError(
+            "RTL simulation needs Vivado's XSI; install Vivado and put `vivado` on PATH"
+        )
+
+
+@cache
+def build_steps():
+    """Import FINN's builder steps module (``step_*`` functions) without Vivado.
+
+    Reason: ``finn.builder.build_dataflow_steps`` does ``from finn.xsi import
+    SimEngine`` at import time, and ``finn.xsi`` resolves that name lazily by
+    checking for Vivado, raising ``OSError: XILINX_VIVADO environment variable not
+    set``. The name is only used for type hints and rtlsim, so when Vivado is absent
+    it is bound to a placeholder that raises ToolMissingError if ever instantiated.
+    """
+    import finn.xsi as xsi
+
+    if "SimEngine" not in vars(xsi) and not vivado_available():
+        xsi.SimEngine = _SimEngineUnavailable
+    import finn.builder.build_dataflow_steps as steps
+
+    return steps
+
+
+def vivado_available() -> bool:
+    """True when Vivado is on PATH and its environment is set (needed for ipgen/bitfile)."""
+    return shutil.which("vivado") is not None and bool(os.environ.get("XILINX_VIVADO"))
+
+
+def vitis_hls_available() -> bool:
+    """True when Vitis HLS is on PATH (needed for cppsim and HLS IP generation)."""
+    return shutil.which("vitis_hls") is not None or shutil.which("vitis-run") is not None
+
+
+def quiet_finn_logging() -> None:
+    """Keep FINN's per-step prints and info logs off qflow's console output.
+
+    Reason: FINN's builder steps print progress lines (``Converting ...``) and log
+    warnings that qflow reports in its own words.
+    """
+    for name in ("finn_logger", "finn", "qonnx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def finn_output_to(log_path: str | os.PathLike):
+    """Send what FINN prints while building (``Converting ...`` lines, warnings) to a log file.
+
+    Reason: FINN's builder steps print progress to stdout; qflow reports in its own words
+    and keeps FINN's lines in ``<out>/finn.log`` for reference.
+    """
+    path = Path(log_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as log, contextlib.redirect_stdout(log), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+@contextlib.contextmanager
+def finn_warnings_silenced():
+    """Raise FINN's logger to ERROR for the duration (its warnings are reported by qflow in its words).
+
+    Reason: FINN's ``step_specialize_layers`` logs a warning for every layer whose
+    requested variant it cannot build and keeps; the cost model asks for every layer's
+    other variant on purpose.
+    """
+    log = logging.getLogger("finn_logger")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def cached_attr_instance(node):
+    """A FINN custom-op instance of a private copy of ``node`` whose attribute reads are memoized.
+
+    Reason: FINN's estimation methods re-read node attributes dozens of times, each a
+    linear search over the protobuf; the cost model calls them for thousands of settings.
+    The instance's ``get_nodeattr``/``set_nodeattr``/``get_nodeattr_types`` are replaced on
+    this private instance only: values are the same, only cached, and writes still go
+    through FINN's setter.
+    """
+    inst = getCustomOp(copy.deepcopy(node))
+    types = inst.get_nodeattr_types()
+    cache: dict[str, Any] = {}
+    get, put = inst.get_nodeattr, inst.set_nodeattr
+
+    def get_cached(name):
+        if name not in cache:
+            cache[name] = get(name)
+        v = cache[name]
+        return list(v) if isinstance(v, list) else v
+
+    def set_cached(name, value):
+        cache.pop(name, None)
+        put(name, value)
+
+    inst.get_nodeattr_types = lambda: types
+    inst.get_nodeattr = get_cached
+    inst.set_nodeattr = set_cached
+    return inst

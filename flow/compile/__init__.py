@@ -1,0 +1,1 @@
+"""QONNX in, specialized FINN dataflow design out: safe import and normalisation, the registered compiler steps, HLS/RTL specialization, data-width converters, FINN's estimates and code generation."""

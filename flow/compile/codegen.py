@@ -1,0 +1,33 @@
+"""Code generation (FINN's HLS/RTL sources for every layer) and, with Vivado, FINN's IP and bitfile steps."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from qonnx.core.modelwrapper import ModelWrapper
+
+from flow.compat import finn as _finn_compat
+from flow.compile.context import BuildContext
+
+
+def generate_code(design: ModelWrapper, ctx: BuildContext) -> Path:
+    """FINN's HLS/RTL code generation for every layer, into ``out_dir/codegen``."""
+    codegen_dir = ctx.out_dir / "codegen"
+    shutil.rmtree(codegen_dir, ignore_errors=True)
+    _finn_compat.ensure_finn_settings(codegen_dir)
+    try:
+        with _finn_compat.finn_output_to(ctx.out_dir / "finn.log"):
+            model = _finn_compat.build_steps().step_hw_codegen(design, ctx.finn_config())
+        model.save(str(ctx.out_dir / "design_codegen.onnx"))
+    finally:
+        _finn_compat.ensure_finn_settings(ctx.out_dir / "finn_build")
+    return codegen_dir
+
+
+def run_vivado_steps(design: ModelWrapper, ctx: BuildContext) -> None:  # pragma: no cover - needs Vivado
+    """FINN's IP generation, stitching and bitfile synthesis (only with Vivado on PATH)."""
+    steps = _finn_compat.build_steps()
+    fcfg = ctx.finn_config()
+    for step in (steps.step_hw_ipgen, steps.step_set_fifo_depths, steps.step_create_stitched_ip, steps.step_synthesize_bitfile):
+        design = step(design, fcfg)

@@ -1,0 +1,105 @@
+"""Typed, validated build options, and the one way validation errors are worded.
+
+Everything a build needs is a value here, checked when it is built; bad values raise
+:class:`flow.core.errors.ConfigError` naming the field and the fix. Recipes (training plus
+build) are :mod:`flow.explore.recipe`.
+
+>>> from flow.core.config import BuildConfig
+>>> cfg = BuildConfig(target="pynq-z1", target_fps=100_000)
+>>> cfg.folding_mode
+'fps'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from qonnx.core.datatype import DataType
+
+from flow.core.errors import ConfigError
+
+#: How far a build goes: FINN's estimates, code generation, or (with Vivado) a bitfile.
+OutputStage = Literal["estimates", "codegen", "bitfile"]
+#: Most verification samples one build runs.
+MAX_VERIFY_SAMPLES = 100_000
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One line naming the first bad field of ``err`` and what was wrong with it."""
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    value = first.get("input")
+    shown = repr(value)
+    got = "" if isinstance(value, (dict, list)) else f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"{source}: {where}: {msg}{got}" if where else f"{source}: {msg}{got}"
+
+
+def check_datatype_name(name: str | None) -> str | None:
+    """Validate a FINN/QONNX datatype name such as ``UINT8`` or ``INT4``."""
+    if name is None:
+        return None
+
+    try:
+        dt = DataType[name.upper()]
+    except KeyError:
+        raise ValueError(f"unknown datatype {name!r}; use a FINN datatype such as UINT8, INT8, BIPOLAR") from None
+    if not dt.is_integer():
+        raise ValueError(f"input datatype must be an integer type, got {name!r}")
+    return dt.name
+
+
+class BuildConfig(BaseModel):
+    """Options of one QONNX -> FINN build (``qflow build`` and the build half of ``qflow run``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: str = "pynq-z1"
+    clock_mhz: float | None = Field(None, gt=0, le=2000, allow_inf_nan=False, description="override the target's default clock")
+    input_dtype: str | None = Field(None, description="FINN datatype of the graph input, e.g. UINT8")
+    target_fps: int | None = Field(None, gt=0, le=10**12, description="FINN SetFolding towards this frame rate")
+    folding_file: Path | None = Field(None, description="FINN folding-config JSON to apply")
+    auto: bool = Field(False, description="fold with qflow's resource-constrained optimizer (flow.fold.optimizer)")
+    specialize_file: Path | None = Field(None, description="FINN specialize-layers config JSON: preferred_impl_style (hls/rtl) per generic layer name, as each build writes to specialize_layers.json")
+    stage: OutputStage = "estimates"
+    classify: bool = Field(True, description="end the design with a label select (top-1 index)")
+    standalone_thresholds: bool = False
+    mvau_wwidth_max: int = Field(36, gt=0, le=2**20)
+    verify_samples: int = Field(1000, ge=0, le=MAX_VERIFY_SAMPLES, description="random or test inputs verified through every stage")
+    steps: tuple[str, ...] | None = Field(None, description="registered build steps to run instead of the default list (flow.compile.registry)")
+    strict: bool = False
+
+    _check_dtype = field_validator("input_dtype")(classmethod(lambda cls, v: check_datatype_name(v)))
+
+    @model_validator(mode="after")
+    def _one_folding_source(self) -> "BuildConfig":
+        if self.target_fps is not None and self.folding_file is not None:
+            raise ValueError("give either target_fps (--fps) or folding_file (--folding), not both")
+        if self.auto and (self.target_fps is not None or self.folding_file is not None):
+            raise ValueError("give one of auto (--auto), target_fps (--fps) or folding_file (--folding), not several")
+        return self
+
+    @property
+    def folding_mode(self) -> Literal["fps", "file", "auto", "default"]:
+        if self.auto:
+            return "auto"
+        if self.folding_file is not None:
+            return "file"
+        return "fps" if self.target_fps is not None else "default"
+
+
+def build_config(**kwargs: Any) -> BuildConfig:
+    """A validated BuildConfig from keyword options, raising ConfigError on bad values."""
+    try:
+        return BuildConfig(**kwargs)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, "build options")) from None

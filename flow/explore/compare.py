@@ -1,0 +1,305 @@
+"""``qflow compare``: run a sweep of recipes through the whole flow and compare the designs.
+
+A sweep is TOML: shared ``[defaults]`` (a partial recipe) and ``[[rows]]``, each a unique
+``name`` plus a partial recipe (model, bits, technique, training overrides)::
+
+    name = "smoke"
+    [defaults]
+    data = { dataset = "digits" }
+    train = { epochs = 1, batch_size = 64 }
+    build = { target = "pynq-z1", target_fps = 100000, verify_samples = 50 }
+
+    [[rows]]
+    name = "w1a1"
+    model = { name = "tfc", weight_bits = 1, act_bits = 1 }
+
+    [[rows]]
+    name = "w2a2-kd"
+    model = { name = "tfc", weight_bits = 2, act_bits = 2 }
+    technique = { distill = { teacher = "float" } }
+
+Each row is the defaults deep-merged with the row (tables merge, values replace), named
+after the row and validated as a recipe. Every row is validated and its model built (no
+training), with its technique checked against it, before the first row trains: a bad row
+fails the sweep at once with its name in the message.
+
+Each row runs :func:`flow.explore.run.run` into ``DIR/rows/<name>/`` and yields one result dict:
+accuracy, weight memory (bits), BOPs and MACs (qonnx's inference cost of the exported QONNX
+model), the LUT/BRAM/URAM/DSP totals, frames/s and latency on the target, verification,
+training/quantization time, the seed and the full resolved recipe. ``DIR`` gets
+``results.json``, ``results.csv``, ``results.md`` and two plots (``accuracy_vs_lut.png``,
+``accuracy_vs_fps.png``) with the Pareto fronts (per dataset) marked. A finished row leaves
+``rows/<name>/row.json``; a rerun reuses every row whose ``row.json`` holds the same resolved
+recipe, so an interrupted sweep resumes where it stopped.
+
+>>> sweep = load_sweep(SMOKE_SWEEP)
+>>> list(sweep.rows), sweep.rows["w1a1"].model.weight_bits
+(['w1a1', 'w2a2'], 1)
+>>> rows = compare(sweep, "runs/smoke", progress=False)       # doctest: +SKIP
+>>> rows[0]["accuracy"], rows[0]["lut"], rows[0]["bops"]        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flow.compat import qonnx as qonnx_compat
+from flow.core.config import format_validation_error
+from flow.core.errors import (
+    ConfigError,
+    OverBudgetError,
+    QflowError,
+    ToolMissingError,
+    VerificationError,
+)
+from flow.core.fileio import atomic_write_json
+from flow.core.progress import Bar
+from flow.core.vocab import RESOURCES
+from flow.explore.recipe import Recipe, read_toml, recipe_from_dict
+from flow.explore.results import PLOTS, markdown_table, pareto_front, write_results
+from flow.explore.run import check_recipe, run
+from flow.report.schema import Report
+
+__all__ = ["PLOTS", "SMOKE_SWEEP", "Sweep", "check_sweep", "compare", "deep_merge", "load_sweep", "markdown_table",
+           "pareto_front", "sweep_from_dict", "write_results"]
+
+#: The tiny sweep of the tests (2 rows on digits, 1 epoch).
+SMOKE_SWEEP = Path(__file__).resolve().parents[1] / "recipes" / "smoke_sweep.toml"
+
+_ROW_NAME = r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"
+
+
+class _RowSpec(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str = Field(pattern=_ROW_NAME, max_length=80, description="unique; also the row's folder and recipe name")
+
+
+class _SweepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str | None = Field(None, pattern=_ROW_NAME)
+    description: str = ""
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    rows: list[_RowSpec] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A validated sweep: resolved recipes by row name, in file order."""
+
+    name: str
+    rows: dict[str, Recipe]
+    description: str = ""
+    source: str = "sweep"
+    base_dir: Path | None = field(default=None, compare=False)
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` merged in: nested tables merge, everything else is replaced.
+
+    >>> deep_merge({"model": {"name": "tfc", "act_bits": 2}, "seed": 0}, {"model": {"act_bits": 4}})
+    {'model': {'name': 'tfc', 'act_bits': 4}, 'seed': 0}
+    """
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read, validate and check a sweep TOML file (see the module docstring); ConfigError on bad input."""
+    src = Path(path)
+    data = read_toml(src, "sweep")
+    data.setdefault("name", src.stem.replace("_", "-"))
+    return sweep_from_dict(data, source=str(src), base_dir=src.resolve().parent)
+
+
+def sweep_from_dict(data: Mapping[str, Any], source: str = "sweep", base_dir: Path | None = None, *, check: bool = True) -> Sweep:
+    """Validate a sweep given as a dict (as parsed from TOML); with ``check``, build every row's model too."""
+    try:
+        spec = _SweepSpec.model_validate(dict(data))
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None
+    if "name" in spec.defaults:
+        raise ConfigError(f"{source}: defaults.name: rows are named by their own `name`; remove it from [defaults]")
+    recipe_from_dict(spec.defaults, source=f"{source}: defaults", base_dir=base_dir)
+    rows: dict[str, Recipe] = {}
+    for i, row in enumerate(spec.rows):
+        if row.name in rows:
+            first = list(rows).index(row.name)
+            raise ConfigError(f"{source}: rows.{i}.name: duplicate row name {row.name!r} (also rows.{first})")
+        merged = {**deep_merge(spec.defaults, row.model_extra or {}), "name": row.name}
+        rows[row.name] = recipe_from_dict(merged, source=f"{source}: row {row.name!r}", base_dir=base_dir)
+    sweep = Sweep(spec.name or "sweep", rows, spec.description, source, base_dir)
+    if check:
+        check_sweep(sweep)
+    return sweep
+
+
+def check_sweep(sweep: Sweep) -> None:
+    """Check every row as :func:`flow.explore.run.check_recipe` does before training, without training.
+
+    Errors name the row.
+    """
+    for name, recipe in sweep.rows.items():
+        try:
+            check_recipe(recipe, load_train=False, progress=False)
+        except (QflowError, ValueError, TypeError) as e:
+            msg = f"{sweep.source}: row {name!r}: {' '.join(str(e).split())}"
+            try:
+                err = type(e)(msg) if isinstance(e, QflowError) else ConfigError(msg)
+            except TypeError:
+                err = ConfigError(msg)
+            raise err from None
+
+
+# --------------------------------------------------------------------------- one row
+
+
+def _json_roundtrip(obj: Any) -> Any:
+    return json.loads(json.dumps(obj))
+
+
+def precision_label(recipe: Recipe) -> str:
+    """``w2a2``, ``wTa2`` (ternary), plus input bits and per-layer overrides when given."""
+    m = recipe.model
+
+    def wa(d: Mapping[str, Any]) -> str:
+        w, a = d.get("weight_bits"), d.get("act_bits")
+        return ("" if w is None else f"w{'T' if w == 'ternary' else w}") + ("" if a is None else f"a{a}")
+
+    parts = [wa({"weight_bits": m.weight_bits, "act_bits": m.act_bits})]
+    if m.input_bits is not None and m.input_bits != m.act_bits:
+        parts[0] += f" in{m.input_bits}"
+    parts += [f"{layer} {wa(bits)}" for layer, bits in m.layers.items()]
+    return "; ".join(parts)
+
+
+def technique_label(recipe: Recipe) -> str:
+    """``QAT``, ``PTQ``, ``QAT + KD(float)``, ``QAT + low-rank(r=16)``, ..."""
+    return recipe.technique.label()
+
+
+def inference_costs(onnx_path: str | Path) -> dict[str, float]:
+    """Weight memory, BOPs and MACs of a QONNX model (qonnx's ``inference_cost``).
+
+    ``weight_mem_bits`` / ``bops`` / ``macs`` count every weight (elements x bit width);
+    the ``*_nonzero`` variants discount zero weights (qonnx's ``discount_sparsity``),
+    which is where ternary weights save.
+    """
+    out = {}
+    for suffix, discount in (("", False), ("_nonzero", True)):
+        cost = qonnx_compat.inference_cost(onnx_path, discount_sparsity=discount)["total_cost"]
+        out[f"weight_mem_bits{suffix}"] = float(cost["total_mem_w_bits"])
+        out[f"bops{suffix}"] = float(cost["total_bops"])
+        if not discount:
+            out["macs"] = float(cost["total_macs"])
+    return out
+
+
+def result_row(name: str, recipe: Recipe, report: Report, costs: Mapping[str, float], *,
+               train_seconds: float | None, quantize_seconds: float | None, row_seconds: float,
+               error: str | None = None) -> dict[str, Any]:
+    """The result dict of one finished row (the schema of ``results.json``'s rows)."""
+    v = report.verification
+    return {
+        "name": name,
+        "model": recipe.model.name,
+        "dataset": recipe.data.dataset,
+        "precision": precision_label(recipe),
+        "technique": technique_label(recipe),
+        "seed": recipe.seed,
+        "accuracy": report.accuracy,
+        **costs,
+        **{k: report.totals.get(k) for k in RESOURCES},
+        "target": report.target.name,
+        "fits": report.fits,
+        "throughput_fps": report.throughput_fps,
+        "latency_us": report.latency_us,
+        "verified": None if v is None else v.passed,
+        "train_seconds": train_seconds,
+        "quantize_seconds": quantize_seconds,
+        "row_seconds": row_seconds,
+        "error": error,
+        "recipe": recipe.model_dump(mode="json"),
+    }
+
+
+def finished_row(row_dir: Path, recipe: Recipe) -> dict[str, Any] | None:
+    """The row's saved result when ``row_dir/row.json`` exists for this exact recipe, else None."""
+    try:
+        saved = json.loads((row_dir / "row.json").read_text())
+    except (OSError, ValueError):
+        return None
+    same = isinstance(saved, dict) and saved.get("recipe") == _json_roundtrip(recipe.model_dump(mode="json"))
+    return saved if same else None
+
+
+def run_row(name: str, recipe: Recipe, row_dir: Path, *, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
+    """Run one row through :func:`flow.explore.run.run`, then write ``row.json`` (atomically) and return its result.
+
+    A design that fails verification (or ``strict``/``bitfile`` checks) still has a report: the
+    row is recorded with ``verified`` false and the error, and the sweep goes on.
+    """
+    (row_dir / "row.json").unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    error, train_s, quant_s = None, None, None
+    try:
+        result = run(recipe, row_dir, progress=progress, log=log)
+        report, train_s, quant_s = result.report, result.train_seconds, result.quantize_seconds
+    except (VerificationError, OverBudgetError, ToolMissingError) as e:
+        report_path = row_dir / "report.json"
+        if not report_path.is_file():
+            raise
+        report, error = Report.load(report_path), " ".join(str(e).split())
+        log(f"{name}: {type(e).__name__}: {error}")
+    costs = inference_costs(row_dir / f"{recipe.name}.qonnx.onnx")
+    row = result_row(name, recipe, report, costs, train_seconds=train_s, quantize_seconds=quant_s,
+                     row_seconds=time.perf_counter() - t0, error=error)
+    atomic_write_json(row_dir / "row.json", row)
+    return row
+
+
+def compare(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path, *, progress: bool = True,
+            log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Run every row of ``sweep`` (a path, a dict or a :class:`Sweep`) into ``out_dir``; return the result rows.
+
+    Rows already finished with the same recipe are reused. The results files are rewritten
+    from all finished rows at the end, also when a row raises.
+    """
+    if isinstance(sweep, Sweep):
+        sw = sweep
+    elif isinstance(sweep, Mapping):
+        sw = sweep_from_dict(sweep)
+    else:
+        sw = load_sweep(sweep)
+    out = Path(out_dir)
+    results: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    try:
+        with Bar("sweep", len(sw.rows), enabled=progress) as bar:
+            for i, (name, recipe) in enumerate(sw.rows.items(), 1):
+                row_dir = out / "rows" / name
+                done = finished_row(row_dir, recipe)
+                bar.update(description=f"row {name}")
+                bar.pause()
+                if done is not None:
+                    log(f"[{i}/{len(sw.rows)}] {name}: finished before, reusing {row_dir / 'row.json'}")
+                    results.append(done)
+                else:
+                    log(f"[{i}/{len(sw.rows)}] {name}: {recipe.model.name} {precision_label(recipe)}, "
+                        f"{technique_label(recipe)}, {recipe.data.dataset}")
+                    results.append(run_row(name, recipe, row_dir, progress=progress, log=log))
+                bar.update(advance=1, description=f"{name} {'reused' if done is not None else 'done'}")
+                bar.resume()
+    finally:
+        if results:
+            write_results(results, out, name=sw.name, description=sw.description, source=sw.source,
+                          seconds=time.perf_counter() - t0)
+    return results

@@ -1,0 +1,154 @@
+"""Recipes: a whole run (model, data, training budget, technique, target, folding) as typed TOML.
+
+A recipe is validated when it is loaded, every field, before anything trains: unknown keys
+and bad values are a :class:`~flow.core.errors.ConfigError` naming the field. Relative paths
+in a recipe (a board TOML file, a folding or specialize file, the data root) are resolved
+against the recipe's own folder. The name is an identifier (letters, digits, ``-``, ``_``,
+``.``): it names output folders and files.
+
+>>> r = recipe_from_dict({"name": "tfc-w4", "model": {"name": "tfc", "weight_bits": 4}})
+>>> r.model.weight_bits, r.technique.method, r.build.target
+(4, 'qat', 'pynq-z1')
+>>> recipe_from_dict({"name": "../x"})
+Traceback (most recent call last):
+...
+flow.core.errors.ConfigError: recipe: name: String should match pattern '^[A-Za-z0-9][A-Za-z0-9._-]*$' (got '../x')
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from flow.core.config import BuildConfig, format_validation_error
+from flow.core.errors import ConfigError
+from flow.nn.techniques.registry import TechniqueSection
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+MAX_RECIPE_BYTES = 1 << 20
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSection(_Section):
+    """Which registered network, at which bit widths."""
+
+    name: str = Field("tfc", max_length=80)
+    weight_bits: int | Literal["ternary"] = 2
+    act_bits: int = 2
+    input_bits: int | None = None
+    layers: dict[str, dict[str, int | str]] = Field(default_factory=dict, max_length=1000)
+    options: dict[str, Any] = Field(default_factory=dict, description="extra constructor arguments")
+
+    @field_validator("act_bits", "input_bits")
+    @classmethod
+    def _bits(cls, v: int | None) -> int | None:
+        if v is not None and not 1 <= v <= 8:
+            raise ValueError(f"bit width must be between 1 and 8, got {v}")
+        return v
+
+    @field_validator("weight_bits")
+    @classmethod
+    def _wbits(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 1 <= v <= 8:
+            raise ValueError(f"bit width must be between 1 and 8 (or 'ternary'), got {v}")
+        return v
+
+    def build_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {"weight_bits": self.weight_bits, "act_bits": self.act_bits}
+        if self.input_bits is not None:
+            kw["input_bits"] = self.input_bits
+        if self.layers:
+            kw["layer_bits"] = {k: dict(v) for k, v in self.layers.items()}
+        return {**kw, **self.options}
+
+
+class DataSection(_Section):
+    """The dataset, read from local files under ``root`` (default: :func:`flow.nn.data.default_data_root`)."""
+
+    dataset: Literal["mnist", "fashion-mnist", "digits"] = "mnist"
+    root: Path | None = None
+
+
+class TrainSection(_Section):
+    """The training budget (see :class:`flow.nn.train.TrainConfig`)."""
+
+    epochs: int = Field(10, ge=0, le=100_000)
+    batch_size: int = Field(128, gt=0, le=1_000_000)
+    lr: float = Field(0.01, gt=0, le=100, allow_inf_nan=False)
+    weight_decay: float = Field(0.0, ge=0, le=100, allow_inf_nan=False)
+    max_train_samples: int | None = Field(None, gt=0, le=100_000_000)
+    schedule: Literal["onecycle", "constant"] = "onecycle"
+    threads: int = Field(2, gt=0, le=1024)
+
+
+class Recipe(_Section):
+    """A whole run: model, data, training budget, technique, target and folding (``qflow run``)."""
+
+    name: str = Field("recipe", pattern=NAME_PATTERN, max_length=80)
+    seed: int = Field(0, ge=0, lt=2**32)
+    model: ModelSection = ModelSection()
+    data: DataSection = DataSection()
+    train: TrainSection = TrainSection()
+    build: BuildConfig = BuildConfig()
+    technique: TechniqueSection = TechniqueSection()
+
+
+def _is_file_target(target: str) -> bool:
+    return target.endswith(".toml") or "/" in target
+
+
+def resolve_paths(recipe: Recipe, base_dir: Path) -> Recipe:
+    """``recipe`` with its relative paths (target file, folding/specialize files, data root) under ``base_dir``."""
+    build: dict[str, Any] = {k: base_dir / p for k in ("folding_file", "specialize_file") if (p := getattr(recipe.build, k)) is not None and not p.is_absolute()}
+    if _is_file_target(recipe.build.target) and not Path(recipe.build.target).is_absolute():
+        build["target"] = str(base_dir / recipe.build.target)
+    update: dict[str, Any] = {}
+    if build:
+        update["build"] = recipe.build.model_copy(update=build)
+    if recipe.data.root is not None and not recipe.data.root.is_absolute():
+        update["data"] = recipe.data.model_copy(update={"root": base_dir / recipe.data.root})
+    return recipe.model_copy(update=update) if update else recipe
+
+
+def recipe_from_dict(data: dict[str, Any], source: str = "recipe", base_dir: Path | None = None) -> Recipe:
+    """Validate a recipe given as a dict (as parsed from TOML); paths resolve against ``base_dir``."""
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None
+    return resolve_paths(recipe, base_dir) if base_dir is not None else recipe
+
+
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """Parse a user's TOML file, ConfigError (one line) when it is missing, too big, not UTF-8 or not TOML."""
+    src = Path(path)
+    try:
+        if src.stat().st_size > MAX_RECIPE_BYTES:
+            raise ConfigError(f"{what} {src} is larger than {MAX_RECIPE_BYTES:,} bytes; it is not a {what}")
+        return tomllib.loads(src.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {src} does not exist") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {src} is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {src} is a folder; give a .toml file") from None
+    except OSError as e:
+        raise ConfigError(f"{what} {src} cannot be read: {e.strerror or e}") from None
+    except (tomllib.TOMLDecodeError, RecursionError) as e:
+        raise ConfigError(f"{what} {src} is not valid TOML: {' '.join(str(e).split())[:200]}") from None
+
+
+def load_recipe(path: str | Path | None = None) -> Recipe:
+    """Load and validate a recipe; ``None`` loads the default (TFC-w2a2 on MNIST, Pynq-Z1)."""
+    src = Path(path) if path is not None else default_recipe_path()
+    return recipe_from_dict(read_toml(src, "recipe"), source=str(src), base_dir=src.resolve().parent)
+
+
+def default_recipe_path() -> Path:
+    return Path(__file__).resolve().parents[1] / "recipes" / "tfc_w2a2_mnist.toml"

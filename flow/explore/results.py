@@ -1,0 +1,162 @@
+"""The results files of ``qflow compare``: results.json, results.csv, results.md and trade-off plots.
+
+A row (a dict, as in ``results.json``) is *Pareto-optimal* when no other row is at least
+as good on both axes and strictly better on one (:mod:`flow.core.pareto`).
+:func:`pareto_front` finds those rows; :func:`write_results` writes a sweep's
+``results.json``, ``results.csv``, ``results.md`` (:func:`markdown_table`) and the plots in
+:data:`PLOTS` (:func:`flow.report.tradeoff.tradeoff_plot`).
+
+>>> rows = [
+...     {"name": "a", "lut": 1000, "accuracy": 0.90},
+...     {"name": "b", "lut": 2000, "accuracy": 0.95},
+...     {"name": "c", "lut": 3000, "accuracy": 0.93},   # b is smaller and more accurate
+...     {"name": "d", "lut": 500, "accuracy": 0.80},
+... ]
+>>> [r["name"] for r in pareto_front(rows, "lut", "accuracy")]
+['d', 'a', 'b']
+>>> [r["name"] for r in pareto_front(rows, "lut", "accuracy", maximize_x=True)]
+['b', 'c']
+>>> import tempfile
+>>> rows = [{**r, "dataset": "mnist", "throughput_fps": 1e6} for r in rows]
+>>> [p.name for p in write_results(rows, tempfile.mkdtemp(), name="demo")]
+['results.json', 'results.csv', 'results.md', 'accuracy_vs_lut.png', 'accuracy_vs_fps.png']
+>>> [r["name"] for r in rows if r["pareto_lut"]]
+['a', 'b', 'd']
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from flow.core import pareto
+from flow.core.fileio import atomic_write_json, atomic_write_text
+from flow.report.style import save_png
+from flow.report.tradeoff import tradeoff_plot
+
+__all__ = ["PLOTS", "mark_pareto", "markdown_table", "pareto_front", "write_results"]
+
+Row = Mapping[str, Any]
+
+#: Plots written by :func:`write_results`: file -> (x key, maximize x, title).
+PLOTS = {
+    "accuracy_vs_lut.png": ("lut", False, "Accuracy vs LUT"),
+    "accuracy_vs_fps.png": ("throughput_fps", True, "Accuracy vs throughput"),
+}
+
+def pareto_front(
+    rows: Sequence[Row],
+    x_key: str,
+    y_key: str,
+    *,
+    maximize_x: bool = False,
+    maximize_y: bool = True,
+) -> list[Row]:
+    """The rows no other row dominates on ``x_key`` and ``y_key``, sorted by ``x_key`` ascending.
+
+    By default ``x`` is a cost to minimize (LUT, BOPs) and ``y`` a quality to maximize
+    (accuracy); ``maximize_x=True`` for a benefit such as frames/s. Rows whose ``x`` or ``y``
+    is missing or not a finite number are ignored. Rows with identical values are all kept.
+
+    >>> pts = [{"x": 1, "y": 1}, {"x": 1, "y": 1}, {"x": 2, "y": 0.5}, {"x": 0.5, "y": None}]
+    >>> pareto_front(pts, "x", "y")
+    [{'x': 1, 'y': 1}, {'x': 1, 'y': 1}]
+    """
+    sense = {x_key: "max" if maximize_x else "min", y_key: "max" if maximize_y else "min"}
+    sy = 1.0 if maximize_y else -1.0
+    return sorted(pareto.front(rows, sense), key=lambda r: (pareto.value(r, x_key), -sy * pareto.value(r, y_key)))
+
+
+# --------------------------------------------------------------------------- results files of a sweep
+
+
+def mark_pareto(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[str]]]:
+    """Set ``pareto_lut`` / ``pareto_fps`` on each row (per dataset); return the fronts' row names."""
+    fronts: dict[str, dict[str, list[str]]] = {}
+    for flag, (x_key, maximize) in {"pareto_lut": ("lut", False), "pareto_fps": ("throughput_fps", True)}.items():
+        fronts[flag] = {}
+        for ds in dict.fromkeys(r["dataset"] for r in rows):
+            front = pareto_front([r for r in rows if r["dataset"] == ds], x_key, "accuracy", maximize_x=maximize)
+            fronts[flag][ds] = [r["name"] for r in front]
+        names = {(ds, n) for ds, ns in fronts[flag].items() for n in ns}
+        for r in rows:
+            r[flag] = (r["dataset"], r["name"]) in names
+    return fronts
+
+
+def _si(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.{digits}g}{suffix}"
+    return f"{v:.{digits}g}"
+
+
+def _yes(v: Any) -> str:
+    return "-" if v is None else ("yes" if v else "**no**")
+
+
+def markdown_table(rows: list[Mapping[str, Any]]) -> str:
+    """A Markdown table of result rows (``*`` marks the per-dataset Pareto fronts: L = LUT, F = FPS).
+
+    >>> print(markdown_table([{"name": "a", "model": "tfc", "dataset": "digits", "precision": "w1a1",
+    ...     "technique": "QAT", "accuracy": 0.9, "lut": 1500.0, "throughput_fps": 1e5, "pareto_lut": True}]).splitlines()[2])
+    | a | tfc | digits | w1a1 | QAT | 90.00 | - | - | - | 1.5k | - | - | - | 100k | - | - | - | - | L |
+    """
+    cols = ["row", "model", "data", "precision", "technique", "acc %", "weight bits", "BOPs", "MACs", "LUT",
+            "BRAM18", "URAM", "DSP", "FPS", "latency us", "fits", "verified", "train s", "Pareto"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" if i < 5 else "---:" for i in range(len(cols))) + "|"]
+    for r in rows:
+        acc = r.get("accuracy")
+        train = r.get("train_seconds")
+        pareto = "".join(s for s, k in (("L", "pareto_lut"), ("F", "pareto_fps")) if r.get(k)) or "-"
+        cells = [r["name"], r.get("model", "-"), r.get("dataset", "-"), r.get("precision", "-"), r.get("technique", "-"),
+                 "-" if acc is None else f"{100 * acc:.2f}", _si(r.get("weight_mem_bits")), _si(r.get("bops")),
+                 _si(r.get("macs")), _si(r.get("lut")), _si(r.get("bram_18k")), _si(r.get("uram")), _si(r.get("dsp")),
+                 _si(r.get("throughput_fps")), _si(r.get("latency_us")), _yes(r.get("fits")), _yes(r.get("verified")),
+                 "-" if train is None else f"{train + (r.get('quantize_seconds') or 0):.0f}", pareto]
+        lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(rows: list[dict[str, Any]], out_dir: str | Path, *, name: str = "sweep", description: str = "",
+                  source: str | None = None, seconds: float | None = None) -> list[Path]:
+    """Write ``results.json``, ``results.csv``, ``results.md`` and the plots into ``out_dir`` (atomically).
+
+    Marks each row's ``pareto_lut`` / ``pareto_fps`` in place (see :func:`mark_pareto`).
+    """
+    out = Path(out_dir)
+    fronts = mark_pareto(rows)
+    atomic_write_json(out / "results.json", {
+        "sweep": name, "description": description, "source": source,
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": seconds, "row_seconds_total": sum(r.get("row_seconds") or 0 for r in rows),
+        "pareto": fronts, "rows": rows,
+    })
+    buf = io.StringIO()
+    keys = [k for k in rows[0] if k != "recipe"] + ["recipe"]
+    writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({**r, "recipe": json.dumps(r.get("recipe"), separators=(",", ":"))})
+    atomic_write_text(out / "results.csv", buf.getvalue())
+    head = f"# {name}\n\n" + (f"{description.strip()}\n\n" if description.strip() else "")
+    notes = ("Pareto (per dataset, maximize accuracy): L = minimize LUT, F = maximize FPS. Weight bits and BOPs "
+             "count every weight (qonnx inference cost); LUT..DSP, FPS and latency are FINN's estimates.\n\n")
+    plots = "".join(f"![{title}]({file})\n" for file, (_, _, title) in PLOTS.items())
+    atomic_write_text(out / "results.md", head + markdown_table(rows) + "\n" + notes + plots)
+    written = [out / "results.json", out / "results.csv", out / "results.md"]
+    for file, (x_key, maximize, title) in PLOTS.items():
+        try:
+            fig = tradeoff_plot(rows, x_key, maximize_x=maximize, title=f"{title}: {name}")
+        except ValueError:  # no row has both values (e.g. no accuracy): nothing to plot
+            continue
+        written.append(save_png(fig, out / file))
+    return written

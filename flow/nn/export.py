@@ -1,0 +1,40 @@
+"""Brevitas -> QONNX export, with the graph input annotated as the integer type it carries.
+
+qflow's models take raw pixels (integers 0..255) and scale them internally, so their
+QONNX input is annotated UINT8 and FINN can turn the input quantizer into thresholds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from brevitas.export import export_qonnx as brevitas_export
+from qonnx.core.datatype import DataType
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.util.cleanup import cleanup_model
+
+from flow.core.fileio import atomic_write_bytes
+
+
+def export_qonnx(model: torch.nn.Module, path: str | Path, input_shape: tuple[int, ...], input_dtype: str = "UINT8") -> ModelWrapper:
+    """Export ``model`` (in eval mode) to one self-contained QONNX file at ``path``.
+
+    Uses Brevitas' exporter with the TorchScript path (``dynamo=False``), which writes a
+    single file rather than a side ``.onnx.data`` file.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".export.tmp.onnx")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            brevitas_export(model, torch.zeros(1, *input_shape), str(tmp), dynamo=False)
+        wrapped = cleanup_model(ModelWrapper(str(tmp)))
+        wrapped.set_tensor_datatype(wrapped.graph.input[0].name, DataType[input_dtype])
+        atomic_write_bytes(p, wrapped.model.SerializeToString())
+    finally:
+        tmp.unlink(missing_ok=True)
+        model.train(was_training)
+    return ModelWrapper(str(p))

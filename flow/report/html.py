@@ -1,0 +1,186 @@
+"""report.html: one self-contained page for a build report (:class:`~flow.report.schema.Report`).
+
+Everything is inline: CSS in a <style> block, charts (:mod:`flow.report.plots`) as base64
+PNG data URIs. No scripts, no external URLs; a Content-Security-Policy forbids the page
+from loading anything but data: images.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from flow.core.vocab import RESOURCE_LABELS
+from flow.report.plots import cycles_per_layer, resource_use
+from flow.report.schema import Report
+from flow.report.style import png_data_uri
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0;
+ background:#f4f6f8;color:#1f2933}
+main{max-width:1180px;margin:0 auto;padding:24px 28px 40px}
+h1{font-size:26px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 10px;border-bottom:1px solid #d9e2ec;
+ padding-bottom:4px}
+.sub{color:#52606d;margin:0 0 18px}
+.cards{display:flex;flex-wrap:wrap;gap:14px}
+.card{background:#fff;border-radius:8px;padding:14px 18px;min-width:150px;flex:1;
+ box-shadow:0 1px 3px rgba(0,0,0,.12);border-top:4px solid #3b6ea8}
+.card .k{font-size:12px;text-transform:uppercase;letter-spacing:.05em;color:#52606d}
+.card .v{font-size:28px;font-weight:700;margin-top:4px}
+.card .d{font-size:13px;color:#52606d;margin-top:2px}
+.card.ok{border-top-color:#2e8b57}.card.ok .v{color:#2e8b57}
+.card.bad{border-top-color:#c0392b}.card.bad .v{color:#c0392b}
+.card.na{border-top-color:#9aa5b1}.card.na .v{color:#7b8794}
+table{border-collapse:collapse;background:#fff;width:100%;font-size:14px;
+ box-shadow:0 1px 3px rgba(0,0,0,.08)}
+th,td{padding:6px 10px;border-bottom:1px solid #e4e7eb;text-align:left}
+th{background:#e9eef3;font-weight:600}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+tr.hot td{background:#fdecea;font-weight:600}
+.pass{color:#2e8b57;font-weight:600}.fail{color:#c0392b;font-weight:600}.muted{color:#7b8794}
+.charts{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
+.chart{background:#fff;border-radius:8px;padding:10px;box-shadow:0 1px 3px rgba(0,0,0,.08);flex:1;
+ min-width:420px}
+.chart img{width:100%;height:auto;display:block}
+ul{margin:6px 0}code{background:#e9eef3;padding:1px 4px;border-radius:3px}
+"""
+
+
+def _e(x: Any) -> str:
+    return escape("" if x is None else str(x))
+
+
+def _num(x: Any, fmt: str = ",.0f") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def _util(total: float, budget: float) -> tuple[float | None, str]:
+    """Fraction of the cap used (None when there is no cap) and its label."""
+    if budget:
+        return total / budget, f"{100 * total / budget:.1f}%"
+    return None, ("over (cap 0)" if total > 0 else "n/a (cap 0)")
+
+
+def _card(key: str, value: str, detail: str = "", cls: str = "") -> str:
+    d = f'<div class="d">{detail}</div>' if detail else ""
+    return f'<div class="card {cls}"><div class="k">{key}</div><div class="v">{value}</div>{d}</div>'
+
+
+def _cards(r: Report) -> str:
+    over = ", ".join(r.over_budget)
+    cards = [
+        _card("Throughput", f"{_num(r.throughput_fps)} FPS",
+              f"bottleneck {_e(r.bottleneck)}, {_num(r.max_cycles)} cycles/frame"),
+        _card("Latency", f"{_num(r.latency_us, '.2f')} µs"),
+        _card("Fits the board", "yes" if r.fits else "no",
+              f"over: {_e(over)}" if over else "within every cap", "ok" if r.fits else "bad"),
+    ]
+    if r.accuracy is not None:
+        cards.append(_card("Test accuracy", f"{100 * r.accuracy:.2f}%"))
+    v = r.verification
+    if v is None:
+        cards.append(_card("Verification", "not run", "", "na"))
+    else:
+        failed = [s.name for s in v.stages if not s.passed]
+        detail = f"failed: {_e(', '.join(failed))}" if failed else f"{len(v.stages)} stage(s)"
+        cards.append(_card("Verification", "passed" if v.passed else "FAILED", detail, "ok" if v.passed else "bad"))
+    return '<div class="cards">' + "".join(cards) + "</div>"
+
+
+def _layer_table(r: Report) -> str:
+    head = ("<tr><th>layer</th><th>op</th><th class=n>PE</th><th class=n>SIMD</th><th class=n>cycles</th>"
+            "<th class=n>LUT</th><th class=n>BRAM18</th><th class=n>URAM</th><th class=n>DSP</th></tr>")
+    rows = []
+    for layer in r.layers:
+        hot = layer.name == r.bottleneck
+        mark = " (bottleneck)" if hot else ""
+        cells = [f"<td>{_e(layer.name)}{mark}</td><td>{_e(layer.op_type)}</td>"]
+        cells += [f"<td class=n>{_e(v or '-')}</td>" for v in (layer.pe, layer.simd)]
+        cells.append(f"<td class=n>{_num(layer.cycles)}</td><td class=n>{_num(layer.lut)}</td>")
+        cells += [f"<td class=n>{_num(v, 'g')}</td>" for v in (layer.bram_18k, layer.uram, layer.dsp)]
+        rows.append(f'<tr{" class=hot" if hot else ""}>{"".join(cells)}</tr>')
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _util_table(r: Report) -> str:
+    rows = []
+    used = r.resources_used()
+    for key, label in RESOURCE_LABELS.items():
+        layers, budget = r.totals.get(key, 0.0), r.budget.get(key, 0)
+        frac, text = _util(used.get(key, 0), budget)
+        bad = (frac is None and used.get(key, 0) > 0) or (frac is not None and frac > 1)
+        rows.append(f"<tr><td>{label}</td><td class=n>{layers:,.0f}</td><td class=n>{used.get(key, 0) - layers:,.0f}</td>"
+                    f'<td class=n>{budget:,.0f}</td><td class="n {"fail" if bad else ""}">{_e(text)}</td></tr>')
+    n = r.data_width_converters.count
+    return (f"<table><tr><th>resource</th><th class=n>layers</th><th class=n>converters ({n})</th><th class=n>cap</th><th class=n>use</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _verification(r: Report) -> str:
+    v = r.verification
+    if v is None:
+        return '<p class="muted">Verification: not run.</p>'
+    head = ("<tr><th>stage</th><th>vs</th><th class=n>samples</th><th>result</th>"
+            "<th class=n>max abs err</th><th class=n>label match</th><th>note</th></tr>")
+    rows = []
+    for s in v.stages:
+        if s.passed:
+            res = '<span class="pass">pass</span>' + (" (bit-exact)" if s.bit_exact else "")
+        else:
+            res = '<span class="fail">FAIL</span>'
+        if s.first_mismatch is not None:
+            res += f", first mismatch at sample {_e(s.first_mismatch)}"
+        if s.ties:
+            res += f", {_e(s.ties)} tied reference sample(s)"
+        err = "-" if s.max_abs_err is None else f"{s.max_abs_err:.3g}"
+        lm = "-" if s.label_match is None else f"{100 * s.label_match:.2f}%"
+        rows.append(f"<tr><td>{_e(s.name)}</td><td>{_e(s.reference)}</td>"
+                    f"<td class=n>{_num(s.samples)}</td><td>{res}</td><td class=n>{err}</td>"
+                    f"<td class=n>{lm}</td><td>{_e(s.note or '')}</td></tr>")
+    if not rows:
+        rows.append('<tr><td colspan=7 class="muted">no stages</td></tr>')
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _build_info(r: Report) -> str:
+    f = r.folding
+    fold = f"mode <code>{_e(f.mode)}</code>"
+    if f.target_fps is not None:
+        fold += f", target {_num(f.target_fps)} FPS"
+    if f.file:
+        fold += f", file <code>{_e(f.file)}</code>"
+    items = [f"<li>Folding: {fold}</li>", f"<li>Stage reached: <code>{_e(r.stage)}</code></li>"]
+    skipped = r.skipped
+    items.append("<li>Skipped steps: " + ("none" if not skipped else "<ul>" + "".join(
+        f"<li>{_e(s)}</li>" for s in skipped) + "</ul>") + "</li>")
+    timings = r.timings_s
+    if timings:
+        items.append("<li>Timings: " + ", ".join(
+            f"{_e(k)} {v:.2f} s" for k, v in timings.items()) + f" (total {sum(timings.values()):.2f} s)</li>")
+    return "<ul>" + "".join(items) + "</ul>"
+
+
+def render_html(report: Report) -> str:
+    """The whole report as one self-contained HTML page."""
+    t = report.target
+    title = f"qflow report: {report.model} on {t.name}"
+    charts = f'<div class="chart"><img alt="utilisation per resource" src="{png_data_uri(resource_use(report))}"></div>'
+    if report.layers:
+        charts = (f'<div class="chart"><img alt="cycles per layer" src="{png_data_uri(cycles_per_layer(report))}"></div>'
+                  + charts)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)}</title><style>{_CSS}</style></head>
+<body><main>
+<h1>qflow report: {_e(report.model)}</h1>
+<p class="sub">target <b>{_e(t.name)}</b> &middot; part <code>{_e(t.part)}</code> &middot;
+clock {_num(t.clock_mhz, 'g')} MHz &middot; stage {_e(report.stage)}</p>
+{_cards(report)}
+<h2>Charts</h2><div class="charts">{charts}</div>
+<h2>Layers</h2>{_layer_table(report)}
+<h2>Utilisation</h2>{_util_table(report)}
+<h2>Verification</h2>{_verification(report)}
+<h2>Build</h2>{_build_info(report)}
+</main></body></html>
+"""

@@ -1,0 +1,58 @@
+"""report.md: a human-readable summary of a :class:`~flow.report.schema.Report`."""
+
+from __future__ import annotations
+
+from flow.core.vocab import RESOURCE_LABELS
+from flow.report.schema import Report
+
+
+def _stage_rows(report: Report) -> list[str]:
+    v = report.verification
+    if v is None:
+        return []
+    lines = ["", "| stage | vs | samples | result | max abs err | label match |", "|---|---|---:|---|---:|---:|"]
+    for s in v.stages:
+        err = "-" if s.max_abs_err is None else f"{s.max_abs_err:.3g}"
+        lm = "-" if s.label_match is None else f"{100 * s.label_match:.2f}%"
+        res = ("pass" + (" (bit-exact)" if s.bit_exact else "")) if s.passed else "FAIL"
+        if s.first_mismatch is not None:
+            res += f", first mismatch at sample {s.first_mismatch}"
+        if s.ties:
+            res += f", {s.ties} tied reference sample(s)"
+        lines.append(f"| {s.name} | {s.reference} | {s.samples} | {res} | {err} | {lm} |")
+        if s.note:
+            lines.append(f"|  | | | {s.note} | | |")
+    return lines
+
+
+def render_markdown(report: Report) -> str:
+    """The report as Markdown: headline numbers, resources against the caps, layers, verification."""
+    t = report.target
+    lines = [
+        f"# qflow report: {report.model} on {t.name} ({t.part}, {t.clock_mhz:g} MHz)",
+        "",
+        f"- Throughput: **{report.throughput_fps:,.0f} FPS** (bottleneck {report.bottleneck}, "
+        f"{report.max_cycles} cycles/frame); latency {report.latency_us:.2f} us",
+        f"- Fits the board's caps: **{'yes' if report.fits else 'no'}**"
+        + (f" (over: {', '.join(report.over_budget)})" if report.over_budget else ""),
+    ]
+    if report.accuracy is not None:
+        lines.append(f"- Test accuracy: **{100 * report.accuracy:.2f}%**")
+    if report.verification is not None:
+        lines.append(f"- Verification: **{'passed' if report.verification.passed else 'FAILED'}**")
+    lines += [f"- Skipped: {s}" for s in report.skipped]
+    dwc = report.data_width_converters
+    lines += ["", f"| resource | layers | data-width converters ({dwc.count}) | budget | use |", "|---|---:|---:|---:|---:|"]
+    used = report.resources_used()
+    for k, label in RESOURCE_LABELS.items():
+        total, b, conv = report.totals.get(k, 0.0), report.budget.get(k, 0), dwc.totals.get(k, 0.0)
+        use = f"{100 * used[k] / b:.1f}%" if b else ("-" if used[k] == 0 else "over")
+        lines.append(f"| {label} | {total:,.0f} | {conv:,.0f} | {b:,.0f} | {use} |")
+    lines += ["", "| layer | op | PE | SIMD | cycles | LUT | BRAM18 | URAM | DSP |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for layer in report.layers:
+        mark = " **(bottleneck)**" if layer.name == report.bottleneck else ""
+        lines.append(
+            f"| {layer.name}{mark} | {layer.op_type} | {layer.pe or '-'} | {layer.simd or '-'} | "
+            f"{layer.cycles} | {layer.lut:,.0f} | {layer.bram_18k:g} | {layer.uram:g} | {layer.dsp:g} |"
+        )
+    return "\n".join(lines + _stage_rows(report)) + "\n"

@@ -1,0 +1,152 @@
+"""The build report as a typed object, serialised to report.json in a stable, documented schema.
+
+Schema (``schema_version`` 1)::
+
+    model                 str     model name or file stem
+    target                {name, part, clock_mhz}
+    layers                [{name, op_type, pe, simd, cycles, lut, bram_18k, uram, dsp}]
+    totals, budget        {lut, bram_18k, uram, dsp}   sum of layers (FINN's estimate) / target caps
+    data_width_converters {count, totals: {lut, bram_18k, uram, dsp},
+                           converters: [{after, before, in_width, out_width, lut, bram_18k, uram, dsp}]}
+                                  the stream-width converters FINN inserts between layers, FINN's estimate
+    fits                  bool    layers + converters within budget on every resource
+    over_budget           [str]   resources over the caps
+    max_cycles            int     cycles per frame of the slowest layer
+    bottleneck            str     that layer
+    throughput_fps        float   clock / max_cycles
+    latency_us            float   critical-path cycles / clock
+    accuracy              float | null   test accuracy, when the flow trained the model
+    verification          {passed, stages: [{name, reference, samples, passed, max_abs_err,
+                           label_match, bit_exact, first_mismatch, ties, note}]} | null
+    folding               {mode, target_fps, file, specialize_file}
+    stage                 estimates | codegen | bitfile
+    skipped               [str]   steps not run, with the reason
+    timings_s             {step: seconds}
+
+:meth:`Report.load` reads a report.json back, validated (a file in an output folder is
+untrusted input); :meth:`Report.to_dict` is the JSON-ready dict.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flow.compile.converters import Converter
+from flow.compile.estimate import Estimates, LayerEstimate
+from flow.core.config import format_validation_error
+from flow.core.errors import ConfigError
+from flow.core.vocab import RESOURCES
+from flow.sim.verify import Verification
+from hw_targets import Target
+
+SCHEMA_VERSION = 1
+#: Largest report.json :meth:`Report.load` reads.
+MAX_REPORT_BYTES = 64 * 2**20
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TargetInfo(_Strict):
+    name: str
+    part: str
+    clock_mhz: float = Field(gt=0, allow_inf_nan=False)
+
+
+class ConverterSummary(_Strict):
+    count: int = Field(ge=0)
+    totals: dict[str, float]
+    converters: list[Converter]
+
+
+class FoldingInfo(_Strict):
+    mode: str
+    target_fps: int | None = None
+    file: str | None = None
+    specialize_file: str | None = None
+
+
+class Report(_Strict):
+    """One build: its target, per-layer estimates, converters, verification and timings."""
+
+    schema_version: int = SCHEMA_VERSION
+    model: str
+    target: TargetInfo
+    layers: list[LayerEstimate]
+    totals: dict[str, float]
+    data_width_converters: ConverterSummary
+    budget: dict[str, float]
+    fits: bool
+    over_budget: list[str]
+    max_cycles: int
+    bottleneck: str
+    throughput_fps: float = Field(allow_inf_nan=False)
+    latency_us: float = Field(allow_inf_nan=False)
+    accuracy: float | None = Field(None, allow_inf_nan=False)
+    verification: Verification | None = None
+    folding: FoldingInfo
+    stage: str
+    skipped: list[str] = Field(default_factory=list)
+    timings_s: dict[str, float] = Field(default_factory=dict)
+
+    @classmethod
+    def from_estimates(
+        cls, *, model: str, target: Target, est: Estimates, folding: FoldingInfo, stage: str,
+        accuracy: float | None = None, verification: Verification | None = None,
+        skipped: list[str] | None = None, timings: dict[str, float] | None = None,
+    ) -> "Report":
+        return cls(
+            model=model,
+            target=TargetInfo(name=target.name, part=target.part, clock_mhz=target.clock_mhz),
+            layers=list(est.layers),
+            totals=est.totals,
+            data_width_converters=ConverterSummary(count=len(est.converters), totals=est.converter_totals, converters=list(est.converters)),
+            budget=est.budget,
+            fits=est.fits,
+            over_budget=est.over_budget,
+            max_cycles=est.max_cycles,
+            bottleneck=est.bottleneck,
+            throughput_fps=est.throughput_fps,
+            latency_us=est.latency_us,
+            accuracy=accuracy,
+            verification=verification,
+            folding=folding,
+            stage=stage,
+            skipped=skipped or [],
+            timings_s={k: round(v, 3) for k, v in (timings or {}).items()},
+        )
+
+    def resources_used(self) -> dict[str, float]:
+        """Layers plus data-width converters per resource: what ``fits`` compares with the budget."""
+        conv = self.data_width_converters.totals
+        return {k: float(self.totals.get(k, 0.0)) + float(conv.get(k, 0.0)) for k in RESOURCES}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict of report.json."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "report") -> "Report":
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise ConfigError(format_validation_error(e, source)) from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Report":
+        """Read and validate a report.json; ConfigError (one line) if it is not one."""
+        p = Path(path)
+        try:
+            if p.stat().st_size > MAX_REPORT_BYTES:
+                raise ConfigError(f"{p} is larger than {MAX_REPORT_BYTES:,} bytes; it is not a qflow report")
+            data = json.loads(p.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{p} does not exist") from None
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise ConfigError(f"{p} is not a qflow report.json ({type(e).__name__})") from None
+        return cls.from_dict(data, source=str(p))
