@@ -39,7 +39,12 @@ def run(recipe: Path | None, out_dir: Path | None, no_progress: bool) -> None:
     from flow.explore.recipe import load_recipe
     from flow.explore.run import run as run_recipe
 
-    r = load_recipe(recipe)
+    try:
+        r = load_recipe(recipe)
+    except QflowError:
+        if out_dir is not None:
+            _retire_after_usage_error(["run", "--out", str(out_dir)])
+        raise
     out = out_dir or Path("runs") / r.name
     result = run_recipe(r, out, progress=not no_progress, log=_say)
     _summary(result.report, out)
@@ -195,6 +200,15 @@ def _summary(report, out: Path) -> None:
     click.echo(f"report: {out / 'report.json'} and {out / 'report.md'}")
 
 
+def _retire_after_usage_error(argv: list[str]) -> None:
+    """A ``build``/``run`` refused for its options leaves no earlier result in its ``--out`` (what qflow wrote there)."""
+    from flow.builder.pipeline import BUILD_TREES
+    from flow.core.outdir import retire_results
+
+    if argv and argv[0] in ("build", "run") and "--out" in argv[:-1]:
+        retire_results(argv[argv.index("--out") + 1], trees=BUILD_TREES)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``qflow`` console script."""
     from flow.compat.brevitas import hide_optional_kernel_warning
@@ -206,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         _say("qflow: aborted")
         return 130
     except click.ClickException as e:
-        _say(f"qflow: error: {e.format_message()}")
+        _retire_after_usage_error(argv if argv is not None else sys.argv[1:])
+        _say(f"qflow: error: {' '.join(e.format_message().split())}")
         return e.exit_code
     except QflowError as e:
         if _debug:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from flow.compile.load import load_onnx
 from flow.compile.registry import DEFAULT_STEPS, StepInfo, get_step
 from flow.compile.specialize import specialize_config
 from flow.core.config import BuildConfig
-from flow.core.errors import OverBudgetError, QflowError, ToolMissingError
+from flow.core.errors import CompileError, OverBudgetError, QflowError, ToolMissingError
 from flow.core.fileio import atomic_write_json
 from flow.core.outdir import OutputDir, retire_results
 from flow.core.stages import Stage
@@ -73,12 +74,28 @@ def output_dir(out: str | Path, extra_files: Sequence[str] = ()) -> OutputDir:
     return OutputDir(out, results=(*BUILD_FILES, *extra_files), trees=BUILD_TREES)
 
 
+@contextlib.contextmanager
+def model_errors(what: str):
+    """Turn a failure of FINN's, qonnx's or onnxruntime's code on this model into a one-line CompileError naming ``what``.
+
+    Every input was checked on import, so what still fails here is a model the compiler cannot
+    process; ``--debug`` shows the original traceback.
+    """
+    try:
+        yield
+    except (QflowError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - FINN states its limits as asserts and many exception types
+        detail = " ".join(str(e).split())[:300] or type(e).__name__
+        raise CompileError(f"{what} cannot process this model ({type(e).__name__}: {detail}); qflow compiles QONNX models as Brevitas exports them") from e
+
+
 def _run_steps(model: ModelWrapper, steps: list[StepInfo], ctx: BuildContext, out: OutputDir, result: BuildResult, timings: dict, progress) -> ModelWrapper:
     for step in steps:
         if progress:
             progress(step.name)
         t0 = time.perf_counter()
-        with _finn_compat.finn_output_to(ctx.out_dir / "finn.log"):
+        with model_errors(f"step {step.name!r}"), _finn_compat.finn_output_to(ctx.out_dir / "finn.log"):
             model = step(model, ctx)
         timings[step.name] = time.perf_counter() - t0
         path = out.will_write(f"checkpoints/{len(result.checkpoints):02d}_{step.name}.onnx")
@@ -154,7 +171,8 @@ def _build(qonnx_model, name, cfg: BuildConfig, target: Target, steps, out: Outp
     atomic_write_json(out.will_write("specialize_layers.json"), specialize_config(design))
 
     t0 = time.perf_counter()
-    est = estimate(design, target)
+    with model_errors("the estimate"):
+        est = estimate(design, target)
     timings["estimate"] = time.perf_counter() - t0
 
     verification = None
@@ -163,7 +181,8 @@ def _build(qonnx_model, name, cfg: BuildConfig, target: Target, steps, out: Outp
             progress("verify")
         t0 = time.perf_counter()
         x = verify_inputs if verify_inputs is not None else random_inputs(ModelWrapper(str(result.stages[Stage.FINN_ONNX])), cfg.verify_samples)
-        verification = verify_design(result.stages, design, x, reference=reference)
+        with model_errors("verification"):
+            verification = verify_design(result.stages, design, x, reference=reference)
         timings["verify"] = time.perf_counter() - t0
 
     skipped: list[str] = []
@@ -172,7 +191,8 @@ def _build(qonnx_model, name, cfg: BuildConfig, target: Target, steps, out: Outp
             progress("codegen")
         t0 = time.perf_counter()
         out.will_write("design_codegen.onnx")
-        generate_code(design, ctx)
+        with model_errors("code generation"):
+            generate_code(design, ctx)
         timings["codegen"] = time.perf_counter() - t0
     if cfg.stage == "bitfile" and not _finn_compat.vivado_available():
         skipped.append("bitfile: Vivado is not on PATH, so IP generation, stitching, synthesis and the bitfile were skipped")

@@ -13,6 +13,8 @@ A model file is untrusted input. Before anything executes or resolves it:
   no symlink that leads out, no hard link (it could alias any file on the disk), within
   :data:`MAX_EXTERNAL_BYTES`;
 * no float tensor holds NaN or infinity (FINN's threshold rounding never ends on them);
+* every tensor a node reads exists, nothing is produced twice, there is no cycle (nodes
+  out of order are sorted);
 * the graph input has a static shape (a symbolic batch axis becomes 1) of a sane size.
 
 >>> from flow.compile.load import ALLOWED_DOMAINS
@@ -32,6 +34,7 @@ from onnx import AttributeProto, numpy_helper
 from onnx.external_data_helper import load_external_data_for_model, uses_external_data
 from onnx.inliner import inline_local_functions
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import is_custom_op
 
 from flow.core.errors import ModelFileError, UnquantizedModelError
 from flow.core.vocab import HW_DOMAIN, PARTITION_OP, QUANT_OPS
@@ -113,6 +116,9 @@ def _check_domains(p: Path, proto: onnx.ModelProto) -> None:
                     f"{where} has domain {node.domain[:60]!r}, which qflow does not load; allowed: "
                     + ", ".join(repr(d) for d in sorted(ALLOWED_DOMAINS))
                 )
+            known = onnx.defs.has(node.op_type) if node.domain in ("", "ai.onnx") else is_custom_op(node.domain, node.op_type)
+            if not known:
+                raise ModelFileError(f"{where}: {node.op_type[:40]!r} is neither an ONNX operator nor a QONNX custom op; re-export the model")
 
 
 def _check_finite(p: Path, proto: onnx.ModelProto) -> None:
@@ -135,6 +141,8 @@ def _check_input(p: Path, proto: onnx.ModelProto) -> None:
     dims = inputs[0].type.tensor_type.shape.dim
     if not dims:
         raise ModelFileError(f"{p}: input {inputs[0].name!r} has no declared shape; export with a fixed input shape")
+    if dims[0].HasField("dim_value") and dims[0].dim_value != 1:
+        raise ModelFileError(f"{p}: input {inputs[0].name!r} has batch size {dims[0].dim_value}; export with batch 1 (FINN's graphs take one sample at a time)")
     for i, d in enumerate(dims):
         if d.HasField("dim_value") and d.dim_value > 0:
             continue
@@ -146,6 +154,63 @@ def _check_input(p: Path, proto: onnx.ModelProto) -> None:
     size = int(np.prod([d.dim_value for d in dims[1:]], dtype=np.float64))
     if size > MAX_INPUT_ELEMENTS:
         raise ModelFileError(f"{p}: input {inputs[0].name!r} holds {size:,} values per sample; at most {MAX_INPUT_ELEMENTS:,} fit a dataflow design")
+
+
+def _check_arity(p: Path, node: onnx.NodeProto) -> None:
+    """A node has as many inputs as its operator takes, and no required one is left empty."""
+    where = f"{p}: node {node.name or '(unnamed)'!r} ({node.op_type})"
+    if node.domain in ("", "ai.onnx"):
+        schema = onnx.defs.get_schema(node.op_type)
+        if not schema.min_input <= len(node.input) <= schema.max_input:
+            raise ModelFileError(f"{where} has {len(node.input)} inputs; {node.op_type} takes {schema.min_input} to {schema.max_input}")
+        optional = {i for i, f in enumerate(schema.inputs) if f.option == onnx.defs.OpSchema.FormalParameterOption.Optional}
+        empty = [i for i, t in enumerate(node.input) if not t and i not in optional]
+    else:
+        empty = [i for i, t in enumerate(node.input) if not t]
+    if empty or not node.output or not all(node.output):
+        raise ModelFileError(f"{where} has an empty input or output name; re-export the model")
+
+
+def _check_graph(p: Path, proto: onnx.ModelProto) -> None:
+    """Every tensor a node reads exists, no tensor is produced twice, outputs are produced, and the graph has no cycle.
+
+    Nodes out of order are sorted (as qonnx's ``SortGraph`` does); a reference to nothing is
+    an error naming the node, since every later pass would fail on it less clearly.
+    """
+    g = proto.graph
+    available = {i.name for i in g.input} | {t.name for t in g.initializer} | {""}
+    producer: dict[str, onnx.NodeProto] = {}
+    for node in g.node:
+        for t in node.output:
+            if t and (t in producer or t in available):
+                raise ModelFileError(f"{p}: tensor {t!r} is produced twice (by node {node.name or node.op_type!r}); re-export the model")
+            producer[t] = node
+    for node in g.node:
+        _check_arity(p, node)
+        for t in node.input:
+            if t not in available and t not in producer:
+                raise ModelFileError(f"{p}: node {node.name or '(unnamed)'!r} ({node.op_type}) reads {t[:60]!r}, which no node, initializer or input provides; re-export the model")
+    if not g.output:
+        raise ModelFileError(f"{p} declares no graph output; re-export the model")
+    for o in g.output:
+        if o.name not in producer and o.name not in available:
+            raise ModelFileError(f"{p}: graph output {o.name[:60]!r} is not computed by any node; re-export the model")
+    done, order, pending = set(available), [], list(g.node)
+    while pending:  # Kahn's order: nodes whose inputs are all available
+        ready = [n for n in pending if all(t in done for t in n.input)]
+        if not ready:
+            n = pending[0]
+            raise ModelFileError(f"{p}: node {n.name or '(unnamed)'!r} ({n.op_type}) is on a cycle; a dataflow graph has none")
+        for n in ready:
+            done.update(n.output)
+            order.append(n)
+        pending = [n for n in pending if n not in ready]
+    if [id(n) for n in order] != [id(n) for n in g.node]:
+        sorted_nodes = [onnx.NodeProto() for _ in order]
+        for dst, src in zip(sorted_nodes, order):
+            dst.CopyFrom(src)
+        del g.node[:]
+        g.node.extend(sorted_nodes)
 
 
 def load_onnx(path: str | Path) -> ModelWrapper:
@@ -169,6 +234,7 @@ def load_onnx(path: str | Path) -> ModelWrapper:
     except Exception as e:  # noqa: BLE001 - onnx's own checks of data offsets and function bodies
         raise ModelFileError(f"{p}: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
     _check_domains(p, proto)
+    _check_graph(p, proto)
     _check_finite(p, proto)
     _check_input(p, proto)
     return ModelWrapper(proto)

@@ -45,6 +45,10 @@ class UnsupportedOpError(QflowError, ValueError):
     """A node cannot become a hardware layer; the message names the node and op."""
 
 
+class CompileError(QflowError, ValueError):
+    """A compiler step (FINN's or qflow's) could not process the model; the message names the step."""
+
+
 class InputDatatypeError(QflowError, ValueError):
     """The graph input needs an integer datatype (pass --input-dtype)."""
 
