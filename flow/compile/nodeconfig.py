@@ -18,7 +18,7 @@ every value is checked against the node it lands on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +58,20 @@ def read_node_config(path: str | Path, what: str) -> dict[str, dict[str, Any]]:
     return check_config_shape(read_json(path, what, FoldingError), f"{what} {path}")
 
 
-def expand_defaults(config: Mapping[str, Mapping[str, Any]], nodes: Iterable[tuple[str, str]]) -> dict[str, dict[str, Any]]:
-    """Per-node entries for ``nodes`` (``(name, op_type)`` pairs): FINN's defaults, then each node's own."""
+def expand_defaults(
+    config: Mapping[str, Mapping[str, Any]], nodes: Iterable[tuple[str, str]], has: Callable[[str, str], bool] = lambda n, a: True
+) -> dict[str, dict[str, Any]]:
+    """Per-node entries for ``nodes`` (``(name, op_type)`` pairs): FINN's defaults, then each node's own.
+
+    A default for ``"all"`` ops lands only on nodes that have the attribute (``has(name, attr)``).
+    """
     defaults = config.get(DEFAULTS, {})
     out: dict[str, dict[str, Any]] = {}
     for name, op in nodes:
         attrs: dict[str, Any] = {}
         for attr, spec in defaults.items():
             for value, ops in zip(spec[::2], spec[1::2]):
-                if ops == "all" or op in ops:
+                if (ops == "all" and has(name, attr)) or op in ops:
                     attrs[attr] = value
         attrs.update(config.get(name, {}))
         if attrs:

@@ -42,9 +42,11 @@ def resolve_folding(model: ModelWrapper, folding: dict[str, Any], source: str = 
     names = {n.name for n in model.graph.node}
     missing = sorted(k for k in folding if k != DEFAULTS and k not in names)
     if missing:
-        hw = [n.name for n in model.graph.node if is_hw_node(n)]
-        raise FoldingError(f"{source} names nodes that are not in the design: {shown(missing)}; its layers are: {shown(hw)}")
-    resolved = expand_defaults(folding, [(n.name, n.op_type) for n in model.graph.node if is_hw_node(n)])
+        layers = [n.name for n in model.graph.node if is_hw_node(n)]
+        raise FoldingError(f"{source} names nodes that are not in the design: {shown(missing)}; its layers are: {shown(layers)}")
+    hw = [n for n in model.graph.node if is_hw_node(n)]
+    types = {n.name: getCustomOp(n).get_nodeattr_types() for n in hw}
+    resolved = expand_defaults(folding, [(n.name, n.op_type) for n in hw], has=lambda name, attr: attr in types[name])
     for node_name, attrs in resolved.items():
         for key in ("PE", "SIMD"):
             v = attrs.get(key)

@@ -147,3 +147,34 @@ def test_a_report_qflow_did_not_write_is_kept_and_refused(tiny_mlp_onnx, tmp_pat
     with pytest.raises(ConfigError, match="report.json, which qflow did not write"):
         build(tiny_mlp_onnx, _cfg(), out)
     assert (out / "report.json").read_text() == '{"fits": true}'
+
+
+def test_finns_defaults_syntax_folds_every_layer_of_an_op(tiny_mlp_onnx, tmp_path):
+    f = tmp_path / "fold.json"
+    f.write_text(json.dumps({"Defaults": {"PE": [2, ["MVAU_hls"]], "ram_style": ["distributed", "all"]}, "MVAU_hls_1": {"PE": 1}}))
+    r = build(tiny_mlp_onnx, _cfg(folding_file=f, verify_samples=8), tmp_path / "out").report
+    pe = {layer.name: layer.pe for layer in r.layers}
+    assert pe["MVAU_hls_0"] == 2 and pe["MVAU_hls_1"] == 1 and r.verification.passed
+
+
+@pytest.mark.parametrize("payload, match", [
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b'{"MVAU_hls_0": {"PE": 2}}\xff', "not UTF-8"),
+    (b'{"MVAU_hls_0": {"PE": NaN}}', "not valid JSON"),
+    (b'{"Defaults": {"PE": [2]}}', r"Defaults.PE must list a value and the op types"),
+    (b'{"MVAU_hls_0": {"ram_style": "bogus"}}', "ram_style must be one of"),
+    (b'{"MVAU_hls_0": {"PE": "4"}}', "PE must be a positive integer"),
+])
+def test_bad_folding_files_are_one_line(tiny_mlp_onnx, tmp_path, payload, match):
+    f = tmp_path / "fold.json"
+    f.write_bytes(payload)
+    with pytest.raises(FoldingError, match=match):
+        build(tiny_mlp_onnx, _cfg(folding_file=f), tmp_path / "out")
+
+
+def test_a_folding_naming_200k_missing_nodes_gives_a_short_line(tiny_mlp_onnx, tmp_path):
+    f = tmp_path / "fold.json"
+    f.write_text(json.dumps({f"Node_{i}": {"PE": 1} for i in range(200_000)}))
+    with pytest.raises(FoldingError) as e:
+        build(tiny_mlp_onnx, _cfg(folding_file=f), tmp_path / "out")
+    assert len(str(e.value)) < 1000 and "(200,000 in all)" in str(e.value)

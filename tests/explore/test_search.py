@@ -205,3 +205,42 @@ def test_resume_after_kill_9_loses_and_repeats_nothing(tmp_path):
     points = [tuple(sorted(t.params.items())) for t in finished]
     assert len(set(points)) == len(points)  # no point evaluated twice
     assert (out / "pareto.json").exists()
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--epochs", "-1"], "--epochs must be an integer from 0"),
+    (["--heartbeat", "0"], "--heartbeat must be an integer from 1"),
+    (["--trials", "0"], "--trials must be an integer from 1"),
+    (["--storage", "not-a-url"], "is not a database URL"),
+    (["--acc-tolerance", "2"], "--acc-tolerance must be between 0 and 1"),
+])
+def test_bad_search_options_stop_before_any_trial(tmp_path, capsys, args, match):
+    from flow.cli import main
+
+    recipe = tmp_path / "dig.toml"
+    recipe.write_text(RECIPE_TOML)
+    assert main(["search", str(recipe), "--out", str(tmp_path / "out"), "--no-progress", *args]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1
+    assert not (tmp_path / "out" / "study.db").exists()
+
+
+def test_a_storage_file_that_is_not_a_database_is_refused(tmp_path):
+    junk = tmp_path / "junk.db"
+    junk.write_text("hello")
+    with pytest.raises(ConfigError, match="is not an SQLite database"):
+        search(recipe_from_dict(RECIPE), "pynq-z1", tmp_path / "out", trials=1, storage=f"sqlite:///{junk}", progress=False, log=lambda _: None)
+
+
+def test_a_search_whose_trials_all_fail_stops_with_an_error(tmp_path, monkeypatch):
+    import flow.explore.search as search_module
+    from flow.explore.search import SearchFailedError
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("training exploded")
+
+    monkeypatch.setattr(search_module, "evaluate_point", broken)
+    t0 = time.perf_counter()
+    with pytest.raises(SearchFailedError, match="every trial of the search failed .*training exploded"):
+        search(recipe_from_dict(RECIPE), None, tmp_path / "out", trials=3, progress=False, log=lambda _: None, build_chosen=False)
+    assert time.perf_counter() - t0 < 120
