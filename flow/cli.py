@@ -122,40 +122,80 @@ def targets() -> None:
 @cli.command()
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--target", "-t", default=None, help="Board name or board TOML file [the recipe's build.target].")
-@click.option("--trials", type=int, default=20, show_default=True, help="Finished evaluations (complete + infeasible) to reach.")
+@click.option("--trials", type=int, default=40, show_default=True, help="Points to evaluate (complete + pruned).")
 @click.option("--workers", type=int, default=1, show_default=True, help="Worker processes sharing the study.")
 @click.option("--storage", default=None, help="Optuna RDB URL [sqlite:///OUT/study.db]; postgresql://... across machines.")
 @click.option("--study", "study_name", default=None, help="Study name [<recipe name>-<target>].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Output folder [runs/search-<recipe name>].")
-@click.option("--epochs", type=int, default=None, help="Training epochs per trial [recipe's].")
+@click.option("--epochs", type=int, default=None, help="Training epochs per trial, the pruner's largest budget [recipe's].")
 @click.option("--max-train-samples", type=int, default=None, help="Training subset per trial [recipe's].")
-@click.option("--cost", type=click.Choice(["lut", "util"]), default="lut", show_default=True, help="Cost objective: LUT or mean utilisation.")
-@click.option("--bits", default="1,2,4,8", show_default=True, help="Bit-width choices per layer (weights and activations).")
-@click.option("--techniques", default="", help="Also search the technique: comma-separated from qat, ptq, distill, lowrank [the recipe's technique for every trial].")
-@click.option("--acc-tolerance", type=float, default=0.0, show_default=True, help="Chosen design: cheapest front point within this accuracy of the best.")
+@click.option("--val-samples", type=int, default=5000, show_default=True, help="Training samples held out to score trials (the test set is kept for the finalists).")
+@click.option("--bits", default="1,T,2,3,4,5,6,7,8", show_default=True, help="Weight precision choices per layer (T = ternary).")
+@click.option("--act-bits", default="1,2,3,4,5,6,7,8", show_default=True, help="Activation bit-width choices per layer.")
+@click.option("--widths", default="", help="Hidden-width choices of an MLP, e.g. 32,64,128,256 [the recipe's widths].")
+@click.option("--techniques", default="", help="Also search the technique: comma-separated registered names [the recipe's technique].")
+@click.option("--min-fps", type=float, default=None, help="Frame rate a design must reach [the recipe's build.target_fps, else 0].")
+@click.option("--pruner", type=click.Choice(["hyperband", "halving", "none"]), default="hyperband", show_default=True)
+@click.option("--finalists", type=int, default=3, show_default=True, help="Front points retrained at the full budget, rebuilt and verified (0 = none).")
+@click.option("--sensitivity", "sensitivity", type=click.Path(dir_okay=False, path_type=Path), default=None, help="A `qflow sensitivity` map: per-layer precision floors, and its minimum point tried first.")
+@click.option("--cost", type=click.Choice(["lut", "util"]), default="lut", show_default=True, help="Cost axis of the front: LUT or mean utilisation.")
+@click.option("--acc-tolerance", type=float, default=0.0, show_default=True, help="Chosen design: cheapest verified finalist within this accuracy of the best.")
 @click.option("--heartbeat", type=int, default=10, show_default=True, help="Trial heartbeat (s); a dead worker's trial is re-queued after 3 heartbeats.")
-@click.option("--no-chosen", is_flag=True, help="Do not build the chosen design.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def search(recipe, target, trials, workers, storage, study_name, out_dir, epochs, max_train_samples, cost, bits, techniques, acc_tolerance, heartbeat, no_chosen, no_progress) -> None:
-    """Multi-objective search (accuracy, cost, FPS) over per-layer bit widths (and techniques) of RECIPE, auto-folded for a target."""
+def search(recipe, target, trials, workers, storage, study_name, out_dir, epochs, max_train_samples, val_samples, bits, act_bits, widths,
+           techniques, min_fps, pruner, finalists, sensitivity, cost, acc_tolerance, heartbeat, no_progress) -> None:
+    """Search per-layer precision, widths and technique of RECIPE for the most accurate designs a board runs at a frame rate."""
     from flow.explore.recipe import load_recipe
     from flow.explore.search import search as run_search
+    from flow.explore.space import parse_bits
 
     r = load_recipe(recipe)
     try:
-        choices = tuple(int(b) for b in bits.split(","))
+        width_choices = tuple(int(w) for w in widths.split(",") if w.strip())
     except ValueError:
-        raise ConfigError(f"--bits: a comma-separated list of integers, got {bits!r}") from None
+        raise ConfigError(f"--widths: a comma-separated list of integers, got {widths[:40]!r}") from None
+    extra = {} if min_fps is None else {"min_fps": min_fps}
     out = out_dir or Path("runs") / f"search-{r.name}"
     res = run_search(
         r, target, out, trials=trials, workers=workers, storage=storage, study_name=study_name, epochs=epochs,
-        max_train_samples=max_train_samples, cost=cost, weight_bits=choices, act_bits=choices, acc_tolerance=acc_tolerance,
-        techniques=tuple(t.strip() for t in techniques.split(",") if t.strip()),
-        heartbeat_interval=heartbeat, build_chosen=not no_chosen, progress=not no_progress, log=_say,
+        max_train_samples=max_train_samples, val_samples=val_samples, cost=cost, weight_bits=parse_bits(bits, "--bits", ternary=True),
+        act_bits=parse_bits(act_bits, "--act-bits", ternary=False), widths=width_choices, pruner=pruner, finalists=finalists,
+        techniques=tuple(t.strip() for t in techniques.split(",") if t.strip()), acc_tolerance=acc_tolerance,
+        heartbeat_interval=heartbeat, sensitivity=sensitivity, progress=not no_progress, log=_say, **extra,
     )
     click.echo(f"pareto: {out / 'pareto.json'} ({len(res.pareto)} points); all trials: {out / 'all_trials.csv'}")
-    if res.chosen_report is not None:
-        _summary(res.chosen_report, out / "chosen")
+    if res.chosen is not None:
+        click.echo(f"chosen: trial {res.chosen['trial']}, test accuracy {100 * res.chosen['accuracy']:.2f}%, "
+                   f"{res.chosen['fps']:,.0f} FPS, verified; report {res.chosen['report']}")
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Output folder [runs/sensitivity-<recipe name>].")
+@click.option("--bits", default="1,T,2,3,4,5,6", show_default=True, help="Precisions each layer is lowered to (T = ternary; weights only).")
+@click.option("--reference-bits", type=int, default=8, show_default=True, help="Precision of every other layer (the full-precision reference).")
+@click.option("--epochs", type=int, default=1, show_default=True, help="Fine-tuning epochs from the reference weights per point.")
+@click.option("--tolerance", type=float, default=1.0, show_default=True, help="Accuracy drop (points) a minimum precision may cost.")
+@click.option("--kinds", default="weights,acts", show_default=True, help="Which precisions to lower: weights, acts or both.")
+@click.option("--val-samples", type=int, default=5000, show_default=True, help="Training samples held out for scoring.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def sensitivity(recipe, out_dir, bits, reference_bits, epochs, tolerance, kinds, val_samples, no_progress) -> None:
+    """Per-layer sensitivity of RECIPE's network to precision, and each layer's minimum precision (writes sensitivity.json/.png/.md)."""
+    from flow.explore.recipe import load_recipe
+    from flow.explore.sensitivity import sensitivity as measure
+    from flow.explore.space import parse_bits
+
+    r = load_recipe(recipe)
+    names = {"weights": "weight_bits", "acts": "act_bits"}
+    chosen = [names.get(k.strip()) for k in kinds.split(",") if k.strip()]
+    if not chosen or None in chosen:
+        raise ConfigError(f"--kinds: a comma-separated list of weights and acts, got {kinds[:40]!r}")
+    out = out_dir or Path("runs") / f"sensitivity-{r.name}"
+    res = measure(r, out, bits=parse_bits(bits, "--bits", ternary=True), reference_bits=reference_bits, epochs=epochs, tolerance=tolerance,
+                  kinds=chosen, val_samples=val_samples, progress=not no_progress, log=_say)
+    for layer, per in res.min_precision.items():
+        click.echo(f"{layer}: " + ", ".join(f"{k} >= {v if v is not None else 'reference'}" for k, v in per.items()))
+    click.echo(f"map: {res.files['sensitivity.json']}; plot: {res.files['sensitivity.png']}")
 
 
 @cli.command("fetch-data")

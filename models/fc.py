@@ -112,7 +112,7 @@ class FC(nn.Module):
         num_classes: outputs of the last layer.
         dropout: dropout probability after each hidden activation (0 = none).
 
-    Attributes: ``input_shape`` (= in_shape), ``layer_names``, ``bits`` (resolved
+    Attributes: ``input_shape`` (= in_shape), ``hidden`` (the widths), ``layer_names``, ``bits`` (resolved
     per-layer bit widths), ``layers`` (ModuleDict name -> block).
     """
 
@@ -134,6 +134,7 @@ class FC(nn.Module):
         hidden = check_positive_ints(hidden, "hidden", name)
         check_positive_ints([num_classes], "num_classes", name)
         dropout = check_dropout(dropout, name)
+        self.hidden = tuple(hidden)
         self.layer_names = [f"fc{i}" for i in range(len(hidden) + 1)]
         self.bits = resolve_layer_bits(self.layer_names, weight_bits, act_bits, layer_bits)
         self.input_bits = act_bits if input_bits is None else input_bits

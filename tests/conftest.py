@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import brevitas.nn as qnn
 import pytest
 import torch
-from torch import nn
-
-import brevitas.nn as qnn
 from brevitas.quant import Int8WeightPerTensorFloat, Uint8ActPerTensorFloat
+from torch import nn
 
 from flow.nn.export import export_qonnx
 

@@ -16,12 +16,19 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from fuzzing import (
+    MUTATIONS,
+    check_run,
+    file_payloads,
+    mutate_model,
+    node_configs,
+    recipe_texts,
+    run_cli,
+    snapshot,
+    target_files,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from fuzzing import (
-    MUTATIONS, check_run, file_payloads, json_values, mutate_model, node_configs, recipe_texts, run_cli, snapshot, target_files,
-)
 
 EXAMPLES = int(os.environ.get("QFLOW_FUZZ_EXAMPLES", "10"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("QFLOW_FUZZ_RANDOM"),

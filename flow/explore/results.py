@@ -90,6 +90,15 @@ def mark_pareto(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[str]]]:
     return fronts
 
 
+def write_csv(path: Path, rows: list[Mapping[str, Any]], columns: list[str]) -> None:
+    """``rows`` as CSV with ``columns`` (others left out), written atomically."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
 def _si(v: Any, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"

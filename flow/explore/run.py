@@ -25,8 +25,8 @@ import torch
 
 from flow.builder.pipeline import BUILD_TREES, BuildResult, build, output_dir
 from flow.compile.specialize import check_config_file
-from flow.core.fileio import atomic_write_json
 from flow.core.errors import QflowError
+from flow.core.fileio import atomic_write_json
 from flow.core.outdir import OutputDir, retire_results
 from flow.explore.recipe import Recipe
 from flow.fold.rules import read_folding_file
@@ -125,9 +125,23 @@ def run(recipe: Recipe, out_dir: str | Path, *, progress: bool = True, log: Call
         out.close()
 
 
-def _run(prep: Prepared, out: OutputDir, *, progress: bool, log: Callable[[str], None]) -> RunResult:
+@dataclass
+class Trained:
+    """A network trained by a recipe's techniques: test accuracy, training and quantization seconds."""
+
+    model: torch.nn.Module
+    accuracy: float
+    train_seconds: float
+    quantize_seconds: float
+
+
+def train_recipe(prep: Prepared, *, on_epoch=None, log: Callable[[str], None] = print) -> Trained:
+    """Run the recipe's techniques on ``prep.model`` (modifiers prepare, the method trains), then test it.
+
+    ``on_epoch(epoch, model)`` is handed to the method's training (see :class:`flow.nn.techniques.base.Job`).
+    """
     recipe, model, job = prep.recipe, prep.model, prep.job
-    atomic_write_json(out.will_write("recipe.json"), recipe.model_dump(mode="json"))
+    job.on_epoch = on_epoch
     t0 = time.perf_counter()
     *modifiers, (method, method_opts) = list(recipe.technique.techniques())
     for technique, opts in modifiers:
@@ -137,6 +151,14 @@ def _run(prep: Prepared, out: OutputDir, *, progress: bool, log: Callable[[str],
     train_seconds = time.perf_counter() - t0 - job.quantize_seconds
     accuracy = evaluate(model, prep.test_set)
     log(f"test accuracy {100 * accuracy:.2f}% after {train_seconds:.0f} s of training")
+    return Trained(model, accuracy, train_seconds, job.quantize_seconds)
+
+
+def _run(prep: Prepared, out: OutputDir, *, progress: bool, log: Callable[[str], None]) -> RunResult:
+    recipe = prep.recipe
+    atomic_write_json(out.will_write("recipe.json"), recipe.model_dump(mode="json"))
+    trained = train_recipe(prep, log=log)
+    model = trained.model
     save_checkpoint(model, out.will_write("model.pt"))
 
     onnx_path = out.will_write(f"{recipe.name}.qonnx.onnx")
@@ -148,7 +170,7 @@ def _run(prep: Prepared, out: OutputDir, *, progress: bool, log: Callable[[str],
     log(f"building for {recipe.build.target}")
     result = build(
         onnx_path, recipe.build, out, model_name=recipe.name, verify_inputs=x if n else None,
-        reference=reference, accuracy=accuracy,
+        reference=reference, accuracy=trained.accuracy,
         progress=(lambda step: log(f"  {step}")) if progress else None,
     )
-    return RunResult(build=result, accuracy=accuracy, train_seconds=train_seconds, quantize_seconds=job.quantize_seconds)
+    return RunResult(build=result, accuracy=trained.accuracy, train_seconds=trained.train_seconds, quantize_seconds=trained.quantize_seconds)

@@ -1,82 +1,114 @@
-"""The search space of ``qflow search`` and the evaluation of one design point.
+"""What ``qflow search`` searches over: per-layer precision, hidden widths and the technique.
 
-A point is every layer's weight bit width and every hidden layer's activation bit width
-(the recipe's ``model.layers``); the input quantizer follows the models' rule and uses the
-activation bits of the first layer (``model.input_bits = act bits of layers[0]``). Folding
-is not a search variable: every point is compiled with ``auto=True``, so qflow's
-resource-constrained optimizer picks the fastest folding that fits the target, and the
-objectives are read from FINN's estimates in the build report.
+A point sets every layer's weight bits (``1`` bipolar, ``"ternary"``, ``2`` .. ``8``), every
+hidden layer's activation bits, the hidden widths of an MLP (when width choices are given)
+and, when several techniques are given, the technique (registered names, see
+:mod:`flow.nn.techniques.registry`). The input quantizer uses the first layer's activation
+bits. Folding is not a search variable: every point is compiled with ``auto=True``, so
+qflow's optimizer picks the fastest folding that fits the board.
 
-Technique: by default every point is trained with the recipe's own ``[technique]`` (QAT,
-PTQ, distillation, low-rank). Given ``techniques`` (registered technique names, :mod:`flow.nn.techniques.registry`), the
-technique becomes a searched parameter too (``technique``), each choice being the recipe's
-technique section with that method: ``qat`` (plain quantization-aware training), ``ptq``
-(float training, then Brevitas post-training quantization), ``distill`` (QAT with
-knowledge distillation) and ``lowrank`` (SVD factorization, then QAT); options of the
-recipe's own section for that technique (e.g. its ``[technique.lowrank]`` energy) are kept.
+A sensitivity map (``qflow sensitivity``) can set per-layer floors: choices below a layer's
+minimum precision are left out of the space.
 
 >>> from flow.explore.recipe import recipe_from_dict
->>> space = search_space(recipe_from_dict({"model": {"name": "tfc"}}))
+>>> space = search_space(recipe_from_dict({"model": {"name": "tfc"}}), weight_bits=(1, "ternary", 2, 4), act_bits=(2, 4))
 >>> space.layers, space.size
-(('fc0', 'fc1', 'fc2', 'fc3'), 16384)
->>> search_space(recipe_from_dict({"model": {"name": "tfc"}}), techniques=("qat", "ptq")).size
-32768
->>> space.layer_bits({"fc0.weight_bits": 4, "fc0.act_bits": 2, "fc1.weight_bits": 2, "fc1.act_bits": 2,
-...                   "fc2.weight_bits": 2, "fc2.act_bits": 2, "fc3.weight_bits": 8})["fc3"]
-{'weight_bits': 8}
+(('fc0', 'fc1', 'fc2', 'fc3'), 2048)
+>>> p = space.point({"fc0.weight_bits": 4, "fc0.act_bits": 2, "fc1.weight_bits": "ternary", "fc1.act_bits": 2,
+...                  "fc2.weight_bits": 2, "fc2.act_bits": 4, "fc3.weight_bits": 1})
+>>> p.layer_bits["fc1"], p.precision_at_least(p)
+({'weight_bits': 'ternary', 'act_bits': 2}, True)
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import shutil
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from flow.core import pareto as fronts
 from flow.core.errors import ConfigError
-from flow.core.fileio import atomic_write_text
-from flow.core.vocab import RESOURCES
 from flow.explore.recipe import Recipe, recipe_from_dict
-from flow.explore.run import run
 from flow.nn.techniques import registry as techniques_registry
-from flow.report.schema import Report
 from models import build_model
 
-BIT_CHOICES = (1, 2, 4, 8)
-COSTS = ("lut", "util")
+WEIGHT_CHOICES: tuple[int | str, ...] = (1, "ternary", 2, 3, 4, 5, 6, 7, 8)
+ACT_CHOICES: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
 TECHNIQUE_PARAM = "technique"
+#: The order of weight precisions (a ternary weight carries log2(3) bits).
+WEIGHT_RANK = {1: 1.0, "ternary": 1.58, **{b: float(b) for b in range(2, 9)}}
+
+
+def parse_bits(text: str, what: str, *, ternary: bool) -> tuple[int | str, ...]:
+    """``"1,T,2,4"`` -> ``(1, "ternary", 2, 4)``; ConfigError naming ``what`` otherwise."""
+    out: list[int | str] = []
+    for part in (p.strip() for p in str(text).split(",")):
+        if ternary and part.lower() in ("t", "ternary"):
+            out.append("ternary")
+            continue
+        if not part.isdigit() or not 1 <= int(part) <= 8:
+            raise ConfigError(f"search: {what} choices are bit widths 1..8{' or T (ternary)' if ternary else ''}, got {part[:20]!r}")
+        out.append(int(part))
+    return tuple(sorted(set(out), key=lambda b: WEIGHT_RANK[b]))
+
+
+@dataclass(frozen=True)
+class Point:
+    """One design point: per-layer bits, hidden widths (or None: the recipe's) and the technique (None: the recipe's)."""
+
+    layer_bits: dict[str, dict[str, int | str]]
+    hidden: tuple[int, ...] | None = None
+    technique: str | None = None
+
+    def precision_at_least(self, other: "Point") -> bool:
+        """Every layer at least as precise and (when searched) every width at least as wide, same technique.
+
+        Such a point is expected to reach at least ``other``'s accuracy: the search does not
+        train ``other`` when this point is also at least as good on hardware.
+        """
+        if self.technique != other.technique:
+            return False
+        if (self.hidden is None) != (other.hidden is None):
+            return False
+        if self.hidden is not None and (len(self.hidden) != len(other.hidden) or any(a < b for a, b in zip(self.hidden, other.hidden))):
+            return False
+        for layer, bits in other.layer_bits.items():
+            mine = self.layer_bits.get(layer, {})
+            if WEIGHT_RANK[mine.get("weight_bits", 8)] < WEIGHT_RANK[bits.get("weight_bits", 8)]:
+                return False
+            if int(mine.get("act_bits", 8)) < int(bits.get("act_bits", 8)):
+                return False
+        return True
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Per-layer bit widths (``<layer>.weight_bits`` for every layer, ``<layer>.act_bits`` for
-    all but the output layer) and, when several ``techniques`` are given, the technique."""
+    """The searched parameters and their choices (see the module docstring)."""
 
     layers: tuple[str, ...]
-    weight_bits: tuple[int, ...] = BIT_CHOICES
-    act_bits: tuple[int, ...] = BIT_CHOICES
+    weight_bits: tuple[int | str, ...] = WEIGHT_CHOICES
+    act_bits: tuple[int, ...] = ACT_CHOICES
+    widths: tuple[int, ...] = ()
+    hidden_layers: int = 0
     techniques: tuple[str, ...] = ()
+    floors: Mapping[str, Mapping[str, int | str]] = field(default_factory=dict)
 
     @property
     def params(self) -> dict[str, tuple]:
-        """Parameter name -> choices, in a fixed order."""
+        """Parameter name -> choices, in a fixed order (choices below a layer's floor left out)."""
         out: dict[str, tuple] = {}
         for i, name in enumerate(self.layers):
-            out[f"{name}.weight_bits"] = self.weight_bits
+            floor = self.floors.get(name, {})
+            w_floor = WEIGHT_RANK[floor.get("weight_bits", 1)]
+            out[f"{name}.weight_bits"] = tuple(b for b in self.weight_bits if WEIGHT_RANK[b] >= w_floor) or (self.weight_bits[-1],)
             if i < len(self.layers) - 1:
-                out[f"{name}.act_bits"] = self.act_bits
+                a_floor = int(floor.get("act_bits", 1))
+                out[f"{name}.act_bits"] = tuple(b for b in self.act_bits if b >= a_floor) or (self.act_bits[-1],)
+        if self.widths:
+            for i in range(self.hidden_layers):
+                out[f"hidden{i}"] = self.widths
         if len(self.techniques) > 1:
             out[TECHNIQUE_PARAM] = self.techniques
         return out
-
-    def technique(self, params: dict[str, Any]) -> str | None:
-        """The point's technique (``None``: the recipe's own)."""
-        if len(self.techniques) == 1:
-            return self.techniques[0]
-        return params.get(TECHNIQUE_PARAM)
 
     @property
     def size(self) -> int:
@@ -85,56 +117,74 @@ class SearchSpace:
             n *= len(choices)
         return n
 
-    def sample(self, trial) -> dict[str, Any]:
-        """Suggest every parameter on an Optuna trial (fixed params of an enqueued retry are kept)."""
-        out = {}
-        for k, c in self.params.items():
-            v = trial.suggest_categorical(k, list(c))
-            out[k] = v if k == TECHNIQUE_PARAM else int(v)
+    def sample(self, trial) -> Point:
+        """Suggest every parameter on an Optuna trial (an enqueued point's fixed values are kept)."""
+        return self.point({k: trial.suggest_categorical(k, list(c)) for k, c in self.params.items()})
+
+    def point(self, params: Mapping[str, Any]) -> Point:
+        """The :class:`Point` of a parameter dict (as sampled or as stored by Optuna)."""
+        bits: dict[str, dict[str, int | str]] = {}
+        for key, value in params.items():
+            if "." not in key:
+                continue
+            layer, kind = key.split(".", 1)
+            bits.setdefault(layer, {})[kind] = value if value == "ternary" else int(value)
+        hidden = tuple(int(params[f"hidden{i}"]) for i in range(self.hidden_layers)) if self.widths else None
+        technique = self.techniques[0] if len(self.techniques) == 1 else params.get(TECHNIQUE_PARAM)
+        return Point({name: bits[name] for name in self.layers if name in bits}, hidden, technique)
+
+    def params_of(self, point: Point) -> dict[str, Any]:
+        """The parameter dict of ``point`` (inverse of :meth:`point`), e.g. to enqueue it."""
+        out: dict[str, Any] = {}
+        for name, bits in point.layer_bits.items():
+            out.update({f"{name}.{k}": v for k, v in bits.items()})
+        if self.widths and point.hidden is not None:
+            out.update({f"hidden{i}": w for i, w in enumerate(point.hidden)})
+        if len(self.techniques) > 1 and point.technique is not None:
+            out[TECHNIQUE_PARAM] = point.technique
         return out
 
-    def layer_bits(self, params: dict[str, Any]) -> dict[str, dict[str, int]]:
-        """``params`` as the recipe's ``model.layers`` table."""
-        out: dict[str, dict[str, int]] = {}
-        for key, value in params.items():
-            if key == TECHNIQUE_PARAM:
-                continue
-            layer, field = key.split(".", 1)
-            out.setdefault(layer, {})[field] = int(value)
-        return {name: out[name] for name in self.layers if name in out}
 
-
-def _check_bits(choices, what: str) -> tuple[int, ...]:
-    vals = tuple(sorted({int(b) for b in choices}))
-    if not vals or any(not 1 <= b <= 8 for b in vals):
-        raise ConfigError(f"search: {what} choices must be bit widths 1..8, got {list(choices)!r}")
-    return vals
-
-
-def search_space(recipe: Recipe, weight_bits=BIT_CHOICES, act_bits=BIT_CHOICES, techniques=()) -> SearchSpace:
-    """The space for ``recipe``'s model; layer names come from building the model once."""
+def search_space(recipe: Recipe, weight_bits=WEIGHT_CHOICES, act_bits=ACT_CHOICES, techniques: Sequence[str] = (),
+                 widths: Sequence[int] = (), floors: Mapping[str, Mapping[str, int | str]] | None = None) -> SearchSpace:
+    """The space for ``recipe``'s model, every choice checked against the model before any trial runs."""
     techs = tuple(dict.fromkeys(techniques))
     known = techniques_registry.names()
     bad = [t for t in techs if t not in known]
     if bad:
         raise ConfigError(f"search: unknown technique {', '.join(map(repr, bad))}; choose from {', '.join(known)}")
     for t in techs:  # every technique table must be valid for this recipe before any trial runs
-        recipe_from_dict({**recipe.model_dump(mode="json", exclude_unset=True), "technique": techniques_registry.section_for(t, recipe.technique)}, source=f"search technique {t!r}")
+        recipe_from_dict({**recipe.model_dump(mode="json", exclude_unset=True), "technique": techniques_registry.section_for(t, recipe.technique)},
+                         source=f"search technique {t!r}")
+    if any(b == "ternary" for b in act_bits):
+        raise ConfigError("search: activations have no ternary choice; use bit widths 1..8")
     model = build_model(recipe.model.name, **recipe.model.build_kwargs())
-    return SearchSpace(tuple(model.layer_names), _check_bits(weight_bits, "weight"), _check_bits(act_bits, "activation"), techs)
+    hidden = getattr(model, "hidden", None)
+    if widths and not hidden:
+        raise ConfigError(f"search: --widths needs an MLP with hidden layers; {recipe.model.name} has none to widen")
+    if any(not (isinstance(w, int) and 1 <= w <= 4096) for w in widths):
+        raise ConfigError(f"search: widths must be integers from 1 to 4096, got {list(widths)}")
+    floors = dict(floors or {})
+    unknown = sorted(set(floors) - set(model.layer_names))
+    if unknown:
+        raise ConfigError(f"search: the sensitivity map names layers this model does not have: {', '.join(unknown)}")
+    return SearchSpace(tuple(model.layer_names), tuple(weight_bits), tuple(int(b) for b in act_bits), tuple(sorted(set(widths))),
+                       len(hidden) if widths else 0, techs, floors)
 
 
-def point_recipe(recipe: Recipe, space: SearchSpace, params: dict[str, Any], *, target: str, name: str | None = None,
-                 epochs: int | None = None, max_train_samples: int | None = None, threads: int | None = None,
-                 verify_samples: int | None = None) -> Recipe:
-    """``recipe`` with the point's per-layer bits, auto folding for ``target`` and optional training overrides."""
+def point_recipe(recipe: Recipe, point: Point, *, target: str, name: str | None = None, epochs: int | None = None,
+                 max_train_samples: int | None = None, threads: int | None = None, verify_samples: int | None = None) -> Recipe:
+    """``recipe`` at ``point``: its bits, widths and technique, auto folding for ``target``, optional training overrides."""
     d = recipe.model_dump(mode="json", exclude_unset=True)
     for section in ("model", "train", "build"):
         d.setdefault(section, {})
-    layers = space.layer_bits(params)
-    d["model"]["layers"] = layers
-    d["model"]["input_bits"] = layers[space.layers[0]]["act_bits"]
-    d["technique"] = techniques_registry.section_for(space.technique(params), recipe.technique)
+    first = next(iter(point.layer_bits.values()), {})
+    d["model"]["layers"] = {k: dict(v) for k, v in point.layer_bits.items()}
+    if "act_bits" in first:
+        d["model"]["input_bits"] = first["act_bits"]
+    if point.hidden is not None:
+        d["model"]["options"] = {**d["model"].get("options", {}), "hidden": list(point.hidden)}
+    d["technique"] = techniques_registry.section_for(point.technique, recipe.technique)
     if name is not None:
         d["name"] = name
     for key, value in (("epochs", epochs), ("max_train_samples", max_train_samples), ("threads", threads)):
@@ -142,106 +192,8 @@ def point_recipe(recipe: Recipe, space: SearchSpace, params: dict[str, Any], *, 
             d["train"][key] = value
     b = d["build"]
     b.update(target=target, auto=True)
-    b.pop("target_fps", None)
-    b.pop("folding_file", None)
-    b.pop("specialize_file", None)  # the optimizer picks each point's HLS/RTL variants
+    for key in ("target_fps", "folding_file", "specialize_file"):  # the optimizer folds and picks each point's variants
+        b.pop(key, None)
     if verify_samples is not None:
         b["verify_samples"] = verify_samples
     return recipe_from_dict(d, source="search point")
-
-
-def cost_of(report: Report, cost: str, weights: dict[str, float] | None = None) -> float:
-    """The cost objective: ``lut`` (FINN's LUT estimate) or ``util`` (weighted mean of used/budget over resources with a budget)."""
-    if cost == "lut":
-        return float(report.totals["lut"])
-    if cost != "util":
-        raise ConfigError(f"search: cost must be one of {', '.join(COSTS)}, got {cost!r}")
-    w = weights or {}
-    num = den = 0.0
-    for r, used in report.totals.items():
-        budget = report.budget.get(r, 0)
-        if budget:
-            num += w.get(r, 1.0) * used / budget
-            den += w.get(r, 1.0)
-    return num / den if den else 0.0
-
-
-def evaluate_point(recipe: Recipe, out_dir: str | Path, *, cost: str = "lut", cost_weights: dict[str, float] | None = None,
-                   keep_checkpoints: bool = False) -> dict[str, Any]:
-    """Run the recipe (its technique and ``recipe.train`` budget) without verification and read FINN's estimates.
-
-    Raises :class:`flow.core.errors.InfeasibleDesignError` when no folding fits the target.
-    """
-    out = Path(out_dir)
-    no_verify = recipe.build.model_copy(update={"verify_samples": 0})
-    try:
-        result = run(recipe.model_copy(update={"build": no_verify}), out, progress=False, log=lambda _: None)
-    finally:
-        if not keep_checkpoints:
-            for sub in ("checkpoints", "finn_build"):
-                shutil.rmtree(out / sub, ignore_errors=True)
-    r = result.report
-    return {
-        "accuracy": float(result.accuracy),
-        "cost": cost_of(r, cost, cost_weights),
-        "fps": float(r.throughput_fps),
-        **{k: float(r.totals[k]) for k in RESOURCES},
-        "latency_us": float(r.latency_us),
-        "max_cycles": int(r.max_cycles),
-        "fits": bool(r.fits),
-        "train_s": round(result.train_seconds, 3),
-        "build_s": round(sum(r.timings_s.values()), 3),
-        "report": str(out / "report.json"),
-    }
-
-
-def trial_rows(study, space: SearchSpace) -> list[dict[str, Any]]:
-    """One flat row per trial: number, state, parameters, metrics and why it did not complete."""
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        u = t.user_attrs
-        row: dict[str, Any] = {"number": t.number, "state": t.state.name}
-        row.update({k: t.params.get(k) for k in space.params})
-        for k in ("accuracy", "cost", "fps", "lut", "bram_18k", "uram", "dsp", "latency_us", "max_cycles", "fits", "train_s", "build_s", "trial_s"):
-            row[k] = u.get(k)
-        row["retry_of"] = t.system_attrs.get("failed_trial")
-        row["duplicate_of"] = u.get("duplicate_of")
-        row["reason"] = u.get("infeasible") or u.get("error") or ("surplus" if u.get("surplus") else None)
-        if t.state.name == "FAIL" and row["reason"] is None:
-            row["reason"] = "process died (stale heartbeat); re-queued"
-        rows.append(row)
-    return rows
-
-
-#: What the search optimizes: accuracy up, cost down, frames/s up.
-OBJECTIVES = {"accuracy": "max", "cost": "min", "fps": "max"}
-
-
-def pareto(rows: list[dict[str, Any]], space: SearchSpace) -> list[dict[str, Any]]:
-    """The non-dominated COMPLETE rows, one per distinct point (lowest trial number), most accurate first."""
-    seen, ok = set(), []
-    for r in sorted((r for r in rows if r["state"] == "COMPLETE" and r["accuracy"] is not None), key=lambda r: r["number"]):
-        key = tuple(r[k] for k in space.params)
-        if key not in seen:
-            seen.add(key)
-            ok.append(r)
-    front = fronts.front(ok, OBJECTIVES)
-    return sorted(front, key=lambda r: (-r["accuracy"], r["cost"], -r["fps"], r["number"]))
-
-
-def choose(front: list[dict[str, Any]], acc_tolerance: float = 0.0) -> dict[str, Any] | None:
-    """The chosen design: among front points that fit, the cheapest (then fastest) within ``acc_tolerance`` of the best accuracy."""
-    fits = [r for r in front if r.get("fits")]
-    if not fits:
-        return None
-    best = max(r["accuracy"] for r in fits)
-    near = [r for r in fits if r["accuracy"] >= best - acc_tolerance - 1e-12]
-    return min(near, key=lambda r: (r["cost"], -r["fps"], -r["accuracy"], r["number"]))
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())

@@ -160,6 +160,21 @@ class Dataset:
         """The shape of one image, ``(C, H, W)``."""
         return tuple(int(d) for d in self.images.shape[1:])  # type: ignore[return-value]
 
+    def hold_out(self, n_held_out: int, seed: int = 0) -> tuple[Dataset, Dataset]:
+        """``(rest, held_out)``: ``n_held_out`` samples drawn without replacement, and all the others.
+
+        >>> ds = load_digits_dataset("train")
+        >>> rest, val = ds.hold_out(100)
+        >>> len(rest) + len(val) == len(ds), len(val)
+        (True, 100)
+        """
+        if not 0 < n_held_out < len(self):
+            raise ConfigError(f"a held-out split needs between 1 and {len(self) - 1} samples, got {n_held_out}")
+        perm = np.random.default_rng(seed).permutation(len(self))
+        held, rest = np.sort(perm[:n_held_out]), np.sort(perm[n_held_out:])
+        return (Dataset(self.name, self.split + "-rest", self.images[rest], self.labels[rest], self.num_classes),
+                Dataset(self.name, self.split + "-held-out", self.images[held], self.labels[held], self.num_classes))
+
     def subset(self, n: int, seed: int = 0) -> Dataset:
         """``n`` samples drawn without replacement (kept in their original order); all if ``n >= len``."""
         if n < 0:

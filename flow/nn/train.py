@@ -120,12 +120,15 @@ def train(
     *,
     progress: bool = True,
     loss_fn: LossFn | None = None,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` in place; leave it in eval mode and return a :class:`TrainResult`.
 
     Batches are shuffled by a generator seeded with ``cfg.seed``; the global RNGs are
     seeded too (dropout etc.). ``torch.set_num_threads(cfg.threads)`` is in force while
     training. ``loss_fn(logits, labels, images)`` replaces cross-entropy when given.
+    ``on_epoch(epoch, model)`` runs after every epoch (1-based), e.g. to report a validation
+    score to a search; an exception it raises ends training (the model is left in eval mode).
     """
     if cfg.max_train_samples is not None:
         dataset = dataset.subset(cfg.max_train_samples, seed=cfg.seed)
@@ -173,6 +176,9 @@ def train(
                     seen += len(idx)
                     bar.update(advance=1, info=f"loss {loss_sum / seen:.4f}")
                 history.append(loss_sum / max(seen, 1))
+                if on_epoch is not None:
+                    on_epoch(epoch + 1, model)
+                    model.train()
     finally:
         model.eval()
         torch.set_num_threads(prev_threads)

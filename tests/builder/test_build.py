@@ -7,10 +7,10 @@ import pytest
 from qonnx.core.modelwrapper import ModelWrapper
 
 from flow.builder.pipeline import build
+from flow.compat import finn as _finn_compat
 from flow.core.config import build_config
 from flow.core.errors import ToolMissingError
 from flow.sim.verify import verify_stages
-from flow.compat import finn as _finn_compat
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,10 @@ def test_report_schema_and_totals_are_sums_of_layers(mlp_build):
 
 def test_estimates_are_what_finns_builder_reports(mlp_build, tmp_path):
     """The report's per-layer numbers equal the estimate reports FINN's own builder step writes for the design."""
-    from finn.builder.build_dataflow_config import DataflowBuildConfig, DataflowOutputType
+    from finn.builder.build_dataflow_config import (
+        DataflowBuildConfig,
+        DataflowOutputType,
+    )
 
     cfg = DataflowBuildConfig(output_dir=str(tmp_path), fpga_part="xc7z020clg400-1", synth_clk_period_ns=10.0,
                               generate_outputs=[DataflowOutputType.ESTIMATE_REPORTS])

@@ -1,7 +1,7 @@
 """Each Optuna/SQLAlchemy workaround is still needed, and works."""
 
-import time
 import importlib.util
+import time
 import warnings
 
 import optuna

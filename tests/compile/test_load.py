@@ -2,13 +2,13 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-import numpy as np
 
-from flow.core.errors import ModelFileError, UnquantizedModelError
 from flow.compile.load import check_quantized, load_onnx
+from flow.core.errors import ModelFileError, UnquantizedModelError
 
 
 def _float_model(path, external_location=None):

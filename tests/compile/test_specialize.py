@@ -10,14 +10,21 @@ from functools import partial
 import pytest
 from qonnx.core.modelwrapper import ModelWrapper
 
-from flow.compat import finn as _finn_compat
 from flow.builder.pipeline import build
 from flow.cli import main
+from flow.compat import finn as _finn_compat
+from flow.compile.specialize import (
+    IMPL_ATTR,
+    alternatives,
+    apply_folding,
+    impl_style,
+    respecialize,
+    specialize_config,
+)
 from flow.core.config import build_config
-from flow.fold.cost_model import CostModel
 from flow.core.errors import FoldingError
+from flow.fold.cost_model import CostModel
 from flow.fold.optimizer import optimize
-from flow.compile.specialize import IMPL_ATTR, alternatives, apply_folding, impl_style, respecialize, specialize_config
 from hw_targets import load_target
 
 PART = load_target("pynq-z1").part

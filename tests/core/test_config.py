@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from flow.core.config import BuildConfig, build_config
-from flow.explore.recipe import load_recipe, recipe_from_dict
 from flow.core.errors import ConfigError
+from flow.explore.recipe import load_recipe, recipe_from_dict
 
 
 def test_default_recipe_is_tfc_w2a2_mnist_on_pynq_z1():

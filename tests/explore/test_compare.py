@@ -7,12 +7,12 @@ import shutil
 
 import pytest
 
-import flow.explore.run as run_module
 import flow.explore.compare as compare_module
 import flow.explore.results as pareto_module
+import flow.explore.run as run_module
 from flow.cli import main
-from flow.explore.compare import SMOKE_SWEEP, compare, load_sweep, sweep_from_dict
 from flow.core.errors import ConfigError, UnknownModelError
+from flow.explore.compare import SMOKE_SWEEP, compare, load_sweep, sweep_from_dict
 from flow.explore.results import pareto_front
 
 ROW_KEYS = ("name", "accuracy", "lut", "bram_18k", "uram", "dsp", "throughput_fps", "latency_us", "bops", "macs",

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from flow.explore.recipe import recipe_from_dict
-from flow.explore.search import search
-from flow.nn.techniques.registry import TechniqueSection
 from flow.core.errors import ConfigError
-from flow.explore.space import SearchSpace, choose, pareto, point_recipe, search_space
+from flow.explore.recipe import recipe_from_dict
+from flow.explore.search import read_floors, search
+from flow.explore.space import parse_bits, point_recipe, search_space
+from flow.nn.techniques.registry import TechniqueSection
 
 RECIPE = {
     "name": "dig",
@@ -53,24 +53,47 @@ dsp = 2
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_search_space_and_point_recipe():
+def test_search_space_points_and_recipes():
     base = recipe_from_dict(RECIPE)
-    space = search_space(base, weight_bits=(1, 2, 4), act_bits=(2, 4))
+    space = search_space(base, weight_bits=(1, "ternary", 2, 4), act_bits=(2, 4), widths=(16, 32))
     assert space.layers == ("fc0", "fc1", "fc2")
-    assert list(space.params) == ["fc0.weight_bits", "fc0.act_bits", "fc1.weight_bits", "fc1.act_bits", "fc2.weight_bits"]
-    assert space.size == 3 * 2 * 3 * 2 * 3
-    params = {"fc0.weight_bits": 4, "fc0.act_bits": 2, "fc1.weight_bits": 1, "fc1.act_bits": 4, "fc2.weight_bits": 2}
-    rec = point_recipe(base, space, params, target="pynq-z1", epochs=3, max_train_samples=100)
-    assert rec.model.layers == {"fc0": {"weight_bits": 4, "act_bits": 2}, "fc1": {"weight_bits": 1, "act_bits": 4}, "fc2": {"weight_bits": 2}}
-    assert rec.model.input_bits == 2  # input quantizer follows fc0's activation bits
-    assert rec.build.auto and rec.build.target_fps is None
-    pinned = recipe_from_dict({**RECIPE, "build": {**RECIPE["build"], "specialize_file": "/x/spec.json"}})
-    assert point_recipe(pinned, space, params, target="pynq-z1").build.specialize_file is None  # --auto picks variants
-    assert (rec.train.epochs, rec.train.max_train_samples, rec.train.threads) == (3, 100, 1)
-    # the recipe's own technique is used for every point
-    ptq = recipe_from_dict({**RECIPE, "technique": {"method": "ptq", "calibration_samples": 64}})
-    rec = point_recipe(ptq, search_space(ptq), params, target="pynq-z1")
-    assert (rec.technique.method, rec.technique.options.calibration_samples) == ("ptq", 64)
+    assert list(space.params) == ["fc0.weight_bits", "fc0.act_bits", "fc1.weight_bits", "fc1.act_bits", "fc2.weight_bits", "hidden0", "hidden1"]
+    params = {"fc0.weight_bits": 4, "fc0.act_bits": 2, "fc1.weight_bits": "ternary", "fc1.act_bits": 4, "fc2.weight_bits": 1,
+              "hidden0": 32, "hidden1": 16}
+    point = space.point(params)
+    assert space.params_of(point) == params
+    rec = point_recipe(base, point, target="zcu104", name="p0", epochs=2)
+    assert rec.model.layers["fc1"] == {"weight_bits": "ternary", "act_bits": 4} and rec.model.input_bits == 2
+    assert rec.model.options["hidden"] == [32, 16] and rec.train.epochs == 2
+    assert (rec.build.target, rec.build.auto, rec.build.target_fps) == ("zcu104", True, None)
+    with pytest.raises(ConfigError, match="widths"):
+        search_space(recipe_from_dict({**RECIPE, "model": {"name": "cnv"}}), widths=(16,))
+
+
+def test_bit_choices_parse_with_ternary_and_order_by_precision():
+    assert parse_bits("4,T,1,2", "--bits", ternary=True) == (1, "ternary", 2, 4)
+    with pytest.raises(ConfigError, match="T \\(ternary\\)"):
+        parse_bits("9", "--bits", ternary=True)
+    with pytest.raises(ConfigError, match="bit widths 1..8"):
+        parse_bits("T", "--act-bits", ternary=False)
+
+
+def test_precision_order_decides_what_a_point_can_stand_for():
+    space = search_space(recipe_from_dict(RECIPE), weight_bits=(1, "ternary", 2, 4), act_bits=(2, 4))
+    low = space.point({"fc0.weight_bits": "ternary", "fc0.act_bits": 2, "fc1.weight_bits": 1, "fc1.act_bits": 2, "fc2.weight_bits": 2})
+    high = space.point({"fc0.weight_bits": 2, "fc0.act_bits": 2, "fc1.weight_bits": 1, "fc1.act_bits": 4, "fc2.weight_bits": 4})
+    assert high.precision_at_least(low) and not low.precision_at_least(high)
+
+
+def test_floors_from_a_sensitivity_map_restrict_the_choices(tmp_path):
+    m = tmp_path / "sensitivity.json"
+    m.write_text(json.dumps({"min_precision": {"fc0": {"weight_bits": 4, "act_bits": 4}, "fc2": {"weight_bits": "ternary"}}}))
+    space = search_space(recipe_from_dict(RECIPE), weight_bits=(1, "ternary", 2, 4), act_bits=(2, 4), floors=read_floors(m))
+    assert space.params["fc0.weight_bits"] == (4,) and space.params["fc0.act_bits"] == (4,)
+    assert space.params["fc2.weight_bits"] == ("ternary", 2, 4) and space.params["fc1.weight_bits"] == (1, "ternary", 2, 4)
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ConfigError, match="no min_precision table"):
+        read_floors(tmp_path / "bad.json")
 
 
 def test_technique_is_a_searched_parameter():
@@ -78,68 +101,77 @@ def test_technique_is_a_searched_parameter():
     space = search_space(base, weight_bits=(2,), act_bits=(2,), techniques=("qat", "ptq", "distill", "lowrank"))
     assert space.params["technique"] == ("qat", "ptq", "distill", "lowrank") and space.size == 4
     bits = {k: 2 for k in space.params if k != "technique"}
-    tech = {t: point_recipe(base, space, {**bits, "technique": t}, target="pynq-z1").technique for t in space.techniques}
+    tech = {t: point_recipe(base, space.point({**bits, "technique": t}), target="pynq-z1").technique for t in space.techniques}
     assert tech["qat"] == TechniqueSection()
     assert tech["ptq"].method == "ptq" and tech["ptq"].modifiers == {}
     assert tech["distill"].modifier("distill") is not None and tech["distill"].method == "qat"
     assert tech["lowrank"].modifier("lowrank").rank == 4  # the recipe's own low-rank options are kept
-    one = search_space(base, techniques=("ptq",))
-    assert "technique" not in one.params and point_recipe(base, one, bits | {"fc0.weight_bits": 1}, target="pynq-z1").technique.method == "ptq"
     with pytest.raises(ConfigError, match="unknown technique 'prune'"):
         search_space(base, techniques=("qat", "prune"))
 
 
-def test_search_over_techniques_from_the_cli(tmp_path):
-    from flow.cli import main
+def test_the_pruner_stops_training_early(tmp_path):
+    """Validation accuracy reaches Optuna after every epoch; a pruning verdict ends training there."""
+    import optuna
 
-    recipe = tmp_path / "dig.toml"
-    recipe.write_text(RECIPE_TOML)
-    out = tmp_path / "out"
-    args = ["search", str(recipe), "--trials", "4", "--bits", "2,4", "--techniques", "qat,ptq,lowrank", "--out", str(out), "--no-progress", "--no-chosen"]
-    assert main(args) == 0
-    import csv
+    from flow.explore.trials import train_trial
 
-    rows = list(csv.DictReader((out / "all_trials.csv").open()))
-    assert len(rows) == 4 and all(r["technique"] in ("qat", "ptq", "lowrank") for r in rows)
-    for r in rows:
-        if r["state"] != "COMPLETE" or r["duplicate_of"]:
-            continue
-        used = json.loads((out / "trials" / f"{int(r['number']):04d}" / "recipe.json").read_text())["technique"]
-        assert used["method"] == ("ptq" if r["technique"] == "ptq" else "qat")
-        assert ("lowrank" in used) == (r["technique"] == "lowrank")
-    meta = json.loads((out / "pareto.json").read_text())
-    assert meta["space"]["technique"] == ["qat", "ptq", "lowrank"]
-    assert all(p["params"]["technique"] == p["recipe"]["technique"].get("method", "lowrank" if "lowrank" in p["recipe"]["technique"] else "qat") for p in meta["front"])
+    recipe = recipe_from_dict({**RECIPE, "train": {**RECIPE["train"], "epochs": 5}})
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.01))  # nothing reaches 101%
+    trial = study.ask()
+    with pytest.raises(optuna.TrialPruned, match="after epoch 1"):
+        train_trial(trial, recipe, val_samples=200)
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    t = study.trials[0]
+    assert t.user_attrs["pruned_at_epoch"] == 1 and list(t.intermediate_values) == [1]
 
 
-def test_pareto_and_choice_rule():
-    space = SearchSpace(("fc0",), (1, 2), ())
-    rows = [
-        {"number": 0, "state": "COMPLETE", "fc0.weight_bits": 1, "accuracy": 0.8, "cost": 100, "fps": 10, "fits": True},
-        {"number": 1, "state": "COMPLETE", "fc0.weight_bits": 2, "accuracy": 0.9, "cost": 300, "fps": 10, "fits": True},
-        {"number": 2, "state": "COMPLETE", "fc0.weight_bits": 2, "accuracy": 0.9, "cost": 300, "fps": 10, "fits": True},  # duplicate point
-        {"number": 3, "state": "COMPLETE", "fc0.weight_bits": 4, "accuracy": 0.7, "cost": 200, "fps": 10, "fits": True},  # dominated
-        {"number": 4, "state": "PRUNED", "fc0.weight_bits": 8, "accuracy": None, "cost": None, "fps": None, "fits": None},
-    ]
-    space = SearchSpace(("fc0",), (1, 2, 4, 8), ())
-    front = pareto(rows, space)
-    assert [r["number"] for r in front] == [1, 0]
-    assert choose(front)["number"] == 1
-    assert choose(front, acc_tolerance=0.15)["number"] == 0
+def test_hardware_first_skips_infeasible_slow_and_dominated_points_without_training(tmp_path, monkeypatch):
+    import flow.explore.trials as trials_module
+    from flow.explore.trials import Hardware
+
+    trained = []
+    real_train = trials_module.train_trial
+    monkeypatch.setattr(trials_module, "train_trial", lambda trial, recipe, **kw: (trained.append(trial.number), real_train(trial, recipe, **kw))[1])
+    hw = {4: (2e6, 100.0), 2: (1e6, 200.0), 1: (5e5, 50.0)}  # by fc0's weight bits: (fps, cost)
+
+    def fake_hardware(recipe, out_dir, **kw):
+        fps, cost = hw[recipe.model.layers["fc0"]["weight_bits"]]
+        return Hardware(fps, cost, True, {"fps": fps, "cost": cost, "fits": True, "lut": cost})
+
+    monkeypatch.setattr(trials_module, "estimate_hardware", fake_hardware)
+    base = recipe_from_dict(RECIPE)
+    points = [{"fc0.weight_bits": b, "fc0.act_bits": 2, "fc1.weight_bits": 2, "fc1.act_bits": 2, "fc2.weight_bits": 2} for b in (4, 2, 1)]
+    import optuna
+
+    from flow.explore.search import SearchOptions, load_study, run_worker
+
+    opts = SearchOptions(recipe=base.model_dump(mode="json", exclude_unset=True), target="pynq-z1", trials=3, out_dir=str(tmp_path),
+                         weight_bits=(1, 2, 4), act_bits=(2,), min_fps=8e5, finalists=0, pruner="none", val_samples=200, study_name="s")
+    study = load_study(opts)
+    for p in points:
+        study.enqueue_trial(p)
+    run_worker(opts)
+    t = {x.number: x for x in optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}").trials}
+    assert t[0].state.name == "COMPLETE"  # 4-bit fc0: the fastest and cheapest, trained
+    assert t[1].user_attrs["dominated_by"] == 0  # 2-bit fc0: less precise and no better on hardware
+    assert "below_min_fps" in t[2].user_attrs  # 1-bit fc0: 5e5 FPS < 8e5
+    assert trained == [0]
 
 
-def test_search_writes_front_plot_and_chosen_design(tmp_path):
-    res = search(recipe_from_dict(RECIPE), "pynq-z1", tmp_path, trials=3, weight_bits=(1, 2, 4), act_bits=(1, 2, 4),
-                 heartbeat_interval=2, progress=False, log=lambda s: None)
+def test_search_writes_front_finalists_and_the_chosen_design(tmp_path):
+    res = search(recipe_from_dict(RECIPE), "pynq-z1", tmp_path, trials=3, weight_bits=(1, 2, 4), act_bits=(1, 2, 4), finalists=1,
+                 val_samples=200, heartbeat_interval=2, progress=False, log=lambda s: None)
     assert res.counts["done"] == 3
-    for name in ("pareto.csv", "pareto.json", "pareto.png", "all_trials.csv", "search.json", "study.db", "chosen/report.json"):
+    for name in ("pareto.csv", "pareto.json", "pareto.png", "all_trials.csv", "search.json", "study.db"):
         assert (tmp_path / name).exists(), name
     front = json.loads((tmp_path / "pareto.json").read_text())["front"]
     assert front and all(p["accuracy"] > 0 and p["lut"] > 0 and p["fps"] > 0 for p in front)
-    assert set(front[0]["layers"]) == {"fc0", "fc1", "fc2"}
-    report = json.loads((tmp_path / "chosen" / "report.json").read_text())
-    assert report["folding"]["mode"] == "auto" and report["verification"]["passed"]
-    assert res.chosen["number"] in [p["number"] for p in front]
+    assert set(front[0]["point"]["layer_bits"]) == {"fc0", "fc1", "fc2"}
+    assert len(res.finalists) == 1 and res.chosen is not None and res.chosen["verified"]
+    report = json.loads(Path(res.chosen["report"]).read_text())
+    assert report["folding"]["mode"] == "auto" and report["verification"]["passed"] and report["accuracy"] == res.chosen["accuracy"]
+    assert res.chosen["trial"] in [p["number"] for p in front]
     assert len((tmp_path / "all_trials.csv").read_text().splitlines()) == 1 + 3
 
 
@@ -147,13 +179,13 @@ def test_infeasible_trials_are_pruned_with_reason(tmp_path):
     board = tmp_path / "tiny.toml"
     board.write_text(TINY_BOARD)
     res = search(recipe_from_dict(RECIPE), str(board), tmp_path / "out", trials=2, heartbeat_interval=2, progress=False, log=lambda s: None)
-    assert res.counts.get("PRUNED") == 2 and res.counts["done"] == 2
+    assert res.counts.get("PRUNED") == 2 and res.counts["done"] == 2 and res.counts["trained"] == 0
     assert res.chosen is None and res.pareto == []
     import optuna
 
     study = optuna.load_study(study_name=res.study_name, storage=res.storage)
     assert all(t.user_attrs["infeasible"] for t in study.trials)
-    assert "PRUNED" in (tmp_path / "out" / "all_trials.csv").read_text()
+    assert "infeasible" in (tmp_path / "out" / "all_trials.csv").read_text()
 
 
 def _states(db: Path) -> list[tuple[int, str]]:
@@ -168,8 +200,8 @@ def test_resume_after_kill_9_loses_and_repeats_nothing(tmp_path):
     recipe = tmp_path / "r.toml"
     recipe.write_text(RECIPE_TOML)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "flow", "search", str(recipe), "--trials", "4", "--bits", "1,2,4", "--heartbeat", "1",
-           "--out", str(out), "--no-chosen", "--no-progress"]
+    cmd = [sys.executable, "-m", "flow", "search", str(recipe), "--trials", "4", "--bits", "1,2,4", "--act-bits", "1,2,4", "--heartbeat", "1",
+           "--out", str(out), "--finalists", "0", "--val-samples", "200", "--no-progress"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, killed = time.monotonic() + 60, None
@@ -208,7 +240,7 @@ def test_resume_after_kill_9_loses_and_repeats_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("args, match", [
-    (["--epochs", "-1"], "--epochs must be an integer from 0"),
+    (["--epochs", "-1"], "--epochs must be an integer from 1"),
     (["--heartbeat", "0"], "--heartbeat must be an integer from 1"),
     (["--trials", "0"], "--trials must be an integer from 1"),
     (["--storage", "not-a-url"], "is not a database URL"),
@@ -239,8 +271,8 @@ def test_a_search_whose_trials_all_fail_stops_with_an_error(tmp_path, monkeypatc
     def broken(*args, **kwargs):
         raise RuntimeError("training exploded")
 
-    monkeypatch.setattr(search_module, "evaluate_point", broken)
+    monkeypatch.setattr(search_module, "run_trial", broken)
     t0 = time.perf_counter()
     with pytest.raises(SearchFailedError, match="every trial of the search failed .*training exploded"):
-        search(recipe_from_dict(RECIPE), None, tmp_path / "out", trials=3, progress=False, log=lambda _: None, build_chosen=False)
+        search(recipe_from_dict(RECIPE), None, tmp_path / "out", trials=3, progress=False, log=lambda _: None, finalists=0)
     assert time.perf_counter() - t0 < 120

@@ -67,7 +67,7 @@ def postgres_url():
 
 def test_two_workers_share_a_postgres_study(tmp_path, postgres_url):
     res = search(recipe_from_dict(RECIPE), "pynq-z1", tmp_path, trials=4, workers=2, storage=postgres_url, study_name="pg-test",
-                 weight_bits=(1, 2, 4), act_bits=(1, 2, 4), heartbeat_interval=2, build_chosen=False, progress=False, log=lambda s: None)
+                 weight_bits=(1, 2, 4), act_bits=(1, 2, 4), heartbeat_interval=2, finalists=0, val_samples=200, progress=False, log=lambda s: None)
     assert res.storage.startswith("postgresql")
     import optuna
 

@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 from qonnx.core.modelwrapper import ModelWrapper
 
-from flow.compat import finn as _finn_compat
 from flow.builder.pipeline import build
-from flow.core.config import build_config
-from flow.fold.cost_model import RESOURCES, CostModel, random_folding
+from flow.compat import finn as _finn_compat
 from flow.compile.converters import finn_dwcs
-from flow.core.errors import FoldingError
 from flow.compile.estimate import estimate
-from flow.nn.export import export_qonnx
+from flow.core.config import build_config
+from flow.core.errors import FoldingError
+from flow.fold.cost_model import RESOURCES, CostModel, random_folding
 from flow.fold.rules import check_folding_rules
+from flow.nn.export import export_qonnx
 from hw_targets import load_target
 from models import build_model
 
@@ -162,11 +162,11 @@ def test_estimates_are_memoized(networks):
 def test_module_docstrings_run():
     import doctest
 
-    import flow.fold.cost_model
     import flow.compile.converters
-    import flow.fold.select
-    import flow.fold.optimizer
     import flow.compile.specialize
+    import flow.fold.cost_model
+    import flow.fold.optimizer
+    import flow.fold.select
 
     for mod in (flow.fold.cost_model, flow.fold.optimizer, flow.fold.select, flow.compile.converters, flow.compile.specialize):
         assert doctest.testmod(mod, optionflags=doctest.ELLIPSIS).failed == 0, mod.__name__

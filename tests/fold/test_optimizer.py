@@ -15,10 +15,10 @@ from qonnx.custom_op.registry import getCustomOp
 from flow.builder.pipeline import build
 from flow.cli import main
 from flow.core.config import build_config
-from flow.fold.cost_model import CostModel, fold_limits
 from flow.core.errors import ConfigError, FoldingError, InfeasibleDesignError
-from flow.fold.rules import extract_folding
+from flow.fold.cost_model import CostModel, fold_limits
 from flow.fold.optimizer import optimize
+from flow.fold.rules import extract_folding
 from hw_targets import load_target
 
 

@@ -10,12 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flow.nn.data import (
-    Dataset, IdxFormatError, encode_idx, load_dataset, read_idx, write_idx,
-)
 from flow.core.errors import ConfigError, DataMissingError
+from flow.nn.data import (
+    Dataset,
+    IdxFormatError,
+    encode_idx,
+    load_dataset,
+    read_idx,
+    write_idx,
+)
 from flow.nn.fetch import (
-    MNIST_TAR_DIR, extract_mnist_tarball, fetch_all, fetch_fashion_mnist, fetch_mnist, idx_file_is_valid,
+    MNIST_TAR_DIR,
+    extract_mnist_tarball,
+    fetch_all,
+    fetch_fashion_mnist,
+    fetch_mnist,
+    idx_file_is_valid,
 )
 
 SMALL = {

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import brevitas.nn as qnn
 import numpy as np
 import pytest
 import torch
+from brevitas.quant import Int8WeightPerTensorFloat, Uint8ActPerTensorFloat
 from torch import nn
 
-import brevitas.nn as qnn
-from brevitas.quant import Int8WeightPerTensorFloat, Uint8ActPerTensorFloat
-
-from flow.nn.data import load_dataset
 from flow.core.errors import ConfigError, ModelFileError
-from flow.nn.train import TrainConfig, TrainResult, evaluate, load_checkpoint, predict_logits, save_checkpoint, train
+from flow.nn.data import load_dataset
+from flow.nn.train import (
+    TrainConfig,
+    TrainResult,
+    evaluate,
+    load_checkpoint,
+    predict_logits,
+    save_checkpoint,
+    train,
+)
 
 
 class Scale(nn.Module):

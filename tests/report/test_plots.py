@@ -14,12 +14,12 @@ from onnx import TensorProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import qonnx_make_model
 
-from flow.report import plots
 from flow.builder.pipeline import build
 from flow.compile.steps import assemble_design
 from flow.core.config import build_config
-from flow.report.schema import Report
+from flow.report import plots
 from flow.report.graphs import op_sequence, op_summary, render_graph
+from flow.report.schema import Report
 
 RED, BLUE, GREEN, GREY = "#c0392b", "#3b6ea8", "#2e8b57", "#9aa5b1"
 

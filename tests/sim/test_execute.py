@@ -24,12 +24,12 @@ from qonnx.util.basic import qonnx_make_model  # noqa: E402
 
 import flow.sim.custom_nodes as xc  # noqa: E402
 from flow.core.errors import UnsupportedOpError  # noqa: E402
-from flow.sim.reference import execute_reference  # noqa: E402
 from flow.sim.execute import (  # noqa: E402
     describe_execution,
     execute_batched,
     python_fallback_nodes,
 )
+from flow.sim.reference import execute_reference  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -110,19 +110,27 @@ def build_stages(net, shape, out_dir, standalone_thresholds=False) -> dict[str, 
     parent_hw (dataflow parent; child = the hw graph), specialized (child after
     SpecializeLayers + SetFolding), parent_specialized (parent pointing at it).
     """
-    from brevitas.export import export_qonnx
     import finn.transformation.streamline.absorb as absorb
-    from finn.transformation.fpgadataflow.convert_to_hw.conv_inp_gen import InferConvInpGen
-    from finn.transformation.fpgadataflow.convert_to_hw.label_select import InferLabelSelectLayer
+    from brevitas.export import export_qonnx
+    from finn.transformation.fpgadataflow.convert_to_hw.conv_inp_gen import (
+        InferConvInpGen,
+    )
+    from finn.transformation.fpgadataflow.convert_to_hw.label_select import (
+        InferLabelSelectLayer,
+    )
     from finn.transformation.fpgadataflow.convert_to_hw.pool import InferPool
     from finn.transformation.fpgadataflow.convert_to_hw.quantized_matrix_vector_activation import (
         InferQuantizedMatrixVectorActivation,
     )
-    from finn.transformation.fpgadataflow.convert_to_hw.thresholding import InferThresholdingLayer
+    from finn.transformation.fpgadataflow.convert_to_hw.thresholding import (
+        InferThresholdingLayer,
+    )
     from finn.transformation.fpgadataflow.convert_to_hw.vector_vector_activation import (
         InferVectorVectorActivation,
     )
-    from finn.transformation.fpgadataflow.create_dataflow_partition import CreateDataflowPartition
+    from finn.transformation.fpgadataflow.create_dataflow_partition import (
+        CreateDataflowPartition,
+    )
     from finn.transformation.fpgadataflow.set_folding import SetFolding
     from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
     from finn.transformation.move_reshape import RemoveCNVtoFCFlatten

@@ -2,8 +2,13 @@ import numpy as np
 import pytest
 
 from flow.core.errors import VerificationError
-from flow.sim.verify import Verification
-from flow.sim.verify import StageOutputs, compare_float, compare_integer, raise_on_failure
+from flow.sim.verify import (
+    StageOutputs,
+    Verification,
+    compare_float,
+    compare_integer,
+    raise_on_failure,
+)
 
 
 def _float(name, logits):

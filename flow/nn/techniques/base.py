@@ -41,7 +41,8 @@ class Job:
 
     ``build`` rebuilds the registered architecture (``build(**overrides)``), e.g. for a
     teacher; ``loss_fn`` is set by modifiers for the method's training; ``method`` is the
-    name of the method that will run.
+    name of the method that will run; a method that trains the quantized network calls
+    ``on_epoch(epoch, model)`` after every epoch (a search reports to its pruner there).
     """
 
     model_name: str
@@ -54,6 +55,7 @@ class Job:
     progress: bool = True
     log: Callable[[str], None] = print
     loss_fn: LossFn | None = None
+    on_epoch: Callable[[int, nn.Module], None] | None = None
     quantize_seconds: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict)
 

@@ -21,4 +21,4 @@ class QAT(TechniqueBase):
     def obtain(self, model: nn.Module, opts: Options, job: Job) -> None:
         distilled = ", distilled" if job.loss_fn is not None else ""
         job.log(f"training {job.model_name} ({job.train_cfg.epochs} epochs{distilled})")
-        train(model, job.train_set, job.train_cfg, progress=job.progress, loss_fn=job.loss_fn)
+        train(model, job.train_set, job.train_cfg, progress=job.progress, loss_fn=job.loss_fn, on_epoch=job.on_epoch)

@@ -11,13 +11,18 @@ from torch import nn
 
 from flow.builder.pipeline import build
 from flow.core.config import build_config
-from flow.nn.data import load_dataset
 from flow.core.errors import ConfigError
+from flow.explore.run import torch_reference
+from flow.nn.data import load_dataset
 from flow.nn.export import export_qonnx
 from flow.nn.techniques import distill
-from flow.nn.techniques.distill import distillation_loss, make_teacher, train_teacher, wider_kwargs
+from flow.nn.techniques.distill import (
+    distillation_loss,
+    make_teacher,
+    train_teacher,
+    wider_kwargs,
+)
 from flow.nn.train import TrainConfig, evaluate, train
-from flow.explore.run import torch_reference
 from models import build_model
 
 

@@ -2,21 +2,26 @@
 
 import doctest
 
+import brevitas.nn as qnn
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-import brevitas.nn as qnn
 from brevitas.quant import Int8WeightPerTensorFloat
 
 from flow.builder.pipeline import build
 from flow.core.config import build_config
-from flow.nn.data import load_dataset
 from flow.core.errors import ConfigError
+from flow.nn.data import load_dataset
 from flow.nn.export import export_qonnx
 from flow.nn.techniques import lowrank
-from flow.nn.techniques.lowrank import LowRank, check_factorization, choose_rank, factor_layer, factorize
+from flow.nn.techniques.lowrank import (
+    LowRank,
+    check_factorization,
+    choose_rank,
+    factor_layer,
+    factorize,
+)
 from flow.nn.train import TrainConfig, evaluate, predict_logits, train
 from flow.sim.verify import StageOutputs
 from models import build_model

@@ -3,27 +3,30 @@
 import copy
 import doctest
 
+import brevitas.nn as qnn
 import numpy as np
 import pytest
 import torch
-
-import brevitas.nn as qnn
 from brevitas.core.function_wrapper.learned_round import LearnedRoundSte
 from brevitas.graph.calibrate import quantization_status_manager
 
 from flow.builder.pipeline import build
 from flow.core.config import build_config
-from flow.nn.data import load_dataset
 from flow.core.errors import ConfigError
-from flow.nn.export import export_qonnx
-from flow.nn.techniques import twin
-from flow.nn.techniques import ptq
-from flow.nn.techniques.twin import float_twin, load_float_weights
-from flow.nn.techniques.ptq import (
-    apply_learned_round, calibrate, correct_biases, equalize, post_training_quantize, use_calibratable_activations,
-)
-from flow.nn.train import TrainConfig, evaluate, train
 from flow.explore.run import torch_reference
+from flow.nn.data import load_dataset
+from flow.nn.export import export_qonnx
+from flow.nn.techniques import ptq, twin
+from flow.nn.techniques.ptq import (
+    apply_learned_round,
+    calibrate,
+    correct_biases,
+    equalize,
+    post_training_quantize,
+    use_calibratable_activations,
+)
+from flow.nn.techniques.twin import float_twin, load_float_weights
+from flow.nn.train import TrainConfig, evaluate, train
 from models import build_model
 
 HIDDEN = (32, 32)

@@ -7,8 +7,8 @@ import pytest
 import torch
 from qonnx.core.modelwrapper import ModelWrapper
 
-from flow.explore.recipe import load_recipe, recipe_from_dict
 from flow.core.errors import ConfigError
+from flow.explore.recipe import load_recipe, recipe_from_dict
 from flow.explore.run import run
 from flow.nn.techniques import distill, lowrank, ptq, qat
 

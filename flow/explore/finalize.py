@@ -1,0 +1,80 @@
+"""The end of ``qflow search``: the front, its finalists retrained at the full budget, verified, and the chosen design.
+
+Trials train briefly (few epochs, a subset) and are scored on a validation split. The
+Pareto front over (validation accuracy, cost, frames/s) of the completed trials names the
+candidates; the ``finalists`` most accurate front points that fit the board and reach
+``min_fps`` are retrained with the recipe's own training budget on the full training set,
+tested on the test set, rebuilt with auto folding and verified stage by stage
+(:func:`flow.explore.run.run`), each into ``OUT/final/<name>/`` with a full report. The
+chosen design is the most accurate verified finalist (the cheapest within ``acc_tolerance``
+of it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flow.core import pareto as fronts
+from flow.core.errors import QflowError
+from flow.explore.recipe import Recipe
+from flow.explore.run import run
+from flow.explore.space import SearchSpace, point_recipe
+
+#: What the search's front trades off: accuracy up, cost down, frames/s up.
+OBJECTIVES = {"accuracy": "max", "cost": "min", "fps": "max"}
+
+
+def front(rows: list[dict[str, Any]], space: SearchSpace) -> list[dict[str, Any]]:
+    """The non-dominated COMPLETE rows, one per distinct point (lowest trial number), most accurate first."""
+    seen, ok = set(), []
+    for r in sorted((r for r in rows if r["state"] == "COMPLETE" and r["accuracy"] is not None), key=lambda r: r["number"]):
+        key = tuple(str(r[k]) for k in space.params)
+        if key not in seen:
+            seen.add(key)
+            ok.append(r)
+    return sorted(fronts.front(ok, OBJECTIVES), key=lambda r: (-r["accuracy"], r["cost"], -r["fps"], r["number"]))
+
+
+def finalists(front_rows: list[dict[str, Any]], k: int, min_fps: float) -> list[dict[str, Any]]:
+    """The ``k`` most accurate front points that fit and reach ``min_fps``."""
+    return [r for r in front_rows if r.get("fits") and (r.get("fps") or 0) >= min_fps][:k]
+
+
+def choose(results: list[dict[str, Any]], acc_tolerance: float = 0.0) -> dict[str, Any] | None:
+    """The most accurate verified, fitting finalist; the cheapest (then fastest) within ``acc_tolerance`` of it."""
+    good = [r for r in results if r.get("verified") and r.get("fits")]
+    if not good:
+        return None
+    best = max(r["accuracy"] for r in good)
+    near = [r for r in good if r["accuracy"] >= best - acc_tolerance - 1e-12]
+    return min(near, key=lambda r: (r["cost"], -r["fps"], -r["accuracy"], r["trial"]))
+
+
+def retrain(base: Recipe, space: SearchSpace, rows: list[dict[str, Any]], *, target: str, out: Path, cost_of,
+            log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Retrain, rebuild and verify each finalist row at the recipe's full budget (see the module docstring)."""
+    results = []
+    for r in rows:
+        point = space.point({k: r[k] for k in space.params})
+        name = f"{base.name}-t{r['number']:04d}"
+        recipe = point_recipe(base, point, target=target, name=name, verify_samples=base.build.verify_samples or 1000)
+        log(f"finalist trial {r['number']}: retraining at the full budget into {out / 'final' / name}")
+        entry: dict[str, Any] = {"trial": r["number"], "name": name, "search_accuracy": r["accuracy"],
+                                 "report": str(out / "final" / name / "report.json")}
+        try:
+            res = run(recipe, out / "final" / name, progress=False, log=lambda _: None)
+        except QflowError as e:
+            entry.update(error=f"{type(e).__name__}: {' '.join(str(e).split())[:300]}", verified=False)
+            log(f"finalist trial {r['number']} failed: {entry['error']}")
+            results.append(entry)
+            continue
+        rep = res.report
+        v = rep.verification
+        entry.update(accuracy=res.accuracy, fps=rep.throughput_fps, cost=cost_of(rep), lut=rep.resources_used()["lut"],
+                     fits=rep.fits, verified=bool(v and v.passed), train_s=round(res.train_seconds, 1))
+        log(f"finalist trial {r['number']}: test accuracy {100 * res.accuracy:.2f}%, {rep.throughput_fps:,.0f} FPS, "
+            f"verified {entry['verified']}")
+        results.append(entry)
+    return results

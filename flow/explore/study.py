@@ -1,0 +1,221 @@
+"""The Optuna study behind ``qflow search``: storage, sampler, pruner, budget and worker processes.
+
+Storage is an Optuna RDB (``sqlite:///OUT/study.db`` by default, or ``postgresql://...`` shared
+across machines) with heartbeats: a trial left RUNNING by a killed process is failed once its
+heartbeat is ``grace_period`` old and re-queued exactly once
+(``RetryHeartbeatStaleTrialCallback``, ``max_retry=1``), so rerunning the same command resumes
+with nothing lost or repeated. ``trials`` counts finished evaluations (COMPLETE + PRUNED); a
+worker about to start a trial that would exceed the budget (counting finished trials and
+earlier RUNNING ones) records it as FAIL with user attr ``surplus`` and stops, so exactly
+``trials`` evaluations finish even with several workers.
+
+The study maximizes validation accuracy (trials report it after every epoch, which Optuna
+allows for single-objective studies only); its sampler is TPE (multivariate, with a
+constant liar so parallel workers spread out) and its pruner successive halving, Hyperband
+or none.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from flow.compat import optuna as optuna_compat
+from flow.core.errors import ConfigError
+from flow.core.progress import Bar
+
+PRUNERS = ("hyperband", "halving", "none")
+COSTS = ("lut", "util")
+
+
+@dataclass
+class SearchOptions:
+    """Everything a worker process needs (picklable: sent to spawned workers)."""
+
+    recipe: dict[str, Any]
+    target: str
+    trials: int
+    out_dir: str
+    workers: int = 1
+    storage: str | None = None
+    study_name: str | None = None
+    epochs: int | None = None
+    max_train_samples: int | None = None
+    val_samples: int = 5000
+    threads: int | None = None
+    cost: str = "lut"
+    cost_weights: dict[str, float] | None = None
+    weight_bits: tuple[int | str, ...] = (1, "ternary", 2, 3, 4, 5, 6, 7, 8)
+    act_bits: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
+    widths: tuple[int, ...] = ()
+    techniques: tuple[str, ...] = ()
+    floors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    min_fps: float = 0.0
+    pruner: str = "hyperband"
+    finalists: int = 3
+    heartbeat_interval: int = 10
+    grace_period: int | None = None
+    acc_tolerance: float = 0.0
+
+    @property
+    def grace(self) -> int:
+        return self.grace_period if self.grace_period is not None else 3 * self.heartbeat_interval
+
+
+def check_options(opts: SearchOptions) -> None:
+    """Every search option in range before any trial starts (ConfigError naming the option)."""
+    bounds = {"trials": (opts.trials, 1, 100_000), "workers": (opts.workers, 1, 64), "heartbeat": (opts.heartbeat_interval, 1, 3600),
+              "epochs": (opts.epochs, 1, 100_000), "max-train-samples": (opts.max_train_samples, 1, 100_000_000),
+              "val-samples": (opts.val_samples, 1, 1_000_000), "threads": (opts.threads, 1, 1024), "finalists": (opts.finalists, 0, 100)}
+    for name, (value, lo, hi) in bounds.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi):
+            raise ConfigError(f"search: --{name} must be an integer from {lo:,} to {hi:,}, got {value!r}")
+    if opts.cost not in COSTS:
+        raise ConfigError(f"search: --cost must be one of {', '.join(COSTS)}, got {opts.cost!r}")
+    if opts.pruner not in PRUNERS:
+        raise ConfigError(f"search: --pruner must be one of {', '.join(PRUNERS)}, got {opts.pruner!r}")
+    if not (isinstance(opts.min_fps, (int, float)) and 0 <= opts.min_fps <= 1e12):
+        raise ConfigError(f"search: --min-fps must be a frame rate from 0 to 1e12, got {opts.min_fps!r}")
+    if not (isinstance(opts.acc_tolerance, (int, float)) and 0 <= opts.acc_tolerance <= 1):
+        raise ConfigError(f"search: --acc-tolerance must be between 0 and 1, got {opts.acc_tolerance!r}")
+    if opts.grace_period is not None and opts.grace_period < opts.heartbeat_interval:
+        raise ConfigError(f"search: the grace period ({opts.grace_period} s) must be at least one heartbeat ({opts.heartbeat_interval} s)")
+    if opts.storage is not None:
+        optuna_compat.check_storage_url(opts.storage)
+
+
+def storage(opts: SearchOptions):
+    url = optuna_compat.storage_url(opts.storage or f"sqlite:///{Path(opts.out_dir).resolve() / 'study.db'}")
+    kw = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    with optuna_compat.quiet():
+        rdb = optuna.storages.RDBStorage(
+            url, engine_kwargs=kw, heartbeat_interval=opts.heartbeat_interval, grace_period=opts.grace,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+        )
+    return rdb, url
+
+
+def make_pruner(opts: SearchOptions, max_epochs: int):
+    if opts.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, max_epochs), reduction_factor=3)
+    if opts.pruner == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def load_study(opts: SearchOptions, *, sampler=None, max_epochs: int = 1):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rdb, _ = storage(opts)
+    with optuna_compat.quiet():
+        return optuna.create_study(study_name=opts.study_name, storage=rdb, sampler=sampler, pruner=make_pruner(opts, max_epochs),
+                                   load_if_exists=True, direction="maximize")
+
+
+def make_sampler(seed: int):
+    with optuna_compat.quiet():
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=8)
+
+
+def counts(study) -> dict[str, int]:
+    out: dict[str, int] = {}
+    trials = study.get_trials(deepcopy=False)
+    for t in trials:
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+    out["done"] = out.get("COMPLETE", 0) + out.get("PRUNED", 0)
+    out["errors"] = sum(1 for t in trials if t.state == TrialState.FAIL and "error" in t.user_attrs)
+    out["trained"] = sum(1 for t in trials if "epochs_run" in t.user_attrs or "pruned_at_epoch" in t.user_attrs)
+    return out
+
+
+class Surplus(Exception):
+    """The budget is already covered by finished and earlier running trials."""
+
+
+def claim_budget(trial, budget: int) -> None:
+    """Raise :class:`Surplus` (and stop the study) when this trial would exceed the budget."""
+    ts = trial.study.get_trials(deepcopy=False)
+    done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in ts)
+    ahead = sum(t.state == TrialState.RUNNING and t.number < trial.number for t in ts)
+    if done + ahead >= budget:
+        trial.set_user_attr("surplus", True)
+        trial.study.stop()
+        raise Surplus(f"{done} finished + {ahead} running >= {budget}")
+
+
+def stop_callback(budget: int):
+    def cb(study, trial) -> None:
+        ts = study.get_trials(deepcopy=False)
+        done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in ts)
+        running = sum(t.state == TrialState.RUNNING for t in ts)
+        errors = sum(t.state == TrialState.FAIL and "error" in t.user_attrs for t in ts)
+        if done + running >= budget or errors >= max(budget, 3):
+            study.stop()
+
+    return cb
+
+
+def recover_stale(study, opts: SearchOptions) -> None:
+    """Wait (at most grace + 2 heartbeats) for RUNNING trials of dead processes to go stale, then fail and re-queue them."""
+    deadline = time.monotonic() + opts.grace + 2 * opts.heartbeat_interval
+    while study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) and time.monotonic() < deadline:
+        optuna.storages.fail_stale_trials(study)
+        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            break
+        time.sleep(min(1.0, opts.heartbeat_interval / 2))
+    optuna_compat.fail_trials_without_heartbeat(study, opts.grace)
+
+
+class Monitor:
+    """Progress of a search: trials done/total, trained, best validation accuracy, seconds per trial."""
+
+    def __init__(self, opts: SearchOptions, enabled: bool):
+        self.opts, self.bar = opts, Bar("search", opts.trials, enabled=enabled)
+
+    def __enter__(self) -> "Monitor":
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def refresh(self, study, trial=None) -> None:
+        c = counts(study)
+        ok = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        info = f"{c.get('COMPLETE', 0)} complete, {c.get('PRUNED', 0)} pruned, {c['trained']} trained"
+        if ok:
+            info += f" | best val acc {100 * max(t.value for t in ok):.2f}%"
+        self.bar.update(completed=min(c["done"], self.opts.trials), info=info)
+
+
+def run_rounds(opts: SearchOptions, study, worker: Callable, monitor: Monitor) -> None:
+    """Run workers until the budget is done, re-running them when some died with trials left."""
+    for _ in range(2 * opts.trials + 2):
+        recover_stale(study, opts)
+        c = counts(study)
+        if c["done"] >= opts.trials or c["errors"] >= max(opts.trials, 3):
+            break
+        n = min(opts.workers, opts.trials - c["done"])
+        if n <= 1:
+            worker(opts, 0, monitor.refresh)
+        else:
+            procs = [mp.get_context("spawn").Process(target=worker, args=(opts, i), daemon=False) for i in range(n)]
+            for p in procs:
+                p.start()
+            try:
+                while any(p.is_alive() for p in procs):
+                    monitor.refresh(study)
+                    time.sleep(1.0)
+            finally:
+                for p in procs:
+                    p.join()
+        monitor.refresh(study)
+        after = counts(study)
+        if after["done"] == c["done"] and after["errors"] == c["errors"] and not after.get("RUNNING"):
+            break  # no progress and nothing left to recover

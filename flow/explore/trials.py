@@ -1,0 +1,181 @@
+"""One trial of ``qflow search``: hardware first, then multi-fidelity training, reported to Optuna.
+
+A point's hardware barely depends on its trained weights, so every trial first exports the
+*untrained* network at its point and builds it with ``--auto`` folding (FINN's estimates,
+qflow's exact cost model): :func:`estimate_hardware`. It is not trained when
+
+* no folding fits the board (the optimizer's reason is kept),
+* its frame rate is below the search's ``min_fps``, or
+* an earlier point at least as precise (every layer's bits, every width, the same
+  technique) is at least as good on hardware (frames/s and cost): training this one could
+  not give a point the front lacks (:func:`dominated_by`).
+
+Otherwise it trains with the recipe's technique on the training set minus a held-out
+validation split, reporting validation accuracy to Optuna after every epoch; Optuna's pruner
+(successive halving or Hyperband) stops weak trials early. The trial's value is its final
+validation accuracy; the test set is left for the finalists (:mod:`flow.explore.finalize`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from flow.builder.pipeline import build
+from flow.core.errors import InfeasibleDesignError
+from flow.core.vocab import RESOURCES
+from flow.explore.recipe import Recipe
+from flow.explore.run import Prepared, check_recipe, train_recipe
+from flow.explore.space import Point, SearchSpace
+from flow.nn.export import export_qonnx
+from flow.nn.train import evaluate
+from flow.report.schema import Report
+
+COSTS = ("lut", "util")
+#: Metrics a trial records (user attributes), besides its parameters.
+METRICS = ("accuracy", "cost", "fps", *RESOURCES, "latency_us", "max_cycles", "fits", "epochs_run", "train_s", "build_s")
+
+
+def cost_of(report: Report, cost: str, weights: dict[str, float] | None = None) -> float:
+    """``lut`` (layers plus converters, FINN's estimate) or ``util`` (weighted mean share of each budgeted resource)."""
+    used = report.resources_used()
+    if cost == "lut":
+        return float(used["lut"])
+    w = weights or {}
+    num = den = 0.0
+    for r, u in used.items():
+        budget = report.budget.get(r, 0)
+        if budget:
+            num += w.get(r, 1.0) * u / budget
+            den += w.get(r, 1.0)
+    return num / den if den else 0.0
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """FINN's estimates of a point's design, built from the untrained network."""
+
+    fps: float
+    cost: float
+    fits: bool
+    metrics: dict[str, Any]
+
+
+def estimate_hardware(recipe: Recipe, out_dir: Path, *, cost: str = "lut", cost_weights: dict[str, float] | None = None) -> Hardware:
+    """Build the recipe's untrained network with auto folding (no verification); InfeasibleDesignError if nothing fits."""
+    prep = check_recipe(recipe, load_train=False, progress=False, log=lambda _: None)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / "untrained.qonnx.onnx"
+    export_qonnx(prep.model, onnx_path, prep.test_set.input_shape)
+    t0 = time.perf_counter()
+    try:
+        report = build(onnx_path, recipe.build.model_copy(update={"verify_samples": 0}), out_dir / "build", model_name=recipe.name).report
+    finally:
+        for sub in ("checkpoints", "finn_build", "finn"):
+            shutil.rmtree(out_dir / "build" / sub, ignore_errors=True)
+    used = report.resources_used()
+    metrics = {"fps": float(report.throughput_fps), "cost": cost_of(report, cost, cost_weights), **{k: float(used[k]) for k in RESOURCES},
+               "latency_us": float(report.latency_us), "max_cycles": int(report.max_cycles), "fits": bool(report.fits),
+               "build_s": round(time.perf_counter() - t0, 3), "hardware_report": str(out_dir / "build" / "report.json")}
+    return Hardware(metrics["fps"], metrics["cost"], metrics["fits"], metrics)
+
+
+def dominated_by(point: Point, hw: Hardware, trials: list, space: SearchSpace) -> int | None:
+    """The number of an earlier trial at least as precise as ``point`` and at least as good on hardware, if any."""
+    for t in trials:
+        u = t.user_attrs
+        if "fps" not in u or "cost" not in u or t.state not in (TrialState.COMPLETE, TrialState.RUNNING):
+            continue
+        if u.get("dominated_by") is not None or u.get("pruned_at_epoch") is not None:
+            continue
+        other = space.point(t.params)
+        if other == point:
+            continue
+        if u["fps"] >= hw.fps and u["cost"] <= hw.cost and other.precision_at_least(point):
+            return t.number
+    return None
+
+
+def with_validation(prep: Prepared, n_val: int, seed: int) -> Prepared:
+    """``prep`` training on its training set minus ``n_val`` held-out samples, and testing on those."""
+    rest, val = prep.train_set.hold_out(min(n_val, len(prep.train_set) // 5), seed=seed)
+    prep.job.train_set, prep.job.test_set = rest, val
+    return Prepared(prep.recipe, rest, val, prep.model, prep.job)
+
+
+def train_trial(trial: optuna.Trial, recipe: Recipe, *, val_samples: int) -> dict[str, Any]:
+    """Train ``recipe`` reporting validation accuracy to ``trial`` after every epoch; raise TrialPruned when Optuna says so."""
+    prep = with_validation(check_recipe(recipe, progress=False, log=lambda _: None), val_samples, recipe.seed)
+    epochs_run = [0]
+
+    def report_epoch(epoch: int, model: torch.nn.Module) -> None:
+        epochs_run[0] = epoch
+        acc = evaluate(model, prep.test_set)
+        trial.report(acc, epoch)
+        if trial.should_prune():
+            trial.set_user_attr("pruned_at_epoch", epoch)
+            trial.set_user_attr("accuracy", acc)
+            raise optuna.TrialPruned(f"validation accuracy {100 * acc:.2f}% after epoch {epoch}")
+
+    trained = train_recipe(prep, on_epoch=report_epoch, log=lambda _: None)
+    return {"accuracy": float(trained.accuracy), "epochs_run": epochs_run[0] or recipe.train.epochs,
+            "train_s": round(trained.train_seconds, 3)}
+
+
+def prune_before_training(trial: optuna.Trial, reason_key: str, reason: str) -> None:
+    trial.set_user_attr(reason_key, reason)
+    raise optuna.TrialPruned(reason)
+
+
+def run_trial(trial: optuna.Trial, recipe: Recipe, point: Point, space: SearchSpace, trial_dir: Path, *, min_fps: float,
+              val_samples: int, cost: str, cost_weights: dict[str, float] | None) -> float:
+    """Hardware first, then training (see the module docstring); returns the validation accuracy."""
+    try:
+        hw = estimate_hardware(recipe, trial_dir, cost=cost, cost_weights=cost_weights)
+    except InfeasibleDesignError as e:
+        prune_before_training(trial, "infeasible", " ".join(str(e).split()))
+    for k, v in hw.metrics.items():
+        trial.set_user_attr(k, v)
+    if hw.fps < min_fps:
+        prune_before_training(trial, "below_min_fps", f"{hw.fps:,.0f} FPS < {min_fps:,.0f}")
+    other = dominated_by(point, hw, trial.study.get_trials(deepcopy=False), space)
+    if other is not None:
+        trial.set_user_attr("dominated_by", other)
+        prune_before_training(trial, "hardware_dominated", f"trial {other} is at least as precise and as good on hardware")
+    result = train_trial(trial, recipe, val_samples=val_samples)
+    for k, v in result.items():
+        trial.set_user_attr(k, v)
+    return result["accuracy"]
+
+
+def reason(t) -> str | None:
+    """Why a trial did not complete, in words."""
+    u = t.user_attrs
+    if u.get("pruned_at_epoch") is not None:
+        return f"stopped by the pruner after epoch {u['pruned_at_epoch']}"
+    for key in ("infeasible", "below_min_fps", "hardware_dominated", "error"):
+        if u.get(key):
+            return f"{key.replace('_', ' ')}: {u[key]}"
+    if u.get("surplus"):
+        return "surplus"
+    if t.state == TrialState.FAIL:
+        return "process died (stale heartbeat); re-queued"
+    return None
+
+
+def trial_rows(study, space: SearchSpace) -> list[dict[str, Any]]:
+    """One flat row per trial: number, state, parameters, metrics and why it did not complete."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        row: dict[str, Any] = {"number": t.number, "state": t.state.name, **{k: t.params.get(k) for k in space.params}}
+        row.update({k: t.user_attrs.get(k) for k in METRICS})
+        row.update(retry_of=t.system_attrs.get("failed_trial"), duplicate_of=t.user_attrs.get("duplicate_of"), reason=reason(t))
+        rows.append(row)
+    return rows
