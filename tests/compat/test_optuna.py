@@ -40,7 +40,7 @@ def test_a_trial_without_any_heartbeat_is_never_stale_to_optuna(tmp_path):
     with optuna_compat.quiet():
         storage = _storage(tmp_path, heartbeat_interval=1, grace_period=1)
     study = optuna.create_study(storage=storage)
-    trial_id = storage.create_new_trial(study._study_id)  # RUNNING, as if its process died at once
+    storage.create_new_trial(study._study_id)  # RUNNING, as if its process died at once
     time.sleep(1.5)  # older than the grace period
     optuna.storages.fail_stale_trials(study)
     assert study.get_trials(deepcopy=False)[0].state == TrialState.RUNNING  # why the workaround exists
