@@ -75,7 +75,7 @@ def test_a_registered_technique_is_searchable(shrink):
     base = recipe_from_dict(RECIPE)
     space = search_space(base, weight_bits=(2,), act_bits=(2,), techniques=("qat", "shrink"))
     bits = {k: 2 for k in space.params if k != "technique"}
-    point = point_recipe(base, space, {**bits, "technique": "shrink"}, target="pynq-z1")
+    point = point_recipe(base, space.point({**bits, "technique": "shrink"}), target="pynq-z1")
     assert point.technique.modifier("shrink").factor == 0.9  # its search defaults
 
 
