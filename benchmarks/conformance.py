@@ -46,7 +46,11 @@ def finn_child(case_name: str, model: Path, out: Path) -> dict:
     ensure_finn_settings(out / "finn_tmp")
     build_steps()  # finn.xsi stubbed when Vivado is absent, as qflow does
     from finn.builder.build_dataflow import build_dataflow_cfg
-    from finn.builder.build_dataflow_config import DataflowBuildConfig, DataflowOutputType, estimate_only_dataflow_steps
+    from finn.builder.build_dataflow_config import (
+        DataflowBuildConfig,
+        DataflowOutputType,
+        estimate_only_dataflow_steps,
+    )
     from qonnx.core.datatype import DataType
     from qonnx.core.modelwrapper import ModelWrapper
 
