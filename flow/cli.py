@@ -76,11 +76,12 @@ def compare(sweep: Path, out_dir: Path | None, no_progress: bool) -> None:
 @click.option("--auto", "auto", is_flag=True, help="Fold with qflow's optimizer: fewest cycles within the board's caps (it also picks HLS or RTL per layer).")
 @click.option("--specialize", "specialize_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="FINN specialize-layers JSON (hls/rtl per layer), e.g. a build's specialize_layers.json.")
 @click.option("--verify-inputs", type=click.Path(dir_okay=False, path_type=Path), default=None, help=".npy of inputs, first axis = samples.")
+@click.option("--reference-outputs", "reference_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help=".npy of your PyTorch outputs on --verify-inputs (scores (N, C) or labels (N,)); the first stage is checked against them.")
 @click.option("--samples", "verify_samples", type=int, default=100, show_default=True, help="Random verification inputs when --verify-inputs is not given (0 = skip).")
 @click.option("--stage", type=click.Choice(["estimates", "codegen", "bitfile"]), default="estimates", show_default=True)
 @click.option("--clock-mhz", type=float, default=None, help="Override the board's default clock.")
 @click.option("--strict", is_flag=True, help="Exit non-zero when the design exceeds the board's caps.")
-def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, folding_file, auto, specialize_file, verify_inputs, verify_samples, stage, clock_mhz, strict) -> None:
+def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, folding_file, auto, specialize_file, verify_inputs, reference_file, verify_samples, stage, clock_mhz, strict) -> None:
     """Compile a QONNX MODEL (exported by Brevitas) into a folded FINN dataflow design and report it."""
     from flow.builder.inputs import read_npy
     from flow.builder.pipeline import BUILD_TREES, planned_steps
@@ -94,11 +95,14 @@ def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, fold
             verify_samples=verify_samples, stage=stage, clock_mhz=clock_mhz, strict=strict,
         )
         x = None if verify_inputs is None else read_npy(verify_inputs, "--verify-inputs")
+        if reference_file is not None and x is None:
+            raise ConfigError("--reference-outputs needs --verify-inputs: reference outputs belong to known inputs")
+        y = None if reference_file is None else read_npy(reference_file, "--reference-outputs")
     except QflowError:
         retire_results(out_dir, trees=BUILD_TREES)
         raise
     with _step_bar(planned_steps(cfg, verify=x is not None or cfg.verify_samples > 0)) as advance:
-        result = build_design(model, cfg, out_dir, verify_inputs=x, progress=advance)
+        result = build_design(model, cfg, out_dir, verify_inputs=x, reference_outputs=y, progress=advance)
     _summary(result.report, out_dir)
 
 

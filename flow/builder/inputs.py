@@ -1,4 +1,5 @@
-"""Verification inputs: the user's (checked) or random ones over the graph input's datatype."""
+"""Verification inputs and reference outputs: the user's (checked like every untrusted input) or
+random inputs over the graph input's datatype."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from flow.core.config import MAX_VERIFY_SAMPLES
 from flow.core.errors import ConfigError
+from flow.core.vocab import LABEL_OPS
+from flow.sim.verify import StageOutputs
 
 #: Largest batch of verification inputs, in bytes as float32.
 MAX_VERIFY_BYTES = 2**30
@@ -58,15 +61,80 @@ def check_verify_inputs(model: ModelWrapper, x: np.ndarray, source: str = "--ver
     return x
 
 
+def input_threshold_range(model: ModelWrapper) -> tuple[float, float] | None:
+    """The span of the thresholds of the quantizer reading the float graph input (streamlined
+    models: a ``MultiThreshold`` on the input, through data movement), or None."""
+    todo = [model.graph.input[0].name]
+    while todo:
+        for node in model.find_consumers(todo.pop()):
+            if node.op_type == "MultiThreshold":
+                t = model.get_initializer(node.input[1])
+                return (float(np.min(t)), float(np.max(t))) if t is not None and t.size else None
+            if node.op_type in ("Transpose", "Reshape", "Flatten"):
+                todo.append(node.output[0])
+    return None
+
+
 def random_inputs(model: ModelWrapper, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` random samples over the full range of the graph input's integer datatype (UINT8 if it has none)."""
+    """``n`` random samples over the full range of the graph input's integer datatype.
+
+    A float input is drawn uniformly over the span of its quantizer's thresholds, widened by
+    a quarter on each side (every quantization level and both saturations occur); UINT8
+    when the model shows none.
+    """
     name = model.graph.input[0].name
     dt = model.get_tensor_datatype(name)
     shape = input_sample_shape(model)
+    span = None if dt.is_integer() else input_threshold_range(model)
     if not dt.is_integer():
         dt = DataType["UINT8"]
     per_sample = int(np.prod(shape)) if shape else 1
     if n * per_sample * 4 > MAX_VERIFY_BYTES:
         raise ConfigError(f"{n:,} random verification samples of {per_sample:,} values need more than {MAX_VERIFY_BYTES // 2**20} MiB; lower --samples")
     rng = np.random.default_rng(seed)
+    if span is not None:
+        lo, hi = span
+        pad = max(hi - lo, 1e-3) / 4
+        return rng.uniform(lo - pad, hi + pad, size=(n, *shape)).astype(np.float32)
     return rng.integers(int(dt.min()), int(dt.max()) + 1, size=(n, *shape)).astype(np.float32)
+
+
+def class_count(model: ModelWrapper) -> int:
+    """Values per sample the model's outputs are compared on: its classes when it ends in a label
+    node (the node's input), else the size of its output."""
+    out = model.graph.output[0].name
+    node = model.find_producer(out)
+    tensor = node.input[0] if node is not None and node.op_type in (*LABEL_OPS, "ArgMax") else out
+    shape = model.get_tensor_shape(tensor) or [1]
+    return int(np.prod(shape[1:])) if len(shape) > 1 else 1
+
+
+def check_reference_outputs(model: ModelWrapper, y: np.ndarray, n: int, source: str = "--reference-outputs") -> StageOutputs:
+    """The user's outputs of the ``n`` verification inputs as verification's first stage (``pytorch``),
+    or ConfigError (one line) saying what is wrong.
+
+    Accepted: scores ``(n, C)`` (logits, any float or integer type) or labels ``(n,)`` / ``(n, 1)``
+    (integers in ``0..C-1``), where ``C`` is the model's class count (:func:`class_count`).
+    """
+    y = np.asarray(y)
+    if y.dtype.kind not in "iuf":
+        raise ConfigError(f"{source} holds {y.dtype} values; give a numeric .npy array (samples first)")
+    if y.ndim < 1 or y.shape[0] != n:
+        got = y.shape[0] if y.ndim else 0
+        raise ConfigError(f"{source} holds {got} samples, the verification inputs {n}; give the outputs of exactly the --verify-inputs samples, in order")
+    flat = y.reshape(n, -1).astype(np.float64)
+    if not np.all(np.isfinite(flat)):
+        bad = int(np.flatnonzero(~np.all(np.isfinite(flat), axis=1))[0])
+        raise ConfigError(f"{source} sample {bad} holds NaN or infinite values; reference outputs must be finite numbers")
+    classes = class_count(model)
+    if flat.shape[1] == classes:
+        scores = flat.astype(np.float32)
+        return StageOutputs("pytorch", logits=scores, labels=scores.argmax(axis=1) if classes > 1 else None)
+    if flat.shape[1] == 1 and classes > 1:
+        if not np.array_equal(flat, np.round(flat)) or flat.min() < 0 or flat.max() >= classes:
+            raise ConfigError(f"{source} holds one value per sample, but not class indices in 0..{classes - 1}; give labels or the model's {classes} scores per sample")
+        return StageOutputs("pytorch", labels=flat[:, 0].astype(np.int64))
+    raise ConfigError(
+        f"{source} samples have shape {tuple(y.shape[1:])}; the model computes {classes} score(s) per sample: "
+        f"give scores of shape ({n}, {classes}) or labels of shape ({n},)"
+    )

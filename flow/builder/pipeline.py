@@ -17,18 +17,29 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
 import flow.fold.step  # noqa: F401  (registers the fold step)
-from flow.builder.inputs import check_verify_inputs, random_inputs
+from flow.builder.inputs import (
+    check_reference_outputs,
+    check_verify_inputs,
+    random_inputs,
+)
 from flow.builder.verification import verify_design
 from flow.compat import finn as _finn_compat
 from flow.compile import steps as _compile_steps  # noqa: F401  (registers the compiler steps)
 from flow.compile.codegen import generate_code, run_vivado_steps
 from flow.compile.context import BuildContext
 from flow.compile.estimate import estimate
-from flow.compile.load import load_onnx
+from flow.compile.load import check_quantized, load_onnx
+from flow.compile.normalize import normalize
 from flow.compile.registry import DEFAULT_STEPS, StepInfo, get_step
 from flow.compile.specialize import specialize_config
 from flow.core.config import BuildConfig
-from flow.core.errors import CompileError, OverBudgetError, QflowError, ToolMissingError
+from flow.core.errors import (
+    CompileError,
+    ConfigError,
+    OverBudgetError,
+    QflowError,
+    ToolMissingError,
+)
 from flow.core.fileio import atomic_write_json
 from flow.core.outdir import OutputDir, retire_results
 from flow.core.stages import Stage
@@ -115,6 +126,7 @@ def build(
     model_name: str | None = None,
     verify_inputs: np.ndarray | None = None,
     reference: StageOutputs | None = None,
+    reference_outputs: np.ndarray | None = None,
     accuracy: float | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> BuildResult:
@@ -125,6 +137,12 @@ def build(
     specialize-layers configs: ``--specialize specialize_layers.json --folding folding.json``
     rebuilds the same design), ``report.json``, ``report.md`` and ``report.html``;
     ``codegen/`` for ``stage="codegen"``.
+
+    The model is normalised on import (:func:`flow.compile.normalize.normalize`) before
+    anything executes; ``checkpoints/00_qonnx.onnx`` is the normalised model. ``reference``
+    (a stage such as the trained network's outputs) or ``reference_outputs`` (the user's
+    PyTorch outputs on ``verify_inputs``, checked like every untrusted input) is compared with
+    the first stage.
 
     Every input (target, model, option files, verification inputs) is checked before the
     output folder is touched; a :class:`flow.core.errors.QflowError` for bad input leaves the
@@ -137,8 +155,15 @@ def build(
             qonnx_model, name = model, model_name or "model"
         else:
             qonnx_model, name = load_onnx(model), model_name or Path(model).stem
+        check_quantized(qonnx_model, name)
+        with model_errors("import normalisation"):
+            qonnx_model = normalize(qonnx_model, cfg.input_dtype)
         if verify_inputs is not None:
             verify_inputs = check_verify_inputs(qonnx_model, verify_inputs, source="verification inputs")
+        if reference_outputs is not None:
+            if verify_inputs is None:
+                raise ConfigError("--reference-outputs needs --verify-inputs: reference outputs belong to known inputs")
+            reference = check_reference_outputs(qonnx_model, reference_outputs, len(verify_inputs))
     except QflowError:
         if not isinstance(out_dir, OutputDir):
             retire_results(out_dir, trees=BUILD_TREES)
@@ -150,6 +175,11 @@ def build(
         return _build(qonnx_model, name, cfg, target, steps, out, verify_inputs, reference, accuracy, progress)
     finally:
         out.close()
+
+
+def _input_stage(stages: dict[Stage, Path]) -> Path:
+    """The model random verification inputs are drawn for: the streamlined one shows a float input's thresholds."""
+    return next(stages[s] for s in (Stage.STREAMLINED, Stage.FINN_ONNX, Stage.QONNX) if s in stages)
 
 
 def _build(qonnx_model, name, cfg: BuildConfig, target: Target, steps, out: OutputDir, verify_inputs, reference, accuracy, progress) -> BuildResult:
@@ -180,7 +210,7 @@ def _build(qonnx_model, name, cfg: BuildConfig, target: Target, steps, out: Outp
         if progress:
             progress("verify")
         t0 = time.perf_counter()
-        x = verify_inputs if verify_inputs is not None else random_inputs(ModelWrapper(str(result.stages[Stage.FINN_ONNX])), cfg.verify_samples)
+        x = verify_inputs if verify_inputs is not None else random_inputs(ModelWrapper(str(_input_stage(result.stages))), cfg.verify_samples)
         with model_errors("verification"):
             verification = verify_design(result.stages, design, x, reference=reference)
         timings["verify"] = time.perf_counter() - t0

@@ -28,6 +28,7 @@ from qonnx.transformation.insert_topk import InsertTopK
 
 from flow.compat import finn as _finn_compat
 from flow.compile.context import BuildContext
+from flow.compile.host_input import keep_input_quantizer_on_host
 from flow.compile.load import check_quantized
 from flow.compile.registry import register_step
 from flow.compile.specialize import check_specialize_file
@@ -113,8 +114,10 @@ def step_flatten_input_on_host(model: ModelWrapper, ctx: BuildContext) -> ModelW
 
 @register_step("convert_to_hw", produces=Stage.HW)
 def step_convert_to_hw(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
-    """FINN's conversion to HW layers, then a check that every compute node converted."""
+    """FINN's conversion to HW layers, an input quantizer on a float input kept on the host
+    (:mod:`flow.compile.host_input`), then a check that every compute node converted."""
     model = _finn_compat.build_steps().step_convert_to_hw(model, ctx.finn_config())
+    model = keep_input_quantizer_on_host(model)
     check_hw_coverage(model)
     return model
 
@@ -122,8 +125,9 @@ def step_convert_to_hw(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
 def check_hw_coverage(model: ModelWrapper) -> None:
     """Raise a typed error for nodes that did not become HW layers.
 
-    Non-HW nodes may only sit at the start or end of the graph (they stay on the host).
-    A hardware layer reading a float graph input means the input needs an integer type.
+    Non-HW nodes may only sit at the start or end of the graph (they stay on the host; a
+    ``MultiThreshold`` there is the input quantizer of a float input). A hardware layer
+    reading a float graph input means the input needs an integer type.
     """
     nodes = list(model.graph.node)
     hw = [is_hw_node(n) for n in nodes]
@@ -142,7 +146,7 @@ def check_hw_coverage(model: ModelWrapper) -> None:
                 "between hardware layers; replace that op in the model or quantize around it"
             )
     for node in nodes[: last_hw + 1]:
-        if node.op_type not in ("MultiThreshold", "Thresholding") and not is_hw_node(node):
+        if not is_hw_node(node) and (node.op_type != "MultiThreshold" or nodes.index(node) < first_hw):
             continue
         dt = model.get_tensor_datatype(node.input[0])
         if dt.is_integer():

@@ -68,16 +68,21 @@ def test_unsupported_op_in_the_middle_names_node_and_op(tiny_mlp_onnx, tmp_path)
     _no_report(tmp_path / "out")
 
 
-def test_float_input_needs_input_dtype(tiny_mlp_onnx, tmp_path):
+def test_float_input_without_input_quantizer_needs_input_dtype(tiny_mlp_onnx, tmp_path):
     m = ModelWrapper(str(tiny_mlp_onnx))
+    quant = next(n for n in m.graph.node if n.op_type == "Quant" and m.get_initializer(n.input[0]) is None)
+    for c in m.find_consumers(quant.output[0]):  # the first layer reads the pixels directly
+        c.input[list(c.input).index(quant.output[0])] = quant.input[0]
+    m.graph.node.remove(quant)
     m.set_tensor_datatype(m.graph.input[0].name, DataType["FLOAT32"])
     path = tmp_path / "float_in.onnx"
     m.save(str(path))
-    with pytest.raises(InputDatatypeError, match="--input-dtype"):
+    with pytest.raises(InputDatatypeError, match="no input quantizer.*--input-dtype"):
         build(path, _cfg(), tmp_path / "out")
+    _no_report(tmp_path / "out")
     # and the fix works
     r = build(path, _cfg(input_dtype="UINT8"), tmp_path / "ok")
-    assert r.report.layers[0].op_type.startswith("Thresholding")
+    assert r.report.layers[0].op_type.startswith("MVAU")
 
 
 def test_folding_file_naming_missing_nodes(tiny_mlp_onnx, tmp_path):

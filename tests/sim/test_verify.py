@@ -7,6 +7,7 @@ from flow.sim.verify import (
     Verification,
     compare_float,
     compare_integer,
+    compare_integer_with_float,
     raise_on_failure,
 )
 
@@ -64,3 +65,89 @@ def test_nan_outputs_never_match():
     ai = StageOutputs("a", int_logits=nan, labels=np.zeros(4, dtype=np.int64))
     bi = StageOutputs("b", int_logits=nan.copy(), labels=np.zeros(4, dtype=np.int64))
     assert not compare_integer(ai, bi).passed
+
+
+# --- labels, ties and rescaled integer outputs ----------------------------------------------
+
+
+def _int(name, ints, labels=None, scores=None):
+    return StageOutputs(name, int_logits=ints, scores=scores if scores is not None else ints, labels=labels)
+
+
+def test_a_tie_in_the_reference_is_not_a_failure_and_is_counted():
+    ref_scores = np.array([[3, 3, 0], [0, 1, 2], [5, 5, 5]], dtype=np.float32)
+    ref = _int("streamlined_integer", ref_scores, labels=np.array([0, 2, 0]))
+    cur = _int("hw", ref_scores, labels=np.array([1, 2, 2]))  # other tie-breaking, same scores
+    check = compare_integer(cur, ref)
+    assert check.passed and check.ties == 2 and check.label_match == pytest.approx(1 / 3)
+
+
+def test_a_label_outside_the_maximal_classes_fails_even_among_ties():
+    ref_scores = np.array([[3, 3, 0], [0, 1, 2], [4, 4, 1]], dtype=np.float32)
+    ref = _int("streamlined_integer", ref_scores, labels=np.array([0, 2, 0]))
+    cur = _int("hw", ref_scores, labels=np.array([1, 2, 2]))  # sample 2: class 2 is not maximal
+    check = compare_integer(cur, ref)
+    assert not check.passed and check.first_mismatch == 2 and check.ties == 2
+
+
+def test_float_scores_within_a_hair_of_the_maximum_are_ties():
+    ref = StageOutputs("streamlined", logits=np.array([[1.0, 1.0 + 1e-7, 0.0]], dtype=np.float32), labels=np.array([1]))
+    cur = StageOutputs("finn_onnx", logits=ref.logits.copy(), labels=np.array([0]))
+    check = compare_float(cur, ref)
+    assert check.passed and check.ties == 1
+
+
+def test_labels_only_reference_accepts_a_tie_on_the_stage_side():
+    ref = StageOutputs("pytorch", labels=np.array([2, 0, 1]))
+    cur = StageOutputs("qonnx", logits=np.array([[0, 1, 1], [4, 0, 0], [0, 0, 3]], dtype=np.float32), labels=np.array([1, 0, 2]))
+    check = compare_float(cur, ref)
+    assert not check.passed and check.first_mismatch == 2  # sample 0: a tie the reference broke the other way
+
+
+def test_topk_scores_up_to_the_scale_absorbed_into_the_label_select():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(50, 4)).astype(np.float32)
+    ref = StageOutputs("finn_onnx", logits=scores, labels=scores.argmax(1))
+    cur = StageOutputs("streamlined", logits=scores * 8 + 3, labels=scores.argmax(1))
+    check = compare_float(cur, ref)
+    assert check.passed and "absorbed into the label select" in check.note
+    cur.logits[7, 1] += 1.0  # one wrong score is still caught
+    assert compare_float(cur, ref).first_mismatch == 7
+
+
+def test_integer_outputs_must_equal_the_float_scores_rescaled_per_class():
+    rng = np.random.default_rng(0)
+    ints = rng.integers(-20, 20, size=(50, 4)).astype(np.float32)
+    scale, bias = np.array([0.5, 0.25, 2.0, 0.001], dtype=np.float32), np.array([0.1, -3.0, 0.0, 7.0], dtype=np.float32)
+    floats = ints * scale + bias
+    ref = StageOutputs("streamlined", logits=floats, labels=floats.argmax(1))
+    assert compare_integer_with_float(_int("streamlined_integer", ints, floats.argmax(1), floats), ref).passed
+    for c in range(4):  # one integer output off by one, in any class, whatever its scale
+        wrong = ints.copy()
+        wrong[13, c] += 1
+        check = compare_integer_with_float(_int("streamlined_integer", wrong, floats.argmax(1), floats), ref)
+        assert not check.passed and check.first_mismatch == 13, c
+
+
+def test_an_off_by_one_is_caught_among_ties():
+    """Integer scores of a binarized net tie often; a wrong integer output still fails its sample."""
+    rng = np.random.default_rng(1)
+    ints = rng.integers(-2, 3, size=(40, 10)).astype(np.float32) * 2  # many tied maxima
+    floats = ints * 0.5
+    labels = ints.argmax(1)
+    ref = StageOutputs("streamlined", logits=floats, labels=labels)
+    good = compare_integer_with_float(_int("streamlined_integer", ints, labels), ref)
+    assert good.passed and good.ties > 10
+    wrong = ints.copy()
+    wrong[5, 3] += 1
+    bad = compare_integer_with_float(_int("streamlined_integer", wrong, labels), ref)
+    assert not bad.passed and bad.first_mismatch == 5
+    hw = compare_integer(_int("hw", wrong, labels), _int("streamlined_integer", ints, labels))
+    assert not hw.passed and hw.first_mismatch == 5 and hw.ties == good.ties
+
+
+def test_a_failure_message_carries_the_note():
+    ref = np.zeros((2, 2), dtype=np.float32)
+    v = Verification(passed=False, stages=[compare_float(_float("qonnx", ref + 1), _float("pytorch", ref))])
+    with pytest.raises(VerificationError, match="tolerance"):
+        raise_on_failure(v)

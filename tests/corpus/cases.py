@@ -1,0 +1,140 @@
+"""Every corpus case: which network, how it is trained and exported, and what a build needs.
+
+:func:`materialize` writes one case into a folder (once: a folder holding ``case.json`` is
+reused): ``model.onnx`` (and ``model.onnx.data`` for dynamo exports), ``inputs.npy`` (held-out
+samples in the values the exported graph takes) and ``torch_outputs.npy`` (the PyTorch
+network's logits on them, for ``--reference-outputs``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from tests.corpus import data
+from tests.corpus.export import EXPORTERS
+from tests.corpus.models import (
+    MLP,
+    ArgMaxHead,
+    CNNMaxPool,
+    bnn_pynq,
+    mobilenet_v1_slice,
+)
+
+#: Verification samples stored with each case.
+SAMPLES = 20
+
+
+@dataclass(frozen=True)
+class Case:
+    """One corpus model.
+
+    ``domain``: what the PyTorch network takes, ``"pixels"`` (0..255) or ``"unit"`` ([0, 1]:
+    bnn_pynq's networks, and MLPs that quantize a float input themselves); the ``docs`` export
+    merges x/255 in front, so its graph takes pixels. ``input_dtype``: ``--input-dtype`` for
+    exports whose input carries no integer type. ``train_steps`` 0 keeps random weights (the
+    ties case). ``slow``: more than a few seconds per build (``pytest -m slow``).
+    ``finn``: FINN's builder is expected to build it.
+    """
+
+    name: str
+    build: Callable[[], nn.Module]
+    shape: tuple[int, ...]
+    export: str
+    domain: str = "pixels"
+    input_dtype: str | None = "UINT8"
+    train_steps: int = 30
+    slow: bool = False
+    finn: bool = True
+    note: str = ""
+
+
+def _bnn(name: str, steps: int, slow: bool = False, config: str | None = None, export: str = "docs", note: str = "") -> Case:
+    shape = (1, 28, 28) if "fc" in name else (3, 32, 32)
+    return Case(name, lambda: bnn_pynq(config or name), shape, export, "unit", None, steps, slow, note=note)
+
+
+_MLP_SHAPE = (1, 10, 10)
+
+
+def _mlp(**kw) -> Callable[[], nn.Module]:
+    return lambda: MLP(int(np.prod(_MLP_SHAPE)), **kw)
+
+
+CASES: list[Case] = [
+    *[_bnn(f"tfc_{q}", 30) for q in ("1w1a", "1w2a", "2w2a")],
+    *[_bnn(f"sfc_{q}", 10, slow=True) for q in ("1w1a", "1w2a", "2w2a")],
+    *[_bnn(f"lfc_{q}", 2, slow=True, note="lfc_1w2a with 2-bit weights (brevitas_examples ships no lfc_2w2a)" if q == "2w2a" else "") for q in ("1w1a", "1w2a", "2w2a")],
+    *[_bnn(f"cnv_{q}", 3, slow=True) for q in ("1w1a", "1w2a", "2w2a")],
+    _bnn("tfc_1w1a_untrained", 0, config="tfc_1w1a", note="random weights: argmax ties in the reference"),
+    _bnn("tfc_2w2a_dynamo_docs", 30, config="tfc_2w2a", export="docs_dynamo", note="FINN's docs flow with dynamo=True"),
+    Case("mlp_dynamo", _mlp(), _MLP_SHAPE, "dynamo", note="export_qonnx(dynamo=True): opset 18+, Gemm, a side .onnx.data file"),
+    Case("mlp_bias", _mlp(bias=True), _MLP_SHAPE, "plain", note="QuantLinear's default bias=True: a float bias after the last layer"),
+    Case("mlp_bias_dynamo", _mlp(bias=True), _MLP_SHAPE, "dynamo", note="the same, dynamo=True"),
+    Case("mlp_topk", _mlp(), _MLP_SHAPE, "topk", note="a QONNX model ending in TopK"),
+    Case("mlp_argmax", lambda: ArgMaxHead(_mlp()()), _MLP_SHAPE, "plain", note="torch.argmax head: the graph outputs class indices"),
+    Case("mlp_opset11", _mlp(), _MLP_SHAPE, "opset11"),
+    Case("mlp_opset13", _mlp(), _MLP_SHAPE, "opset13"),
+    Case("mlp_float_input", _mlp(float_input=True), _MLP_SHAPE, "plain", "unit", None, note="float [0, 1] input quantized by the model: no --input-dtype"),
+    Case("cnn_maxpool", CNNMaxPool, (1, 14, 14), "plain", note="4-bit CNN, MaxPool, no input quantizer, per-channel scales"),
+    Case("cnn_maxpool_stripped", CNNMaxPool, (1, 14, 14), "stripped", note="the same without intermediate shapes"),
+    Case("mobilenet_v1_slice", mobilenet_v1_slice, (3, 32, 32), "plain", train_steps=3, slow=True, finn=False,
+         note="brevitas_examples MobileNet-v1, channels [[8], [16], [32, 32]]: depthwise convs behind per-channel scales"),
+]
+BY_NAME = {c.name: c for c in CASES}
+
+
+def train(model: nn.Module, case: Case, seed: int = 0) -> nn.Module:
+    """A few Adam steps on :mod:`tests.corpus.data` so the class scores are not tied; eval mode."""
+    if case.train_steps > 0:
+        torch.manual_seed(seed)
+        opt = torch.optim.Adam(model.parameters(), lr=0.01)
+        x, y = data.images(64 * case.train_steps, case.shape, seed=1)
+        x = x / 255.0 if case.domain == "unit" else x
+        model.train()
+        for i in range(case.train_steps):
+            xb, yb = torch.from_numpy(x[64 * i : 64 * (i + 1)]), torch.from_numpy(y[64 * i : 64 * (i + 1)])
+            logits = model(xb)
+            loss = nn.functional.cross_entropy(logits.value if hasattr(logits, "value") else logits, yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if hasattr(model, "clip_weights"):
+                model.clip_weights(-1.0, 1.0)
+    return model.eval()
+
+
+def logits_of(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    """The network's class scores (the ArgMax head's input for ArgMaxHead models)."""
+    net = model.net if isinstance(model, ArgMaxHead) else model
+    with torch.no_grad():
+        y = net(torch.from_numpy(x))
+    return (y.value if hasattr(y, "value") else y).numpy().astype(np.float32)
+
+
+def materialize(case: Case, folder: Path) -> Path:
+    """Train and export ``case`` into ``folder`` (reused when already there); the model's path."""
+    folder = Path(folder)
+    path = folder / "model.onnx"
+    if (folder / "case.json").is_file():
+        return path
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    model = train(case.build(), case)
+    with torch.no_grad():
+        EXPORTERS[case.export](model, case.shape, path)
+    x, _ = data.images(SAMPLES, case.shape, seed=2)
+    domain_x = x / 255.0 if case.domain == "unit" else x
+    graph_x = x if case.export.startswith("docs") else domain_x
+    np.save(folder / "inputs.npy", graph_x.astype(np.float32))
+    np.save(folder / "torch_outputs.npy", logits_of(model, domain_x.astype(np.float32)))
+    (folder / "case.json").write_text(json.dumps({"name": case.name, "export": case.export, "input_dtype": case.input_dtype}))
+    return path
