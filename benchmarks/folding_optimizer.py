@@ -29,15 +29,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
+from _common import RESULTS, write_results  # noqa: E402
 from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
 
-from _common import RESULTS, write_results  # noqa: E402
-
-from flow.compat import finn as _finn_compat  # noqa: E402
 from flow.builder.pipeline import build  # noqa: E402
+from flow.compat import finn as _finn_compat  # noqa: E402
 from flow.compile.context import BuildContext  # noqa: E402
-from flow.core.config import build_config  # noqa: E402
 from flow.compile.estimate import estimate  # noqa: E402
+from flow.core.config import build_config  # noqa: E402
 from flow.nn.export import export_qonnx  # noqa: E402
 from hw_targets import load_target  # noqa: E402
 from models import build_model  # noqa: E402

@@ -16,12 +16,12 @@ against the HW-layer stage, as FINN cannot run them without Vitis/Vivado).
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 import platform
 import sys
 import tempfile
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +32,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _common import RESULTS, write_results  # noqa: E402
 
-from flow.sim.reference import execute_reference  # noqa: E402
 from flow.sim.execute import (  # noqa: E402
     describe_execution,
     execute_batched,
     python_fallback_nodes,
 )
+from flow.sim.reference import execute_reference  # noqa: E402
 
 STAGES = ["qonnx", "finn", "streamlined", "hw", "parent_hw", "hw_child", "specialized", "parent_specialized"]
 REFERENCE_OF = {"specialized": "hw_child", "parent_specialized": "parent_hw"}
