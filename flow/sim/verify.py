@@ -72,6 +72,35 @@ def label_select_input(model: ModelWrapper) -> str | None:
     return None
 
 
+def _const_operand(model: ModelWrapper, node) -> tuple[str, np.ndarray] | None:
+    """(dynamic input, constant value) of a binary node with exactly one constant input."""
+    consts = [model.get_initializer(t) for t in node.input]
+    if len(consts) != 2 or (consts[0] is None) == (consts[1] is None):
+        return None
+    dyn = 0 if consts[0] is None else 1
+    return node.input[dyn], np.asarray(consts[1 - dyn], dtype=np.float64)
+
+
+def output_affine(model: ModelWrapper, tensor: str) -> tuple[str, np.ndarray, np.ndarray]:
+    """``(t, a, b)`` with ``tensor == t * a + b`` and ``t`` integer-typed, read off the constant
+    Mul/Add chain that produces ``tensor`` (a dequantizing scale and a per-class bias, kept on
+    the host); ``(tensor, 1, 0)`` when no integer tensor heads such a chain."""
+    graphs = [model, *_partition_children(model)]
+    t, a, b = tensor, np.float64(1.0), np.float64(0.0)
+    while True:
+        m, node = next(((g, g.find_producer(t)) for g in graphs if g.find_producer(t) is not None), (model, None))
+        if m.get_tensor_datatype(t).is_integer():
+            return t, a, b
+        co = _const_operand(m, node) if node is not None and node.op_type in ("Mul", "Add") else None
+        if co is None:
+            return tensor, np.float64(1.0), np.float64(0.0)
+        t, c = co
+        if node.op_type == "Mul":  # out = (t * c) * a + b
+            a = a * c
+        else:  # out = (t + c) * a + b
+            b = b + c * a
+
+
 def fit_inputs(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
     """Reshape a sample batch to the model's input shape (same data order)."""
     shape = model.get_tensor_shape(model.graph.input[0].name)
@@ -85,17 +114,20 @@ def run_float_stage(name: str, model: ModelWrapper, x: np.ndarray) -> StageOutpu
 
 
 def run_integer_stage(name: str, model: ModelWrapper, x: np.ndarray) -> StageOutputs:
-    """Execute a graph ending in a label select; collect its integer input and the labels."""
+    """Execute a graph ending in a label select; collect its integer input and the labels.
+
+    A float tail ``integer * a + b`` in front of the label select (or the graph output) is
+    stepped over: the integers it rescales are what the stages compare.
+    """
     tensor = label_select_input(model)
-    wanted = [tensor] if tensor else []
-    out = execute_batched(model, fit_inputs(model, x), outputs=wanted)
+    integers, _, _ = output_affine(model, tensor or model.graph.output[0].name)
+    out = execute_batched(model, fit_inputs(model, x), outputs=[integers])
     final = out[model.graph.output[0].name].reshape(x.shape[0], -1)
     fallback = python_fallback_nodes(model)
+    int_logits = out[integers].reshape(x.shape[0], -1)
     if tensor is None:
-        return StageOutputs(name, int_logits=final, fallback=fallback)
-    return StageOutputs(
-        name, int_logits=out[tensor].reshape(x.shape[0], -1), labels=final[:, 0].astype(np.int64), fallback=fallback
-    )
+        return StageOutputs(name, int_logits=int_logits, fallback=fallback)
+    return StageOutputs(name, int_logits=int_logits, labels=final[:, 0].astype(np.int64), fallback=fallback)
 
 
 def finite_max(err: np.ndarray) -> float | None:
