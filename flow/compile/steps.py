@@ -30,6 +30,12 @@ from flow.compat import finn as _finn_compat
 from flow.compile.context import BuildContext
 from flow.compile.host_input import keep_input_quantizer_on_host
 from flow.compile.load import check_quantized
+from flow.compile.passes import (
+    KeepFloatTailOnHost,
+    check_mappable,
+    prepare_qonnx,
+    streamline_structures,
+)
 from flow.compile.registry import register_step
 from flow.compile.specialize import check_specialize_file
 from flow.core.errors import InputDatatypeError, UnsupportedOpError
@@ -41,8 +47,13 @@ PARENT_PROP = "qflow_dataflow_parent"
 
 @register_step("qonnx_to_finn")
 def step_qonnx_to_finn(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
-    """QONNX cleanup and conversion to the FINN-ONNX dialect (FINN's steps), then tidy-up."""
+    """QONNX cleanup and conversion to the FINN-ONNX dialect (FINN's steps), then tidy-up.
+
+    qflow's :func:`~flow.compile.passes.prepare_qonnx` runs first: it refuses convs FINN
+    cannot lower and makes a rounding ``TruncAvgPool2d`` mappable.
+    """
     check_quantized(model)
+    model = prepare_qonnx(model)
     steps = _finn_compat.build_steps()
     fcfg = ctx.finn_config()
     model = steps.step_qonnx_to_finn(model, fcfg)
@@ -61,14 +72,22 @@ def step_set_input_datatype(model: ModelWrapper, ctx: BuildContext) -> ModelWrap
 
 @register_step("streamline", produces=Stage.STREAMLINED)
 def step_streamline(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
-    """FINN's streamlining, then thresholds rounded and clipped to the integer input range.
+    """FINN's streamlining, then thresholds rounded and clipped to the integer input range, then
+    qflow's structure streamlining (residual joins, average pools, depthwise convs) and a check
+    that what must become hardware computes on integers.
 
     The clip right after streamlining keeps a signed input quantizer on an unsigned input
-    from leaving negative thresholds that FINN's bit-width minimization rejects.
+    from leaving negative thresholds that FINN's bit-width minimization rejects. A graph
+    without those structures leaves :func:`~flow.compile.passes.streamline_structures`
+    unchanged; :func:`~flow.compile.passes.check_mappable` raises a StructureError naming
+    each node that cannot be mapped.
     """
 
     model = _finn_compat.build_steps().step_streamline(model, ctx.finn_config())
-    return model.transform(RoundAndClipThresholds()).transform(InferDataTypes())
+    model = model.transform(RoundAndClipThresholds()).transform(InferDataTypes())
+    model = streamline_structures(model)
+    check_mappable(model)
+    return model
 
 
 @register_step("insert_label_select", produces=Stage.STREAMLINED_INTEGER)
@@ -115,9 +134,11 @@ def step_flatten_input_on_host(model: ModelWrapper, ctx: BuildContext) -> ModelW
 @register_step("convert_to_hw", produces=Stage.HW)
 def step_convert_to_hw(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     """FINN's conversion to HW layers, an input quantizer on a float input kept on the host
-    (:mod:`flow.compile.host_input`), then a check that every compute node converted."""
+    (:mod:`flow.compile.host_input`), the float output tail (scale, bias, a TopK on floats) kept
+    on the host, then a check that every compute node converted."""
     model = _finn_compat.build_steps().step_convert_to_hw(model, ctx.finn_config())
     model = keep_input_quantizer_on_host(model)
+    model = model.transform(KeepFloatTailOnHost())
     check_hw_coverage(model)
     return model
 

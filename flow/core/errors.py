@@ -45,6 +45,11 @@ class UnsupportedOpError(QflowError, ValueError):
     """A node cannot become a hardware layer; the message names the node and op."""
 
 
+class StructureError(UnsupportedOpError):
+    """A graph structure (join, pool, conv) cannot become integer hardware exactly; the message names
+    each offending node, its op, its neighbours, why, and the fix."""
+
+
 class CompileError(QflowError, ValueError):
     """A compiler step (FINN's or qflow's) could not process the model; the message names the step."""
 

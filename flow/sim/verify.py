@@ -145,6 +145,35 @@ def integer_output(model: ModelWrapper, tensor: str) -> str | None:
     return None
 
 
+def _const_operand(model: ModelWrapper, node) -> tuple[str, np.ndarray] | None:
+    """(dynamic input, constant value) of a binary node with exactly one constant input."""
+    consts = [model.get_initializer(t) for t in node.input]
+    if len(consts) != 2 or (consts[0] is None) == (consts[1] is None):
+        return None
+    dyn = 0 if consts[0] is None else 1
+    return node.input[dyn], np.asarray(consts[1 - dyn], dtype=np.float64)
+
+
+def output_affine(model: ModelWrapper, tensor: str) -> tuple[str, np.ndarray, np.ndarray]:
+    """``(t, a, b)`` with ``tensor == t * a + b`` and ``t`` integer-typed, read off the constant
+    Mul/Add chain that produces ``tensor`` (a dequantizing scale and a per-class bias, kept on
+    the host); ``(tensor, 1, 0)`` when no integer tensor heads such a chain."""
+    graphs = list(_graphs(model))
+    t, a, b = tensor, np.float64(1.0), np.float64(0.0)
+    while True:
+        m, node = next(((g, g.find_producer(t)) for g in graphs if g.find_producer(t) is not None), (model, None))
+        if m.get_tensor_datatype(t).is_integer():
+            return t, a, b
+        co = _const_operand(m, node) if node is not None and node.op_type in ("Mul", "Add") else None
+        if co is None:
+            return tensor, np.float64(1.0), np.float64(0.0)
+        t, c = co
+        if node.op_type == "Mul":  # out = (t * c) * a + b
+            a = a * c
+        else:  # out = (t + c) * a + b
+            b = b + c * a
+
+
 def fit_inputs(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
     """Reshape a sample batch to the model's input shape (same data order)."""
     shape = model.get_tensor_shape(model.graph.input[0].name)
