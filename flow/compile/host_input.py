@@ -22,6 +22,21 @@ from flow.core.vocab import is_hw_node
 _DATA_MOVEMENT = ("Transpose", "Reshape", "Flatten")
 
 
+def is_input_quantizer(model: ModelWrapper, node) -> bool:
+    """True if ``node`` is a thresholding node that reads the float graph input, directly or
+    through data movement on the host: it stays on the host as the model's input quantizer."""
+    if not node.op_type.startswith(("MultiThreshold", "Thresholding")):
+        return False
+    tensor = node.input[0]
+    while True:
+        producer = model.find_producer(tensor)
+        if producer is None:
+            return tensor == model.graph.input[0].name and not model.get_tensor_datatype(tensor).is_integer()
+        if producer.op_type not in _DATA_MOVEMENT or is_hw_node(producer):
+            return False
+        tensor = producer.input[0]
+
+
 def float_input_thresholds(model: ModelWrapper) -> list:
     """Thresholding layers that read the float graph input, directly or through data movement on the host."""
     inp = model.graph.input[0].name

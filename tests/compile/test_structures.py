@@ -168,11 +168,19 @@ def test_an_unmappable_structure_is_refused_naming_node_op_neighbours_and_fix(zo
     assert not (tmp_path / "out" / "report.json").exists()
 
 
-def test_a_float_input_still_asks_for_an_input_datatype(zoo, tmp_path):
-    _, model, _, _, _ = zoo.model(S.residual_identity)
+def test_a_float_input_with_its_own_quantizer_builds_and_one_without_asks_for_an_input_datatype(zoo, tmp_path):
+    """The residual net quantizes its input itself: as FLOAT32 that quantizer stays on the host. Without it,
+    the stem conv would compute on floats, so the build asks for --input-dtype."""
     from qonnx.core.datatype import DataType
 
+    _, model, _, x, _ = zoo.model(S.residual_identity)
     m = ModelWrapper(model.model.__deepcopy__())
     m.set_tensor_datatype(m.graph.input[0].name, DataType["FLOAT32"])
+    res = build(m, build_config(target="pynq-z1", verify_samples=0), tmp_path / "quantized", verify_inputs=x[:4])
+    assert res.report.verification.passed
+    net = S.ResNet(blocks=1).eval()
+    net.inp = torch.nn.Identity()
+    path = tmp_path / "bare.onnx"
+    export_qonnx(net, path, S.DIGITS, "FLOAT32")
     with pytest.raises(InputDatatypeError, match="--input-dtype"):
-        build(m, build_config(target="pynq-z1", verify_samples=0), tmp_path / "out")
+        build(path, build_config(target="pynq-z1", verify_samples=0), tmp_path / "bare")

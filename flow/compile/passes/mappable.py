@@ -14,6 +14,7 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.infer_shapes import InferShapes
 
+from flow.compile.host_input import is_input_quantizer
 from flow.compile.passes.diagnose import (
     CONVERTIBLE_OPS,
     HOST_TAIL_OPS,
@@ -116,14 +117,16 @@ def why_scale_stays(model: ModelWrapper, node, src, c: np.ndarray) -> str:
 
 def comes_from_float_input(model: ModelWrapper, tensor: str) -> bool:
     """True if the non-integer values of ``tensor`` start at the float graph input."""
-    if model.find_producer(tensor) is None:
-        return True
-    return any(
-        model.find_producer(t) is None
-        for o in float_origins(model, tensor)
-        for t in dynamic_inputs(model, o)
-        if not is_integer(model, t)
-    )
+    seen, todo = set(), [tensor]
+    while todo:
+        t = todo.pop()
+        producer = model.find_producer(t)
+        if producer is None:
+            return True
+        if t not in seen:
+            seen.add(t)
+            todo.extend(i for i in dynamic_inputs(model, producer) if not is_integer(model, i))
+    return False
 
 
 def why_float(model: ModelWrapper, node, tensor: str) -> str:
@@ -169,6 +172,8 @@ def explain_unmapped(model: ModelWrapper) -> list[Unmapped]:
     for v in model.graph.node:
         if not is_hw_node(v) and (v.op_type in TRANSPARENT_OPS or (v.op_type in HOST_TAIL_OPS and not is_join_add(model, v))):
             continue  # host tail or data movement: a problem shows at the consumer
+        if is_input_quantizer(model, v):
+            continue  # the model's own input quantizer stays on the host (flow.compile.host_input)
         floats = [t for t in dynamic_inputs(model, v) if not is_integer(model, t)]
         if floats and all(is_consequence(model, t) for t in floats):
             continue
