@@ -91,6 +91,11 @@ def _cards(r: Report) -> str:
         failed = [s.name for s in v.stages if not s.passed]
         detail = f"failed: {_e(', '.join(failed))}" if failed else f"{len(v.stages)} stage(s)"
         cards.append(_card("Verification", "passed" if v.passed else "FAILED", detail, "ok" if v.passed else "bad"))
+    s = r.rtlsim
+    if s is not None:
+        rates = ", ".join(f"{c.cycles_per_frame:,.4g}" for c in s.chains if c.cycles_per_frame is not None)
+        detail = f"{s.layers_simulated} of {s.layers_hw} layers" + (f"; chains at {rates} cycles/frame" if rates else "")
+        cards.append(_card("RTL simulation", "bit-exact" if s.passed else "FAILED", _e(detail), "ok" if s.passed else "bad"))
     return '<div class="cards">' + "".join(cards) + "</div>"
 
 

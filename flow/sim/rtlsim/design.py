@@ -144,7 +144,7 @@ def _measure(ctx: _Ctx, model: ModelWrapper, nodes, reference) -> ChainSim:
     chain = ChainSim(name=f"{layers[0]}..{layers[-1]}" if len(layers) > 1 else layers[0], layers=layers, nodes=len(nodes),
                      fifos=sum(1 for n in nodes if n.op_type.startswith("StreamingFIFO")), dwcs=sum(1 for n in nodes if n.op_type.startswith("StreamingDataWidthConverter")),
                      status="ok", bit_exact=False)
-    chain.exp_cycles = max(exp_cycles(subgraph(model, nodes))) or None
+    chain.exp_cycles = max(exp_cycles(nodes)) or None
     deep = depths(nodes)
     chain.fifo_depth_deep = sum(deep.values())
     res, _, mons = _run(ctx, model, nodes, reference, chain)

@@ -62,7 +62,7 @@ def simulate_layer(design: ModelWrapper, node, reference: dict[str, np.ndarray],
         rec.note = str(e)
         return rec
     single = generate_hdl(subgraph(design, [node]), part, clk_ns, build_dir)
-    rec.exp_cycles = exp_cycles(single)[0] or None
+    rec.exp_cycles = exp_cycles(single.graph.node)[0] or None
     inputs = {vi.name: reference[vi.name] for vi in single.graph.input}
     expected = {vi.name: reference[vi.name] for vi in single.graph.output}
     rec.simulated = True

@@ -67,10 +67,10 @@ class RunResult:
         return f"bit-exact, {self.cycles_per_frame} cycles/frame"
 
 
-def exp_cycles(model) -> list[int]:
-    """FINN's expected cycles per frame of every node (0 where FINN has no estimate)."""
+def exp_cycles(nodes) -> list[int]:
+    """FINN's expected cycles per frame of each of ``nodes`` (0 where FINN has no estimate)."""
     out = []
-    for n in model.graph.node:
+    for n in nodes:
         try:
             out.append(int(getCustomOp(n).get_exp_cycles()))
         except Exception:  # noqa: BLE001 - FINN raises assorted errors for ops it cannot time
@@ -85,7 +85,7 @@ def bounds(model, frames: int, pace: int = 0) -> tuple[int, int]:
     transfer anywhere, so ``idle`` is four times the slowest node's frame (at least 10,000);
     ``maxcycles`` allows twenty times a pipelined schedule's length.
     """
-    per = exp_cycles(model)
+    per = exp_cycles(model.graph.node)
     words = [streams.words_per_frame(model, vi.name, consumer=True) for vi in model.graph.input]
     words += [streams.words_per_frame(model, vi.name, consumer=False) for vi in model.graph.output]
     slowest = max(per + words + [1])
