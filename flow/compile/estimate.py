@@ -6,6 +6,10 @@ bottleneck and critical path. Totals are the sum over layers; throughput is
 clock / max_cycles. The data-width converters FINN inserts when it stitches the design
 (``InsertDWC``, after FINN's own estimate report) are priced separately with FINN's
 estimates (:func:`flow.compile.converters.finn_dwcs`); the design fits when layers plus converters do.
+Where FINN's LUT estimate is 0 by construction (MVAU_rtl, Pool_hls, ...), a layer's LUTs are
+qflow's own count, and every layer says which (``lut_basis``, :mod:`flow.compile.lut_model`).
+A build with ``--rtlsim`` adds each layer's measured cycles (``sim_cycles``, or the reason in
+``sim_note`` when it could not be simulated).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
 from flow.compile.converters import Converter, finn_dwcs
+from flow.compile.lut_model import layer_lut
 from flow.core.vocab import RESOURCES, finn_resources, is_hw_node
 from hw_targets import Target
 
@@ -36,6 +41,9 @@ class LayerEstimate:
     bram_18k: float
     uram: float
     dsp: float
+    lut_basis: str = "finn"  # flow.compile.lut_model.BASES
+    sim_cycles: float | None = None  # measured cycles per frame (--rtlsim)
+    sim_note: str | None = None  # why the layer was not simulated, or what the simulation found
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,8 @@ def estimate(model: ModelWrapper, target: Target) -> Estimates:
             continue
         inst = getCustomOp(node)
         attrs = inst.get_nodeattr_types()
-        r = res.get(node.name, {})
+        r = finn_resources(res.get(node.name, {}))
+        r["lut"], basis = layer_lut(inst, r["lut"])
         layers.append(
             LayerEstimate(
                 name=node.name,
@@ -81,7 +90,8 @@ def estimate(model: ModelWrapper, target: Target) -> Estimates:
                 pe=int(inst.get_nodeattr("PE")) if "PE" in attrs else None,
                 simd=int(inst.get_nodeattr("SIMD")) if "SIMD" in attrs else None,
                 cycles=int(cycles.get(node.name, 0)),
-                **finn_resources(r),
+                lut_basis=basis,
+                **r,
             )
         )
     totals = {k: float(sum(getattr(layer, k) for layer in layers)) for k in RESOURCES}

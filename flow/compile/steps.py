@@ -40,7 +40,7 @@ from flow.compile.registry import register_step
 from flow.compile.specialize import check_specialize_file
 from flow.core.errors import InputDatatypeError, UnsupportedOpError
 from flow.core.stages import Stage
-from flow.core.vocab import PARTITION_OP, is_hw_node
+from flow.core.vocab import HW_DOMAIN, IMPL_ATTR, PARTITION_OP, is_hw_node
 
 PARENT_PROP = "qflow_dataflow_parent"
 
@@ -206,10 +206,16 @@ def step_specialize_layers(model: ModelWrapper, ctx: BuildContext) -> ModelWrapp
     """Choose HLS or RTL variants of each layer for the target part (FINN's step).
 
     A ``specialize_file`` (FINN's specialize-layers config) is checked first: it must name
-    this design's HW layers and ask for ``hls`` or ``rtl``.
+    this design's HW layers and ask for ``hls`` or ``rtl``. With ``prefer_rtl`` every layer
+    asks for its RTL variant (FINN keeps HLS where RTL cannot be built; the file, applied
+    by FINN after this, wins where it names a layer).
     """
     if ctx.cfg.specialize_file is not None:
         check_specialize_file(model, ctx.cfg.specialize_file)
+    if ctx.cfg.prefer_rtl:
+        for node in model.graph.node:
+            if node.domain == HW_DOMAIN:
+                getCustomOp(node).set_nodeattr(IMPL_ATTR, "rtl")
     return _finn_compat.build_steps().step_specialize_layers(model, ctx.finn_config())
 
 

@@ -72,7 +72,10 @@ class BuildConfig(BaseModel):
     specialize_file: Path | None = Field(None, description="FINN specialize-layers config JSON: preferred_impl_style (hls/rtl) per generic layer name, as each build writes to specialize_layers.json")
     stage: OutputStage = "estimates"
     classify: bool = Field(True, description="end the design with a label select (top-1 index)")
-    standalone_thresholds: bool = False
+    standalone_thresholds: bool = Field(False, description="keep thresholds as separate layers (FINN's standalone_thresholds), so MVAUs can be MVAU_rtl")
+    prefer_rtl: bool = Field(False, description="ask FINN for the RTL variant of every layer that has one (with auto: keep it), so rtlsim covers more of the design")
+    rtlsim: bool = Field(False, description="simulate the generated RTL with Verilator: every RTL layer bit for bit against Python, chains stitched, FIFO depths sized")
+    rtlsim_samples: int = Field(8, ge=2, le=10_000, description="verification inputs streamed back to back through the RTL")
     mvau_wwidth_max: int = Field(36, gt=0, le=2**20)
     verify_samples: int = Field(1000, ge=0, le=MAX_VERIFY_SAMPLES, description="random or test inputs verified through every stage")
     steps: tuple[str, ...] | None = Field(None, description="registered build steps to run instead of the default list (flow.compile.registry)")

@@ -6,7 +6,10 @@ minimization and then FINN's analyses (``res_estimation``, ``exp_cycles_per_laye
 (``node_res_estimation(fpgapart)`` and ``get_exp_cycles()``) on a private copy of each
 node, once per distinct setting of the node's folding attributes, and memoizes the
 result. Evaluating a whole folding is then a dictionary lookup per layer, a sum and a
-max, and agrees exactly with FINN (``tests/flow/test_cost_model.py`` checks it).
+max, and agrees exactly with FINN (``tests/fold/test_cost_model.py`` checks it). Where
+FINN's LUT estimate is 0 by construction (MVAU_rtl, Pool_hls, ...), the LUTs are qflow's
+own count (:mod:`flow.compile.lut_model`), as in the report, so ``--auto`` does not treat
+such a layer as free.
 
 Why exact: FINN's per-node estimates read only the node's own attributes. The only
 attributes a folding changes besides the folding attributes themselves are datatypes set
@@ -20,7 +23,7 @@ in a folding picks one. Each estimate also lists the data-width converters FINN'
 (:mod:`flow.compile.converters`); FINN's estimate report leaves them out, so ``totals`` do too and
 :meth:`CostEstimate.fits` adds them.
 
->>> from flow.fold.cost_model import divisors
+>>> from flow.fold.rules import divisors
 >>> divisors(12)
 [1, 2, 3, 4, 6, 12]
 >>> cm = CostModel(model, "xc7z020clg400-1")                     # doctest: +SKIP
@@ -46,18 +49,17 @@ from flow.compile.converters import (
     out_stream,
     stream_edges,
 )
+from flow.compile.lut_model import qflow_resources
 from flow.compile.specialize import alternatives
 from flow.core.errors import FoldingError
 from flow.core.vocab import (
-    FINN_RESOURCE_KEYS,
     IMPL_ATTR,
     RESOURCES,
     impl_style,
     is_hw_node,
 )
-from flow.fold.rules import FOLDING_ATTRS, folding_rule_violation
+from flow.fold.rules import FOLDING_ATTRS, divisors, fold_limits, folding_rule_violation
 
-_FINN_KEYS = tuple(FINN_RESOURCE_KEYS[k] for k in RESOURCES)
 # attributes whose change makes FINN's bit-width minimization give other datatypes
 _DTYPE_ATTRS = ("runtime_writeable_weights", "mem_mode")
 _DTYPE_OUT = ("weightDataType", "accDataType", "outputDataType")
@@ -94,16 +96,6 @@ CHOICES: dict[str, tuple[tuple[dict, ...], ...]] = {
         ),
     ),
 }
-# ops folded along channels with PE / SIMD (SetFolding's pe_ops / simd_ops)
-_PE_OPS = ("Thresholding", "DuplicateStreams", "GlobalAccPool", "ReplicateStream", "ElementwiseBinary", "Squeeze", "Unsqueeze", "Reshape", "PWPolyF")
-_SIMD_OPS = ("FMPadding", "StreamingSplit", "StreamingConcat", "LayerNorm", "Shuffle", "StreamingMaxPool")
-
-
-def divisors(n: int) -> list[int]:
-    """All divisors of ``n``, ascending (FINN's folding factors must divide their dimension)."""
-    return [d for d in range(1, int(n) + 1) if n % d == 0]
-
-
 @dataclass(frozen=True)
 class LayerCost:
     """FINN's estimate of one layer under one setting: cycles per frame and resources, and
@@ -137,29 +129,6 @@ class CostEstimate:
     def fits(self, budget: Mapping[str, float], *, with_dwc: bool = True) -> bool:
         """Layers (and, by default, converters) within ``budget``."""
         return all(self.totals[k] + (self.dwc_totals[k] if with_dwc else 0.0) <= budget[k] for k in RESOURCES)
-
-
-def fold_limits(inst) -> dict[str, int]:
-    """The folding attributes of a node and the dimension each must divide (as SetFolding)."""
-    op = inst.onnx_node.op_type
-    base = op.rsplit("_", 1)[0]
-    a = inst.get_nodeattr
-    if base == "MVAU":
-        return {"PE": a("MH"), "SIMD": a("MW")}
-    if base == "VVAU":
-        k = a("Kernel")
-        return {"PE": a("Channels"), "SIMD": int(k[0] * k[1])}
-    if base == "Pool":
-        return {"PE": a("Channels")}
-    if base == "LabelSelect":
-        return {"PE": a("Labels")}
-    if base == "ConvolutionInputGenerator":
-        return {"SIMD": a("IFMChannels")}
-    types = inst.get_nodeattr_types()
-    for attr, ops, shape in (("PE", _PE_OPS, inst.get_normal_output_shape), ("SIMD", _SIMD_OPS, inst.get_normal_input_shape)):
-        if base.startswith(ops) and attr in types:
-            return {attr: a("NumChannels") if "NumChannels" in types else int(shape()[-1])}
-    return {}
 
 
 @dataclass
@@ -303,19 +272,25 @@ class CostModel:
         if reason is not None:
             return f"folding of {name} ({inst.onnx_node.op_type}, {shown}) breaks FINN's rules: {reason}"
         try:
-            res = inst.node_res_estimation(self.fpgapart)
+            res = qflow_resources(inst, inst.node_res_estimation(self.fpgapart))
             cycles = int(inst.get_exp_cycles())
             ins = tuple((i, in_stream(inst, i)) for i in self._in_ports[name])
             outs = tuple((i, out_stream(inst, i)) for i in self._out_ports[name])
         except Exception as e:  # noqa: BLE001 - FINN states its rules as asserts and exceptions
             return f"folding of {name} ({inst.onnx_node.op_type}, {shown}) breaks FINN's rules: {str(e).strip() or type(e).__name__}"
-        return LayerCost(cycles, *(float(res.get(key, 0)) for key in _FINN_KEYS), ins=ins, outs=outs)
+        return LayerCost(cycles, *res, ins=ins, outs=outs)
 
     # -- enumeration ------------------------------------------------------------------
-    def choices(self, name: str, *, allow_uram: bool = True) -> list[dict[str, Any]]:
-        """The implementation alternatives of one layer: variant (hls/rtl), memory style, multiplier type."""
+    def choices(self, name: str, *, allow_uram: bool = True, prefer: str | None = None) -> list[dict[str, Any]]:
+        """The implementation alternatives of one layer: variant (hls/rtl), memory style, multiplier type.
+
+        ``prefer`` (``"hls"``/``"rtl"``) keeps only that variant for layers FINN can build in it.
+        """
         out: list[dict[str, Any]] = []
-        for style, v in self._variants[name].items():
+        variants = self._variants[name]
+        for style, v in variants.items():
+            if prefer in variants and style != prefer:
+                continue
             inst = v.inst
             types = inst.get_nodeattr_types()
             combos: list[dict[str, Any]] = [{IMPL_ATTR: style}] if len(self._variants[name]) > 1 else [{}]
@@ -330,12 +305,12 @@ class CostModel:
             out += combos
         return out
 
-    def options(self, name: str, *, allow_uram: bool = True, fixed: Mapping[str, int] = {}, wwidth_max: int | None = None) -> Iterator[tuple[dict[str, Any], LayerCost]]:
+    def options(self, name: str, *, allow_uram: bool = True, fixed: Mapping[str, int] = {}, wwidth_max: int | None = None, prefer: str | None = None) -> Iterator[tuple[dict[str, Any], LayerCost]]:
         """Every legal setting of layer ``name`` with FINN's cost: divisor PE/SIMD x choices.
 
         ``fixed`` pins attributes (e.g. a coupled SIMD, parallel_window); ``wwidth_max`` bounds the
         weight bits per PE (SIMD x weight width) of MVAU layers, as SetFolding's
-        ``mvau_wwidth_max`` does.
+        ``mvau_wwidth_max`` does; ``prefer`` restricts the variant (:meth:`choices`).
         """
         inst = self._inst[name]
         limits = fold_limits(inst)
@@ -348,7 +323,7 @@ class CostModel:
         for g in grids:
             if is_mvau and wwidth_max is not None and g["SIMD"] * wbits > wwidth_max:
                 continue
-            for c in self.choices(name, allow_uram=allow_uram):
+            for c in self.choices(name, allow_uram=allow_uram, prefer=prefer):
                 attrs = {**g, **c}
                 try:
                     yield attrs, self.layer_cost(name, attrs)

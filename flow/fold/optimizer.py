@@ -49,7 +49,8 @@ from flow.compile.specialize import apply_folding
 from flow.core.errors import InfeasibleDesignError
 from flow.core.fileio import atomic_write_json
 from flow.core.vocab import FINN_RESOURCE_KEYS, RESOURCES
-from flow.fold.cost_model import CostEstimate, CostModel, divisors
+from flow.fold.cost_model import CostEstimate, CostModel
+from flow.fold.rules import divisors
 from flow.fold.select import Selector, Unit, make_unit, prune
 from hw_targets import Target
 
@@ -83,8 +84,8 @@ def _dw_pairs(model: ModelWrapper) -> dict[str, str]:
     return pairs
 
 
-def build_units(cm: CostModel, *, allow_uram: bool = True, wwidth_max: int | None = None) -> list[Unit]:
-    """The optimizer's decision units with their legal, Pareto-optimal settings."""
+def build_units(cm: CostModel, *, allow_uram: bool = True, wwidth_max: int | None = None, prefer: str | None = None) -> list[Unit]:
+    """The optimizer's decision units with their legal, Pareto-optimal settings (``prefer``: see :meth:`CostModel.choices`)."""
     pairs = _dw_pairs(cm.model)
     consumers = set(pairs.values())
     units = []
@@ -92,7 +93,7 @@ def build_units(cm: CostModel, *, allow_uram: bool = True, wwidth_max: int | Non
         if name in consumers:
             continue
         op = cm.op_types[name]
-        kw = dict(allow_uram=allow_uram, wwidth_max=wwidth_max)
+        kw = dict(allow_uram=allow_uram, wwidth_max=wwidth_max, prefer=prefer)
         if name in pairs:
             units.append(_coupled_unit(cm, name, pairs[name], **kw))
             continue
@@ -159,12 +160,13 @@ def _infeasible(units: list[Unit], cm: CostModel, budget: dict[str, float], targ
     )
 
 
-def optimize(model: ModelWrapper | None, target: Target, *, wwidth_max: int | None = None, cost_model: CostModel | None = None, allow_uram: bool | None = None, variants: bool = True) -> FoldingPlan:
+def optimize(model: ModelWrapper | None, target: Target, *, wwidth_max: int | None = None, cost_model: CostModel | None = None, allow_uram: bool | None = None, variants: bool = True, prefer: str | None = None) -> FoldingPlan:
     """The folding of ``model`` (specialized HW graph) with the fewest max cycles within ``target``'s caps.
 
     Layers and the data-width converters between them must fit together. ``variants=False``
-    keeps every layer's HLS/RTL variant. Raises InfeasibleDesignError, naming the resource
-    and the layer, if nothing fits.
+    keeps every layer's HLS/RTL variant; ``prefer="rtl"`` builds every layer FINN can build as
+    RTL in its RTL variant (a constraint, for whole-design RTL simulation). Raises
+    InfeasibleDesignError, naming the resource and the layer, if nothing fits.
     """
     t0 = time.perf_counter()
     cm = cost_model or CostModel(model, target.part, variants=variants)
@@ -172,7 +174,7 @@ def optimize(model: ModelWrapper | None, target: Target, *, wwidth_max: int | No
     b = np.array([budget[r] for r in RESOURCES])
     if allow_uram is None:
         allow_uram = budget["uram"] > 0
-    all_units = build_units(cm, allow_uram=allow_uram, wwidth_max=wwidth_max)
+    all_units = build_units(cm, allow_uram=allow_uram, wwidth_max=wwidth_max, prefer=prefer)
     units = [u.subset(np.flatnonzero(np.all(u.res <= b + 1e-9, axis=1))) for u in all_units]  # drop options that alone break a cap
     if any(len(u.cycles) == 0 for u in units):
         raise _infeasible(all_units, cm, budget, target)
@@ -235,11 +237,12 @@ def apply_auto_folding(model: ModelWrapper, ctx) -> ModelWrapper:
     and is applied by FINN's ``step_apply_folding_config``; ``<out>/auto_folding.json``
     records the plan. ``mvau_wwidth_max`` bounds SIMD x weight bits only when the build
     config sets it explicitly (its default 36 is SetFolding's heuristic, not a FINN rule).
+    With ``prefer_rtl`` the plan keeps the RTL variant of every layer FINN can build as RTL.
     """
     cfg = ctx.cfg
     wwidth = cfg.mvau_wwidth_max if "mvau_wwidth_max" in cfg.model_fields_set else None
     pinned = cfg.specialize_file is not None  # the user chose the variants
-    plan = optimize(model, ctx.target, wwidth_max=wwidth, variants=not pinned)
+    plan = optimize(model, ctx.target, wwidth_max=wwidth, variants=not pinned, prefer="rtl" if cfg.prefer_rtl else None)
     fcfg = ctx.finn_config()
     path = Path(fcfg.output_dir) / "report" / "auto_folding_config.json"
     folded, rename = apply_folding(model, plan.folding, fcfg, path)

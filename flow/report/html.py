@@ -11,6 +11,14 @@ from html import escape
 from typing import Any
 
 from flow.core.vocab import RESOURCE_LABELS
+from flow.report.cells import (
+    CHAIN_HEAD,
+    LUT_LEGEND,
+    chain_rows,
+    lut_cell,
+    sim_cell,
+    unsimulated,
+)
 from flow.report.plots import cycles_per_layer, resource_use
 from flow.report.schema import Report
 from flow.report.style import png_data_uri
@@ -83,22 +91,50 @@ def _cards(r: Report) -> str:
         failed = [s.name for s in v.stages if not s.passed]
         detail = f"failed: {_e(', '.join(failed))}" if failed else f"{len(v.stages)} stage(s)"
         cards.append(_card("Verification", "passed" if v.passed else "FAILED", detail, "ok" if v.passed else "bad"))
+    s = r.rtlsim
+    if s is not None:
+        rates = ", ".join(f"{c.cycles_per_frame:,.4g}" for c in s.chains if c.cycles_per_frame is not None)
+        detail = f"{s.layers_simulated} of {s.layers_hw} layers" + (f"; chains at {rates} cycles/frame" if rates else "")
+        cards.append(_card("RTL simulation", "bit-exact" if s.passed else "FAILED", _e(detail), "ok" if s.passed else "bad"))
     return '<div class="cards">' + "".join(cards) + "</div>"
 
 
 def _layer_table(r: Report) -> str:
-    head = ("<tr><th>layer</th><th>op</th><th class=n>PE</th><th class=n>SIMD</th><th class=n>cycles</th>"
-            "<th class=n>LUT</th><th class=n>BRAM18</th><th class=n>URAM</th><th class=n>DSP</th></tr>")
+    sim = r.rtlsim is not None
+    head = ("<tr><th>layer</th><th>op</th><th class=n>PE</th><th class=n>SIMD</th><th class=n>cycles (FINN)</th>"
+            + ("<th class=n>cycles (RTL sim)</th>" if sim else "")
+            + "<th class=n>LUT</th><th class=n>BRAM18</th><th class=n>URAM</th><th class=n>DSP</th></tr>")
     rows = []
     for layer in r.layers:
         hot = layer.name == r.bottleneck
         mark = " (bottleneck)" if hot else ""
         cells = [f"<td>{_e(layer.name)}{mark}</td><td>{_e(layer.op_type)}</td>"]
         cells += [f"<td class=n>{_e(v or '-')}</td>" for v in (layer.pe, layer.simd)]
-        cells.append(f"<td class=n>{_num(layer.cycles)}</td><td class=n>{_num(layer.lut)}</td>")
+        cells.append(f"<td class=n>{_num(layer.cycles)}</td>")
+        if sim:
+            cells.append(f'<td class=n title="{_e(layer.sim_note or "")}">{_e(sim_cell(layer))}</td>')
+        cells.append(f"<td class=n>{_e(lut_cell(layer))}</td>")
         cells += [f"<td class=n>{_num(v, 'g')}</td>" for v in (layer.bram_18k, layer.uram, layer.dsp)]
         rows.append(f'<tr{" class=hot" if hot else ""}>{"".join(cells)}</tr>')
-    return f"<table>{head}{''.join(rows)}</table>"
+    return f'<table>{head}{"".join(rows)}</table><p class="muted">{_e(LUT_LEGEND)}</p>'
+
+
+def _rtlsim(r: Report) -> str:
+    s = r.rtlsim
+    if s is None:
+        return '<p class="muted">RTL simulation: not run (<code>qflow build --rtlsim</code>).</p>'
+    verdict = '<span class="pass">passed</span>' if s.passed else '<span class="fail">FAILED</span>'
+    out = (f"<p>{_e(s.simulator)}, {s.samples} frames back to back: {s.layers_simulated} of {s.layers_hw} layers simulated alone, "
+           f"{verdict}; FIFO depths sized by simulation in <code>{_e(s.fifo_depths_file)}</code>.</p>")
+    missing = unsimulated(r)
+    if missing:
+        out += "<p>Not simulated:</p><ul>" + "".join(f"<li>{_e(m)}</li>" for m in missing) + "</ul>"
+    rows = chain_rows(r)
+    if rows:
+        head = "<tr>" + "".join(f"<th{' class=n' if 0 < i < len(CHAIN_HEAD) - 1 else ''}>{_e(h)}</th>" for i, h in enumerate(CHAIN_HEAD)) + "</tr>"
+        body = "".join("<tr>" + "".join(f"<td{' class=n' if 0 < i < len(row) - 1 else ''}>{_e(v)}</td>" for i, v in enumerate(row)) + "</tr>" for row in rows)
+        out += f"<table>{head}{body}</table>"
+    return out
 
 
 def _util_table(r: Report) -> str:
@@ -128,7 +164,7 @@ def _verification(r: Report) -> str:
         else:
             res = '<span class="fail">FAIL</span>'
         if s.first_mismatch is not None:
-            res += f", first mismatch at sample {_e(s.first_mismatch)}"
+            res += f", first mismatch at sample {_e(s.first_mismatch)}" + (f" in {_e(s.layer)}" if s.layer else "")
         if s.ties:
             res += f", {_e(s.ties)} tied reference sample(s)"
         err = "-" if s.max_abs_err is None else f"{s.max_abs_err:.3g}"
@@ -181,6 +217,7 @@ clock {_num(t.clock_mhz, 'g')} MHz &middot; stage {_e(report.stage)}</p>
 <h2>Layers</h2>{_layer_table(report)}
 <h2>Utilisation</h2>{_util_table(report)}
 <h2>Verification</h2>{_verification(report)}
+<h2>RTL simulation</h2>{_rtlsim(report)}
 <h2>Build</h2>{_build_info(report)}
 </main></body></html>
 """

@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 from flow.core.vocab import RESOURCE_LABELS
+from flow.report.cells import (
+    CHAIN_HEAD,
+    LUT_LEGEND,
+    chain_rows,
+    lut_cell,
+    sim_cell,
+    unsimulated,
+)
 from flow.report.schema import Report
 
 
@@ -16,7 +24,7 @@ def _stage_rows(report: Report) -> list[str]:
         lm = "-" if s.label_match is None else f"{100 * s.label_match:.2f}%"
         res = ("pass" + (" (bit-exact)" if s.bit_exact else "")) if s.passed else "FAIL"
         if s.first_mismatch is not None:
-            res += f", first mismatch at sample {s.first_mismatch}"
+            res += f", first mismatch at sample {s.first_mismatch}" + (f" in {s.layer}" if s.layer else "")
         if s.ties:
             res += f", {s.ties} tied reference sample(s)"
         lines.append(f"| {s.name} | {s.reference} | {s.samples} | {res} | {err} | {lm} |")
@@ -48,11 +56,29 @@ def render_markdown(report: Report) -> str:
         total, b, conv = report.totals.get(k, 0.0), report.budget.get(k, 0), dwc.totals.get(k, 0.0)
         use = f"{100 * used[k] / b:.1f}%" if b else ("-" if used[k] == 0 else "over")
         lines.append(f"| {label} | {total:,.0f} | {conv:,.0f} | {b:,.0f} | {use} |")
-    lines += ["", "| layer | op | PE | SIMD | cycles | LUT | BRAM18 | URAM | DSP |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    sim = report.rtlsim is not None
+    lines += ["", "| layer | op | PE | SIMD | cycles (FINN) |" + (" cycles (RTL sim) |" if sim else "") + " LUT | BRAM18 | URAM | DSP |",
+              "|---|---|---:|---:|---:|" + ("---:|" if sim else "") + "---:|---:|---:|---:|"]
     for layer in report.layers:
         mark = " **(bottleneck)**" if layer.name == report.bottleneck else ""
         lines.append(
-            f"| {layer.name}{mark} | {layer.op_type} | {layer.pe or '-'} | {layer.simd or '-'} | "
-            f"{layer.cycles} | {layer.lut:,.0f} | {layer.bram_18k:g} | {layer.uram:g} | {layer.dsp:g} |"
+            f"| {layer.name}{mark} | {layer.op_type} | {layer.pe or '-'} | {layer.simd or '-'} | {layer.cycles} |"
+            + (f" {sim_cell(layer)} |" if sim else "")
+            + f" {lut_cell(layer)} | {layer.bram_18k:g} | {layer.uram:g} | {layer.dsp:g} |"
         )
-    return "\n".join(lines + _stage_rows(report)) + "\n"
+    lines += ["", LUT_LEGEND]
+    return "\n".join(lines + _rtlsim_rows(report) + _stage_rows(report)) + "\n"
+
+
+def _rtlsim_rows(report: Report) -> list[str]:
+    r = report.rtlsim
+    if r is None:
+        return []
+    lines = ["", f"RTL simulation ({r.simulator}, {r.samples} frames back to back): {r.layers_simulated} of {r.layers_hw} layers "
+             f"simulated alone, **{'passed' if r.passed else 'FAILED'}**; FIFO depths sized by simulation in {r.fifo_depths_file}."]
+    lines += [f"- not simulated: {u}" for u in unsimulated(report)]
+    rows = chain_rows(report)
+    if rows:
+        lines += ["", "| " + " | ".join(CHAIN_HEAD) + " |", "|---|" + "---:|" * (len(CHAIN_HEAD) - 2) + "---|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines

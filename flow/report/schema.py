@@ -1,11 +1,17 @@
 """The build report as a typed object, serialised to report.json in a stable, documented schema.
 
-Schema (``schema_version`` 1)::
+Schema (``schema_version`` 2)::
 
     model                 str     model name or file stem
     target                {name, part, clock_mhz}
-    layers                [{name, op_type, pe, simd, cycles, lut, bram_18k, uram, dsp}]
-    totals, budget        {lut, bram_18k, uram, dsp}   sum of layers (FINN's estimate) / target caps
+    layers                [{name, op_type, pe, simd, cycles, lut, bram_18k, uram, dsp,
+                            lut_basis, sim_cycles, sim_note}]
+                                  cycles: FINN's estimate per frame; lut_basis: where ``lut`` comes
+                                  from: finn | qflow-yosys-fit | qflow-structural | none (FINN has no
+                                  model and neither has qflow: 0 counted, not an estimate), see
+                                  flow.compile.lut_model; sim_cycles: cycles per frame measured in
+                                  RTL simulation (--rtlsim), null with the reason in sim_note
+    totals, budget        {lut, bram_18k, uram, dsp}   sum of layers / target caps
     data_width_converters {count, totals: {lut, bram_18k, uram, dsp},
                            converters: [{after, before, in_width, out_width, lut, bram_18k, uram, dsp}]}
                                   the stream-width converters FINN inserts between layers, FINN's estimate
@@ -17,18 +23,32 @@ Schema (``schema_version`` 1)::
     latency_us            float   critical-path cycles / clock
     accuracy              float | null   test accuracy, when the flow trained the model
     verification          {passed, stages: [{name, reference, samples, passed, max_abs_err,
-                           label_match, bit_exact, first_mismatch, ties, note}]} | null
+                           label_match, bit_exact, first_mismatch, ties, note, layer}]} | null
+                                  stage "rtlsim" (--rtlsim): the generated RTL against the
+                                  specialized design's Python execution; ``layer`` names the layer
+                                  of the first mismatch
+    rtlsim                {simulator, samples, passed, layers_hw, layers_rtl, layers_simulated,
+                           chains: [{name, layers, nodes, fifos, dwcs, status, passed, bit_exact,
+                                     cycles_per_frame, latency, exp_cycles, deep_cycles_per_frame,
+                                     deep_latency, fifo_depth_deep, fifo_depth_sized, fifo_depths,
+                                     fifo_peaks, rate_kept, backpressure_bit_exact, note}],
+                           fifo_depths_file, verilate_s, simulate_s} | null
+                                  RTL simulation (--rtlsim): chains of RTL layers stitched with FINN's
+                                  converters and FIFOs; cycles in clock cycles per frame, latency in
+                                  cycles for the first frame; FIFO depths sized from simulated peaks
     folding               {mode, target_fps, file, specialize_file}
     stage                 estimates | codegen | bitfile
     skipped               [str]   steps not run, with the reason
     timings_s             {step: seconds}
 
 :meth:`Report.load` reads a report.json back, validated (a file in an output folder is
-untrusted input); :meth:`Report.to_dict` is the JSON-ready dict.
+untrusted input); :meth:`Report.to_dict` is the JSON-ready dict. Reports of schema version 1
+(before ``lut_basis``, ``sim_cycles``, ``rtlsim``) load with those fields at their defaults.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -40,10 +60,12 @@ from flow.compile.estimate import Estimates, LayerEstimate
 from flow.core.config import format_validation_error
 from flow.core.errors import ConfigError
 from flow.core.vocab import RESOURCES
+from flow.sim.rtlsim.design import DesignSim
+from flow.sim.rtlsim.toolchain import find_verilator
 from flow.sim.verify import Verification
 from hw_targets import Target
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Largest report.json :meth:`Report.load` reads.
 MAX_REPORT_BYTES = 64 * 2**20
 
@@ -71,6 +93,68 @@ class FoldingInfo(_Strict):
     specialize_file: str | None = None
 
 
+class ChainReport(_Strict):
+    """One chain of RTL layers simulated as one stitched design (see the module docstring)."""
+
+    name: str
+    layers: list[str]
+    nodes: int
+    fifos: int
+    dwcs: int
+    status: str
+    passed: bool
+    bit_exact: bool
+    cycles_per_frame: float | None = None
+    latency: int | None = None
+    exp_cycles: int | None = None
+    deep_cycles_per_frame: float | None = None
+    deep_latency: int | None = None
+    fifo_depth_deep: int = 0
+    fifo_depth_sized: int | None = None
+    fifo_depths: dict[str, int] = Field(default_factory=dict)
+    fifo_peaks: dict[str, int] = Field(default_factory=dict)
+    rate_kept: bool | None = None
+    backpressure_bit_exact: bool | None = None
+    note: str | None = None
+
+
+class RtlsimReport(_Strict):
+    """What ``--rtlsim`` simulated and measured."""
+
+    simulator: str
+    samples: int
+    passed: bool
+    layers_hw: int
+    layers_rtl: int
+    layers_simulated: int
+    chains: list[ChainReport]
+    fifo_depths_file: str | None = None
+    verilate_s: float = 0.0
+    simulate_s: float = 0.0
+
+    @classmethod
+    def of(cls, sim: DesignSim) -> "RtlsimReport":
+        chains = [ChainReport(**{k: getattr(c, k) for k in ChainReport.model_fields if k != "passed"}, passed=c.passed) for c in sim.chains]
+        return cls(simulator=f"Verilator {find_verilator().version}", samples=sim.samples, passed=sim.passed, layers_hw=len(sim.layers),
+                   layers_rtl=sum(r.op_type.endswith("_rtl") for r in sim.layers), layers_simulated=sum(r.simulated for r in sim.layers),
+                   chains=chains, fifo_depths_file="fifo_depths.json", verilate_s=sim.seconds.get("verilate", 0.0),
+                   simulate_s=sim.seconds.get("simulate", 0.0))
+
+
+def with_sim_cycles(layers: list[LayerEstimate], sim: DesignSim) -> list[LayerEstimate]:
+    """``layers`` with the cycles per frame each one measured alone in RTL simulation (or why not)."""
+    by_name = {r.layer: r for r in sim.layers}
+    out = []
+    for layer in layers:
+        r = by_name.get(layer.name)
+        if r is None:
+            out.append(layer)
+            continue
+        note = r.note if r.note or r.cycles_per_frame is not None else "no cycles measured"
+        out.append(dataclasses.replace(layer, sim_cycles=r.cycles_per_frame, sim_note=note))
+    return out
+
+
 class Report(_Strict):
     """One build: its target, per-layer estimates, converters, verification and timings."""
 
@@ -93,17 +177,18 @@ class Report(_Strict):
     stage: str
     skipped: list[str] = Field(default_factory=list)
     timings_s: dict[str, float] = Field(default_factory=dict)
+    rtlsim: RtlsimReport | None = None
 
     @classmethod
     def from_estimates(
         cls, *, model: str, target: Target, est: Estimates, folding: FoldingInfo, stage: str,
         accuracy: float | None = None, verification: Verification | None = None,
-        skipped: list[str] | None = None, timings: dict[str, float] | None = None,
+        skipped: list[str] | None = None, timings: dict[str, float] | None = None, rtlsim: DesignSim | None = None,
     ) -> "Report":
         return cls(
             model=model,
             target=TargetInfo(name=target.name, part=target.part, clock_mhz=target.clock_mhz),
-            layers=list(est.layers),
+            layers=with_sim_cycles(list(est.layers), rtlsim) if rtlsim is not None else list(est.layers),
             totals=est.totals,
             data_width_converters=ConverterSummary(count=len(est.converters), totals=est.converter_totals, converters=list(est.converters)),
             budget=est.budget,
@@ -119,6 +204,7 @@ class Report(_Strict):
             stage=stage,
             skipped=skipped or [],
             timings_s={k: round(v, 3) for k, v in (timings or {}).items()},
+            rtlsim=RtlsimReport.of(rtlsim) if rtlsim is not None else None,
         )
 
     def resources_used(self) -> dict[str, float]:

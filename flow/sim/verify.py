@@ -66,6 +66,7 @@ class StageCheck:
     first_mismatch: int | None = None
     ties: int | None = None
     note: str | None = None
+    layer: str | None = None  # the layer of the first mismatch, where the stage checks layer by layer (rtlsim)
 
 
 @dataclass
@@ -353,6 +354,7 @@ def raise_on_failure(v: Verification) -> None:
     for s in v.stages:
         if not s.passed:
             where = f" at sample {s.first_mismatch}" if s.first_mismatch is not None else ""
+            where += f" in layer {s.layer}" if s.layer else ""
             raise VerificationError(
                 f"verification failed: stage {s.name!r} differs from {s.reference!r}{where}"
                 + (f" (max abs err {s.max_abs_err:.3g})" if s.max_abs_err is not None else "")

@@ -9,10 +9,12 @@ from functools import partial
 
 import pytest
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
 
 from flow.builder.pipeline import build
 from flow.cli import main
 from flow.compat import finn as _finn_compat
+from flow.compile.lut_model import qflow_resources
 from flow.compile.specialize import (
     IMPL_ATTR,
     alternatives,
@@ -29,6 +31,7 @@ from hw_targets import load_target
 
 PART = load_target("pynq-z1").part
 _KEYS = ("LUT", "BRAM_18K", "URAM", "DSP")
+
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +90,7 @@ def test_cost_model_prices_both_variants_exactly(mlp, tmp_path):
         cycles = m.analysis(exp_cycles_per_layer)
         for n in cm.layers:
             new = rename[n]
-            assert (pred.layers[n].cycles, *pred.layers[n].resources()) == (cycles[new], *(float(res[new].get(k, 0)) for k in _KEYS)), n
+            assert (pred.layers[n].cycles, *pred.layers[n].resources()) == (cycles[new], *qflow_resources(getCustomOp(m.get_node_from_name(new)), res[new])), n
     with pytest.raises(FoldingError, match="no 'rtl' variant"):
         cm.layer_cost(next(n for n in cm.layers if n.startswith("LabelSelect")), {IMPL_ATTR: "rtl"})
 
@@ -151,3 +154,20 @@ def test_optimizer_chooses_variants_unless_pinned(mlp, tmp_path):
     assert not any(IMPL_ATTR in a for a in pinned.folding.values())
     # with the variants free the optimum is at least as good in cycles
     assert plan.predicted.max_cycles <= pinned.predicted.max_cycles
+
+
+def test_optimizer_keeps_rtl_variants_when_asked(mlp, tiny_mlp_onnx, tmp_path):
+    """``prefer="rtl"`` (``--auto --prefer-rtl``): every layer FINN can build as RTL is RTL in the plan,
+    priced with qflow's LUT count for MVAU_rtl rather than FINN's 0."""
+    model, _ = mlp
+    target = load_target("pynq-z1")
+    cm = CostModel(model, target.part)
+    plan = optimize(model, target, prefer="rtl", cost_model=cm)
+    flippable = [n for n in cm.layers if len(cm.variants(n)) == 2]
+    assert flippable and all(plan.folding[n][IMPL_ATTR] == "rtl" for n in flippable)
+    mvau_rtl = [n for n in flippable if cm.op_types[n].startswith("MVAU")]
+    assert mvau_rtl and all(plan.predicted.layers[n].lut > 0 for n in mvau_rtl)
+    out = tmp_path / "auto"
+    assert main(["build", str(tiny_mlp_onnx), "--out", str(out), "--auto", "--prefer-rtl", "--samples", "16"]) == 0
+    ops = [layer["op_type"] for layer in json.loads((out / "report.json").read_text())["layers"]]
+    assert ops.count("MVAU_rtl") == len(mvau_rtl) and "Thresholding_rtl" in ops

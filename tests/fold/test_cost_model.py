@@ -16,11 +16,13 @@ from functools import partial
 import numpy as np
 import pytest
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
 
 from flow.builder.pipeline import build
 from flow.compat import finn as _finn_compat
 from flow.compile.converters import finn_dwcs
 from flow.compile.estimate import estimate
+from flow.compile.lut_model import qflow_resources
 from flow.core.config import build_config
 from flow.core.errors import FoldingError
 from flow.fold.cost_model import RESOURCES, CostModel, random_folding
@@ -30,6 +32,7 @@ from hw_targets import load_target
 from models import build_model
 
 _KEYS = ("LUT", "BRAM_18K", "URAM", "DSP")
+
 
 
 def _specialized(onnx, target, out):
@@ -76,7 +79,7 @@ def test_cost_model_matches_finn_exactly(networks, net, trials, tmp_path):
         assert set(res) == {rename[n] for n in cm.layers}
         for name in cm.layers:
             got, new = pred.layers[name], rename[name]
-            want = (cycles[new], *(float(res[new].get(k, 0)) for k in _KEYS))
+            want = (cycles[new], *qflow_resources(getCustomOp(finn_model.get_node_from_name(new)), res[new]))
             assert (got.cycles, *got.resources()) == want, (net, trial, name, folding[name])
         est = estimate(finn_model, target)
         assert est.max_cycles == pred.max_cycles
