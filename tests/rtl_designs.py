@@ -25,6 +25,7 @@ from qonnx.transformation.infer_shapes import InferShapes
 
 from flow.sim.execute import execute_batched
 from flow.sim.rtlsim.layers import generate_hdl
+from flow.sim.rtlsim.streams import in_stream_order
 
 PARTS = {"DSP48E1": "xc7z020clg400-1", "DSP48E2": "xczu7ev-ffvc1156-2-e", "DSP58": "xcve2802-vsvh1760-2MP-e-S"}
 CLK_NS = 10.0
@@ -71,8 +72,9 @@ def random_batch(model, n: int, seed: int = 1) -> dict[str, np.ndarray]:
 
 
 def python_outputs(model, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """What FINN's Python semantics of ``model`` compute on ``batch`` (qflow's batched executor)."""
-    return execute_batched(model, batch)
+    """What FINN's Python semantics of ``model`` compute on ``batch`` (qflow's batched executor),
+    in the element order of the RTL streams."""
+    return in_stream_order(model, execute_batched(model, batch))
 
 
 def thresholding(build_dir, C=16, PE=4, idt="INT8", odt="UINT2", vectors=(1, 4, 4), part=PARTS["DSP48E1"], seed=0):

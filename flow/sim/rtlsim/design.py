@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
-from flow.sim.rtlsim import cache
+from flow.sim.rtlsim import cache, streams
 from flow.sim.rtlsim.chains import (
     current_config,
     deep_config,
@@ -227,6 +227,7 @@ def simulate_design(design: ModelWrapper, reference: dict[str, np.ndarray], *, p
     """
     ctx = _Ctx(part, clk_ns, Path(build_dir), Path(cache_dir) if cache_dir is not None else None, forks)
     frames = len(reference[design.graph.input[0].name])
+    reference = streams.in_stream_order(design, reference)
     layers = simulate_layers(design, reference, part=part, clk_ns=clk_ns, build_dir=build_dir, cache_dir=cache_dir)
     chain_sims, config = _chains(ctx, design, reference, size_fifos) if chains else ([], current_config(design))
     seconds = {

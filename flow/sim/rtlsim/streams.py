@@ -48,3 +48,27 @@ def unpack(model, tensor: str, words: list[int], frames: int) -> np.ndarray:
     dt = inst.get_output_datatype(o)
     arr = rtlsim_output_to_npy(words, None, dt, [frames * folded[0]] + folded[1:], inst.get_outstream_width(o), dt.bitwidth())
     return arr.reshape([frames] + list(inst.get_normal_output_shape(o))[1:])
+
+
+def in_stream_order(model, reference: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``reference`` with each tensor in the element order its RTL stream carries.
+
+    A depthwise ``ConvolutionInputGenerator_rtl`` interleaves its window's channels by SIMD
+    (its consumer, a VVAU, computes PE channels at once); FINN's Python model of the plain op
+    does not. As in FINN's own ``ConvolutionInputGenerator_rtl.execute_node``, the plain
+    ``(K*K, C)`` order of each output pixel becomes ``(C/SIMD, K*K, SIMD)``. Other tensors are
+    returned as they are.
+    """
+    out = dict(reference)
+    for node in model.graph.node:
+        if node.op_type != "ConvolutionInputGenerator_rtl" or node.output[0] not in out:
+            continue
+        inst = getCustomOp(node)
+        if not inst.get_nodeattr("depthwise"):
+            continue
+        simd, ch = inst.get_nodeattr("SIMD"), inst.get_nodeattr("IFMChannels")
+        kk = int(np.prod(inst.get_nodeattr("ConvKernelDim")))
+        y = np.asarray(out[node.output[0]])
+        lead = y.shape[:-1]
+        out[node.output[0]] = y.reshape(*lead, kk, ch // simd, simd).swapaxes(-3, -2).reshape(y.shape)
+    return out
