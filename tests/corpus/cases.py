@@ -128,7 +128,12 @@ def materialize(case: Case, folder: Path) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     torch.manual_seed(0)
-    model = train(case.build(), case)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same weights whatever the caller's thread count
+    try:
+        model = train(case.build(), case)
+    finally:
+        torch.set_num_threads(threads)
     with torch.no_grad():
         EXPORTERS[case.export](model, case.shape, path)
     x, _ = data.images(SAMPLES, case.shape, seed=2)
