@@ -80,7 +80,8 @@ def train_config(recipe: Recipe) -> TrainConfig:
     t = recipe.train
     return TrainConfig(
         epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay, seed=recipe.seed,
-        max_train_samples=t.max_train_samples, threads=t.threads, schedule=t.schedule,
+        max_train_samples=t.max_train_samples, threads=t.threads, schedule=t.schedule, max_shift=t.max_shift,
+        max_degrees=t.max_degrees,
     )
 
 

@@ -136,7 +136,9 @@ def test_predict_logits_and_evaluate_agree(digits):
         ({"max_train_samples": 0}, "max_train_samples must be > 0"),
         ({"threads": 0}, "threads must be > 0"),
         ({"optimizer": "sgd"}, "optimizer must be one of adam"),
-        ({"schedule": "cosine"}, "schedule must be one of onecycle, constant"),
+        ({"schedule": "linear"}, "schedule must be one of onecycle, cosine, constant"),
+        ({"max_shift": -1.0}, "max_shift must be a number from 0 to 8"),
+        ({"max_degrees": 90}, "max_degrees must be a number from 0 to 45"),
         ({"seed": "x"}, "seed must be an integer"),
     ],
 )
