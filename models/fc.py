@@ -32,13 +32,17 @@ from math import prod
 from numbers import Integral
 from typing import Any, Sequence
 
+import brevitas.nn as qnn
 import torch
 from torch import nn
 
-import brevitas.nn as qnn
-
 from flow.core.errors import ConfigError
-from models.quant import make_activation, make_input_quant, resolve_layer_bits, weight_quant_kwargs
+from models.quant import (
+    make_activation,
+    make_input_quant,
+    resolve_layer_bits,
+    weight_quant_kwargs,
+)
 
 __all__ = ["FC", "TFC", "SFC", "LFC", "check_in_shape", "hidden_block", "linear_stack"]
 

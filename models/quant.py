@@ -49,16 +49,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-from torch import nn
-
 import brevitas.nn as qnn
+import torch
 from brevitas.core.scaling import ScalingImplType
 from brevitas.quant import (
     SignedBinaryActPerTensorConst,
     Uint8ActPerTensorFloat,
     Uint8ActPerTensorFloatMaxInit,
 )
+from torch import nn
 
 from flow.core.errors import ConfigError
 from models.weights import weight_quant_for

@@ -10,8 +10,9 @@ binary (``1``)            {-1, +1} x 1                          ``BipolarQuant``
 ========================  ====================================  ===============================
 
 * Binary (BinaryConnect): sign weights with a constant scale of 1; the latent float
-  weights are clipped in place to [-1, 1]; the BatchNorm (or the argmax) after the layer
-  absorbs the missing scale.
+  weights are clipped in place to [-1, 1]; the BatchNorm after the layer absorbs the
+  missing scale. A classifier's binary output layer has nothing after it but the argmax,
+  so its constant is 0.1 (:data:`OUTPUT_BINARY_SCALE`), which keeps the logits trainable.
 * XNOR-Net (Rastegari et al., 2016): ``α_c * sign(w)`` with ``α_c = E|w_c|`` per output
   channel, latent weights clipped to [-0.1, 0.1].
 * TWN (Li & Liu, 2016): ``Δ_c = 0.7 * E|w_c|`` and ``α_c = E[|w| : |w| > Δ_c]`` per output
@@ -71,6 +72,9 @@ __all__ = [
 TWN_DELTA_FACTOR = 0.7
 #: Four-level 2-bit scale factor: s = 1.3 * E|w|.
 INT2_SCALE_FACTOR = 1.3
+#: Constant scale of a binary *output* layer: its logits are integers up to the fan-in, and
+#: x0.1 keeps them in softmax's useful range while training (FINN absorbs it into TopK).
+OUTPUT_BINARY_SCALE = 0.1
 #: Smallest scale a statistic may give (an all-zero channel would give 0).
 MIN_SCALE = 1e-8
 
@@ -216,7 +220,7 @@ def weight_quant_for(bits: int | str, *, output_layer: bool = False) -> dict[str
     ['weight_quant', 'weight_scaling_per_output_type']
     """
     if bits == 1:
-        return {"weight_quant": BinaryWeight}
+        return {"weight_quant": BinaryWeight, **({"weight_scaling_const": OUTPUT_BINARY_SCALE} if output_layer else {})}
     if bits == 2:
         return {"weight_quant": FourLevelInt2Weight}
     if bits in ("xnor", "ternary"):

@@ -56,7 +56,14 @@ from flow.core.errors import ConfigError
 from flow.nn.data import Dataset
 from flow.nn.techniques.base import Job, Options, TechniqueBase
 from flow.nn.techniques.twin import float_twin
-from flow.nn.train import LossFn, TrainConfig, TrainResult, evaluate, predict_logits, train
+from flow.nn.train import (
+    LossFn,
+    TrainConfig,
+    TrainResult,
+    evaluate,
+    predict_logits,
+    train,
+)
 from models import build_model
 from models.cnv import CNV
 from models.fc import FC
