@@ -27,6 +27,9 @@ from flow.core.config import BuildConfig, format_validation_error
 from flow.core.errors import ConfigError
 from flow.nn.techniques.registry import TechniqueSection
 
+#: Named weight quantizers besides the integer bit widths (:mod:`models.weights`).
+WEIGHT_KINDS = ("xnor", "ternary")
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 MAX_RECIPE_BYTES = 1 << 20
 
@@ -52,11 +55,12 @@ class ModelSection(_Section):
             raise ValueError(f"bit width must be between 1 and 8, got {v}")
         return v
 
-    @field_validator("weight_bits")
+    @field_validator("weight_bits", mode="before")
     @classmethod
-    def _wbits(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and not 1 <= v <= 8:
-            raise ValueError(f"bit width must be between 1 and 8 (or 'xnor', 'ternary'), got {v}")
+    def _wbits(cls, v: Any) -> int | str:
+        ok = (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 8) or v in WEIGHT_KINDS
+        if not ok:
+            raise ValueError(f"weight bits must be an integer from 1 to 8 or one of {', '.join(map(repr, WEIGHT_KINDS))}")
         return v
 
     def build_kwargs(self) -> dict[str, Any]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import doctest
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +23,7 @@ from flow.nn.train import TrainConfig, train
 from models import build_model
 
 DIGITS = (1, 8, 8)
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_doctests():
@@ -72,7 +76,7 @@ def test_ternary_zeros_are_exactly_twn_band_of_the_trained_weights(trained_mixed
     np.testing.assert_allclose(alpha, expected, rtol=1e-5)
 
 
-def test_xnor_scales_are_mean_abs_weight_per_output_channel_and_binary_scale_is_one(tmp_path):
+def test_xnor_scales_are_mean_abs_weight_per_output_channel_and_binary_hidden_scale_is_one(tmp_path):
     torch.manual_seed(0)
     xnor = build_model("tfc", in_shape=DIGITS, hidden=[16], weight_bits="xnor", act_bits=1).eval()
     onnx = export_qonnx(xnor, tmp_path / "xnor.onnx", DIGITS)
@@ -82,8 +86,10 @@ def test_xnor_scales_are_mean_abs_weight_per_output_channel_and_binary_scale_is_
     assert onnx.get_initializer(out.input[1]).size == 1  # the output layer's scale is per tensor (absorbed into TopK)
     binary = build_model("tfc", in_shape=DIGITS, hidden=[16], weight_bits=1, act_bits=1).eval()
     onnx = export_qonnx(binary, tmp_path / "binary.onnx", DIGITS)
-    assert [n.op_type for n in weight_nodes(onnx)] == ["BipolarQuant", "BipolarQuant"]
-    assert all(np.all(onnx.get_initializer(n.input[1]) == 1.0) for n in weight_nodes(onnx))
+    hidden, out = weight_nodes(onnx)
+    assert (hidden.op_type, out.op_type) == ("BipolarQuant", "BipolarQuant")
+    assert np.all(onnx.get_initializer(hidden.input[1]) == 1.0)  # sign weights, scale 1 (BatchNorm follows)
+    assert np.allclose(onnx.get_initializer(out.input[1]), models.weights.OUTPUT_BINARY_SCALE)  # the classifier's constant
 
 
 def _randomize_bn(model: nn.Module, images: np.ndarray) -> nn.Module:
@@ -121,3 +127,18 @@ def test_xnor_per_channel_scales_fold_into_thresholds_bit_exact(tmp_path):
     mvaus = [n for n in design.graph.node if n.op_type.startswith("MVAU")]
     assert len(mvaus) == 3 and {design.get_tensor_datatype(n.input[1]).name for n in mvaus} == {"BINARY"}
     assert not [n.op_type for n in design.graph.node if n.op_type in ("Mul", "Add", "MatMul")]  # every scale went into thresholds
+
+
+@pytest.mark.parametrize("model_table, named", [
+    ('weight_bits = "xnr"', "model.weight_bits: weight bits must be an integer from 1 to 8 or one of 'xnor', 'ternary'"),
+    ('weight_bits = 2\n[model.layers.fc1]\nweight_bits = "tern"', "fc1: weight_bits must be an int in 1..8, 'xnor' or 'ternary', got 'tern'"),
+])
+def test_unknown_quantizer_name_in_a_recipe_exits_2_with_one_line(tmp_path, model_table, named):
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text(f'name = "bad"\n[model]\n{model_table}\n')
+    p = subprocess.run([sys.executable, "-m", "flow", "run", str(recipe), "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert p.returncode == 2
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("qflow: error:") and named in last and "Traceback" not in p.stderr
+    assert not (tmp_path / "out" / "model.pt").exists()
