@@ -53,7 +53,7 @@ def parse_bits(text: str, what: str, *, ternary: bool) -> tuple[int | str, ...]:
         if not part.isdigit() or not 1 <= int(part) <= 8:
             raise ConfigError(f"search: {what} choices are bit widths 1..8{' or T (ternary), X (XNOR)' if ternary else ''}, got {part[:20]!r}")
         out.append(int(part))
-    return tuple(sorted(set(out), key=lambda b: WEIGHT_RANK[b]))
+    return tuple(sorted(set(out), key=lambda b: (WEIGHT_RANK[b], str(b))))
 
 
 @dataclass(frozen=True)
