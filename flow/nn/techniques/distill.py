@@ -23,7 +23,8 @@ widths, conv channels and FC widths doubled), ``"wider"``, or a small float CNN
 once over the training images and distils from those cached logits
 (:class:`CachedDistillation`), so a distilled student trains as fast as its QAT twin; when
 training augments the images, the soft targets are the teacher's view of the un-augmented
-image.
+image. With ``cache_logits = false`` the teacher runs on every training batch instead and
+sees the same augmented images as the student.
 
 >>> import torch
 >>> from flow.nn.data import load_dataset
@@ -240,6 +241,8 @@ class DistillOptions(Options):
     temperature: float = Field(4.0, gt=0, le=1000, allow_inf_nan=False)
     alpha: float = Field(0.7, ge=0, le=1, description="weight of the KL term; 1 - alpha on cross-entropy")
     standardize: bool = Field(False, description="z-score both logit vectors per sample before the temperature")
+    cache_logits: bool = Field(True, description="teacher logits computed once over the (un-augmented) training images; "
+                                                 "false runs the teacher on every (augmented) batch")
 
 
 class Distill(TechniqueBase):
@@ -252,7 +255,8 @@ class Distill(TechniqueBase):
     search_defaults: ClassVar[dict[str, Any]] = {}
 
     def label(self, opts: DistillOptions) -> str:
-        return f"KD({opts.teacher}, T={opts.temperature:g}, a={opts.alpha:g}{', std' if opts.standardize else ''})"
+        extra = (", std" if opts.standardize else "") + ("" if opts.cache_logits else ", live")
+        return f"KD({opts.teacher}, T={opts.temperature:g}, a={opts.alpha:g}{extra})"
 
     def _teacher(self, opts: DistillOptions, job: Job) -> nn.Module:
         return make_teacher(job.model_name, opts.teacher, **job.build_kwargs)
@@ -268,4 +272,7 @@ class Distill(TechniqueBase):
         if job.test_set is not None:
             job.log(f"teacher accuracy {100 * evaluate(teacher, job.test_set):.2f}%")
         job.notes["teacher"] = teacher
-        job.loss_fn = CachedDistillation(teacher, opts.temperature, opts.alpha, opts.standardize)
+        if opts.cache_logits:
+            job.loss_fn = CachedDistillation(teacher, opts.temperature, opts.alpha, opts.standardize)
+        else:
+            job.loss_fn = distillation_loss(teacher, opts.temperature, opts.alpha, opts.standardize)

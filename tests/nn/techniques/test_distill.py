@@ -170,3 +170,18 @@ def test_cnn_teacher_fits_the_students_images_and_refuses_tiny_ones():
     assert not any("Quant" in type(m).__name__ for m in t.modules())
     with pytest.raises(ConfigError, match="teacher 'cnn' needs images of at least 12x12 pixels"):
         make_teacher("tfc", "cnn", in_shape=(1, 8, 8))
+
+
+def test_live_teacher_sees_every_training_batch():
+    ds = load_dataset("digits", "train")
+    teacher = Counting()
+    job_cfg = TrainConfig(epochs=2, batch_size=64, lr=0.02, threads=1, max_shift=1.0)
+    student = build_model("tfc", in_shape=(1, 8, 8), hidden=[16], weight_bits=2, act_bits=2)
+    train(student, ds, job_cfg, progress=False, loss_fn=distillation_loss(teacher, 2.0, 0.5))
+    assert teacher.seen >= 2 * (len(ds) - 1)  # every (augmented) batch of both epochs
+
+
+def test_distill_options_choose_cached_or_live_teacher_logits():
+    opts = distill.DistillOptions(teacher="cnn", cache_logits=False, standardize=True, temperature=1.0, alpha=0.5)
+    assert distill.Distill().label(opts) == "KD(cnn, T=1, a=0.5, std, live)"
+    assert distill.Distill().label(distill.DistillOptions()) == "KD(float, T=4, a=0.7)"
