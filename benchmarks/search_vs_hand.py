@@ -21,7 +21,9 @@ files are copied next to it (``search_vs_hand/<design>/report.json``).
 
     python benchmarks/search_vs_hand.py          # ~45 min on 2 shared cores, 1 training thread
 
-``--work`` keeps the search's study and outputs (rerunning resumes the study).
+``--work`` keeps the search's study and outputs (rerunning resumes the study); ``--reuse``
+compares the finished search in ``--work`` (its ``search.json``) with the survey again, without
+training, e.g. after the survey gained rows.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ def main() -> None:
     ap.add_argument("--act-bits", default="2,3,4")
     ap.add_argument("--widths", default="64,96,128,192")
     ap.add_argument("--sensitivity", type=Path, default=None, help="a `qflow sensitivity` map: per-layer floors")
+    ap.add_argument("--reuse", action="store_true", help="compare the finished search in --work again, without training")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -100,17 +103,22 @@ def main() -> None:
     min_fps = max(r["throughput_fps"] for r in hand)
     recipe = base_recipe(args.sweep, tgt.name, verify_samples=1000)
     print(f"{len(hand)} hand rows fit {tgt.name}; best {max(r['accuracy'] for r in hand):.4f} accuracy; frame-rate floor {min_fps:,.0f} FPS")
-    res = search(recipe, tgt.name, args.work, trials=args.trials, progress=False, sensitivity=args.sensitivity,
-                 epochs=args.trial_epochs, max_train_samples=args.trial_samples, threads=1, min_fps=min_fps,
-                 weight_bits=parse_bits(args.bits, "--bits", ternary=True), act_bits=parse_bits(args.act_bits, "--act-bits", ternary=False),
-                 widths=tuple(int(w) for w in args.widths.split(",")), finalists=args.finalists)
+    if args.reuse:
+        done = json.loads((args.work / "search.json").read_text())
+        finalists, counts = done["finalists"], done["counts"]
+    else:
+        res = search(recipe, tgt.name, args.work, trials=args.trials, progress=False, sensitivity=args.sensitivity,
+                     epochs=args.trial_epochs, max_train_samples=args.trial_samples, threads=1, min_fps=min_fps,
+                     weight_bits=parse_bits(args.bits, "--bits", ternary=True), act_bits=parse_bits(args.act_bits, "--act-bits", ternary=False),
+                     widths=tuple(int(w) for w in args.widths.split(",")), finalists=args.finalists)
+        finalists, counts = res.finalists, res.counts
 
     hand = hand_rows(args.survey)  # read again: the survey may have been rerun while the search ran
     reports_dir = args.out.parent / args.out.stem
     shutil.rmtree(reports_dir, ignore_errors=True)
     out_rows = []
     for row in hand:
-        best = dominating(row, res.finalists)
+        best = dominating(row, finalists)
         entry = {"row": row["name"], "dominated_by": None}
         if best is not None:
             dest = reports_dir / best["name"] / "report.json"
@@ -123,7 +131,7 @@ def main() -> None:
               + (f"{best['name']} {best['accuracy']:.4f} at {best['fps']:,.0f} FPS, {best['lut']:,.0f} LUT" if best else "not dominated"))
     atomic_write_json(args.out, {"target": tgt.name, "hand_rows": out_rows})
     print(f"{sum(e['dominated_by'] is not None for e in out_rows)} of {len(out_rows)} hand rows dominated; "
-          f"search {res.counts}; {time.perf_counter() - t0:.0f} s in all -> {args.out}")
+          f"search {counts}; {time.perf_counter() - t0:.0f} s in all -> {args.out}")
 
 
 if __name__ == "__main__":
