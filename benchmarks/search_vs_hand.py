@@ -19,7 +19,7 @@ frames/s at least the row's (the cheapest such finalist in LUT is named). The JS
 every hand row with its dominating design or ``null``; the named designs' ``report.json``
 files are copied next to it (``search_vs_hand/<design>/report.json``).
 
-    python benchmarks/search_vs_hand.py          # ~45 min on 2 shared cores, 1 training thread
+    python benchmarks/search_vs_hand.py          # 15-25 min on 2 shared cores, 1 training thread
 
 ``--work`` keeps the search's study and outputs (rerunning resumes the study); ``--reuse``
 compares the finished search in ``--work`` (its ``search.json``) with the survey again, without
