@@ -182,7 +182,7 @@ def precision_label(recipe: Recipe) -> str:
 
 
 def technique_label(recipe: Recipe) -> str:
-    """``QAT``, ``PTQ``, ``QAT + KD(float)``, ``QAT + low-rank(r=16)``, ..."""
+    """``QAT``, ``PTQ``, ``QAT + KD(float, T=4, a=0.7)``, ``QAT + low-rank(fc0 r=16)``, ..."""
     return recipe.technique.label()
 
 
