@@ -140,7 +140,7 @@ def targets() -> None:
 @click.option("--epochs", type=int, default=None, help="Training epochs per trial, the pruner's largest budget [recipe's].")
 @click.option("--max-train-samples", type=int, default=None, help="Training subset per trial [recipe's].")
 @click.option("--val-samples", type=int, default=5000, show_default=True, help="Training samples held out to score trials (the test set is kept for the finalists).")
-@click.option("--bits", default="1,T,2,3,4,5,6,7,8", show_default=True, help="Weight precision choices per layer (T = ternary).")
+@click.option("--bits", default="1,T,2,3,4,5,6,7,8", show_default=True, help="Weight precision choices per layer (T = ternary, X = XNOR).")
 @click.option("--act-bits", default="1,2,3,4,5,6,7,8", show_default=True, help="Activation bit-width choices per layer.")
 @click.option("--widths", default="", help="Hidden-width choices of an MLP, e.g. 32,64,128,256 [the recipe's widths].")
 @click.option("--techniques", default="", help="Also search the technique: comma-separated registered names [the recipe's technique].")

@@ -14,7 +14,7 @@ cnv       FINN's CNV: 6 convs, FC 512-512             (3, 32, 32)
 cnv28     CNV for 28x28: 5 convs, FC 512-512          (1, 28, 28)
 ========  ==========================================  ============
 
-Common keyword arguments: ``weight_bits`` (1, 2..8 or "ternary"), ``act_bits`` (1..8),
+Common keyword arguments: ``weight_bits`` (1, "xnor", "ternary" or 2..8), ``act_bits`` (1..8),
 ``input_bits`` (default ``act_bits``), ``layer_bits`` (per-layer overrides keyed by
 ``fc0``.., ``conv0``..), ``in_shape``, ``num_classes``, ``dropout``; MLPs also take
 ``hidden``, CNVs ``convs`` and ``fc``.

@@ -32,13 +32,17 @@ from math import prod
 from numbers import Integral
 from typing import Any, Sequence
 
+import brevitas.nn as qnn
 import torch
 from torch import nn
 
-import brevitas.nn as qnn
-
 from flow.core.errors import ConfigError
-from models.quant import make_activation, make_input_quant, resolve_layer_bits, weight_quant_kwargs
+from models.quant import (
+    make_activation,
+    make_input_quant,
+    resolve_layer_bits,
+    weight_quant_kwargs,
+)
 
 __all__ = ["FC", "TFC", "SFC", "LFC", "check_in_shape", "hidden_block", "linear_stack"]
 
@@ -82,7 +86,7 @@ def linear_stack(widths: Sequence[int], names: Sequence[str], bits: dict, dropou
     ``QuantLinear -> BN -> act``, the last (the classifier) is a bare per-tensor QuantLinear."""
     blocks = {}
     for i, layer in enumerate(names):
-        wq = weight_quant_kwargs(bits[layer]["weight_bits"], layer)
+        wq = weight_quant_kwargs(bits[layer]["weight_bits"], layer, output_layer=i == len(names) - 1)
         linear = qnn.QuantLinear(widths[i], widths[i + 1], bias=False, **wq)
         if i < len(names) - 1:
             blocks[layer] = hidden_block(linear, nn.BatchNorm1d(widths[i + 1]), bits[layer]["act_bits"], layer, dropout)
@@ -103,7 +107,7 @@ class FC(nn.Module):
 
     Args:
         hidden: widths of the hidden layers (``fc0`` .. ``fc{len(hidden)-1}``).
-        weight_bits: 1 (bipolar), 2..8 or ``"ternary"``, for every layer unless overridden.
+        weight_bits: 1 (binary), ``"xnor"``, ``"ternary"`` or 2..8 (:mod:`models.quant`), for every layer unless overridden.
         act_bits: 1 (bipolar) or 2..8 (unsigned ReLU), for every hidden activation.
         input_bits: bits of the input quantizer; defaults to ``act_bits``.
         layer_bits: per-layer overrides, e.g. ``{"fc0": {"weight_bits": 4, "act_bits": 3}}``;

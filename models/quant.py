@@ -5,12 +5,16 @@ activations, its initial range); nothing here re-implements quantization.
 
 Weights (``weight_bits``):
 
-* ``1``          -> bipolar {-1, +1} * const scale (``SignedBinaryWeightPerTensorConst``),
-  exported as ``BipolarQuant``; with bipolar inputs FINN turns the layer into XNOR-popcount.
-* ``2`` .. ``8`` -> signed narrow-range integers {-(2^(b-1)-1) .. 2^(b-1)-1} with one learned
+* ``1``          -> binary: sign weights {-1, +1} with scale 1, exported as ``BipolarQuant``;
+  with bipolar inputs FINN turns the layer into XNOR-popcount.
+* ``"xnor"``     -> XNOR-Net: {-1, +1} times α = E|w| per output channel (``BipolarQuant``
+  with a per-channel scale, which FINN folds into the next thresholds).
+* ``"ternary"``  -> TWN: {-α, 0, +α}, zero where |w| <= 0.7 E|w| (three levels).
+* ``2``          -> four-level integers {-2, -1, 0, +1} times s = 1.3 E|w| (not narrow range).
+* ``3`` .. ``8`` -> signed narrow-range integers {-(2^(b-1)-1) .. 2^(b-1)-1} with one learned
   float scale per tensor (``Int8WeightPerTensorFloat`` with ``weight_bit_width=b``).
-* ``"ternary"``  -> {-1, 0, +1} * scale. A signed narrow-range 2-bit integer *is* ternary,
-  so ``"ternary"`` and ``2`` build the same quantizer; the name states the intent.
+
+The binary, XNOR, ternary and four-level quantizers are :mod:`models.weights`.
 
 Activations (``act_bits``):
 
@@ -22,8 +26,10 @@ Activations (``act_bits``):
   ``state_dict`` complete, so checkpoints of any model round-trip with ``strict=True``.
 
 The input stage (raw pixels -> quantized input, including ``input_bits=1``) is
-:class:`InputQuant`. All scales are per tensor: the input thresholds stay one shared set
-(cheap in FINN) and the output layer's scalar ``Mul`` is absorbed into ``TopK``. The
+:class:`InputQuant`. Activation and input scales are per tensor: the input thresholds stay one shared set
+(cheap in FINN). XNOR and ternary weights have one scale per output channel, which FINN
+folds into the next layer's thresholds, except in the output layer: its scale is per
+tensor, so its scalar ``Mul`` is absorbed into ``TopK``. The
 value of the constant 1-bit scales is irrelevant: BatchNorm (or the argmax) follows.
 
 >>> import torch
@@ -36,31 +42,30 @@ value of the constant 1-bit scales is irrelevant: BatchNorm (or the argmax) foll
 >>> weight_quant_kwargs(9, "fc1")
 Traceback (most recent call last):
 ...
-flow.core.errors.ConfigError: fc1: weight_bits must be an int in 1..8 or 'ternary', got 9
+flow.core.errors.ConfigError: fc1: weight_bits must be an int in 1..8, 'xnor' or 'ternary', got 9
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
-from torch import nn
-
 import brevitas.nn as qnn
+import torch
 from brevitas.core.scaling import ScalingImplType
 from brevitas.quant import (
-    Int8WeightPerTensorFloat,
     SignedBinaryActPerTensorConst,
-    SignedBinaryWeightPerTensorConst,
     Uint8ActPerTensorFloat,
     Uint8ActPerTensorFloatMaxInit,
 )
+from torch import nn
 
 from flow.core.errors import ConfigError
+from models.weights import weight_quant_for
 
 __all__ = [
     "ACT_MAX_INIT",
     "BITS_RANGE",
+    "WEIGHT_KINDS",
     "InputQuant",
     "check_act_bits",
     "check_weight_bits",
@@ -74,6 +79,10 @@ __all__ = [
 
 #: Allowed integer bit widths for weights and activations.
 BITS_RANGE = range(1, 9)
+#: Named weight kinds besides the bit widths.
+WEIGHT_KINDS = ("xnor", "ternary")
+#: Weight kinds with two values (sign weights): a 1-bit input before them is bipolar.
+BIPOLAR_WEIGHTS = (1, "xnor")
 
 #: Initial clipping value of hidden unsigned activations (they follow BatchNorm, so
 #: pre-activations are ~N(0, 1); 2.0 keeps most of the ReLU'd mass at low bit widths).
@@ -89,11 +98,11 @@ def _is_int(v: Any) -> bool:
 
 def check_weight_bits(bits: Any, layer: str) -> int | str:
     """Return ``bits`` if it is a valid weight bit width, else raise ConfigError naming ``layer``."""
-    if isinstance(bits, str) and bits.lower() == "ternary":
-        return "ternary"
+    if isinstance(bits, str) and bits.lower() in WEIGHT_KINDS:
+        return bits.lower()
     if _is_int(bits) and bits in BITS_RANGE:
         return bits
-    raise ConfigError(f"{layer}: weight_bits must be an int in 1..8 or 'ternary', got {bits!r}")
+    raise ConfigError(f"{layer}: weight_bits must be an int in 1..8, 'xnor' or 'ternary', got {bits!r}")
 
 
 def check_act_bits(bits: Any, layer: str, what: str = "act_bits") -> int:
@@ -104,22 +113,20 @@ def check_act_bits(bits: Any, layer: str, what: str = "act_bits") -> int:
 
 
 def weight_levels(bits: int | str) -> int:
-    """Number of distinct integer weight values: 2 (bipolar), 3 (ternary) or 2^b - 1 (narrow)."""
+    """Distinct integer weight values: 2 (binary, XNOR), 3 (ternary), 4 (2 bits) or 2^b - 1 (3..8 bits, narrow)."""
+    if bits in BIPOLAR_WEIGHTS:
+        return 2
     if bits == "ternary":
         return 3
-    return 2 if bits == 1 else 2 ** bits - 1
+    return 4 if bits == 2 else 2 ** bits - 1
 
 
-def weight_quant_kwargs(bits: int | str, layer: str) -> dict[str, Any]:
-    """Keyword arguments selecting the weight quantizer of a ``QuantLinear``/``QuantConv2d``.
+def weight_quant_kwargs(bits: int | str, layer: str, output_layer: bool = False) -> dict[str, Any]:
+    """Keyword arguments selecting the weight quantizer of a ``QuantLinear``/``QuantConv2d`` (see the module docstring).
 
-    ``bits`` is 1 (bipolar), 2..8 (signed narrow-range int, per-tensor float scale) or
-    ``"ternary"`` (= signed narrow-range 2-bit). Raises ConfigError otherwise.
+    ``output_layer``: the classifier, whose scale is one per tensor. Raises ConfigError on a bad ``bits``.
     """
-    bits = check_weight_bits(bits, layer)
-    if bits == 1:
-        return {"weight_quant": SignedBinaryWeightPerTensorConst}
-    return {"weight_quant": Int8WeightPerTensorFloat, "weight_bit_width": 2 if bits == "ternary" else bits}
+    return weight_quant_for(check_weight_bits(bits, layer), output_layer=output_layer)
 
 
 def act_quant_kwargs(bits: int, layer: str, max_val: float = ACT_MAX_INIT) -> dict[str, Any]:
@@ -187,10 +194,10 @@ class InputQuant(nn.Module):
 def make_input_quant(bits: int, first_weight_bits: int | str = 1) -> InputQuant:
     """The input stage of every qflow model: raw pixels -> quantized input (see :class:`InputQuant`).
 
-    A 1-bit input is bipolar when the first layer's weights are 1-bit (XNOR-popcount
-    layer), unsigned {0, 1} otherwise.
+    A 1-bit input is bipolar when the first layer's weights are sign weights (binary or
+    XNOR: an XNOR-popcount layer), unsigned {0, 1} otherwise.
     """
-    return InputQuant(bits, bipolar=first_weight_bits == 1)
+    return InputQuant(bits, bipolar=first_weight_bits in BIPOLAR_WEIGHTS)
 
 
 _OVERRIDE_KEYS = ("weight_bits", "act_bits")

@@ -167,12 +167,12 @@ def _json_roundtrip(obj: Any) -> Any:
 
 
 def precision_label(recipe: Recipe) -> str:
-    """``w2a2``, ``wTa2`` (ternary), plus input bits and per-layer overrides when given."""
+    """``w2a2``, ``wTa2`` (ternary), ``wXa1`` (XNOR), plus input bits and per-layer overrides when given."""
     m = recipe.model
 
     def wa(d: Mapping[str, Any]) -> str:
         w, a = d.get("weight_bits"), d.get("act_bits")
-        return ("" if w is None else f"w{'T' if w == 'ternary' else w}") + ("" if a is None else f"a{a}")
+        return ("" if w is None else f"w{ {'ternary': 'T', 'xnor': 'X'}.get(w, w)}") + ("" if a is None else f"a{a}")
 
     parts = [wa({"weight_bits": m.weight_bits, "act_bits": m.act_bits})]
     if m.input_bits is not None and m.input_bits != m.act_bits:
@@ -182,7 +182,7 @@ def precision_label(recipe: Recipe) -> str:
 
 
 def technique_label(recipe: Recipe) -> str:
-    """``QAT``, ``PTQ``, ``QAT + KD(float)``, ``QAT + low-rank(r=16)``, ..."""
+    """``QAT``, ``PTQ``, ``QAT + KD(float, T=4, a=0.7)``, ``QAT + low-rank(fc0 r=16)``, ..."""
     return recipe.technique.label()
 
 

@@ -27,6 +27,9 @@ from flow.core.config import BuildConfig, format_validation_error
 from flow.core.errors import ConfigError
 from flow.nn.techniques.registry import TechniqueSection
 
+#: Named weight quantizers besides the integer bit widths (:mod:`models.weights`).
+WEIGHT_KINDS = ("xnor", "ternary")
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 MAX_RECIPE_BYTES = 1 << 20
 
@@ -39,7 +42,7 @@ class ModelSection(_Section):
     """Which registered network, at which bit widths."""
 
     name: str = Field("tfc", max_length=80)
-    weight_bits: int | Literal["ternary"] = 2
+    weight_bits: int | Literal["xnor", "ternary"] = 2
     act_bits: int = 2
     input_bits: int | None = None
     layers: dict[str, dict[str, int | str]] = Field(default_factory=dict, max_length=1000)
@@ -52,11 +55,12 @@ class ModelSection(_Section):
             raise ValueError(f"bit width must be between 1 and 8, got {v}")
         return v
 
-    @field_validator("weight_bits")
+    @field_validator("weight_bits", mode="before")
     @classmethod
-    def _wbits(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and not 1 <= v <= 8:
-            raise ValueError(f"bit width must be between 1 and 8 (or 'ternary'), got {v}")
+    def _wbits(cls, v: Any) -> int | str:
+        ok = (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 8) or v in WEIGHT_KINDS
+        if not ok:
+            raise ValueError(f"weight bits must be an integer from 1 to 8 or one of {', '.join(map(repr, WEIGHT_KINDS))}")
         return v
 
     def build_kwargs(self) -> dict[str, Any]:
@@ -83,8 +87,10 @@ class TrainSection(_Section):
     lr: float = Field(0.01, gt=0, le=100, allow_inf_nan=False)
     weight_decay: float = Field(0.0, ge=0, le=100, allow_inf_nan=False)
     max_train_samples: int | None = Field(None, gt=0, le=100_000_000)
-    schedule: Literal["onecycle", "constant"] = "onecycle"
+    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     threads: int = Field(2, gt=0, le=1024)
+    max_shift: float = Field(0.0, ge=0, le=8, allow_inf_nan=False, description="augmentation: random shift, pixels")
+    max_degrees: float = Field(0.0, ge=0, le=45, allow_inf_nan=False, description="augmentation: random rotation, degrees")
 
 
 class Recipe(_Section):

@@ -46,12 +46,14 @@ RUN_FILES = ("model.pt", "recipe.json")
 @dataclass
 class RunResult:
     """``train_seconds``: all training (float pretraining, teacher, QAT, or PTQ's float network);
-    ``quantize_seconds``: PTQ's quantization steps (0 for QAT)."""
+    ``quantize_seconds``: PTQ's quantization steps (0 for QAT); ``train_cpu_seconds``: the
+    process's CPU time (all threads) over the techniques' run."""
 
     build: BuildResult
     accuracy: float
     train_seconds: float
     quantize_seconds: float = 0.0
+    train_cpu_seconds: float = 0.0
 
     @property
     def report(self) -> Report:
@@ -80,7 +82,8 @@ def train_config(recipe: Recipe) -> TrainConfig:
     t = recipe.train
     return TrainConfig(
         epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay, seed=recipe.seed,
-        max_train_samples=t.max_train_samples, threads=t.threads, schedule=t.schedule,
+        max_train_samples=t.max_train_samples, threads=t.threads, schedule=t.schedule, max_shift=t.max_shift,
+        max_degrees=t.max_degrees,
     )
 
 
@@ -127,12 +130,13 @@ def run(recipe: Recipe, out_dir: str | Path, *, progress: bool = True, log: Call
 
 @dataclass
 class Trained:
-    """A network trained by a recipe's techniques: test accuracy, training and quantization seconds."""
+    """A network trained by a recipe's techniques: test accuracy, training and quantization seconds, CPU seconds."""
 
     model: torch.nn.Module
     accuracy: float
     train_seconds: float
     quantize_seconds: float
+    cpu_seconds: float = 0.0
 
 
 def train_recipe(prep: Prepared, *, on_epoch=None, log: Callable[[str], None] = print) -> Trained:
@@ -142,16 +146,17 @@ def train_recipe(prep: Prepared, *, on_epoch=None, log: Callable[[str], None] = 
     """
     recipe, model, job = prep.recipe, prep.model, prep.job
     job.on_epoch = on_epoch
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     *modifiers, (method, method_opts) = list(recipe.technique.techniques())
     for technique, opts in modifiers:
         technique.prepare(model, opts, job)
     job.log(f"{recipe.technique.label()} on {recipe.data.dataset}")
     method.obtain(model, method_opts, job)
     train_seconds = time.perf_counter() - t0 - job.quantize_seconds
+    cpu_seconds = time.process_time() - c0
     accuracy = evaluate(model, prep.test_set)
     log(f"test accuracy {100 * accuracy:.2f}% after {train_seconds:.0f} s of training")
-    return Trained(model, accuracy, train_seconds, job.quantize_seconds)
+    return Trained(model, accuracy, train_seconds, job.quantize_seconds, cpu_seconds)
 
 
 def _run(prep: Prepared, out: OutputDir, *, progress: bool, log: Callable[[str], None]) -> RunResult:
@@ -173,4 +178,5 @@ def _run(prep: Prepared, out: OutputDir, *, progress: bool, log: Callable[[str],
         reference=reference, accuracy=trained.accuracy,
         progress=(lambda step: log(f"  {step}")) if progress else None,
     )
-    return RunResult(build=result, accuracy=trained.accuracy, train_seconds=trained.train_seconds, quantize_seconds=trained.quantize_seconds)
+    return RunResult(build=result, accuracy=trained.accuracy, train_seconds=trained.train_seconds, quantize_seconds=trained.quantize_seconds,
+                     train_cpu_seconds=trained.cpu_seconds)

@@ -1,6 +1,6 @@
 """What ``qflow search`` searches over: per-layer precision, hidden widths and the technique.
 
-A point sets every layer's weight bits (``1`` bipolar, ``"ternary"``, ``2`` .. ``8``), every
+A point sets every layer's weight bits (``1`` binary, ``"xnor"``, ``"ternary"``, ``2`` .. ``8``), every
 hidden layer's activation bits, the hidden widths of an MLP (when width choices are given)
 and, when several techniques are given, the technique (registered names, see
 :mod:`flow.nn.techniques.registry`). The input quantizer uses the first layer's activation
@@ -34,21 +34,26 @@ from models import build_model
 WEIGHT_CHOICES: tuple[int | str, ...] = (1, "ternary", 2, 3, 4, 5, 6, 7, 8)
 ACT_CHOICES: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
 TECHNIQUE_PARAM = "technique"
-#: The order of weight precisions (a ternary weight carries log2(3) bits).
-WEIGHT_RANK = {1: 1.0, "ternary": 1.58, **{b: float(b) for b in range(2, 9)}}
+#: The order of weight precisions (a ternary weight carries log2(3) bits; XNOR is binary with per-channel scales).
+WEIGHT_RANK = {1: 1.0, "xnor": 1.0, "ternary": 1.58, **{b: float(b) for b in range(2, 9)}}
+#: Named weight choices on the command line.
+NAMED_WEIGHTS = {"t": "ternary", "ternary": "ternary", "x": "xnor", "xnor": "xnor"}
 
 
 def parse_bits(text: str, what: str, *, ternary: bool) -> tuple[int | str, ...]:
-    """``"1,T,2,4"`` -> ``(1, "ternary", 2, 4)``; ConfigError naming ``what`` otherwise."""
+    """``"1,X,T,2,4"`` -> ``(1, "xnor", "ternary", 2, 4)``; ConfigError naming ``what`` otherwise.
+
+    ``ternary=True`` (weights) also accepts T (ternary) and X (XNOR).
+    """
     out: list[int | str] = []
     for part in (p.strip() for p in str(text).split(",")):
-        if ternary and part.lower() in ("t", "ternary"):
-            out.append("ternary")
+        if ternary and part.lower() in NAMED_WEIGHTS:
+            out.append(NAMED_WEIGHTS[part.lower()])
             continue
         if not part.isdigit() or not 1 <= int(part) <= 8:
-            raise ConfigError(f"search: {what} choices are bit widths 1..8{' or T (ternary)' if ternary else ''}, got {part[:20]!r}")
+            raise ConfigError(f"search: {what} choices are bit widths 1..8{' or T (ternary), X (XNOR)' if ternary else ''}, got {part[:20]!r}")
         out.append(int(part))
-    return tuple(sorted(set(out), key=lambda b: WEIGHT_RANK[b]))
+    return tuple(sorted(set(out), key=lambda b: (WEIGHT_RANK[b], str(b))))
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,7 @@ class SearchSpace:
             if "." not in key:
                 continue
             layer, kind = key.split(".", 1)
-            bits.setdefault(layer, {})[kind] = value if value == "ternary" else int(value)
+            bits.setdefault(layer, {})[kind] = value if value in ("ternary", "xnor") else int(value)
         hidden = tuple(int(params[f"hidden{i}"]) for i in range(self.hidden_layers)) if self.widths else None
         technique = self.techniques[0] if len(self.techniques) == 1 else params.get(TECHNIQUE_PARAM)
         return Point({name: bits[name] for name in self.layers if name in bits}, hidden, technique)

@@ -6,6 +6,7 @@ QONNX input is annotated UINT8 and FINN can turn the input quantizer into thresh
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -15,13 +16,17 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.cleanup import cleanup_model
 
 from flow.core.fileio import atomic_write_bytes
+from models.weights import bake_quantized_weights
 
 
 def export_qonnx(model: torch.nn.Module, path: str | Path, input_shape: tuple[int, ...], input_dtype: str = "UINT8") -> ModelWrapper:
     """Export ``model`` (in eval mode) to one self-contained QONNX file at ``path``.
 
     Uses Brevitas' exporter with the TorchScript path (``dynamo=False``), which writes a
-    single file rather than a side ``.onnx.data`` file.
+    single file rather than a side ``.onnx.data`` file. A copy of ``model`` is exported with
+    its quantized weights written into its float weights
+    (:func:`models.weights.bake_quantized_weights`), so every ``Quant`` node reproduces the
+    training-time quantizer, thresholded ones (TWN) included.
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -30,7 +35,8 @@ def export_qonnx(model: torch.nn.Module, path: str | Path, input_shape: tuple[in
     model.eval()
     try:
         with torch.no_grad():
-            brevitas_export(model, torch.zeros(1, *input_shape), str(tmp), dynamo=False)
+            baked = bake_quantized_weights(copy.deepcopy(model))
+            brevitas_export(baked, torch.zeros(1, *input_shape), str(tmp), dynamo=False)
         wrapped = cleanup_model(ModelWrapper(str(tmp)))
         wrapped.set_tensor_datatype(wrapped.graph.input[0].name, DataType[input_dtype])
         atomic_write_bytes(p, wrapped.model.SerializeToString())

@@ -1,7 +1,8 @@
-"""Quantization-aware training loop used by ``qflow run``: Adam + one-cycle LR, cross-entropy.
+"""Quantization-aware training loop used by ``qflow run``: Adam, a one-cycle or cosine LR schedule, cross-entropy.
 
-Models take raw pixels (float32 0..255) and scale internally. Training is deterministic
-for a given ``seed`` and thread count.
+Models take raw pixels (float32 0..255) and scale internally. Training batches can be
+augmented with random shifts and rotations (:mod:`flow.nn.augment`). Training is
+deterministic for a given ``seed`` and thread count.
 
 >>> import torch
 >>> from flow.nn.data import load_dataset
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -31,13 +33,30 @@ from torch import nn
 from flow.core.errors import ConfigError, ModelFileError
 from flow.core.fileio import atomic_write_bytes
 from flow.core.progress import Bar
+from flow.nn.augment import ShiftRotate
 from flow.nn.data import Dataset
 
 #: ``loss_fn(logits, labels, images) -> scalar loss``; replaces cross-entropy (e.g. for distillation).
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
+
+@runtime_checkable
+class PerSampleLoss(Protocol):
+    """A loss with per-sample targets computed once for the training set (e.g. a teacher's logits).
+
+    :func:`train` calls ``targets(dataset)`` once (``[N, ...]``, in the dataset's order), then
+    ``loss(logits, labels, images, targets[batch])`` every step.
+    """
+
+    def targets(self, dataset: Dataset) -> torch.Tensor: ...
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
+
+
 OPTIMIZERS = ("adam",)
-SCHEDULES = ("onecycle", "constant")
+SCHEDULES = ("onecycle", "cosine", "constant")
+#: Share of the steps the cosine schedule warms up linearly.
+WARMUP_FRACTION = 0.05
 
 
 def _is_int(v: object) -> bool:
@@ -67,6 +86,8 @@ class TrainConfig:
     threads: int = 2
     optimizer: str = "adam"
     schedule: str = "onecycle"
+    max_shift: float = 0.0
+    max_degrees: float = 0.0
 
     def __post_init__(self) -> None:
         def need(ok: bool, what: str, value: object) -> None:
@@ -83,16 +104,18 @@ class TrainConfig:
         need(_is_int(self.threads) and self.threads > 0, "threads must be > 0", self.threads)
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}", self.optimizer)
         need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}", self.schedule)
+        ShiftRotate(self.max_shift, self.max_degrees)  # validates the ranges
 
 
 @dataclass
 class TrainResult:
-    """What :func:`train` did: epochs run, wall time, last epoch's mean loss, mean loss per epoch."""
+    """What :func:`train` did: epochs run, wall time, last epoch's mean loss, mean loss per epoch, CPU time (all threads)."""
 
     epochs: int
     seconds: float
     final_loss: float
     history: list[float] = field(default_factory=list)
+    cpu_seconds: float = 0.0
 
 
 def _logits(out: object) -> torch.Tensor:
@@ -104,6 +127,22 @@ def _batches(n: int, batch_size: int) -> int:
     """Batches per epoch; a trailing batch of one sample is dropped (BatchNorm cannot train on it)."""
     full, rest = divmod(n, batch_size)
     return full + (1 if rest > 1 else 0) if n > 1 else n
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int):
+    """``onecycle`` (torch's OneCycleLR), ``cosine`` (linear warm-up, then cosine decay to 0) or None (``constant``)."""
+    if total < 2 or cfg.schedule == "constant":
+        return None
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
+    warm = max(1, int(WARMUP_FRACTION * total))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def seed_everything(seed: int) -> None:
@@ -124,9 +163,11 @@ def train(
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` in place; leave it in eval mode and return a :class:`TrainResult`.
 
-    Batches are shuffled by a generator seeded with ``cfg.seed``; the global RNGs are
-    seeded too (dropout etc.). ``torch.set_num_threads(cfg.threads)`` is in force while
-    training. ``loss_fn(logits, labels, images)`` replaces cross-entropy when given.
+    Batches are shuffled by a generator seeded with ``cfg.seed``, and augmented (when
+    ``cfg.max_shift`` or ``cfg.max_degrees`` is set) by another; the global RNGs are seeded
+    too (dropout etc.). ``torch.set_num_threads(cfg.threads)`` is in force while training.
+    ``loss_fn(logits, labels, images)`` replaces cross-entropy when given; a
+    :class:`PerSampleLoss` also gets its per-sample targets.
     ``on_epoch(epoch, model)`` runs after every epoch (1-based), e.g. to report a validation
     score to a search; an exception it raises ends training (the model is left in eval mode).
     """
@@ -138,22 +179,23 @@ def train(
     steps = _batches(n, cfg.batch_size)
     total = cfg.epochs * steps
     criterion = loss_fn or (lambda logits, labels, _images: nn.functional.cross_entropy(logits, labels))
+    per_sample = loss_fn.targets(dataset) if isinstance(loss_fn, PerSampleLoss) else None
+    augment = ShiftRotate(cfg.max_shift, cfg.max_degrees)
 
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
+    aug_gen = torch.Generator().manual_seed(cfg.seed + 10_007)
     x_all = torch.from_numpy(np.asarray(dataset.images, dtype=np.float32))
     y_all = torch.from_numpy(np.asarray(dataset.labels, dtype=np.int64))
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = None
-    if cfg.schedule == "onecycle" and total >= 2:
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
+    sched = make_scheduler(opt, cfg, total)
 
     history: list[float] = []
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         model.train()
         with Bar("train", total, enabled=progress, remaining=True) as bar:
@@ -163,9 +205,10 @@ def train(
                 loss_sum, seen = 0.0, 0
                 for b in range(steps):
                     idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-                    xb, yb = x_all[idx], y_all[idx]
+                    xb, yb = augment(x_all[idx], aug_gen), y_all[idx]
                     opt.zero_grad(set_to_none=True)
-                    loss = criterion(_logits(model(xb)), yb, xb)
+                    logits = _logits(model(xb))
+                    loss = criterion(logits, yb, xb) if per_sample is None else criterion(logits, yb, xb, per_sample[idx])
                     if not torch.isfinite(loss):
                         raise ConfigError(f"training diverged (loss {loss.item()}) in epoch {epoch + 1}; lower lr (now {cfg.lr})")
                     loss.backward()
@@ -182,7 +225,8 @@ def train(
     finally:
         model.eval()
         torch.set_num_threads(prev_threads)
-    return TrainResult(cfg.epochs, time.perf_counter() - t0, history[-1] if history else float("nan"), history)
+    return TrainResult(cfg.epochs, time.perf_counter() - t0, history[-1] if history else float("nan"), history,
+                       time.process_time() - c0)
 
 
 @torch.no_grad()

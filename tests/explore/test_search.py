@@ -72,6 +72,7 @@ def test_search_space_points_and_recipes():
 
 def test_bit_choices_parse_with_ternary_and_order_by_precision():
     assert parse_bits("4,T,1,2", "--bits", ternary=True) == (1, "ternary", 2, 4)
+    assert parse_bits("x,2,X,1,t", "--bits", ternary=True) == (1, "xnor", "ternary", 2)
     with pytest.raises(ConfigError, match="T \\(ternary\\)"):
         parse_bits("9", "--bits", ternary=True)
     with pytest.raises(ConfigError, match="bit widths 1..8"):

@@ -10,12 +10,14 @@ from brevitas.quant import Int8WeightPerTensorFloat, Uint8ActPerTensorFloat
 from torch import nn
 
 from flow.core.errors import ConfigError, ModelFileError
+from flow.nn.augment import ShiftRotate
 from flow.nn.data import load_dataset
 from flow.nn.train import (
     TrainConfig,
     TrainResult,
     evaluate,
     load_checkpoint,
+    make_scheduler,
     predict_logits,
     save_checkpoint,
     train,
@@ -136,7 +138,9 @@ def test_predict_logits_and_evaluate_agree(digits):
         ({"max_train_samples": 0}, "max_train_samples must be > 0"),
         ({"threads": 0}, "threads must be > 0"),
         ({"optimizer": "sgd"}, "optimizer must be one of adam"),
-        ({"schedule": "cosine"}, "schedule must be one of onecycle, constant"),
+        ({"schedule": "linear"}, "schedule must be one of onecycle, cosine, constant"),
+        ({"max_shift": -1.0}, "max_shift must be a number from 0 to 8"),
+        ({"max_degrees": 90}, "max_degrees must be a number from 0 to 45"),
         ({"seed": "x"}, "seed must be an integer"),
     ],
 )
@@ -172,3 +176,41 @@ def test_load_checkpoint_errors(tmp_path):
     save_checkpoint(nn.Linear(3, 2), other)
     with pytest.raises(ModelFileError, match="does not fit"):
         load_checkpoint(float_mlp(), other)
+
+
+def test_augmentation_warps_training_batches_only_and_is_seeded():
+    x = torch.zeros(8, 1, 28, 28)
+    x[:, :, 8:20, 12:16] = 255.0
+    aug = ShiftRotate(max_shift=2.0, max_degrees=10.0)
+    a, b = aug(x, torch.Generator().manual_seed(3)), aug(x, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and not torch.equal(a, x)
+    assert 0.0 <= float(a.min()) and float(a.max()) <= 255.0
+    assert abs(float(a.sum()) - float(x.sum())) / float(x.sum()) < 0.1  # shifted and turned, not erased
+    assert torch.equal(ShiftRotate()(x, torch.Generator()), x)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([p], lr=0.1)
+    sched = make_scheduler(opt, TrainConfig(lr=0.1, schedule="cosine"), total=100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    peak = lrs.index(max(lrs))
+    assert peak == 4 and max(lrs) == pytest.approx(0.1)  # 5% warm-up
+    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1:])) and lrs[-1] < 0.001
+
+
+def test_augmented_training_differs_from_plain_and_is_deterministic():
+    ds = load_dataset("digits", "train")
+
+    def run(**kw):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+        train(model, ds, TrainConfig(epochs=1, batch_size=64, lr=0.01, threads=1, **kw), progress=False)
+        return model[1].weight.detach().clone()
+
+    plain, aug1, aug2 = run(), run(max_shift=1.0, max_degrees=10.0), run(max_shift=1.0, max_degrees=10.0)
+    assert torch.equal(aug1, aug2) and not torch.equal(plain, aug1)

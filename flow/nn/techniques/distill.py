@@ -9,10 +9,22 @@ gradient scale of the soft term independent of ``T``; ``alpha = 0`` is plain cro
 The KL is taken from the teacher's distribution to the student's (``F.kl_div`` of the
 student's log-probabilities against the teacher's), the standard direction.
 
+With ``standardize`` (logit standardization, Sun et al., 2024) both logit vectors are
+z-scored per sample before the temperature, so the soft term compares the *shape* of the two
+distributions, not their sharpness: a low-bit student's logit range is fixed by its
+architecture (a binary output layer gives integer logits) and cannot match a float
+teacher's.
+
 The teacher (:func:`make_teacher`) is the float twin (:func:`flow.nn.techniques.twin.float_twin`)
 of the student's registered architecture, ``"float"``, or of one twice as wide (hidden
-widths, conv channels and FC widths doubled), ``"wider"``; it is trained first
-(:func:`train_teacher`), then frozen in eval mode.
+widths, conv channels and FC widths doubled), ``"wider"``, or a small float CNN
+(:class:`SmallCNN`, two 5x5 convs and one hidden FC layer), ``"cnn"``; it is trained first
+(:func:`train_teacher`), then frozen in eval mode. The technique runs the frozen teacher
+once over the training images and distils from those cached logits
+(:class:`CachedDistillation`), so a distilled student trains as fast as its QAT twin; when
+training augments the images, the soft targets are the teacher's view of the un-augmented
+image. With ``cache_logits = false`` the teacher runs on every training batch instead and
+sees the same augmented images as the student.
 
 >>> import torch
 >>> from flow.nn.data import load_dataset
@@ -45,14 +57,23 @@ from flow.core.errors import ConfigError
 from flow.nn.data import Dataset
 from flow.nn.techniques.base import Job, Options, TechniqueBase
 from flow.nn.techniques.twin import float_twin
-from flow.nn.train import LossFn, TrainConfig, TrainResult, evaluate, train
+from flow.nn.train import (
+    LossFn,
+    TrainConfig,
+    TrainResult,
+    evaluate,
+    predict_logits,
+    train,
+)
 from models import build_model
 from models.cnv import CNV
 from models.fc import FC
 
-__all__ = ["TEACHERS", "distillation_loss", "freeze", "make_teacher", "train_teacher", "wider_kwargs"]
+__all__ = ["TEACHERS", "CachedDistillation", "SmallCNN", "distillation_loss", "freeze", "kd_loss", "make_teacher",
+           "standardize", "train_teacher", "wider_kwargs"]
 
-TEACHERS = ("float", "wider")
+TEACHERS = ("float", "wider", "cnn")
+PIXEL_MAX = 255.0
 
 
 def _plain(out: Any) -> torch.Tensor:
@@ -67,7 +88,38 @@ def freeze(teacher: nn.Module) -> nn.Module:
     return teacher
 
 
-def distillation_loss(teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.7) -> LossFn:
+def standardize(z: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Per-sample z-score of logits over the classes."""
+    return (z - z.mean(dim=1, keepdim=True)) / (z.std(dim=1, keepdim=True) + eps)
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, *, temperature: float, alpha: float,
+            standardized: bool = False) -> torch.Tensor:
+    """``alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, labels)`` (batch mean), optionally on z-scored logits.
+
+    >>> s, t, y = torch.randn(6, 10), torch.randn(6, 10), torch.randint(0, 10, (6,))
+    >>> float(kd_loss(t, t, y, temperature=2.0, alpha=1.0)) < 1e-6
+    True
+    >>> float(kd_loss(3 * t, t, y, temperature=1.0, alpha=1.0, standardized=True)) < 1e-6
+    True
+    """
+    ce = F.cross_entropy(student, labels)
+    if alpha == 0:
+        return ce
+    s_soft, t_soft = (standardize(student), standardize(teacher)) if standardized else (student, teacher)
+    t = float(temperature)
+    kl = F.kl_div(F.log_softmax(s_soft / t, dim=1), F.log_softmax(t_soft / t, dim=1), reduction="batchmean", log_target=True)
+    return alpha * t * t * kl + (1 - alpha) * ce
+
+
+def _check_kd(temperature: float, alpha: float) -> None:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (math.isfinite(temperature) and temperature > 0):
+        raise ConfigError(f"distill: temperature must be > 0, got {temperature!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+        raise ConfigError(f"distill: alpha must be in [0, 1], got {alpha!r}")
+
+
+def distillation_loss(teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.7, standardized: bool = False) -> LossFn:
     """A :data:`flow.nn.train.LossFn` distilling ``teacher`` (frozen, eval mode) into the student.
 
     >>> teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
@@ -76,25 +128,74 @@ def distillation_loss(teacher: nn.Module, temperature: float = 4.0, alpha: float
     >>> torch.allclose(loss(s, y, x), F.cross_entropy(s, y))
     True
     """
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (math.isfinite(temperature) and temperature > 0):
-        raise ConfigError(f"distill: temperature must be > 0, got {temperature!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-        raise ConfigError(f"distill: alpha must be in [0, 1], got {alpha!r}")
+    _check_kd(temperature, alpha)
     freeze(teacher)
-    t = float(temperature)
 
     def loss(logits: torch.Tensor, labels: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        ce = F.cross_entropy(logits, labels)
         if alpha == 0:
-            return ce
+            return F.cross_entropy(logits, labels)
         if teacher.training:
             teacher.eval()
         with torch.no_grad():
-            soft = F.log_softmax(_plain(teacher(images)) / t, dim=1)
-        kl = F.kl_div(F.log_softmax(logits / t, dim=1), soft, reduction="batchmean", log_target=True)
-        return alpha * t * t * kl + (1 - alpha) * ce
+            t_logits = _plain(teacher(images))
+        return kd_loss(logits, t_logits, labels, temperature=temperature, alpha=alpha, standardized=standardized)
 
     return loss
+
+
+class CachedDistillation:
+    """Distillation from the frozen teacher's logits, computed once per training set (a :class:`flow.nn.train.PerSampleLoss`).
+
+    >>> from flow.nn.data import load_dataset
+    >>> ds = load_dataset("digits", "train")
+    >>> teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    >>> loss = CachedDistillation(teacher, temperature=2.0, alpha=0.5)
+    >>> targets = loss.targets(ds)
+    >>> tuple(targets.shape) == (len(ds), 10)
+    True
+    >>> x = torch.from_numpy(ds.images[:4]).float(); y = torch.from_numpy(ds.labels[:4]).long()
+    >>> bool(torch.isclose(loss(teacher(x), y, x, targets[:4]), 0.5 * F.cross_entropy(teacher(x), y)))
+    True
+    """
+
+    def __init__(self, teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.7, standardized: bool = False):
+        _check_kd(temperature, alpha)
+        self.teacher = freeze(teacher)
+        self.temperature, self.alpha, self.standardized = float(temperature), float(alpha), standardized
+
+    def targets(self, dataset: Dataset) -> torch.Tensor:
+        return torch.from_numpy(predict_logits(self.teacher, dataset.images)).float()
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return kd_loss(logits, targets, labels, temperature=self.temperature, alpha=self.alpha, standardized=self.standardized)
+
+
+class SmallCNN(nn.Module):
+    """A float CNN teacher on raw pixels: ``[conv 5x5 -> BN -> ReLU -> max-pool 2] x 2 -> FC 256 -> FC classes``.
+
+    ``width`` channels in the first conv, twice that in the second; dropout before each FC.
+
+    >>> SmallCNN((1, 28, 28), 10)(torch.zeros(2, 1, 28, 28)).shape
+    torch.Size([2, 10])
+    """
+
+    def __init__(self, in_shape: tuple[int, int, int], num_classes: int, width: int = 32, dropout: float = 0.25):
+        super().__init__()
+        c, h, w = in_shape
+        for _ in range(2):
+            h, w = (h - 4) // 2, (w - 4) // 2
+        if h < 1 or w < 1:
+            raise ConfigError(f"distill: teacher 'cnn' needs images of at least 12x12 pixels, got {in_shape[1]}x{in_shape[2]}")
+        self.features = nn.Sequential(
+            nn.Conv2d(c, width, 5, bias=False), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 5, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(2 * width * h * w, 256), nn.ReLU(),
+                                  nn.Dropout(dropout), nn.Linear(256, num_classes))
+        self.in_shape = (c, in_shape[1], in_shape[2])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x.reshape(x.shape[0], *self.in_shape) / PIXEL_MAX))
 
 
 def wider_kwargs(model: nn.Module) -> dict[str, Any]:
@@ -110,15 +211,18 @@ def wider_kwargs(model: nn.Module) -> dict[str, Any]:
     raise ConfigError(f"distill: cannot widen a {type(model).__name__}; use teacher = 'float'")
 
 
-def make_teacher(name: str, kind: Literal["float", "wider"] = "float", **build_kwargs: Any) -> nn.Module:
+def make_teacher(name: str, kind: Literal["float", "wider", "cnn"] = "float", **build_kwargs: Any) -> nn.Module:
     """An untrained float teacher for the registered model ``name`` built with ``build_kwargs``.
 
     ``kind="float"``: the float twin of the same architecture; ``"wider"``: of the same
-    architecture with every hidden width doubled.
+    architecture with every hidden width doubled; ``"cnn"``: a :class:`SmallCNN` for the
+    student's input shape and classes.
     """
     if kind not in TEACHERS:
         raise ConfigError(f"distill: teacher must be one of {', '.join(TEACHERS)}, got {kind!r}")
     student_arch = build_model(name, **build_kwargs)
+    if kind == "cnn":
+        return SmallCNN(student_arch.input_shape, student_arch.layers[student_arch.layer_names[-1]][0].out_features)
     if kind == "wider":
         student_arch = build_model(name, **{**build_kwargs, **wider_kwargs(student_arch)})
     return float_twin(student_arch)
@@ -132,10 +236,13 @@ def train_teacher(teacher: nn.Module, dataset: Dataset, cfg: TrainConfig, *, pro
 
 
 class DistillOptions(Options):
-    teacher: Literal["float", "wider"] = Field("float", description="float twin of the model, or one 2x wider")
+    teacher: Literal["float", "wider", "cnn"] = Field("float", description="float twin of the model, one 2x wider, or a small float CNN")
     teacher_epochs: int | None = Field(None, ge=0, le=100_000, description="teacher training epochs (default: train.epochs)")
     temperature: float = Field(4.0, gt=0, le=1000, allow_inf_nan=False)
     alpha: float = Field(0.7, ge=0, le=1, description="weight of the KL term; 1 - alpha on cross-entropy")
+    standardize: bool = Field(False, description="z-score both logit vectors per sample before the temperature")
+    cache_logits: bool = Field(True, description="teacher logits computed once over the (un-augmented) training images; "
+                                                 "false runs the teacher on every (augmented) batch")
 
 
 class Distill(TechniqueBase):
@@ -148,7 +255,8 @@ class Distill(TechniqueBase):
     search_defaults: ClassVar[dict[str, Any]] = {}
 
     def label(self, opts: DistillOptions) -> str:
-        return f"KD({opts.teacher})"
+        extra = (", std" if opts.standardize else "") + ("" if opts.cache_logits else ", live")
+        return f"KD({opts.teacher}, T={opts.temperature:g}, a={opts.alpha:g}{extra})"
 
     def _teacher(self, opts: DistillOptions, job: Job) -> nn.Module:
         return make_teacher(job.model_name, opts.teacher, **job.build_kwargs)
@@ -164,4 +272,7 @@ class Distill(TechniqueBase):
         if job.test_set is not None:
             job.log(f"teacher accuracy {100 * evaluate(teacher, job.test_set):.2f}%")
         job.notes["teacher"] = teacher
-        job.loss_fn = distillation_loss(teacher, opts.temperature, opts.alpha)
+        if opts.cache_logits:
+            job.loss_fn = CachedDistillation(teacher, opts.temperature, opts.alpha, opts.standardize)
+        else:
+            job.loss_fn = distillation_loss(teacher, opts.temperature, opts.alpha, opts.standardize)

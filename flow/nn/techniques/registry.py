@@ -153,7 +153,7 @@ class TechniqueSection(BaseModel):
         yield get(self.method), self.options
 
     def label(self) -> str:
-        """``QAT``, ``PTQ``, ``QAT + KD(float)``, ``QAT + low-rank(r=16)``, ..."""
+        """``QAT``, ``PTQ``, ``QAT + KD(float, T=4, a=0.7)``, ``QAT + low-rank(fc0 r=16)``, ..."""
         parts = [get(self.method).label(self.options)]
         parts += [get(n).label(o) for n, o in self.modifiers.items()]
         return " + ".join(parts)

@@ -107,7 +107,7 @@ def test_teachers_are_float_twins_same_or_twice_as_wide():
     assert [wide.layers[n].linear.out_features for n in ("fc0", "fc1", "fc2")] == [32, 48, 10]
     cnv = build_model("cnv", in_shape=(1, 8, 8), convs=[(8, False), (8, True)], fc=[16])
     assert wider_kwargs(cnv) == {"convs": [(16, False), (16, True)], "fc": [32]}
-    with pytest.raises(ConfigError, match="teacher must be one of float, wider"):
+    with pytest.raises(ConfigError, match="teacher must be one of float, wider, cnn"):
         make_teacher("tfc", "huge")
 
 
@@ -129,3 +129,59 @@ def test_distilled_student_trains_compiles_and_verifies(tmp_path):
     built = build(onnx, build_config(target="pynq-z1", target_fps=10000, verify_samples=50), tmp_path / "out",
                   verify_inputs=x, reference=torch_reference(student, x), accuracy=acc)
     assert built.report.verification.passed
+
+
+def test_standardized_soft_term_ignores_the_students_logit_scale():
+    a = distill.kd_loss(STUDENT, TEACHER, LABELS, temperature=2.0, alpha=1.0, standardized=True)
+    b = distill.kd_loss(10 * STUDENT, TEACHER, LABELS, temperature=2.0, alpha=1.0, standardized=True)
+    plain = distill.kd_loss(10 * STUDENT, TEACHER, LABELS, temperature=2.0, alpha=1.0)
+    assert a.item() == pytest.approx(b.item(), rel=1e-5) and plain.item() > 2 * a.item()
+
+
+class Counting(nn.Module):
+    """A float teacher that counts the images it has seen."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+        self.seen = 0
+
+    def forward(self, x):
+        self.seen += len(x)
+        return self.net(x / 16.0)
+
+
+def test_cached_distillation_runs_the_teacher_once_and_matches_the_per_batch_loss():
+    ds = load_dataset("digits", "train")
+    teacher = Counting()
+    cached = distill.CachedDistillation(teacher, temperature=3.0, alpha=0.6, standardized=True)
+    student = build_model("tfc", in_shape=(1, 8, 8), hidden=[16], weight_bits=2, act_bits=2)
+    train(student, ds, TrainConfig(epochs=2, batch_size=64, lr=0.02, threads=1), progress=False, loss_fn=cached)
+    assert teacher.seen == len(ds)  # once over the training set, not once per step
+    x, y = torch.from_numpy(ds.images[:32]).float(), torch.from_numpy(ds.labels[:32]).long()
+    s = torch.randn(32, 10)
+    per_batch = distillation_loss(teacher, 3.0, 0.6, standardized=True)(s, y, x)
+    assert cached(s, y, x, cached.targets(ds)[:32]).item() == pytest.approx(per_batch.item(), rel=1e-5)
+
+
+def test_cnn_teacher_fits_the_students_images_and_refuses_tiny_ones():
+    t = make_teacher("tfc", "cnn", weight_bits=1, act_bits=1)
+    assert isinstance(t, distill.SmallCNN) and t(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    assert not any("Quant" in type(m).__name__ for m in t.modules())
+    with pytest.raises(ConfigError, match="teacher 'cnn' needs images of at least 12x12 pixels"):
+        make_teacher("tfc", "cnn", in_shape=(1, 8, 8))
+
+
+def test_live_teacher_sees_every_training_batch():
+    ds = load_dataset("digits", "train")
+    teacher = Counting()
+    job_cfg = TrainConfig(epochs=2, batch_size=64, lr=0.02, threads=1, max_shift=1.0)
+    student = build_model("tfc", in_shape=(1, 8, 8), hidden=[16], weight_bits=2, act_bits=2)
+    train(student, ds, job_cfg, progress=False, loss_fn=distillation_loss(teacher, 2.0, 0.5))
+    assert teacher.seen >= 2 * (len(ds) - 1)  # every (augmented) batch of both epochs
+
+
+def test_distill_options_choose_cached_or_live_teacher_logits():
+    opts = distill.DistillOptions(teacher="cnn", cache_logits=False, standardize=True, temperature=1.0, alpha=0.5)
+    assert distill.Distill().label(opts) == "KD(cnn, T=1, a=0.5, std, live)"
+    assert distill.Distill().label(distill.DistillOptions()) == "KD(float, T=4, a=0.7)"

@@ -41,7 +41,7 @@ def test_default_technique_is_plain_qat():
     ({"lowrank": {"rank": 4, "mid_bits": 1}}, r"technique: lowrank: mid_bits"),
     ({"distill": {"alpha": 1.5}}, r"technique: distill: alpha: Input should be less than or equal to 1"),
     ({"distill": {"temperature": 0}}, r"technique: distill: temperature: Input should be greater than 0"),
-    ({"distill": {"teacher": "huge"}}, r"technique: distill: teacher: Input should be 'float' or 'wider'"),
+    ({"distill": {"teacher": "huge"}}, r"technique: distill: teacher: Input should be 'float', 'wider' or 'cnn'"),
     ({"method": "ptq", "distill": {}}, r"technique: distill: needs method = 'qat', not 'ptq'"),
     ({"learned_round": True}, r"technique: learned_round: only applies to method = 'ptq'"),
     ({"method": "ptq", "calibration_samples": 0}, r"technique: calibration_samples: Input should be greater than 0"),
