@@ -46,13 +46,18 @@ from __future__ import annotations
 from numbers import Integral
 from typing import Any, Sequence
 
+import brevitas.nn as qnn
 import torch
 from torch import nn
 
-import brevitas.nn as qnn
-
 from flow.core.errors import ConfigError
-from models.fc import check_dropout, check_in_shape, check_positive_ints, hidden_block, linear_stack
+from models.fc import (
+    check_dropout,
+    check_in_shape,
+    check_positive_ints,
+    hidden_block,
+    linear_stack,
+)
 from models.quant import make_input_quant, resolve_layer_bits, weight_quant_kwargs
 
 __all__ = ["CNV", "CNV_CONVS", "CNV28_CONVS", "CNV_FC", "CNV32", "CNV28", "feature_map_sizes"]
