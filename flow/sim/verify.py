@@ -34,6 +34,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
 from flow.core.errors import VerificationError
+from flow.core.onnx_nodes import const_operand
 from flow.core.vocab import LABEL_OPS, PARTITION_OP
 from flow.sim.execute import execute_batched, python_fallback_nodes
 from flow.sim.labels import (
@@ -128,51 +129,62 @@ def _is_integer(m: ModelWrapper, tensor: str) -> bool:
     return False
 
 
-def integer_output(model: ModelWrapper, tensor: str) -> str | None:
-    """The last integer tensor on the way back from ``tensor`` through host tail ops.
+@dataclass(frozen=True)
+class OutputTail:
+    """The host tail from a design's last integer tensor to one of its outputs: ``out == tensor * scale + bias``.
 
-    ``tensor`` itself if it is integer; else walk back through :data:`TAIL_OPS` nodes (their
-    one non-constant input) to an integer tensor; ``None`` if there is none.
+    ``scale`` and ``bias`` are accumulated off the constant Mul/Add/Sub/Div nodes of the tail
+    (layout nodes keep them); both are ``None`` when a tail node is not affine in its input.
+    """
+
+    tensor: str
+    scale: np.ndarray | None
+    bias: np.ndarray | None
+
+
+def _affine_step(m: ModelWrapper, node, scale, bias):
+    """(dynamic input, scale, bias) of ``out == input * scale + bias`` through one tail node; None to stop."""
+    dynamic = [i for i in node.input if i and m.get_initializer(i) is None]
+    if node.op_type not in TAIL_OPS or len(dynamic) != 1:
+        return None
+    if node.op_type not in ("Mul", "Add", "Sub", "Div"):
+        return dynamic[0], scale, bias  # layout: the same values
+    co = const_operand(m, node)
+    if co is None:
+        return None
+    idx, _, c = co
+    c = np.asarray(c, dtype=np.float64)
+    if scale is None:
+        return node.input[idx], None, None
+    if node.op_type == "Mul":  # out = (t * c) * scale + bias
+        return node.input[idx], scale * c, bias
+    if node.op_type == "Add":  # out = (t + c) * scale + bias
+        return node.input[idx], scale, bias + c * scale
+    if node.op_type == "Sub":  # out = (t - c) or (c - t)
+        return (node.input[idx], scale, bias - c * scale) if idx == 0 else (node.input[idx], -scale, bias + c * scale)
+    if idx == 0:  # out = (t / c) * scale + bias
+        return node.input[idx], scale / c, bias
+    return node.input[idx], None, None  # c / t is not affine in t
+
+
+def output_tail(model: ModelWrapper, tensor: str) -> OutputTail | None:
+    """The last integer tensor on the way back from ``tensor`` through host tail ops, with the affine map.
+
+    ``tensor`` itself (scale 1, bias 0) if it is integer; else walk back through
+    :data:`TAIL_OPS` nodes (their one non-constant input) to an integer tensor, looking into
+    dataflow partitions; ``None`` if there is none.
     """
     m = next((g for g in _graphs(model) if g.find_producer(tensor) is not None or tensor in [i.name for i in g.graph.input]), None)
+    scale, bias = np.float64(1.0), np.float64(0.0)
     while m is not None:
         if _is_integer(m, tensor):
-            return tensor
+            return OutputTail(tensor, scale, bias)
         node = m.find_producer(tensor)
-        dynamic = [i for i in node.input if i and m.get_initializer(i) is None] if node is not None else []
-        if node is None or node.op_type not in TAIL_OPS or len(dynamic) != 1:
+        step = _affine_step(m, node, scale, bias) if node is not None else None
+        if step is None:
             return None
-        tensor = dynamic[0]
+        tensor, scale, bias = step
     return None
-
-
-def _const_operand(model: ModelWrapper, node) -> tuple[str, np.ndarray] | None:
-    """(dynamic input, constant value) of a binary node with exactly one constant input."""
-    consts = [model.get_initializer(t) for t in node.input]
-    if len(consts) != 2 or (consts[0] is None) == (consts[1] is None):
-        return None
-    dyn = 0 if consts[0] is None else 1
-    return node.input[dyn], np.asarray(consts[1 - dyn], dtype=np.float64)
-
-
-def output_affine(model: ModelWrapper, tensor: str) -> tuple[str, np.ndarray, np.ndarray]:
-    """``(t, a, b)`` with ``tensor == t * a + b`` and ``t`` integer-typed, read off the constant
-    Mul/Add chain that produces ``tensor`` (a dequantizing scale and a per-class bias, kept on
-    the host); ``(tensor, 1, 0)`` when no integer tensor heads such a chain."""
-    graphs = list(_graphs(model))
-    t, a, b = tensor, np.float64(1.0), np.float64(0.0)
-    while True:
-        m, node = next(((g, g.find_producer(t)) for g in graphs if g.find_producer(t) is not None), (model, None))
-        if m.get_tensor_datatype(t).is_integer():
-            return t, a, b
-        co = _const_operand(m, node) if node is not None and node.op_type in ("Mul", "Add") else None
-        if co is None:
-            return tensor, np.float64(1.0), np.float64(0.0)
-        t, c = co
-        if node.op_type == "Mul":  # out = (t * c) * a + b
-            a = a * c
-        else:  # out = (t + c) * a + b
-            b = b + c * a
 
 
 def fit_inputs(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
@@ -201,7 +213,8 @@ def run_integer_stage(name: str, model: ModelWrapper, x: np.ndarray) -> StageOut
     n = x.shape[0]
     out_name = model.graph.output[0].name
     label_in = label_select_input(model)
-    int_out = integer_output(model, label_in or out_name)
+    tail = output_tail(model, label_in or out_name)
+    int_out = tail.tensor if tail is not None else None
     wanted = [t for t in dict.fromkeys([label_in, int_out]) if t is not None and t != out_name]
     out = execute_batched(model, fit_inputs(model, x), outputs=wanted)
     final = out[out_name].reshape(n, -1)

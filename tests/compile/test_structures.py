@@ -26,7 +26,7 @@ from flow.explore.run import torch_reference
 from flow.nn.data import Dataset, load_digits_dataset
 from flow.nn.export import export_qonnx
 from flow.nn.train import TrainConfig, train
-from flow.sim.verify import fit_inputs, output_affine
+from flow.sim.verify import fit_inputs, output_tail
 
 SAMPLES = 24
 STAGES = ["qonnx", "finn_onnx", "streamlined", "streamlined_integer", "hw", "specialized"]
@@ -135,7 +135,8 @@ def test_the_streamlined_integers_are_the_qonnx_outputs_rescaled(zoo):
     result = zoo.build(S.mobilenet_slice, "fps")
     _, qonnx, _, x, _ = zoo.model(S.mobilenet_slice)
     integer = ModelWrapper(str(result.stages[Stage.STREAMLINED]))
-    t, a, b = output_affine(integer, integer.graph.output[0].name)
+    tail = output_tail(integer, integer.graph.output[0].name)
+    t, a, b = tail.tensor, tail.scale, tail.bias
     assert t != integer.graph.output[0].name and np.asarray(b).size > 1
     yq = execute_batched(qonnx, x)[qonnx.graph.output[0].name].reshape(len(x), -1)
     yi = execute_batched(integer, fit_inputs(integer, x), outputs=[t])[t].reshape(len(x), -1)

@@ -21,6 +21,8 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.basic import get_by_name
 
+from flow.core.onnx_nodes import const_operand
+
 #: Ops that only rearrange data (a per-element constant can move past them with the data).
 LAYOUT_OPS = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
 #: Elementwise ops with a constant operand that the passes move.
@@ -31,16 +33,6 @@ def attr(node, name, default=None):
     """The value of attribute ``name`` of ``node`` (``default`` when it is absent)."""
     a = get_by_name(node.attribute, name)
     return default if a is None else helper.get_attribute_value(a)
-
-
-def const_operand(model: ModelWrapper, node) -> tuple[int, str, np.ndarray] | None:
-    """(index of the dynamic input, name of the constant, its value) for a binary op with one constant input."""
-    if len(node.input) != 2:
-        return None
-    c0, c1 = model.get_initializer(node.input[0]), model.get_initializer(node.input[1])
-    if (c0 is None) == (c1 is None):
-        return None
-    return (1, node.input[0], c0) if c1 is None else (0, node.input[1], c1)
 
 
 def is_join_add(model: ModelWrapper, node) -> bool:
