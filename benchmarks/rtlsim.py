@@ -11,11 +11,13 @@ the RTL is compared bit for bit with the Python execution of the same design, wh
 not need a trained network.
 
     python benchmarks/rtlsim.py      # -> benchmarks/results/rtlsim.json (about an hour on 2 busy cores)
+    python benchmarks/rtlsim.py --only cnv28-w2a2   # rerun one network, keep the other rows
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -117,9 +119,11 @@ def run_case(name, make, in_shape, target, fps, work: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=RESULTS / "rtlsim.json")
-    ap.add_argument("--only", nargs="*", help="network names to run (default: all)")
+    ap.add_argument("--only", nargs="*", help="network names to run (default: all); the others' rows are kept from --out")
     args = ap.parse_args()
     results = {}
+    if args.only and args.out.exists():
+        results = {k: v for k, v in json.loads(args.out.read_text()).get("networks", {}).items() if k not in args.only}
     with tempfile.TemporaryDirectory(prefix="qflow-bench-rtlsim-") as tmp:
         work = Path(tmp)
         (work / "vck190.toml").write_text(VCK190)

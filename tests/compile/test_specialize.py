@@ -27,6 +27,7 @@ from flow.core.config import build_config
 from flow.core.errors import FoldingError
 from flow.fold.cost_model import CostModel
 from flow.fold.optimizer import optimize
+from flow.fold.step import RTL_TO_HLS_PROP
 from hw_targets import load_target
 
 PART = load_target("pynq-z1").part
@@ -170,4 +171,7 @@ def test_optimizer_keeps_rtl_variants_when_asked(mlp, tiny_mlp_onnx, tmp_path):
     out = tmp_path / "auto"
     assert main(["build", str(tiny_mlp_onnx), "--out", str(out), "--auto", "--prefer-rtl", "--samples", "16"]) == 0
     ops = [layer["op_type"] for layer in json.loads((out / "report.json").read_text())["layers"]]
-    assert ops.count("MVAU_rtl") == len(mvau_rtl) and "Thresholding_rtl" in ops
+    # a layer whose folding would overflow finn-rtllib's MVU output queue is built as HLS, and says why
+    moved = json.loads(ModelWrapper(str(out / "design.onnx")).get_metadata_prop(RTL_TO_HLS_PROP) or "{}")
+    assert all("overflows under back-pressure" in why for why in moved.values())
+    assert ops.count("MVAU_rtl") + len(moved) == len(mvau_rtl) and "Thresholding_rtl" in ops

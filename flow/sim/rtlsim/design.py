@@ -186,6 +186,12 @@ def _check_sized(ctx: _Ctx, model: ModelWrapper, nodes, reference, chain: ChainS
         _fail(chain, stalled, model, "random stalls on input and output")
 
 
+def _error_note(e: Exception) -> str:
+    """One line for a chain that could not be simulated to the end (an RTL assertion says so itself)."""
+    text = " ".join(str(e).split())[:600]
+    return text if getattr(e, "layer", None) else f"{type(e).__name__}: {text}"
+
+
 def _chains(ctx: _Ctx, design: ModelWrapper, reference, size_fifos: bool) -> tuple[list[ChainSim], dict]:
     base = current_config(design)
     deep_model = with_fifos(design, ctx.part, deep_config(design))
@@ -197,7 +203,7 @@ def _chains(ctx: _Ctx, design: ModelWrapper, reference, size_fifos: bool) -> tup
         except (UnsupportedNode, cache.BuildError, SimulationError) as e:
             layers = [n.name for n in nodes if not is_plumbing(n)]
             chains.append(ChainSim(name=layers[0], layers=layers, nodes=len(nodes), fifos=0, dwcs=0, status="error", bit_exact=False,
-                                   note=f"{type(e).__name__}: {' '.join(str(e).split())[:600]}"))
+                                   note=_error_note(e), mismatch_layer=getattr(e, "layer", None)))
     sizable = [c for c in chains if c.fifo_peaks and c.passed]
     if not size_fifos or not sizable:
         return chains, base
@@ -212,7 +218,8 @@ def _chains(ctx: _Ctx, design: ModelWrapper, reference, size_fifos: bool) -> tup
         try:
             _check_sized(ctx, sized_model, nodes, reference, chain)
         except (UnsupportedNode, cache.BuildError, SimulationError) as e:
-            chain.status, chain.bit_exact, chain.note = "error", False, f"{type(e).__name__}: {' '.join(str(e).split())[:600]}"
+            chain.status, chain.bit_exact, chain.note = "error", False, f"sized FIFOs: {_error_note(e)}"
+            chain.mismatch_layer = getattr(e, "layer", None)
     return chains, config
 
 

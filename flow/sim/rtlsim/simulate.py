@@ -9,6 +9,7 @@ hangs Python: the testbench stops after ``idle`` cycles without any transfer (st
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -24,7 +25,33 @@ WALL_TIMEOUT_S = 900
 
 
 class SimulationError(RuntimeError):
-    """The model process failed (crashed, or wrote no statistics)."""
+    """The model process failed (crashed, stopped on an RTL assertion, or wrote no statistics).
+
+    ``layer`` is the design node whose RTL asserted, when the model said so.
+    """
+
+    def __init__(self, message: str, layer: str | None = None):
+        super().__init__(message)
+        self.layer = layer
+
+
+#: Verilator's report of a failed SystemVerilog assertion: file, line, instance path, message.
+_ASSERTION = re.compile(r"%Error: (?:\S*/)?([\w.]+):(\d+): Assertion failed in (\S+?):? (?:\S+: )?(.*?)(?= %Error|$)")
+
+
+def assertion_failure(output: str) -> tuple[str, str] | None:
+    """(layer, one-line description) of the first RTL assertion a model reported, if any.
+
+    The layer is the stitched design's instance under the top (``<node>_i``) named in the
+    instance path.
+    """
+    m = _ASSERTION.search(" ".join(output.split()))
+    if m is None:
+        return None
+    src, line, path, msg = m.groups()
+    inst = next((p for p in path.split(".") if p.endswith("_i")), None)
+    layer = inst[:-2] if inst else None
+    return layer or "?", f"RTL assertion in {layer or path} ({src}:{line}): {msg.strip().rstrip('.')}"
 
 
 @dataclass
@@ -102,7 +129,11 @@ def run(model: Model, design: Design, inputs: Sequence[Sequence[int]], expect: S
             raise SimulationError(f"the simulation ran longer than {WALL_TIMEOUT_S} s") from None
         wall = time.perf_counter() - t0
         if proc.returncode != 0 or not (rundir / "stats.txt").is_file():
-            raise SimulationError(f"the simulation exited with {proc.returncode}: {proc.stderr.strip()[-1000:]}")
+            said = " ".join(f"{proc.stdout.strip()[-2000:]} {proc.stderr.strip()[-600:]}".split())
+            failed = assertion_failure(said)
+            if failed is not None:
+                raise SimulationError(failed[1], layer=failed[0])
+            raise SimulationError(f"the simulation exited with {proc.returncode}: {said[-600:] or 'no message'}")
         status, cycles, transfers, first, last, peaks = _stats((rundir / "stats.txt").read_text(), design.probe_labels())
         outs, ocyc = [], []
         for k in range(len(design.outputs)):
