@@ -41,6 +41,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
 from flow.compat import finn as _finn_compat
+from flow.compat.finn_mvu import queue_overflow
 from flow.compile.converters import (
     DwcPricer,
     Edge,
@@ -160,8 +161,9 @@ class CostModel:
     ``variants=False``.
     """
 
-    def __init__(self, model: ModelWrapper, fpgapart: str, *, minimize: bool = True, variants: bool = True):
+    def __init__(self, model: ModelWrapper, fpgapart: str, *, minimize: bool = True, variants: bool = True, clk_ns: float = 10.0):
         self.fpgapart = fpgapart
+        self.clk_ns = clk_ns
         spec = ModelWrapper(copy.deepcopy(model.model))
         alt, alt_names = alternatives(spec, fpgapart) if variants else (spec, {})
         self.model = self._minimized(spec, fpgapart) if minimize else spec
@@ -271,6 +273,9 @@ class CostModel:
         reason = folding_rule_violation(inst)
         if reason is not None:
             return f"folding of {name} ({inst.onnx_node.op_type}, {shown}) breaks FINN's rules: {reason}"
+        overflow = queue_overflow(self.model, inst.onnx_node, self.fpgapart, self.clk_ns)
+        if overflow is not None:  # the fold step would build it as HLS: not a folding of this variant
+            return f"folding of {name} ({inst.onnx_node.op_type}, {shown}): {overflow}"
         try:
             res = qflow_resources(inst, inst.node_res_estimation(self.fpgapart))
             cycles = int(inst.get_exp_cycles())

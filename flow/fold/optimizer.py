@@ -169,7 +169,7 @@ def optimize(model: ModelWrapper | None, target: Target, *, wwidth_max: int | No
     InfeasibleDesignError, naming the resource and the layer, if nothing fits.
     """
     t0 = time.perf_counter()
-    cm = cost_model or CostModel(model, target.part, variants=variants)
+    cm = cost_model or CostModel(model, target.part, variants=variants, clk_ns=target.clock_period_ns)
     budget = {r: float(target.budget()[r]) for r in RESOURCES}
     b = np.array([budget[r] for r in RESOURCES])
     if allow_uram is None:

@@ -10,6 +10,8 @@ import rtl_designs as designs
 from qonnx.custom_op.registry import getCustomOp
 
 from flow.compat.finn_mvu import queue_depths, queue_overflow
+from flow.core.vocab import IMPL_ATTR
+from flow.fold.cost_model import CostModel
 from flow.fold.step import RTL_TO_HLS_PROP, avoid_mvu_queue_overflow
 from flow.sim.rtlsim.run import simulate
 from flow.sim.rtlsim.simulate import Drive, SimulationError
@@ -55,3 +57,15 @@ def test_the_fold_step_builds_an_overflowing_mvau_as_hls_with_its_folding(tmp_pa
     assert "overflows under back-pressure" in json.loads(fixed.get_metadata_prop(RTL_TO_HLS_PROP))[node.name]
     safe = designs.mvau(tmp_path / "safe", MW=36, MH=8, SIMD=9, PE=4, vectors=(1, 16), part=P["DSP58"])
     assert avoid_mvu_queue_overflow(safe, P["DSP58"], designs.CLK_NS).graph.node[0].op_type == "MVAU_rtl"
+
+
+def test_the_cost_model_refuses_an_rtl_folding_that_overflows(tmp_path):
+    """``--auto`` never plans what the fold step would have to move: the RTL variant is illegal at
+    SIMD = MW (outputs back to back) and legal at SIMD 1; the HLS variant is legal at both."""
+    model = designs.mvau(tmp_path, MW=9, MH=8, SIMD=9, PE=4, vectors=(1, 16), part=P["DSP58"])
+    cm = CostModel(model, P["DSP58"], clk_ns=designs.CLK_NS)
+    [name] = cm.layers
+    assert set(cm.variants(name)) == {"rtl", "hls"}
+    assert not cm.is_legal(name, {"PE": 4, "SIMD": 9, IMPL_ATTR: "rtl"})
+    assert cm.is_legal(name, {"PE": 4, "SIMD": 1, IMPL_ATTR: "rtl"})
+    assert cm.is_legal(name, {"PE": 4, "SIMD": 9, IMPL_ATTR: "hls"})
