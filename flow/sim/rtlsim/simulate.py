@@ -39,11 +39,11 @@ class SimulationError(RuntimeError):
 _ASSERTION = re.compile(r"%Error: (?:\S*/)?([\w.]+):(\d+): Assertion failed in (\S+?):? (?:\S+: )?(.*?)(?= %Error|$)")
 
 
-def assertion_failure(output: str) -> tuple[str, str] | None:
+def assertion_failure(output: str) -> tuple[str | None, str] | None:
     """(layer, one-line description) of the first RTL assertion a model reported, if any.
 
     The layer is the stitched design's instance under the top (``<node>_i``) named in the
-    instance path.
+    instance path (None when the path names none).
     """
     m = _ASSERTION.search(" ".join(output.split()))
     if m is None:
@@ -51,7 +51,7 @@ def assertion_failure(output: str) -> tuple[str, str] | None:
     src, line, path, msg = m.groups()
     inst = next((p for p in path.split(".") if p.endswith("_i")), None)
     layer = inst[:-2] if inst else None
-    return layer or "?", f"RTL assertion in {layer or path} ({src}:{line}): {msg.strip().rstrip('.')}"
+    return layer, f"RTL assertion in {layer or path} ({src}:{line}): {msg.strip().rstrip('.')}"
 
 
 @dataclass
