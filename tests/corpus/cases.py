@@ -125,7 +125,7 @@ def _example(key: str, *, name: str | None = None, build: Callable[[], nn.Module
     mnist = net.weights == "mnist"
     return Case(
         name or "fe_" + key.replace("-", "_"), build or net.build, shape or net.input_shape, "plain",
-        examples.DOMAINS.get(net.family, "pixels"), net.input_dtype, train_steps=150 if mnist else 0,
+        examples.DOMAINS.get(net.family, "pixels"), net.input_dtype, train_steps=400 if mnist else 0,
         slow=net.large if slow is None else slow, finn=not known, note=note or net.description,
         data="mnist" if mnist else "synthetic", weights="train" if mnist else "calibrate", target=net.boards[0].target,
         head="label" if net.output.startswith("top") else "none", known_failure=known, failure=failure,
