@@ -25,7 +25,7 @@ finn-examples' clock, against the same board caps:
 
 Every child's wall time and peak resident memory (``wait4``'s ``ru_maxrss``) are recorded.
 Results go to ``--out`` (default: a scratch folder), to ``benchmarks/results/finn_examples.json``
-only with ``--update``.
+only with ``--update``; rows of networks a run does not measure are kept from that file.
 """
 
 from __future__ import annotations
@@ -356,6 +356,9 @@ def main() -> None:
                 row = measure(net, b, model, work / "runs" / f"{net.name}-{b.target}", fe, a)
                 rows.append(row)
                 print(table({"rows": [row]}).splitlines()[-1], flush=True)
+    measured = {(r["network"], r["board"]) for r in rows}
+    kept = [r for r in (json.loads(out.read_text())["rows"] if out.is_file() else []) if (r["network"], r["board"]) not in measured]
+    rows = kept + rows  # a run refreshes the rows it measured and keeps the others
     payload = {"what": "finn-examples networks: qflow --auto vs FINN SetFolding (best fitting target_fps) vs finn-examples' "
                        "folding configs applied by FINN vs FINN's builder with finn-examples' steps; FINN estimates, same caps",
                "goal": "qflow --auto FPS >= finn-examples' hand folding FPS on every network, within the board's caps",

@@ -12,8 +12,10 @@ U250 at MobileNet-v1's clock).
 
 Weights: ``mnist`` networks are trained on MNIST (qflow's data, ``qflow fetch-data``); the
 others have no dataset any registry serves (CIFAR-10, GTSRB, Speech Commands, UNSW-NB15,
-RadioML, ImageNet, BSD300), so they keep seeded random weights, with their BatchNorm
-statistics taken from seeded synthetic inputs so that activations spread over their levels.
+RadioML, ImageNet, BSD300), so they keep seeded random weights, with seeded BatchNorm scales
+and shifts and BatchNorm statistics taken from seeded synthetic inputs, so that activations
+spread over their levels (``tests/corpus/examples.py`` does this for the corpus and the
+benchmark).
 Nothing is downloaded.
 
 >>> net = NETWORKS["resnet50-w1a2"]

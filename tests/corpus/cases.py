@@ -109,8 +109,11 @@ CASES: list[Case] = [
 ]
 
 
-#: Today's one-line errors, raised by qflow's streamline step and its mappability check
-#: (flow/compile/steps.py, flow/compile/passes/mappable.py); fixes are pending.
+#: Today's one-line errors; fixes are pending. 1D convolutions: FINN's step_streamline runs
+#: qonnx's LowerConvsToMatMul, which reads ``kernel_shape.ints[1]`` of a Conv1d's one-element
+#: kernel shape (finn-examples runs qonnx's Change3DTo4DTensors first, in a custom step).
+#: Upsampling: qflow's mappability check after streamlining (flow/compile/passes/mappable.py)
+#: finds a Resize with no hardware layer, or a scale it cannot move past ConvTranspose/DepthToSpace.
 CONV1D_STREAMLINE = "step 'streamline' cannot process this model (IndexError: list index out of range)"
 NO_RESIZE = "node 'Resize_0' (Resize) cannot be mapped to integer hardware: FINN has no hardware layer for Resize"
 NO_DECONV_SCALE = "cannot move past it: no exact rewrite for ConvTranspose"

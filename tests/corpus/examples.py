@@ -2,8 +2,9 @@
 
 :func:`prepare` gives a catalogue network the weights the catalogue names: ``mnist`` ones are
 trained briefly on MNIST with qflow's trainer; ``random`` ones keep their seeded initial
-weights and take their BatchNorm statistics from seeded synthetic inputs (:mod:`tests.corpus.data`),
-so that activations spread over their quantization levels instead of saturating.
+weights, get seeded BatchNorm scales and shifts, and take their BatchNorm statistics from
+seeded synthetic inputs (:mod:`tests.corpus.data`), so that activations spread over their
+quantization levels instead of saturating.
 :func:`to_domain` maps the corpus' synthetic pixels to what a network takes: pixels,
 ``[0, 1]``, bipolar features, MFCC-like values or I/Q samples.
 """
@@ -65,13 +66,25 @@ def train_on_mnist(model: nn.Module, samples: int, seed: int = 0) -> nn.Module:
 
 @torch.no_grad()
 def calibrate_batchnorm(model: nn.Module, shape: tuple[int, ...], domain: str, seed: int = 3) -> nn.Module:
-    """BatchNorm running statistics averaged over seeded synthetic batches (everything else in eval mode)."""
+    """Seeded BatchNorm scales and shifts, and running statistics averaged over seeded synthetic
+    batches (everything else in eval mode).
+
+    The shifts are kept away from 0 (``|beta|`` in [0.05, 0.5]): a channel that the synthetic
+    data leaves constant then has no threshold sitting exactly on the one value it takes,
+    where float evaluation order alone would decide a sign.
+    """
     model.eval()
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    gen = torch.Generator().manual_seed(seed)
     for m in norms:
         m.reset_running_stats()
         m.momentum = None
         m.train()
+        if m.affine:
+            n = m.num_features
+            m.weight.copy_(0.5 + torch.rand(n, generator=gen))
+            sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+            m.bias.copy_(sign * (0.05 + 0.45 * torch.rand(n, generator=gen)))
     for b in range(CALIBRATION_BATCHES if norms else 0):
         x, _ = synthetic(CALIBRATION_BATCH, shape, domain, seed=seed + b)
         model(torch.from_numpy(x))
