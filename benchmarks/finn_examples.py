@@ -297,8 +297,8 @@ def _num(v, fmt="{:,.0f}") -> str:
 def table(payload: dict) -> str:
     """The README table: every number comes from ``payload``."""
     lines = ["| network | board | qflow --auto FPS | LUT (DWC) | BRAM18 | URAM | DSP | fits, verified | SetFolding best FPS | "
-             "finn-examples folding FPS (names matched) | FINN builder FPS | --auto / hand | qflow s, MiB | FINN s, MiB |",
-             "|---|---|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|"]
+             "finn-examples folding FPS (names matched) | FINN builder FPS | --auto / hand | --auto bound fraction | qflow s, MiB | FINN s, MiB |",
+             "|---|---|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---:|"]
     for r in payload["rows"]:
         q, sf, h, f = r["qflow_auto"], r["setfolding"].get("result") or {}, r["hand"].get("result") or {}, r["finn_builder"].get("result") or {}
         state = f"{'yes' if q.get('fits') else 'no'}, {'yes' if q.get('verified') else 'no'}" if "fits" in q else f"no: {q.get('error', '')[:60]}"
@@ -309,6 +309,7 @@ def table(payload: dict) -> str:
             f"| {r['network']} | {r['board']} | {_num(q.get('throughput_fps'))} | {_num(q.get('lut'))} ({_num(q.get('dwc_lut'))}) | "
             f"{_num(q.get('bram_18k'))} | {_num(q.get('uram'))} | {_num(q.get('dsp'))} | {state} | {_num(sf.get('throughput_fps'))} | "
             f"{hand}{names} | {_num(f.get('throughput_fps'))} | {_num(r.get('auto_over_hand'), '{:.2f}')} | "
+            f"{_num((q.get('cycle_bound', {}).get('cycle_bound') or {}).get('fraction'), '{:.2f}')} | "
             f"{_num(q.get('seconds'))}, {_num(q.get('peak_rss_mb'))} | {_num(r['finn_builder'].get('seconds'))}, {_num(r['finn_builder'].get('peak_rss_mb'))} |")
     return "\n".join(lines)
 
