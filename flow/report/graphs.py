@@ -368,5 +368,5 @@ def cycle_profile(report: Report, *, top: int = 5):
     ax.set_title(text(f"Cycles of every layer: {report.model} on {report.target.name}; bottleneck {report.bottleneck} in red"), fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     if ops:
-        ax.legend(fontsize=6.5, ncol=min(4, len(ops)), loc="lower right", framealpha=0.8)
+        ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.005, 1.0), frameon=False)  # beside the bars, never over them
     return fig
