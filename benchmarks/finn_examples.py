@@ -301,7 +301,8 @@ def table(payload: dict) -> str:
              "|---|---|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---:|"]
     for r in payload["rows"]:
         q, sf, h, f = r["qflow_auto"], r["setfolding"].get("result") or {}, r["hand"].get("result") or {}, r["finn_builder"].get("result") or {}
-        state = f"{'yes' if q.get('fits') else 'no'}, {'yes' if q.get('verified') else 'no'}" if "fits" in q else f"no: {q.get('error', '')[:60]}"
+        why = q.get("error", "").removeprefix("qflow: error: ")
+        state = f"{'yes' if q.get('fits') else 'no'}, {'yes' if q.get('verified') else 'no'}" if "fits" in q else f"no: {why[:90]}{'...' if len(why) > 90 else ''}"
         names = f" ({h['folding']['matched']}/{h['folding']['entries'] - h['folding']['fifo_dwc_entries']})" if "folding" in h else ""
         hand = (_num(h.get("throughput_fps")) + ("" if h.get("fits", True) else " (over caps)")) if h.get("applies") else (
             "does not apply" if "applies" in h else "-")
