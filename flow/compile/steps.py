@@ -97,7 +97,7 @@ def step_insert_label_select(model: ModelWrapper, ctx: BuildContext) -> ModelWra
     if not ctx.cfg.classify or model.get_nodes_by_op_type("TopK"):
         return model
     out_shape = model.get_tensor_shape(model.graph.output[0].name)
-    if len(out_shape) != 2:
+    if len(out_shape) != 2 or out_shape[1] < 2:  # one output (a score, a bipolar verdict) picks no class
         return model
     model = model.transform(InsertTopK(k=1)).transform(absorb.AbsorbScalarMulAddIntoTopK())
     return model.transform(InferShapes()).transform(InferDataTypes())

@@ -9,7 +9,11 @@ The diagram is drawn with matplotlib alone (no graphviz binary needed).
 * :func:`render_graph` -- a matplotlib ``Figure`` with one box per node (op type plus its
   key shapes: weight matrix, thresholds, bit width, PE/SIMD) and arrows in execution
   order. By default only the data path is drawn: nodes that depend on no graph input,
-  such as QONNX's weight quantizers, are hidden and counted in the title.
+  such as QONNX's weight quantizers, are hidden and counted in the title. A long graph
+  (ResNet-50's 300 layers) draws each run of a repeated op pattern once, framed, ``x N``;
+* :func:`repeats` -- that grouping: a sequence as (start, pattern length, repetitions) runs;
+* :func:`cycle_profile` -- every layer of a report as one thin bar in dataflow order, for
+  designs of any size; :func:`slowest` -- a report's slowest layers.
 
 >>> import numpy as np
 >>> from onnx import TensorProto, helper
@@ -47,9 +51,10 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
 from flow.core.vocab import PARTITION_OP, is_hw_node
-from flow.report.style import figure
+from flow.report.schema import Report
+from flow.report.style import BLUE, GREY, PALETTE, RED, figure, text
 
-__all__ = ["op_sequence", "op_summary", "render_graph", "node_detail"]
+__all__ = ["op_sequence", "op_summary", "render_graph", "node_detail", "repeats", "cycle_profile", "slowest"]
 
 PARTITION_OPS = (PARTITION_OP, "GenericPartition")
 
@@ -212,6 +217,32 @@ def _kind(node) -> str:
     return "other"
 
 
+def repeats(seq: list, max_len: int = 16) -> list[tuple[int, int, int]]:
+    """``seq`` as consecutive runs ``(start, pattern length, repetitions)``: at each place the
+    pattern of at most ``max_len`` items that repeats back to back over the longest stretch
+    (the shorter pattern on a tie), else one item once.
+
+    >>> repeats(list("abcbcbcd"))
+    [(0, 1, 1), (1, 2, 3), (7, 1, 1)]
+    """
+    out, i, n = [], 0, len(seq)
+    while i < n:
+        best = (1, 1)
+        for length in range(1, min(max_len, (n - i) // 2) + 1):
+            count = 1
+            while seq[i + count * length: i + (count + 1) * length] == seq[i: i + length]:
+                count += 1
+            if count > 1 and length * count > best[0] * best[1]:
+                best = (length, count)
+        out.append((i, *best))
+        i += best[0] * best[1]
+    return out
+
+
+#: Above this many nodes :func:`render_graph` draws repeated patterns once.
+GROUP_ABOVE = 60
+
+
 def render_graph(
     model: ModelWrapper | str | Path,
     *,
@@ -219,6 +250,7 @@ def render_graph(
     data_path: bool = True,
     expand_partitions: bool = True,
     per_row: int = 7,
+    group: bool | None = None,
 ):
     """A left-to-right box diagram of ``model`` as a matplotlib ``Figure``.
 
@@ -227,14 +259,34 @@ def render_graph(
     orange = quantizer/thresholds, green = MatMul/Conv, grey = other. Arrows follow
     execution order (the flow's graphs are chains). ``data_path=True`` hides nodes that
     depend on no graph input (e.g. weight quantizers) and says how many in the title.
+    ``group`` (default: above :data:`GROUP_ABOVE` nodes) draws each run of a repeated op
+    pattern (:func:`repeats`) once, on its own row, framed and marked ``x N`` (the details
+    shown are its first occurrence's).
     """
     m = _as_model(model)
-    shown = list(_walk(m, data_path, expand_partitions))
-    hidden = len(list(_walk(m, False, expand_partitions))) - len(shown) if data_path else 0
+    walked = list(_walk(m, data_path, expand_partitions))
+    hidden = len(list(_walk(m, False, expand_partitions))) - len(walked) if data_path else 0
     per_row = max(1, int(per_row))
-    n = len(shown)
+    runs = [(i, 1, 1) for i in range(len(walked))]
+    if group or (group is None and len(walked) > GROUP_ABOVE):
+        runs = repeats([node.op_type for node, _ in walked])
+        per_row = max(per_row, min(16, max((length for _, length, count in runs if count > 1), default=1)))
+    cells, frames, col, row = [], [], 0, 0  # (node, owner, col, row); (first cell, last cell, count)
+    for start, length, count in runs:
+        if count > 1 and col and col + length > per_row:
+            col, row = 0, row + 1
+        first = len(cells)
+        for node, owner in walked[start: start + length]:
+            if col == per_row:
+                col, row = 0, row + 1
+            cells.append((node, owner, col, row))
+            col += 1
+        if count > 1:
+            frames.append((first, len(cells) - 1, count))
+            col, row = 0, row + 1
+    n = len(cells)
     cols = min(per_row, max(n, 1))
-    rows = max(1, -(-n // per_row))
+    rows = max(1, cells[-1][3] + 1 if cells else 1)
     box_w, box_h, gap_x, gap_y = 1.7, 1.0, 0.55, 0.75
     fig = figure(0.4 + cols * (box_w + gap_x) * 0.95, 0.7 + rows * (box_h + gap_y) * 0.95)
     ax = fig.add_subplot()
@@ -244,10 +296,10 @@ def render_graph(
     ax.set_aspect("equal")
 
     def pos(i: int) -> tuple[float, float]:
-        r, c = divmod(i, per_row)
+        c, r = cells[i][2], cells[i][3]
         return c * (box_w + gap_x), -r * (box_h + gap_y) - box_h  # lower-left corner
 
-    for i, (node, owner) in enumerate(shown):
+    for i, (node, owner, _, _) in enumerate(cells):
         x, y = pos(i)
         ax.add_patch(FancyBboxPatch((x, y), box_w, box_h, boxstyle="round,pad=0,rounding_size=0.12",
                                     facecolor=_COLORS[_kind(node)], edgecolor=_EDGE, linewidth=0.9))
@@ -268,10 +320,53 @@ def render_graph(
                 start, end = (nx + box_w / 2, mid), (nx + box_w / 2, ny + box_h)
             ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=9, color=_EDGE,
                                          linewidth=0.9, shrinkA=0, shrinkB=1))
+    for first, last, count in frames:
+        (x0, y0), (x1, y1) = pos(first), pos(last)
+        pad = 0.14
+        ax.add_patch(FancyBboxPatch((x0 - pad, min(y0, y1) - pad), x1 - x0 + box_w + 2 * pad, max(y0, y1) - min(y0, y1) + box_h + 2 * pad,
+                                    boxstyle="round,pad=0,rounding_size=0.15", fill=False, edgecolor=BLUE, linestyle="--", linewidth=1.1))
+        ax.text(x1 + box_w + pad, max(y0, y1) + box_h + pad, f"x {count}", ha="right", va="bottom", fontsize=8, color=BLUE, fontweight="bold")
     if n == 0:
         ax.text(0.5, 0.5, "(no nodes)", ha="center", va="center", transform=ax.transAxes)
-    text = title if title is not None else (m.graph.name or "graph")
+    label = title if title is not None else (m.graph.name or "graph")
     if hidden:
-        text += f"  ({hidden} constant node{'s' if hidden != 1 else ''} hidden)"
-    ax.set_title(text.replace("$", r"\$"), fontsize=9, loc="left")
+        label += f"  ({hidden} constant node{'s' if hidden != 1 else ''} hidden)"
+    if frames:
+        label += f"  ({len(walked)} nodes; each dashed frame is one pattern repeated x N)"
+    ax.set_title(label.replace("$", r"\$"), fontsize=9, loc="left")
+    return fig
+
+
+def slowest(layers: list, n: int) -> list:
+    """The ``n`` layers with the most cycles per frame, slowest first (dataflow order on ties)."""
+    return sorted(layers, key=lambda layer: -layer.cycles)[:n]
+
+
+def cycle_profile(report: Report, *, top: int = 5):
+    """Every layer's cycles per frame as one thin bar, in dataflow order (log scale), coloured by op
+    type, the bottleneck red and the ``top`` slowest named: the balance of a design of any size."""
+    layers = list(report.layers)
+    fig = figure(11.0, 3.6)
+    ax = fig.add_subplot()
+    ops = sorted({layer.op_type for layer in layers}, key=lambda op: -sum(x.op_type == op for x in layers))
+    palette = [c for c in PALETTE if c != RED] + ["#b7950b", "#2c3e50", "#7d3c98"]  # red marks the bottleneck only
+    color = {op: (palette[i] if i < len(palette) else GREY) for i, op in enumerate(ops)}
+    for op in ops:
+        xs = [i for i, layer in enumerate(layers) if layer.op_type == op]
+        ax.bar(xs, [max(layers[i].cycles, 1) for i in xs], width=0.9, color=color[op], label=text(op))
+    for i, layer in enumerate(layers):
+        if layer.name == report.bottleneck:
+            ax.bar([i], [max(layer.cycles, 1)], width=0.9, color=RED)
+    for layer in slowest(layers, top):
+        i = layers.index(layer)
+        ax.annotate(text(layer.name), (i, max(layer.cycles, 1)), xytext=(0, 3), textcoords="offset points", rotation=60, fontsize=6.5, ha="left")
+    ax.set_yscale("log")
+    ax.set_ylim(top=max((layer.cycles for layer in layers), default=1) * 8)  # room for the names
+    ax.set_xlim(-1, max(len(layers), 1))
+    ax.set_xlabel(f"layer in dataflow order ({len(layers)} layers)")
+    ax.set_ylabel("cycles per frame")
+    ax.set_title(text(f"Cycles of every layer: {report.model} on {report.target.name}; bottleneck {report.bottleneck} in red"), fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    if ops:
+        ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.005, 1.0), frameon=False)  # beside the bars, never over them
     return fig

@@ -19,6 +19,7 @@ from flow.report.cells import (
     sim_cell,
     unsimulated,
 )
+from flow.report.graphs import cycle_profile, slowest
 from flow.report.plots import cycles_per_layer, resource_use
 from flow.report.schema import Report
 from flow.report.style import png_data_uri
@@ -50,7 +51,18 @@ tr.hot td{background:#fdecea;font-weight:600}
  min-width:420px}
 .chart img{width:100%;height:auto;display:block}
 ul{margin:6px 0}code{background:#e9eef3;padding:1px 4px;border-radius:3px}
+.scroll{max-height:72vh;overflow:auto;box-shadow:0 1px 3px rgba(0,0,0,.08)}
+.scroll th{position:sticky;top:0;z-index:1}
+details>summary{cursor:pointer;font-weight:600;margin:14px 0 8px}
+.two{display:flex;flex-wrap:wrap;gap:16px}.two>div{flex:1;min-width:420px}
+h3{font-size:15px;margin:16px 0 8px}.chart.wide{flex-basis:100%}
 """
+
+#: Above this many layers the page leads with overviews (slowest layers, totals per op type, a
+#: profile of every layer) and folds the full layer table into a scrolling box.
+LARGE = 40
+#: Layers in the slowest-layers table and chart of a large design.
+TOP = 15
 
 
 def _e(x: Any) -> str:
@@ -99,24 +111,62 @@ def _cards(r: Report) -> str:
     return '<div class="cards">' + "".join(cards) + "</div>"
 
 
-def _layer_table(r: Report) -> str:
+def _bar(cycles: int, top: int) -> str:
+    """A cycles cell whose background bar is the layer's share of the bottleneck's cycles."""
+    pct = 100.0 * cycles / top if top else 0.0
+    return (f'<td class=n style="background:linear-gradient(90deg,#cfe0f3 {pct:.1f}%,transparent {pct:.1f}%)" '
+            f'title="{pct:.1f}% of the bottleneck">{_num(cycles)}</td>')
+
+
+def _layer_table(r: Report, layers=None, rank: bool = False) -> str:
     sim = r.rtlsim is not None
-    head = ("<tr><th>layer</th><th>op</th><th class=n>PE</th><th class=n>SIMD</th><th class=n>cycles (FINN)</th>"
+    top = max((layer.cycles for layer in r.layers), default=0)
+    order = {layer.name: i for i, layer in enumerate(slowest(r.layers, len(r.layers)), 1)}
+    head = ("<tr>" + ("<th class=n>rank</th>" if rank else "") + "<th>layer</th><th>op</th><th class=n>PE</th><th class=n>SIMD</th><th class=n>cycles (FINN)</th>"
             + ("<th class=n>cycles (RTL sim)</th>" if sim else "")
             + "<th class=n>LUT</th><th class=n>BRAM18</th><th class=n>URAM</th><th class=n>DSP</th></tr>")
     rows = []
-    for layer in r.layers:
+    for layer in r.layers if layers is None else layers:
         hot = layer.name == r.bottleneck
         mark = " (bottleneck)" if hot else ""
-        cells = [f"<td>{_e(layer.name)}{mark}</td><td>{_e(layer.op_type)}</td>"]
+        cells = [f"<td class=n>{order[layer.name]}</td>"] if rank else []
+        cells.append(f"<td>{_e(layer.name)}{mark}</td><td>{_e(layer.op_type)}</td>")
         cells += [f"<td class=n>{_e(v or '-')}</td>" for v in (layer.pe, layer.simd)]
-        cells.append(f"<td class=n>{_num(layer.cycles)}</td>")
+        cells.append(_bar(layer.cycles, top))
         if sim:
             cells.append(f'<td class=n title="{_e(layer.sim_note or "")}">{_e(sim_cell(layer))}</td>')
         cells.append(f"<td class=n>{_e(lut_cell(layer))}</td>")
         cells += [f"<td class=n>{_num(v, 'g')}</td>" for v in (layer.bram_18k, layer.uram, layer.dsp)]
         rows.append(f'<tr{" class=hot" if hot else ""}>{"".join(cells)}</tr>')
-    return f'<table>{head}{"".join(rows)}</table><p class="muted">{_e(LUT_LEGEND)}</p>'
+    return f'<table>{head}{"".join(rows)}</table>'
+
+
+def _op_totals(r: Report) -> str:
+    """One row per op type: how many layers, the slowest one, and their resources (most LUT first)."""
+    groups: dict[str, list] = {}
+    for layer in r.layers:
+        groups.setdefault(layer.op_type, []).append(layer)
+    rows = []
+    for op, ls in sorted(groups.items(), key=lambda kv: -sum(x.lut for x in kv[1])):
+        worst = max(ls, key=lambda x: x.cycles)
+        res = "".join(f"<td class=n>{sum(getattr(x, k) for x in ls):,.0f}</td>" for k in ("lut", "bram_18k", "uram", "dsp"))
+        rows.append(f"<tr><td>{_e(op)}</td><td class=n>{len(ls)}</td><td class=n>{_num(worst.cycles)}</td><td>{_e(worst.name)}</td>{res}</tr>")
+    head = ("<tr><th>op</th><th class=n>layers</th><th class=n>max cycles</th><th>slowest</th><th class=n>LUT</th>"
+            "<th class=n>BRAM18</th><th class=n>URAM</th><th class=n>DSP</th></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _layers(r: Report) -> str:
+    """The layer section: every layer in dataflow order; for a large design first its slowest
+    layers and the totals per op type, the full table in a scrolling box that can be folded."""
+    legend = f'<p class="muted">{_e(LUT_LEGEND)}</p>'
+    if len(r.layers) <= LARGE:
+        return _layer_table(r) + legend
+    n = len(r.layers)
+    return (f"<h3>The {TOP} slowest of {n} layers</h3>{_layer_table(r, slowest(r.layers, TOP), rank=True)}"
+            f"<h3>Layers per op type</h3>{_op_totals(r)}"
+            f"<details><summary>All {n} layers in dataflow order (rank = place by cycles)</summary>"
+            f'<div class="scroll">{_layer_table(r, rank=True)}</div></details>{legend}')
 
 
 def _rtlsim(r: Report) -> str:
@@ -151,6 +201,13 @@ def _util_table(r: Report) -> str:
             + "".join(rows) + "</table>")
 
 
+def _note(note: str | None, keep: int = 240) -> str:
+    """A note; a long one (every layer of a large design) folded after its first ``keep`` characters."""
+    if not note or len(note) <= keep:
+        return _e(note or "")
+    return f"<details><summary>{_e(note[:keep])}...</summary>{_e(note)}</details>"
+
+
 def _verification(r: Report) -> str:
     v = r.verification
     if v is None:
@@ -171,7 +228,7 @@ def _verification(r: Report) -> str:
         lm = "-" if s.label_match is None else f"{100 * s.label_match:.2f}%"
         rows.append(f"<tr><td>{_e(s.name)}</td><td>{_e(s.reference)}</td>"
                     f"<td class=n>{_num(s.samples)}</td><td>{res}</td><td class=n>{err}</td>"
-                    f"<td class=n>{lm}</td><td>{_e(s.note or '')}</td></tr>")
+                    f"<td class=n>{lm}</td><td>{_note(s.note)}</td></tr>")
     if not rows:
         rows.append('<tr><td colspan=7 class="muted">no stages</td></tr>')
     return f"<table>{head}{''.join(rows)}</table>"
@@ -200,7 +257,12 @@ def render_html(report: Report) -> str:
     t = report.target
     title = f"qflow report: {report.model} on {t.name}"
     charts = f'<div class="chart"><img alt="utilisation per resource" src="{png_data_uri(resource_use(report))}"></div>'
-    if report.layers:
+    n = len(report.layers)
+    if n > LARGE:  # every layer as a thin bar, then the slowest ones by name
+        top = report.model_copy(update={"layers": slowest(report.layers, TOP), "model": f"{report.model}, the {TOP} slowest of {n} layers"})
+        charts = (f'<div class="chart wide"><img alt="cycles of every layer in dataflow order" src="{png_data_uri(cycle_profile(report))}"></div>'
+                  f'<div class="chart"><img alt="the slowest layers" src="{png_data_uri(cycles_per_layer(top))}"></div>' + charts)
+    elif report.layers:
         charts = (f'<div class="chart"><img alt="cycles per layer" src="{png_data_uri(cycles_per_layer(report))}"></div>'
                   + charts)
     return f"""<!DOCTYPE html>
@@ -214,7 +276,7 @@ def render_html(report: Report) -> str:
 clock {_num(t.clock_mhz, 'g')} MHz &middot; stage {_e(report.stage)}</p>
 {_cards(report)}
 <h2>Charts</h2><div class="charts">{charts}</div>
-<h2>Layers</h2>{_layer_table(report)}
+<h2>Layers</h2>{_layers(report)}
 <h2>Utilisation</h2>{_util_table(report)}
 <h2>Verification</h2>{_verification(report)}
 <h2>RTL simulation</h2>{_rtlsim(report)}

@@ -13,21 +13,8 @@ from brevitas.quant import (
     Int8WeightPerTensorFloat,
     Uint8ActPerTensorFloat,
 )
-from brevitas_examples.bnn_pynq.models import get_model_cfg, model_impl
 from brevitas_examples.imagenet_classification.models.mobilenetv1 import MobileNet
 from torch import nn
-
-
-def bnn_pynq(name: str) -> nn.Module:
-    """A ``brevitas_examples.bnn_pynq`` network by config name (``tfc_1w1a`` ... ``cnv_2w2a``), untrained.
-
-    brevitas_examples ships no ``lfc_2w2a`` config (only lfc_1w1a and lfc_1w2a); it is
-    lfc_1w2a with 2-bit weights.
-    """
-    cfg = get_model_cfg("lfc_1w2a" if name == "lfc_2w2a" else name)
-    if name == "lfc_2w2a":
-        cfg.set("QUANT", "WEIGHT_BIT_WIDTH", "2")
-    return model_impl[cfg.get("MODEL", "ARCH")](cfg)
 
 
 def mobilenet_v1_slice() -> nn.Module:
