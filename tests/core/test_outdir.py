@@ -102,7 +102,7 @@ def test_a_file_qflow_wrote_then_someone_edited_is_not_its_own(tmp_path):
     out.claim()
     atomic_write_text(out.path / "report.json", '{"fits": true}')
     (out.path / "report.json").write_text('{"fits": false, "edited": "by hand"}')
-    with pytest.raises(ConfigError, match="report.json, which qflow cannot prove it wrote"):
+    with pytest.raises(ConfigError, match="report.json, which qflow did not write"):
         OutputDir(tmp_path / "o", results=("report.json",)).claim()
     assert "by hand" in (out.path / "report.json").read_text()
 
@@ -148,7 +148,7 @@ def test_a_forged_manifest_cannot_vouch_for_a_users_result_file(tmp_path):
     o.mkdir()
     (o / "report.json").write_text('{"mine": 1}')
     _manifest(o, {"report.json": ["0" * 64]})
-    with pytest.raises(ConfigError, match="cannot prove"):
+    with pytest.raises(ConfigError, match="did not write"):
         OutputDir(o, results=("report.json",)).claim()
     assert (o / "report.json").read_text() == '{"mine": 1}'
 
@@ -174,7 +174,7 @@ def test_a_corrupt_or_old_manifest_proves_nothing(tmp_path, text):
     o.mkdir()
     (o / "report.json").write_text("{}")
     (o / MANIFEST).write_bytes(text.encode("utf-8", "surrogateescape") if text != "\xff" else b"\xff")
-    with pytest.raises(ConfigError, match="report.json, which qflow cannot prove"):
+    with pytest.raises(ConfigError, match="report.json, which qflow did not write"):
         OutputDir(o, results=("report.json",)).claim()
     assert (o / "report.json").exists()
 
