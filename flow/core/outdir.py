@@ -15,7 +15,7 @@ anywhere, hard links, a forged manifest. The rules:
   a place :func:`flow.core.places.refuse_place` refuses; the files of the previous run that are
   proven are removed; a result name, a folder qflow fills, or anything on the way to them that
   is not proven (a user's file, a link, a pipe, a file with other hard links) stops the run
-  with one line, and nothing is removed. :meth:`OutputDir.check` runs the same inspection
+  with one line, and is left as it is. :meth:`OutputDir.check` runs the same inspection
   without changing anything.
 * **Writing.** Every step into the folder is taken without following links (:mod:`flow.core.tree`);
   a file is written to a fresh temporary name and renamed over its target, and a target that
@@ -169,10 +169,21 @@ class OutputDir:
             os.close(fd)
 
     # -- inspecting the previous contents ------------------------------------------------
-    def _inspect(self, fd: int) -> tuple[list[tuple[str, ...]], list[tuple[str, str | None]]]:
-        """(proven files to remove, entries that stop the run as (path, what it is when not a file)) for the folder ``fd``."""
+    def _inspect(self, fd: int) -> tuple[list[tuple[str, ...]], list[tuple[str, str | None]], dict[str, list[str]]]:
+        """For the folder open as ``fd``: the proven files this run replaces (to remove), the entries that stop
+        the run (path, what it is when not a file), and the records of proven files this run leaves alone
+        (another kind of run wrote them: their proof is carried forward)."""
         files, temps = self._read_manifest(fd)
-        remove = [p for rel, hashes in files.items() if self._writes(rel) and (p := _parts(rel)) and tree.digest_at(fd, p) in hashes]
+        remove: list[tuple[str, ...]] = []
+        keep: dict[str, list[str]] = {}
+        for rel, hashes in files.items():
+            parts = _parts(rel)
+            if parts is None or tree.digest_at(fd, parts) not in hashes:
+                continue
+            if self._writes(rel):
+                remove.append(parts)
+            else:
+                keep[rel] = hashes
         remove += [p for rel in temps if (p := _parts(rel)) and (st := tree.lstat_at(fd, p)) and tree.kind(st.st_mode) == "file"
                    and st.st_nlink == 1]
         proven = {"/".join(p) for p in remove}
@@ -192,7 +203,7 @@ class OutputDir:
             for parts, st in tree.walk(fd, top.split("/")):
                 if tree.kind(st.st_mode) != "dir":
                     look("/".join(parts), st, "file")
-        return remove, foreign
+        return remove, foreign, keep
 
     def _refuse(self, foreign: list[tuple[str, str | None]]) -> None:
         odd = [(rel, what) for rel, what in foreign if what is not None]
@@ -211,7 +222,7 @@ class OutputDir:
             return
         fd = self._root_fd()
         try:
-            _, foreign = self._inspect(fd)
+            _, foreign, _ = self._inspect(fd)
         finally:
             os.close(fd)
         if foreign:
@@ -227,15 +238,19 @@ class OutputDir:
             raise self._fail("is not writable; choose a folder you can write to")
         fd = self._root_fd()
         try:
-            remove, foreign = self._inspect(fd)
-            if foreign:
+            remove, foreign, keep = self._inspect(fd)
+            if foreign:  # the previous run's own files go (no earlier result may look current), the rest stays
+                if remove:
+                    self._remove(fd, remove)
+                    self._files, self._temp = keep, None
+                    self._write_manifest()
                 self._refuse(foreign)
             self._remove(fd, remove)
-            self._files, self._temp, self._seen, self._sizes = {}, None, {}, {}
+            self._files, self._temp, self._seen, self._sizes = keep, None, {}, {}
             self._real = Path(os.path.realpath(self.path))
             self._ident = (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
             self._write_manifest()
-            self._before = {"/".join(p) for p, st in self._tree_entries(fd) if tree.kind(st.st_mode) == "file"}
+            self._before = {"/".join(p) for p, st in self._tree_entries(fd) if tree.kind(st.st_mode) == "file"} | set(keep)
         finally:
             os.close(fd)
         watch_writes(self._real, self._before_write)
@@ -248,10 +263,11 @@ class OutputDir:
         try:
             if tree.lstat_at(fd, (MANIFEST,)) is None:
                 return
-            remove, _ = self._inspect(fd)
-            self._remove(fd, remove)
-            self._files, self._temp = {}, None
-            self._write_manifest()
+            remove, _, keep = self._inspect(fd)
+            if remove:  # a manifest that proves nothing is left as it is
+                self._remove(fd, remove)
+                self._files, self._temp = keep, None
+                self._write_manifest()
         finally:
             os.close(fd)
 

@@ -97,6 +97,18 @@ def test_only_what_qflow_wrote_is_removed(tmp_path):
     assert left == [MANIFEST, "checkpoints/mine.txt", "notes.md"]
 
 
+def test_the_proof_of_files_another_kind_of_run_wrote_is_carried_forward(tmp_path):
+    run = OutputDir(tmp_path / "o", results=("report.json", "model.pt"))
+    run.claim()
+    atomic_write_text(run.path / "model.pt", "weights")
+    atomic_write_text(run.path / "report.json", "{}")
+    OutputDir(tmp_path / "o", results=("report.json",)).claim()  # a build: leaves model.pt alone
+    retire_results(tmp_path / "o", results=("report.json",))
+    assert (run.path / "model.pt").exists()
+    OutputDir(tmp_path / "o", results=("report.json", "model.pt")).claim()  # a run again: model.pt is still provably qflow's
+    assert not (run.path / "model.pt").exists()
+
+
 def test_a_file_qflow_wrote_then_someone_edited_is_not_its_own(tmp_path):
     out = OutputDir(tmp_path / "o", results=("report.json",))
     out.claim()
