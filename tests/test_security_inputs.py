@@ -187,3 +187,47 @@ def test_an_opset_1_model_is_one_line_without_onnxruntime_noise(tmp_path, tiny_m
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("qflow: error: ") and "\x1b" not in proc.stderr, proc.stderr
+
+
+# --------------------------------------------------------------------------- models, nesting, decompression
+
+
+def test_partition_nodes_which_name_other_files_are_refused(tmp_path, tiny_mlp_onnx):
+    m = onnx.load(str(tiny_mlp_onnx))
+    first = m.graph.node[0]
+    node = onnx.helper.make_node("GenericPartition", list(first.input), list(first.output), name="part", domain="qonnx.custom_op.general",
+                                 model="/etc/hostname")
+    m.graph.node.remove(first)
+    m.graph.node.insert(0, node)
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    _one_error(run_cli(["build", str(tmp_path / "m.onnx"), "--out", str(tmp_path / "o")]), "node 'part'")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("kind", ["folding", "recipe", "target"])
+def test_nesting_too_deep_to_parse_is_one_line(tmp_path, tiny_mlp_onnx, kind):
+    deep = "[" * 100_000 + "]" * 100_000
+    if kind == "folding":
+        (tmp_path / "f.json").write_text(deep)
+        args = ["build", str(tiny_mlp_onnx), "--out", str(tmp_path / "o"), "--folding", str(tmp_path / "f.json")]
+    elif kind == "recipe":
+        (tmp_path / "r.toml").write_text(f"a = {deep}\n")
+        args = ["run", str(tmp_path / "r.toml"), "--out", str(tmp_path / "o")]
+    else:
+        (tmp_path / "b.toml").write_text(f"a = {deep}\n")
+        args = ["build", str(tiny_mlp_onnx), "--out", str(tmp_path / "o"), "--target", str(tmp_path / "b.toml")]
+    _one_error(run_cli(args))
+
+
+def test_a_gzip_bomb_stops_at_the_bound(tmp_path, monkeypatch):
+    import gzip
+
+    import flow.nn.data as data
+    from flow.nn.data import IdxFormatError, read_idx
+
+    monkeypatch.setattr(data, "MAX_IDX_BYTES", 1 << 20)
+    bomb = tmp_path / "t10k-images-idx3-ubyte.gz"
+    bomb.write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + (8 << 20).to_bytes(4, "big") + b"\0" * (8 << 20)))
+    assert bomb.stat().st_size < 64 << 10
+    with pytest.raises(IdxFormatError, match="decompresses to more than 1 MiB"):
+        read_idx(bomb)
