@@ -93,6 +93,16 @@ def check_run(outcome: Outcome, *, workspace: Path, out: Path, before: dict, sta
         assert not vouched_report(stale_in), "a refused run left a report.json its manifest vouches for"
 
 
+def one_error_line(outcome: Outcome, *needles: str) -> str:
+    """Assert ``outcome`` is a refusal: exit 2 and one line ``qflow: error: ...`` (not an internal error) holding ``needles``."""
+    lines = [line for line in outcome.err.splitlines() if line.strip()]
+    assert outcome.code == 2, outcome.err[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("qflow: error: ") and "internal error" not in lines[0], outcome.err[-2000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
 def vouched_report(out: Path) -> bool:
     """True when ``out/report.json`` is a regular file whose SHA-256 ``out``'s manifest records (qflow's own)."""
     report, manifest = out / "report.json", out / ".qflow-manifest.json"

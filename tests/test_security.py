@@ -6,13 +6,17 @@ line, that the run ends with one error line (exit 2) or succeeds, and that nothi
 changed. ``tests/test_security_inputs.py`` covers the inputs qflow reads.
 """
 
+import hashlib
+import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from fuzzing import one_error_line as _one_error
 from fuzzing import run_cli, snapshot
 
 from flow.compat import finn as _finn_compat
@@ -25,23 +29,6 @@ RECIPE = 'name = "dig"\n[model]\nname = "tfc"\noptions = { hidden = [16, 16] }\n
 def _payload(marker) -> str:
     # PyYAML's unsafe Loader calls os.system on this tag: a settings file is code.
     return f"finn_build_dir: !!python/object/apply:os.system ['touch {marker}']\n"
-
-
-def _one_error(outcome, *needles: str) -> str:
-    lines = [line for line in outcome.err.splitlines() if line.strip()]
-    assert outcome.code == 2, outcome.err[-2000:]
-    assert len(lines) == 1 and lines[0].startswith("qflow: error: ") and "internal error" not in lines[0], outcome.err[-2000:]
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
-
-
-@pytest.fixture
-def outside(tmp_path):
-    d = tmp_path / "outside"
-    d.mkdir()
-    (d / "secret.txt").write_text("keep")
-    return d
 
 
 @pytest.fixture(scope="module")
@@ -153,9 +140,6 @@ def test_a_users_file_where_a_build_writes_is_kept_and_refused(tmp_path, tiny_ml
 def test_a_forged_manifest_deletes_nothing_even_in_a_refused_run(tmp_path, good_build, tiny_mlp_onnx):
     out = _copy(good_build, tmp_path / "out")
     (out / "thesis.tex").write_text("chapter 1")
-    import hashlib
-    import json
-
     manifest = json.loads((out / MANIFEST).read_text())
     manifest["files"]["thesis.tex"] = [hashlib.sha256(b"chapter 1").hexdigest()]
     (out / MANIFEST).write_text(json.dumps(manifest))
@@ -254,8 +238,6 @@ def test_a_study_file_that_is_not_an_optuna_study_is_refused_and_kept(tmp_path, 
     (tmp_path / "out").mkdir()
     db = tmp_path / "out" / "study.db"
     if content is None:
-        import sqlite3
-
         with sqlite3.connect(db) as c:
             c.execute("CREATE TABLE thesis (chapter TEXT)")
     else:

@@ -3,29 +3,26 @@ their own folder; every bad input one line and exit 2, checked before ``--out`` 
 earlier result left behind looking current.
 """
 
+import gzip
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from fuzzing import one_error_line as _one_error
 from fuzzing import run_cli
 
+import flow.nn.data as data
 from flow.core.outdir import MANIFEST
+from flow.nn.data import IdxFormatError, read_idx
 
 RECIPE = 'name = "dig"\n[model]\nname = "tfc"\noptions = { hidden = [16, 16] }\n[data]\ndataset = "digits"\n[train]\nepochs = 0\nthreads = 1\n[build]\nverify_samples = 8\n'
 BOARD = (Path(__file__).resolve().parents[1] / "hw_targets" / "pynq-z1.toml").read_text()
-
-
-def _one_error(outcome, *needles: str) -> str:
-    lines = [line for line in outcome.err.splitlines() if line.strip()]
-    assert outcome.code == 2, outcome.err[-2000:]
-    assert len(lines) == 1 and lines[0].startswith("qflow: error: ") and "internal error" not in lines[0], outcome.err[-2000:]
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def _bounded(args, seconds=60):
@@ -180,9 +177,6 @@ def test_an_opset_1_model_is_one_line_without_onnxruntime_noise(tmp_path, tiny_m
         if o.domain == "":
             o.version = 1
     onnx.save(m, str(tmp_path / "old.onnx"))
-    import subprocess
-    import sys
-
     proc = subprocess.run([sys.executable, "-m", "flow", "build", str(tmp_path / "old.onnx"), "--out", str(tmp_path / "o"), "--samples", "2"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2
@@ -220,11 +214,6 @@ def test_nesting_too_deep_to_parse_is_one_line(tmp_path, tiny_mlp_onnx, kind):
 
 
 def test_a_gzip_bomb_stops_at_the_bound(tmp_path, monkeypatch):
-    import gzip
-
-    import flow.nn.data as data
-    from flow.nn.data import IdxFormatError, read_idx
-
     monkeypatch.setattr(data, "MAX_IDX_BYTES", 1 << 20)
     bomb = tmp_path / "t10k-images-idx3-ubyte.gz"
     bomb.write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + (8 << 20).to_bytes(4, "big") + b"\0" * (8 << 20)))

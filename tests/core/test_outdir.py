@@ -37,15 +37,6 @@ def _tree(root: Path) -> dict[str, bytes | str]:
     return out
 
 
-@pytest.fixture
-def outside(tmp_path):
-    """A folder outside --out with a file in it, and a snapshot to compare with."""
-    d = tmp_path / "outside"
-    d.mkdir()
-    (d / "thesis.tex").write_text("years of work")
-    return d
-
-
 # --------------------------------------------------------------------------- places
 
 
@@ -165,17 +156,17 @@ def test_a_forged_manifest_cannot_vouch_for_a_users_result_file(tmp_path):
     assert (o / "report.json").read_text() == '{"mine": 1}'
 
 
-@pytest.mark.parametrize("entry", ["../outside/thesis.tex", "/etc/hostname", "link/thesis.tex", "", "a/../../outside/thesis.tex",
-                                   "report.json/../../outside/thesis.tex"])
+@pytest.mark.parametrize("entry", ["../outside/secret.txt", "/etc/hostname", "link/secret.txt", "", "a/../../outside/secret.txt",
+                                   "report.json/../../outside/secret.txt"])
 def test_a_hostile_manifest_cannot_delete_outside(tmp_path, outside, entry):
     o = tmp_path / "o"
     o.mkdir()
     (o / "link").symlink_to(outside)
     before = _tree(outside)
-    _manifest(o, {entry: [_sha(outside / "thesis.tex")]})
-    OutputDir(o, results=("report.json", "link/thesis.tex"), trees=("link",)).retire()
+    _manifest(o, {entry: [_sha(outside / "secret.txt")]})
+    OutputDir(o, results=("report.json", "link/secret.txt"), trees=("link",)).retire()
     with pytest.raises(ConfigError):  # the link stands where qflow would write
-        OutputDir(o, results=("report.json", "link/thesis.tex"), trees=("link",)).claim()
+        OutputDir(o, results=("report.json", "link/secret.txt"), trees=("link",)).claim()
     assert _tree(outside) == before
 
 
@@ -198,18 +189,18 @@ def test_planted_entries_stop_the_run_and_nothing_outside_changes(tmp_path, outs
     o.mkdir()
     results = ("report.json", "checkpoints/00_qonnx.onnx")
     if plant == "link_file":
-        (o / "report.json").symlink_to(outside / "thesis.tex")
+        (o / "report.json").symlink_to(outside / "secret.txt")
     elif plant == "link_dir":
         (o / "finn").symlink_to(outside)
     elif plant == "hard_link":
-        os.link(outside / "thesis.tex", o / "report.json")
-        _manifest(o, {"report.json": [_sha(outside / "thesis.tex")]})  # even with its hash: a file with other links is not qflow's
+        os.link(outside / "secret.txt", o / "report.json")
+        _manifest(o, {"report.json": [_sha(outside / "secret.txt")]})  # even with its hash: a file with other links is not qflow's
     elif plant == "fifo":
         os.mkfifo(o / "report.json")
     elif plant == "dir_for_file":
         (o / "report.json").mkdir()
     elif plant == "link_manifest":
-        (o / MANIFEST).symlink_to(outside / "thesis.tex")
+        (o / MANIFEST).symlink_to(outside / "secret.txt")
     elif plant == "dir_manifest":
         (o / MANIFEST).mkdir()
     elif plant == "link_in_tree":
@@ -307,7 +298,7 @@ def test_inner_folders_are_reached_without_links(tmp_path, outside):
         inner_folder(tmp_path / "o", "trials/0001")
     with pytest.raises(ConfigError, match="trials is a symbolic link"):
         inner_folder(tmp_path / "o", "trials/0001", create=False)
-    assert list(outside.iterdir()) == [outside / "thesis.tex"]
+    assert list(outside.iterdir()) == [outside / "secret.txt"]
     assert inner_folder(tmp_path / "o", "final/x").is_dir()
 
 
