@@ -50,8 +50,12 @@ def plants():
     return st.tuples(st.lists(plant, max_size=3, unique_by=lambda p: p[0]), forged)
 
 
-def harmless(path: str, kind: str) -> bool:
-    """True when a build must succeed with this plant in its folder."""
+def harmless(path: str, kind: str) -> bool | None:
+    """True when a build must succeed with this plant in its folder, False when it must stop, None when
+    either is right: a regular file at the manifest's name proves nothing, so the run stops if the folder
+    holds qflow's results, and otherwise replaces it (the name is qflow's record)."""
+    if path == MANIFEST and kind in ("user_file", "hard_link"):
+        return None
     return path in _NEVER_WRITTEN or (path in _FOLDERS and kind == "folder")
 
 
@@ -62,16 +66,26 @@ def _remove(p: Path) -> None:
         shutil.rmtree(p)
 
 
-def apply_plants(out: Path, outside: Path, planted: list[tuple[str, str]], forged: dict[str, str]) -> tuple[dict[str, bytes | str], bool]:
+def _and(a: bool | None, b: bool | None) -> bool | None:
+    """Three-valued and: False wins, then None (either outcome is right)."""
+    return False if False in (a, b) else None if None in (a, b) else True
+
+
+def apply_plants(out: Path, outside: Path, planted: list[tuple[str, str]], forged: dict[str, str]) -> tuple[dict[str, bytes | str], bool | None]:
     """Plant into ``out`` (a copy of a finished build); return what each plant must still be afterwards, and
-    whether the build is expected to succeed."""
+    whether the build must succeed (True), must stop (False) or may do either (None)."""
     expect: dict[str, bytes | str] = {}
-    ok = True
+    kinds: dict[str, str] = {}
+    ok: bool | None = True
     for path, kind in planted:
         p = out / path
         if not all(q.is_dir() and not q.is_symlink() for q in [out, *[out / a for a in Path(path).parents if str(a) != "."]][1:]):
             continue  # an earlier plant replaced a folder on the way
         _remove(p)
+        for earlier in [k for k in kinds if k.startswith(f"{path}/")]:  # planted inside what this plant replaces
+            expect.pop(earlier, None)
+            del kinds[earlier]
+        kinds[path] = kind
         p.parent.mkdir(parents=True, exist_ok=True)
         if kind == "link_dir":
             p.symlink_to(outside)
@@ -87,17 +101,19 @@ def apply_plants(out: Path, outside: Path, planted: list[tuple[str, str]], forge
             p.mkdir()
         else:
             p.write_bytes(b"a user's own file: " + path.encode())
-        expect[path] = f"-> {os.readlink(p)}" if p.is_symlink() else "fifo" if kind == "fifo" else "dir" if kind == "folder" else p.read_bytes()
-        ok = ok and harmless(path, kind)
+        if harmless(path, kind) is not None:  # a regular file at the manifest's name may be replaced
+            expect[path] = f"-> {os.readlink(p)}" if p.is_symlink() else "fifo" if kind == "fifo" else "dir" if kind == "folder" else p.read_bytes()
+    for path, kind in kinds.items():
+        ok = _and(ok, harmless(path, kind))
     manifest = out / MANIFEST
-    if forged and manifest.is_file() and not manifest.is_symlink():
+    if forged and MANIFEST not in dict(planted) and manifest.is_file() and not manifest.is_symlink():
         data = json.loads(manifest.read_text())
         for name, which in forged.items():
             target = out / name if not name.startswith(("/", "..")) else None
             right = hashlib.sha256(target.read_bytes()).hexdigest() if target and target.is_file() and not target.is_symlink() else "0" * 64
             data["files"][name] = [right if which == "right" else "f" * 64]
             # a wrong hash makes a file qflow wrote unprovable: the build must stop on it
-            ok = ok and not (which == "wrong" and name in _QFLOW_NAMES and target is not None and target.exists())
+            ok = _and(ok, not (which == "wrong" and name in _QFLOW_NAMES and target is not None and target.exists()))
         manifest.write_text(json.dumps(data))
     return expect, ok
 
@@ -136,6 +152,10 @@ def special_file(folder: Path, kind: str, name: str) -> Path:
 
 
 # --------------------------------------------------------------------------- deep control flow, long chains
+
+
+#: Deepest nesting protobuf can still parse (its recursion limit is 100 messages; an ``If`` level takes three).
+MAX_IF_DEPTH = 30
 
 
 def nested_if(proto: onnx.ModelProto, depth: int) -> onnx.ModelProto:

@@ -84,7 +84,27 @@ def check_verify_inputs(model: ModelWrapper, x: np.ndarray, source: str = "--ver
     if not np.all(np.isfinite(x)):
         bad = int(np.flatnonzero(~np.all(np.isfinite(x.reshape(len(x), -1)), axis=1))[0])
         raise ConfigError(f"{source} sample {bad} holds NaN or infinite values; verification inputs must be finite numbers")
+    check_input_values(model, x, source)
     return x
+
+
+def check_input_values(model: ModelWrapper, x: np.ndarray, source: str) -> None:
+    """ConfigError (one line) unless every value of ``x`` is a value of the graph input's integer datatype
+    (integers in its range; -1/+1 for BIPOLAR): the accelerator's input stream carries nothing else.
+    A float input (its quantizer runs on the host) takes any finite value."""
+    dt = model.get_tensor_datatype(model.graph.input[0].name)
+    if not dt.is_integer():
+        return
+    flat = x.reshape(len(x), -1)
+    ok = (flat == np.round(flat)) & (flat >= dt.min()) & (flat <= dt.max())
+    if dt.name == "BIPOLAR":
+        ok &= flat != 0
+    if not np.all(ok):
+        sample = int(np.flatnonzero(~np.all(ok, axis=1))[0])
+        value = float(flat[sample][~ok[sample]][0])
+        levels = "-1 or +1" if dt.name == "BIPOLAR" else f"integers from {int(dt.min())} to {int(dt.max())}"
+        raise ConfigError(f"{source} sample {sample} holds {value:g}, which is not a {dt.name} value (the model's input datatype); "
+                          f"give {levels}, or build with the --input-dtype the inputs have")
 
 
 def input_threshold_range(model: ModelWrapper) -> tuple[float, float] | None:
