@@ -17,6 +17,7 @@ precision point is enqueued as the first trial.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -126,6 +127,20 @@ def run_worker(opts: SearchOptions, worker_id: int = 0, callback: Callable | Non
     study.optimize(objective(opts, base, space), callbacks=cbs, catch=(Exception,), gc_after_trial=True)
 
 
+def check_run_folders(out: Path) -> None:
+    """``trials/`` and ``final/`` hold one real folder per trial or finalist (each with its own manifest):
+    a link or a file there, or on the way, stops the search before anything is written (ConfigError, one line)."""
+    for sub in ("trials", "final"):
+        inner_folder(out, sub, create=False)
+        if not (out / sub).is_dir():
+            continue
+        with os.scandir(out / sub) as entries:
+            odd = sorted(e.name for e in entries if e.is_symlink() or not e.is_dir(follow_symlinks=False))
+        if odd:
+            raise ConfigError(f"--out {out}: {sub}/{odd[0]} is not a folder of its own (a link or a file); qflow writes each "
+                              f"trial and finalist into a real folder under {sub}/: move it away")
+
+
 def read_floors(path: str | Path | None) -> dict[str, dict[str, Any]]:
     """Per-layer minimum precision from a ``qflow sensitivity`` result (its ``min_precision``)."""
     if path is None:
@@ -155,8 +170,7 @@ def search(recipe: Recipe, target: str | None, out_dir: str | Path, *, trials: i
         opts.study_name = opts.study_name or f"{recipe.name}-{tgt.name}"
         space = space_of(opts, recipe)  # validates every choice before any worker starts
         folder.check()
-        for sub in ("trials", "final"):
-            folder.folder(sub, create=False)
+        check_run_folders(out)
         check_study_files(opts)
     except QflowError:
         retire_results(out_dir, results=SEARCH_FILES)
