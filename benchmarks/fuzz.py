@@ -21,12 +21,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def failed(junit_xml: str) -> list[str]:
+    """The names of the test functions a JUnit XML report marks as failed or errored."""
+    if not junit_xml:
+        return []
+    return [case.get("name", "?") for case in ElementTree.fromstring(junit_xml).iter("testcase")
+            if case.find("failure") is not None or case.find("error") is not None]
 
 
 def summarize(runs: list[dict]) -> dict[str, dict]:
@@ -57,8 +66,7 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         runs = [json.loads(line) for line in stats.read_text().splitlines()] if stats.exists() else []
         junit_text = junit.read_text() if junit.exists() else ""
-    failed_tests = [line.split('name="', 1)[1].split('"', 1)[0] for line in junit_text.split("<testcase")[1:]
-                    if "<failure" in line.split("</testcase>", 1)[0]]
+    failed_tests = failed(junit_text)
     per_test = summarize(runs)
     payload = {
         "description": "hostile inputs to qflow's command line (Hypothesis, random seeds); invariants of tests/fuzzing.py; "
