@@ -39,12 +39,8 @@ def run(recipe: Path | None, out_dir: Path | None, no_progress: bool) -> None:
     from flow.explore.recipe import load_recipe
     from flow.explore.run import run as run_recipe
 
-    try:
+    with _retiring("run", out_dir):
         r = load_recipe(recipe)
-    except QflowError:
-        if out_dir is not None:
-            _retire_after_usage_error(["run", "--out", str(out_dir)])
-        raise
     out = out_dir or Path("runs") / r.name
     result = run_recipe(r, out, progress=not no_progress, log=_say)
     _summary(result.report, out)
@@ -59,7 +55,8 @@ def compare(sweep: Path, out_dir: Path | None, no_progress: bool) -> None:
     from flow.explore.compare import PLOTS, load_sweep, markdown_table
     from flow.explore.compare import compare as run_sweep
 
-    sw = load_sweep(sweep)
+    with _retiring("compare", out_dir):
+        sw = load_sweep(sweep)
     out = out_dir or Path("runs") / sw.name
     rows = run_sweep(sw, out, progress=not no_progress, log=_say)
     click.echo(markdown_table(rows), nl=False)
@@ -89,12 +86,11 @@ def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, fold
           rtlsim, rtlsim_samples, standalone_thresholds, prefer_rtl) -> None:
     """Compile a QONNX MODEL (exported by Brevitas) into a folded FINN dataflow design and report it."""
     from flow.builder.inputs import read_npy
-    from flow.builder.pipeline import BUILD_TREES, planned_steps
     from flow.builder.pipeline import build as build_design
+    from flow.builder.pipeline import planned_steps
     from flow.core.config import build_config
-    from flow.core.outdir import retire_results
 
-    try:
+    with _retiring("build", out_dir):
         cfg = build_config(
             target=target, input_dtype=input_dtype, target_fps=target_fps, folding_file=folding_file, auto=auto, specialize_file=specialize_file,
             verify_samples=verify_samples, stage=stage, clock_mhz=clock_mhz, strict=strict, rtlsim=rtlsim, rtlsim_samples=rtlsim_samples,
@@ -104,9 +100,6 @@ def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, fold
         if reference_file is not None and x is None:
             raise ConfigError("--reference-outputs needs --verify-inputs: reference outputs belong to known inputs")
         y = None if reference_file is None else read_npy(reference_file, "--reference-outputs")
-    except QflowError:
-        retire_results(out_dir, trees=BUILD_TREES)
-        raise
     with _step_bar(planned_steps(cfg, verify=x is not None or cfg.verify_samples > 0)) as advance:
         result = build_design(model, cfg, out_dir, verify_inputs=x, reference_outputs=y, progress=advance)
     _summary(result.report, out_dir)
@@ -159,17 +152,19 @@ def search(recipe, target, trials, workers, storage, study_name, out_dir, epochs
     from flow.explore.search import search as run_search
     from flow.explore.space import parse_bits
 
-    r = load_recipe(recipe)
-    try:
-        width_choices = tuple(int(w) for w in widths.split(",") if w.strip())
-    except ValueError:
-        raise ConfigError(f"--widths: a comma-separated list of integers, got {widths[:40]!r}") from None
+    with _retiring("search", out_dir):
+        r = load_recipe(recipe)
+        try:
+            width_choices = tuple(int(w) for w in widths.split(",") if w.strip())
+        except ValueError:
+            raise ConfigError(f"--widths: a comma-separated list of integers, got {widths[:40]!r}") from None
+        weight_choices, act_choices = parse_bits(bits, "--bits", ternary=True), parse_bits(act_bits, "--act-bits", ternary=False)
     extra = {} if min_fps is None else {"min_fps": min_fps}
     out = out_dir or Path("runs") / f"search-{r.name}"
     res = run_search(
         r, target, out, trials=trials, workers=workers, storage=storage, study_name=study_name, epochs=epochs,
-        max_train_samples=max_train_samples, val_samples=val_samples, cost=cost, weight_bits=parse_bits(bits, "--bits", ternary=True),
-        act_bits=parse_bits(act_bits, "--act-bits", ternary=False), widths=width_choices, pruner=pruner, finalists=finalists,
+        max_train_samples=max_train_samples, val_samples=val_samples, cost=cost, weight_bits=weight_choices,
+        act_bits=act_choices, widths=width_choices, pruner=pruner, finalists=finalists,
         techniques=tuple(t.strip() for t in techniques.split(",") if t.strip()), acc_tolerance=acc_tolerance,
         heartbeat_interval=heartbeat, sensitivity=sensitivity, progress=not no_progress, log=_say, **extra,
     )
@@ -195,13 +190,15 @@ def sensitivity(recipe, out_dir, bits, reference_bits, epochs, tolerance, kinds,
     from flow.explore.sensitivity import sensitivity as measure
     from flow.explore.space import parse_bits
 
-    r = load_recipe(recipe)
-    names = {"weights": "weight_bits", "acts": "act_bits"}
-    chosen = [names.get(k.strip()) for k in kinds.split(",") if k.strip()]
-    if not chosen or None in chosen:
-        raise ConfigError(f"--kinds: a comma-separated list of weights and acts, got {kinds[:40]!r}")
+    with _retiring("sensitivity", out_dir):
+        r = load_recipe(recipe)
+        names = {"weights": "weight_bits", "acts": "act_bits"}
+        chosen = [names.get(k.strip()) for k in kinds.split(",") if k.strip()]
+        if not chosen or None in chosen:
+            raise ConfigError(f"--kinds: a comma-separated list of weights and acts, got {kinds[:40]!r}")
+        bit_choices = parse_bits(bits, "--bits", ternary=True)
     out = out_dir or Path("runs") / f"sensitivity-{r.name}"
-    res = measure(r, out, bits=parse_bits(bits, "--bits", ternary=True), reference_bits=reference_bits, epochs=epochs, tolerance=tolerance,
+    res = measure(r, out, bits=bit_choices, reference_bits=reference_bits, epochs=epochs, tolerance=tolerance,
                   kinds=chosen, val_samples=val_samples, progress=not no_progress, log=_say)
     for layer, per in res.min_precision.items():
         click.echo(f"{layer}: " + ", ".join(f"{k} >= {v if v is not None else 'reference'}" for k, v in per.items()))
@@ -221,8 +218,9 @@ def fetch_data(dest: Path, datasets: tuple[str, ...]) -> None:
 
 @contextlib.contextmanager
 def _step_bar(steps: list[str]):
-    """A progress bar over a build's steps (on stderr); yields the callback that advances it."""
-    with Bar("build", len(steps), transient=True) as bar:
+    """A progress bar over a build's steps (on stderr, when it is a terminal: elsewhere the bar would
+    leave a blank line before an error); yields the callback that advances it."""
+    with Bar("build", len(steps), transient=True, enabled=sys.stderr.isatty()) as bar:
         done: list[str] = []
 
         def advance(step: str) -> None:
@@ -253,20 +251,67 @@ def _summary(report, out: Path) -> None:
     click.echo(f"report: {out / 'report.json'} and {out / 'report.md'}")
 
 
-def _retire_after_usage_error(argv: list[str]) -> None:
-    """A ``build``/``run`` refused for its options leaves no earlier result in its ``--out`` (what qflow wrote there)."""
-    from flow.builder.pipeline import BUILD_TREES
+def _retire(command: str, out: str | Path) -> None:
+    """Remove the results a previous ``command`` left in ``out`` (only files qflow proves it wrote):
+    a run refused for its input leaves no earlier result that looks like its own."""
+    from flow.builder.pipeline import retire_build
     from flow.core.outdir import retire_results
+    from flow.explore.results import COMPARE_FILES
+    from flow.explore.run import RUN_FILES
+    from flow.explore.search import SEARCH_FILES
+    from flow.explore.sensitivity import SENSITIVITY_FILES
 
-    if argv and argv[0] in ("build", "run") and "--out" in argv[:-1]:
-        retire_results(argv[argv.index("--out") + 1], trees=BUILD_TREES)
+    if command in ("build", "run"):
+        retire_build(out, extra_files=RUN_FILES if command == "run" else ())
+    else:
+        files = {"compare": COMPARE_FILES, "search": SEARCH_FILES, "sensitivity": SENSITIVITY_FILES}.get(command)
+        if files is not None:
+            retire_results(out, results=files)
+
+
+@contextlib.contextmanager
+def _retiring(command: str, out: Path | None):
+    """Parsing a command's inputs: bad input retires the results in its ``--out`` (when given) before the error is raised."""
+    try:
+        yield
+    except QflowError:
+        if out is not None:
+            _retire(command, out)
+        raise
+
+
+def out_option(argv: list[str]) -> str | None:
+    """The value of ``--out`` in ``argv`` (``--out PATH`` or ``--out=PATH``; the last one wins, as click does).
+
+    >>> out_option(["build", "m.onnx", "--out=o", "--fps", "x"]), out_option(["run", "--out", "a", "--out", "b"]), out_option(["run", "--out"])
+    ('o', 'b', None)
+    """
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == "--out" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--out="):
+            value = arg.removeprefix("--out=")
+    return value or None
+
+
+def _retire_after_usage_error(argv: list[str]) -> None:
+    """A command refused for its options leaves no earlier result in its ``--out`` (what qflow wrote there)."""
+    out = out_option(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command is not None and out is not None:
+        _retire(command, out)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``qflow`` console script."""
     from flow.compat.brevitas import hide_optional_kernel_warning
+    from flow.compat.onnxruntime import quiet_onnxruntime
 
     hide_optional_kernel_warning()
+    quiet_onnxruntime()
     try:
         cli.main(args=argv, prog_name="qflow", standalone_mode=False)
     except click.exceptions.Abort:

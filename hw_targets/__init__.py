@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flow.core.config import format_validation_error
 from flow.core.errors import ConfigError, UnknownTargetError
+from flow.core.fileio import read_regular
 
 TARGET_DIR = Path(__file__).resolve().parent
 RESOURCE_KEYS = ("lut", "ff", "bram_18k", "uram", "dsp")
@@ -58,7 +59,7 @@ class Target(BaseModel):
     part: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)
     finn_board: str = Field(max_length=80)
     shell: Literal["zynq", "alveo"]
-    clock_mhz: float = Field(gt=0, le=2000, allow_inf_nan=False)
+    clock_mhz: float = Field(ge=1, le=2000, allow_inf_nan=False)
     resources: Resources
     caps: Caps = Caps()
 
@@ -87,11 +88,10 @@ MAX_TARGET_BYTES = 1 << 16
 
 
 def _read(path: Path) -> Target:
+    raw = read_regular(path, "target file", ConfigError, limit=MAX_TARGET_BYTES)  # a regular file only: no pipe or device
     try:
-        if path.stat().st_size > MAX_TARGET_BYTES:
-            raise ConfigError(f"target file {path} is larger than {MAX_TARGET_BYTES:,} bytes; it is not a board file")
-        data = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as e:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as e:
         raise ConfigError(f"cannot read target file {path}: {' '.join(str(e).split())[:200]}") from None
     data.setdefault("name", path.stem)
     try:
@@ -109,7 +109,7 @@ def load_target(name_or_path: str | Path, directory: Path = TARGET_DIR) -> Targe
     """A board by name (``pynq-z1``; case-insensitive) or by the path of a TOML file."""
     p = Path(name_or_path)
     if p.suffix == ".toml":
-        if not p.is_file():
+        if not p.exists():
             raise UnknownTargetError(f"target file {p} does not exist")
         return _read(p)
     key = str(name_or_path).lower()

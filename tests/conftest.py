@@ -73,6 +73,15 @@ def _randomize_bn(model, seed=1):
     return model.eval()
 
 
+@pytest.fixture
+def outside(tmp_path):
+    """A folder beside a test's output folders, with a file in it: nothing a run does may change it."""
+    d = tmp_path / "outside"
+    d.mkdir()
+    (d / "secret.txt").write_text("not qflow's")
+    return d
+
+
 @pytest.fixture(scope="session")
 def tiny_mlp_model():
     return _randomize_bn(tiny_mlp())

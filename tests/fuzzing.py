@@ -9,12 +9,14 @@ Invariants for every input (:func:`check_run`):
 * a failing run prints one error line (``qflow: error: ...``) and no traceback;
 * it ends within :data:`TIME_LIMIT_S`;
 * nothing is written outside ``--out`` (the workspace around it is unchanged);
-* a run refused as bad input (exit 2) leaves no report in its ``--out``.
+* a run refused as bad input (exit 2) leaves no report in its ``--out`` that qflow's manifest
+  vouches for (a report.json there is one qflow cannot prove it wrote, e.g. a user's own).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import math
@@ -88,7 +90,29 @@ def check_run(outcome: Outcome, *, workspace: Path, out: Path, before: dict, sta
     assert outcome.seconds < TIME_LIMIT_S, f"took {outcome.seconds:.0f} s"
     assert snapshot(workspace, out) == before, "files outside --out changed"
     if outcome.code == 2 and stale_in is not None:
-        assert not (stale_in / "report.json").exists(), "a refused run left a report.json"
+        assert not vouched_report(stale_in), "a refused run left a report.json its manifest vouches for"
+
+
+def one_error_line(outcome: Outcome, *needles: str) -> str:
+    """Assert ``outcome`` is a refusal: exit 2 and one line ``qflow: error: ...`` (not an internal error) holding ``needles``."""
+    lines = [line for line in outcome.err.splitlines() if line.strip()]
+    assert outcome.code == 2, outcome.err[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("qflow: error: ") and "internal error" not in lines[0], outcome.err[-2000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def vouched_report(out: Path) -> bool:
+    """True when ``out/report.json`` is a regular file whose SHA-256 ``out``'s manifest records (qflow's own)."""
+    report, manifest = out / "report.json", out / ".qflow-manifest.json"
+    if report.is_symlink() or not report.is_file() or manifest.is_symlink() or not manifest.is_file():
+        return False
+    try:
+        hashes = json.loads(manifest.read_text()).get("files", {}).get("report.json", [])
+    except (ValueError, AttributeError):
+        return False
+    return hashlib.sha256(report.read_bytes()).hexdigest() in hashes
 
 
 # --------------------------------------------------------------------------- value strategies
@@ -155,6 +179,7 @@ NUMBERS = st.one_of(st.integers(-5, 2**70), st.floats(allow_nan=True, allow_infi
 
 
 def target_files():
+    """Board files around a valid one, as (TOML text, valid): unmutated ones are valid."""
     base = {"display_name": "Fuzz board", "part": "xc7z020clg400-1", "finn_board": "Pynq-Z1", "shell": "zynq", "clock_mhz": 100.0,
             "resources": {"lut": 53200, "ff": 106400, "bram_18k": 280, "uram": 0, "dsp": 220}}
     field = st.sampled_from(["display_name", "part", "finn_board", "shell", "clock_mhz", "name", "extra"])
@@ -164,15 +189,16 @@ def target_files():
         d = json.loads(json.dumps(base))
         d.update(changes)
         d["resources"].update(res_changes)
-        return toml_text(d)
+        return toml_text(d), not changes and not res_changes
 
     return st.builds(mutate, st.dictionaries(field, NUMBERS | st.text(max_size=30), max_size=2),
-                     st.dictionaries(res_field, NUMBERS, max_size=2)) | st.text(max_size=200)
+                     st.dictionaries(res_field, NUMBERS, max_size=2)) | st.text(max_size=200).map(lambda t: (t, None))
 
 
 def recipe_texts():
-    """Recipes around a tiny one that trains in a second, with wrong names, types, bounds and paths."""
-    base = {"name": "fuzz", "seed": 0, "model": {"name": "tfc", "weight_bits": 2, "act_bits": 2},
+    """Recipes around a tiny one that trains in a second, with wrong names, types, bounds and paths, as
+    (TOML text, valid): unmutated ones are valid."""
+    base = {"name": "fuzz", "seed": 0, "model": {"name": "tfc", "weight_bits": 2, "act_bits": 2, "options": {"hidden": [16]}},
             "data": {"dataset": "digits"}, "train": {"epochs": 0, "batch_size": 64, "threads": 1},
             "build": {"target": "pynq-z1", "target_fps": 10000, "verify_samples": 8}}
     top = st.dictionaries(st.sampled_from(["name", "seed", "extra"]),
@@ -187,7 +213,7 @@ def recipe_texts():
         d = json.loads(json.dumps(base))
         d.update(t)
         d.setdefault(s, {}).update(i) if isinstance(d.get(s, {}), dict) else None
-        return toml_text(d)
+        return toml_text(d), not t and not i
 
     return st.builds(mutate, top, section, inner)
 

@@ -94,7 +94,7 @@ def test_bad_recipe_values(tmp_path, capsys):
 
 def test_missing_dataset_names_the_fetch_command(tmp_path, capsys):
     p = tmp_path / "r.toml"
-    p.write_text(f'[data]\ndataset = "mnist"\nroot = "{tmp_path / "nodata"}"\n')
+    p.write_text('[data]\ndataset = "mnist"\nroot = "nodata"\n')
     rc, _, err = _run(["run", str(p), "--out", str(tmp_path / "o")], capsys)
     _one_line_error(rc, err, 2, "qflow fetch-data")
 

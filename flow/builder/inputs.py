@@ -1,37 +1,63 @@
-"""Verification inputs and reference outputs: the user's (checked like every untrusted input) or
-random inputs over the graph input's datatype."""
+"""The inputs of a build besides the model, checked before the output folder is touched: option
+files (folding, specialize-layers), verification inputs and reference outputs (the user's, checked
+like every untrusted input, or random inputs over the graph input's datatype)."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 
-from flow.core.config import MAX_VERIFY_SAMPLES
+from flow.compile.specialize import check_config_file
+from flow.core.config import MAX_VERIFY_SAMPLES, BuildConfig
 from flow.core.errors import ConfigError
+from flow.core.fileio import read_regular
 from flow.core.vocab import LABEL_OPS
+from flow.fold.rules import read_folding_file
 from flow.sim.verify import StageOutputs
 
 #: Largest batch of verification inputs, in bytes as float32.
 MAX_VERIFY_BYTES = 2**30
+#: Largest .npy header (numpy's own limit for untrusted files).
+MAX_NPY_HEADER = 10_000
+
+
+def check_option_files(cfg: BuildConfig) -> None:
+    """The folding and specialize-layers files parse and have FINN's format (FoldingError, one line, if not)."""
+    if cfg.folding_file is not None:
+        read_folding_file(cfg.folding_file)
+    if cfg.specialize_file is not None:
+        check_config_file(cfg.specialize_file)
 
 
 def read_npy(path: str | Path, option: str) -> np.ndarray:
-    """A numeric .npy array from ``path`` (no pickles), refusing arrays over :data:`MAX_VERIFY_BYTES` before reading them."""
+    """A numeric array from the .npy file ``path``, or ConfigError (one line).
+
+    Only a regular file of at most :data:`MAX_VERIFY_BYTES` (plus its header) is read; the header
+    is parsed without pickles, its size bounded, and the data must be exactly as long as the
+    header says, so no header can make qflow allocate more than the file holds.
+    """
+    data = read_regular(path, option, ConfigError, limit=MAX_VERIFY_BYTES + MAX_NPY_HEADER + 16)
+    f = io.BytesIO(data)
     try:
-        arr = np.load(path, allow_pickle=False, mmap_mode="r")
-    except (OSError, ValueError, EOFError) as e:
-        raise ConfigError(f"{option} {path}: cannot read a .npy array ({' '.join(str(e).split())[:120]})") from None
-    if not isinstance(arr, np.ndarray):
-        raise ConfigError(f"{option} {path} holds several arrays; save one array with numpy.save")
-    if arr.nbytes > MAX_VERIFY_BYTES:
-        raise ConfigError(f"{option} {path} holds {arr.nbytes / 2**30:.1f} GiB; at most {MAX_VERIFY_BYTES // 2**20} MiB of inputs are verified")
-    try:
-        return np.array(arr)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{option} {path}: the file is shorter than its header says ({type(e).__name__})") from None
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f, max_header_size=MAX_NPY_HEADER)
+    except Exception as e:  # noqa: BLE001 - numpy's header parser raises ValueError, SyntaxError, TokenError, ...
+        raise ConfigError(f"{option} {path} is not a .npy array ({type(e).__name__}: {' '.join(str(e).split())[:120]}); save one array with numpy.save") from None
+    if dtype.hasobject or dtype.kind not in "biuf" or dtype.subdtype is not None:
+        raise ConfigError(f"{option} {path} holds {dtype} values; give a numeric .npy array (samples first)")
+    count = int(np.prod(shape, dtype=np.float64))
+    if count * dtype.itemsize > MAX_VERIFY_BYTES:
+        raise ConfigError(f"{option} {path} holds {count * dtype.itemsize / 2**30:.1f} GiB; at most {MAX_VERIFY_BYTES // 2**20} MiB of inputs are verified")
+    body = len(data) - f.tell()
+    if body != count * dtype.itemsize:
+        raise ConfigError(f"{option} {path} holds {body:,} bytes of data, but its header says {count * dtype.itemsize:,}; save it again with numpy.save")
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=f.tell())
+    return arr.reshape(shape, order="F" if fortran else "C").copy()
 
 
 def input_sample_shape(model: ModelWrapper) -> tuple[int, ...]:
@@ -58,7 +84,27 @@ def check_verify_inputs(model: ModelWrapper, x: np.ndarray, source: str = "--ver
     if not np.all(np.isfinite(x)):
         bad = int(np.flatnonzero(~np.all(np.isfinite(x.reshape(len(x), -1)), axis=1))[0])
         raise ConfigError(f"{source} sample {bad} holds NaN or infinite values; verification inputs must be finite numbers")
+    check_input_values(model, x, source)
     return x
+
+
+def check_input_values(model: ModelWrapper, x: np.ndarray, source: str) -> None:
+    """ConfigError (one line) unless every value of ``x`` is a value of the graph input's integer datatype
+    (integers in its range; -1/+1 for BIPOLAR): the accelerator's input stream carries nothing else.
+    A float input (its quantizer runs on the host) takes any finite value."""
+    dt = model.get_tensor_datatype(model.graph.input[0].name)
+    if not dt.is_integer():
+        return
+    flat = x.reshape(len(x), -1)
+    ok = (flat == np.round(flat)) & (flat >= dt.min()) & (flat <= dt.max())
+    if dt.name == "BIPOLAR":
+        ok &= flat != 0
+    if not np.all(ok):
+        sample = int(np.flatnonzero(~np.all(ok, axis=1))[0])
+        value = float(flat[sample][~ok[sample]][0])
+        levels = "-1 or +1" if dt.name == "BIPOLAR" else f"integers from {int(dt.min())} to {int(dt.max())}"
+        raise ConfigError(f"{source} sample {sample} holds {value:g}, which is not a {dt.name} value (the model's input datatype); "
+                          f"give {levels}, or build with the --input-dtype the inputs have")
 
 
 def input_threshold_range(model: ModelWrapper) -> tuple[float, float] | None:

@@ -18,6 +18,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 import flow.fold.step  # noqa: F401  (registers the fold step)
 from flow.builder.inputs import (
+    check_option_files,
     check_reference_outputs,
     check_verify_inputs,
     random_inputs,
@@ -41,7 +42,7 @@ from flow.core.errors import (
     QflowError,
     ToolMissingError,
 )
-from flow.core.fileio import atomic_write_json
+from flow.core.fileio import atomic_write_bytes, atomic_write_json
 from flow.core.outdir import OutputDir, retire_results
 from flow.core.stages import Stage
 from flow.fold.rules import extract_folding
@@ -52,9 +53,12 @@ from flow.sim.rtlsim.toolchain import find_verilator
 from flow.sim.verify import StageOutputs, Verification, raise_on_failure
 from hw_targets import Target, load_target
 
-#: Files a build writes at the top of its output folder, and the folders it fills.
+#: Files a build writes at the top of its output folder, and the folders it fills: FINN's output
+#: folder (fixed names), and folders filled under fresh names (FINN's build and codegen folders)
+#: or under names qflow checks itself (checkpoints).
 BUILD_FILES = (*REPORT_FILES, "design.onnx", "design_codegen.onnx", "folding.json", "specialize_layers.json", "auto_folding.json", "finn.log", FIFO_DEPTHS_FILE)
-BUILD_TREES = ("checkpoints", "finn", "finn_build", "codegen")
+BUILD_TREES = ("finn",)
+BUILD_SCRATCH = ("checkpoints", "finn_build", "codegen")
 
 
 @dataclass
@@ -84,9 +88,26 @@ def planned_steps(cfg: BuildConfig, verify: bool) -> list[str]:
     return names + (["codegen"] if cfg.stage in ("codegen", "bitfile") else [])
 
 
-def output_dir(out: str | Path, extra_files: Sequence[str] = ()) -> OutputDir:
-    """The output folder of a build (plus ``extra_files`` a caller such as ``qflow run`` writes there)."""
-    return OutputDir(out, results=(*BUILD_FILES, *extra_files), trees=BUILD_TREES)
+def checkpoint_files(cfg: BuildConfig) -> tuple[str, ...]:
+    """The checkpoints a build with ``cfg`` writes: the imported model, then one per step."""
+    names = ["qonnx", *(s.name for s in build_steps(cfg))]
+    return tuple(f"checkpoints/{i:02d}_{n}.onnx" for i, n in enumerate(names))
+
+
+def output_dir(out: str | Path, cfg: BuildConfig | None = None, extra_files: Sequence[str] = ()) -> OutputDir:
+    """The output folder of a build with ``cfg`` (plus ``extra_files`` a caller such as ``qflow run`` writes there)."""
+    checkpoints = checkpoint_files(cfg) if cfg is not None else ()
+    return OutputDir(out, results=(*BUILD_FILES, *checkpoints, *extra_files), trees=BUILD_TREES, scratch=BUILD_SCRATCH)
+
+
+def retire_build(out: str | Path, extra_files: Sequence[str] = ()) -> None:
+    """After a build (or run) refused its input: remove the previous build's proven files from ``out``."""
+    retire_results(out, results=(*BUILD_FILES, *extra_files), trees=BUILD_TREES, scratch=BUILD_SCRATCH)
+
+
+def save_model(model: ModelWrapper, path: str | Path) -> None:
+    """Write ``model`` to ``path`` atomically (a fresh temp file renamed over it)."""
+    atomic_write_bytes(path, model.model.SerializeToString())
 
 
 @contextlib.contextmanager
@@ -114,7 +135,7 @@ def _run_steps(model: ModelWrapper, steps: list[StepInfo], ctx: BuildContext, ou
             model = step(model, ctx)
         timings[step.name] = time.perf_counter() - t0
         path = out.will_write(f"checkpoints/{len(result.checkpoints):02d}_{step.name}.onnx")
-        model.save(str(path))
+        save_model(model, path)
         result.checkpoints[step.name] = path
         if step.produces is not None:
             result.stages[step.produces] = path
@@ -155,8 +176,10 @@ def build(
     folder as it was. ``out_dir`` may be an already claimed :class:`OutputDir` (``qflow run``).
     """
     try:
+        out = out_dir if isinstance(out_dir, OutputDir) else output_dir(out_dir, cfg)
         target = load_target(cfg.target).with_clock(cfg.clock_mhz)
         steps = build_steps(cfg)
+        check_option_files(cfg)
         if isinstance(model, ModelWrapper):
             qonnx_model, name = model, model_name or "model"
         else:
@@ -174,9 +197,8 @@ def build(
             find_verilator()
     except QflowError:
         if not isinstance(out_dir, OutputDir):
-            retire_results(out_dir, trees=BUILD_TREES)
+            retire_build(out_dir)
         raise
-    out = out_dir if isinstance(out_dir, OutputDir) else output_dir(out_dir)
     if not isinstance(out_dir, OutputDir):
         out.claim()
     try:
@@ -196,14 +218,14 @@ def _build(qonnx_model, name, cfg: BuildConfig, target: Target, steps, out: Outp
     ctx = BuildContext(cfg=cfg, target=target, out_dir=out.path)
     out.will_write("finn.log")
     qonnx_path = out.will_write("checkpoints/00_qonnx.onnx")
-    qonnx_model.save(str(qonnx_path))
+    save_model(qonnx_model, qonnx_path)
     result = BuildResult(out.path, None, out.path / "design.onnx", {"qonnx": qonnx_path}, {Stage.QONNX: qonnx_path})  # type: ignore[arg-type]
     timings: dict[str, float] = {}
     if cfg.auto:
         out.will_write("auto_folding.json")
 
     design = _run_steps(ModelWrapper(str(qonnx_path)), steps, ctx, out, result, timings, progress)
-    design.save(str(out.will_write("design.onnx")))
+    save_model(design, out.will_write("design.onnx"))
     result.stages[Stage.SPECIALIZED] = result.design
     atomic_write_json(out.will_write("folding.json"), extract_folding(design))
     atomic_write_json(out.will_write("specialize_layers.json"), specialize_config(design))

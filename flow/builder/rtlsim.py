@@ -14,7 +14,7 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
 from flow.compile.steps import assemble_design
-from flow.core.fileio import atomic_write_json
+from flow.core.fileio import atomic_write_bytes, atomic_write_json
 from flow.core.outdir import OutputDir
 from flow.core.vocab import PARTITION_OP
 from flow.sim.execute import execute_batched
@@ -41,6 +41,6 @@ def run_rtlsim(design: ModelWrapper, design_path, x: np.ndarray, samples: int, t
     reference = design_reference(design, assemble_design(design, design_path), batch)
     sim = simulate_design(design, reference, part=target.part, clk_ns=target.clock_period_ns, build_dir=out.path / "finn_build")
     apply_config(design, sim.fifo_config)
-    design.save(str(out.will_write("design.onnx")))
+    atomic_write_bytes(out.will_write("design.onnx"), design.model.SerializeToString())
     atomic_write_json(out.will_write(FIFO_DEPTHS_FILE), {"Defaults": {}, **sim.fifo_config})
     return sim

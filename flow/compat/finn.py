@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import logging
 import os
 import shutil
-import tempfile
+import stat
 import warnings
 from functools import cache
 from pathlib import Path
@@ -22,21 +23,24 @@ from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
 from finn.interface.settings import FINNSettings
 from qonnx.custom_op.registry import getCustomOp
 
-from flow.core.errors import ToolMissingError
+from flow.core.errors import ConfigError, ToolMissingError
+from flow.core.fileio import atomic_write_bytes, read_regular
 
 _settings_dir: Path | None = None
-_private_dir: Path | None = None
+#: Largest FINN log qflow appends to.
+MAX_LOG_BYTES = 1 << 30
 
 
 def _private_settings_path() -> Path:
-    """A settings-file path no one else can have written: inside a fresh 0700 temp folder.
+    """A settings-file path that cannot exist: a name inside the null device, which is not a folder.
 
-    The file itself is never created, so FINN reads nothing and uses its defaults.
+    Nobody can create a file there, so FINN finds no settings file, reads nothing and uses its
+    defaults; qflow creates no folder for it and leaves nothing behind.
     """
-    global _private_dir
-    if _private_dir is None or not _private_dir.is_dir():
-        _private_dir = Path(tempfile.mkdtemp(prefix="qflow-finn-settings-"))
-    return _private_dir / "settings.yaml"
+    null = Path(os.devnull)
+    if not stat.S_ISCHR(os.stat(null).st_mode):  # pragma: no cover - every POSIX system has a null device
+        raise RuntimeError(f"{null} is not the null device; refusing to hand FINN a settings path")
+    return null / "qflow-finn-settings.yaml"
 
 
 def ensure_finn_settings(build_dir: str | os.PathLike) -> Path:
@@ -49,10 +53,9 @@ def ensure_finn_settings(build_dir: str | os.PathLike) -> Path:
     globals and never writes into ``~/.finn``.
 
     Security: ``FINNSettings.init`` loads its settings file with PyYAML's unsafe
-    ``Loader``, so a settings file is code. FINN is pointed at a path inside a private
-    temporary folder that this process just created and never writes to: no file in
-    ``build_dir`` (the user's output folder), in ``FINN_SETTINGS`` or in ``~/.finn`` is
-    ever read.
+    ``Loader``, so a settings file is code. FINN is pointed at a path that cannot exist
+    (:func:`_private_settings_path`): no file in ``build_dir`` (the user's output folder),
+    in ``FINN_SETTINGS`` or in ``~/.finn`` is ever read.
     """
     global _settings_dir
     path = Path(build_dir).resolve()
@@ -60,8 +63,6 @@ def ensure_finn_settings(build_dir: str | os.PathLike) -> Path:
     if _settings_dir == path and finn_settings._SETTINGS is not None:
         return path
     settings_file = _private_settings_path()
-    if settings_file.exists():  # pragma: no cover - only if something wrote into our 0700 folder
-        raise RuntimeError(f"{settings_file} appeared in qflow's private folder; refusing to let FINN load it")
     finn_settings._SETTINGS = FINNSettings.init(
         override_settings_path=settings_file,
         flow_config=path / "flow.yaml",  # only resolves relative paths; never read
@@ -125,13 +126,22 @@ def finn_output_to(log_path: str | os.PathLike):
     """Send what FINN prints while building (``Converting ...`` lines, warnings) to a log file.
 
     Reason: FINN's builder steps print progress to stdout; qflow reports in its own words
-    and keeps FINN's lines in ``<out>/finn.log`` for reference.
+    and keeps FINN's lines in ``<out>/finn.log`` for reference. The lines are collected and
+    appended when the block ends by rewriting the log atomically, so the log is never opened
+    for writing in place (a link or hard link planted at its name is replaced, not written through).
     """
     path = Path(log_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as log, contextlib.redirect_stdout(log), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        try:
+            old = read_regular(path, "FINN log", ConfigError, limit=MAX_LOG_BYTES, follow=False) if path.exists() else b""
+        except ConfigError:
+            old = b""
+        atomic_write_bytes(path, old + buf.getvalue().encode("utf-8", "replace"))
 
 
 @contextlib.contextmanager

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from qonnx.core.modelwrapper import ModelWrapper
 
 from flow.compat import finn as _finn_compat
 from flow.compile.context import BuildContext
+from flow.core.fileio import atomic_write_bytes
 
 
 def generate_code(design: ModelWrapper, ctx: BuildContext) -> Path:
-    """FINN's HLS/RTL code generation for every layer, into ``out_dir/codegen``."""
+    """FINN's HLS/RTL code generation for every layer, into fresh folders under ``out_dir/codegen``
+    (the previous build's files there were removed when the output folder was claimed)."""
     codegen_dir = ctx.out_dir / "codegen"
-    shutil.rmtree(codegen_dir, ignore_errors=True)
     _finn_compat.ensure_finn_settings(codegen_dir)
     try:
         with _finn_compat.finn_output_to(ctx.out_dir / "finn.log"):
             model = _finn_compat.build_steps().step_hw_codegen(design, ctx.finn_config())
-        model.save(str(ctx.out_dir / "design_codegen.onnx"))
+        atomic_write_bytes(ctx.out_dir / "design_codegen.onnx", model.model.SerializeToString())
     finally:
         _finn_compat.ensure_finn_settings(ctx.out_dir / "finn_build")
     return codegen_dir

@@ -37,6 +37,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import is_custom_op
 
 from flow.core.errors import ModelFileError, UnquantizedModelError
+from flow.core.fileio import read_regular
 from flow.core.vocab import HW_DOMAIN, PARTITION_OP, QUANT_OPS
 
 #: Node domains a model may use: qonnx resolves a domain by importing it as a module.
@@ -216,12 +217,11 @@ def _check_graph(p: Path, proto: onnx.ModelProto) -> None:
 def load_onnx(path: str | Path) -> ModelWrapper:
     """Read an ONNX file into a ModelWrapper after the checks in the module docstring."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ModelFileError(f"{p}: no such file")
-    if p.stat().st_size > MAX_MODEL_BYTES:
-        raise ModelFileError(f"{p} is larger than {MAX_MODEL_BYTES // 2**30} GiB; it is not a model qflow can build")
+    data = read_regular(p, "model", ModelFileError, limit=MAX_MODEL_BYTES)  # a regular file only: no pipe or device
     try:
-        proto = onnx.load_model(str(p), load_external_data=False)
+        proto = onnx.load_model_from_string(data)
     except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and friends
         raise ModelFileError(f"{p} is not an ONNX model ({type(e).__name__}); pass a .onnx file exported by Brevitas") from None
     if len(proto.graph.node) == 0:

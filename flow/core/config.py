@@ -64,7 +64,7 @@ class BuildConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     target: str = "pynq-z1"
-    clock_mhz: float | None = Field(None, gt=0, le=2000, allow_inf_nan=False, description="override the target's default clock")
+    clock_mhz: float | None = Field(None, ge=1, le=2000, allow_inf_nan=False, description="override the target's default clock (MHz)")
     input_dtype: str | None = Field(None, description="FINN datatype of the graph input, e.g. UINT8")
     target_fps: int | None = Field(None, gt=0, le=10**12, description="FINN SetFolding towards this frame rate")
     folding_file: Path | None = Field(None, description="FINN folding-config JSON to apply")

@@ -1,28 +1,39 @@
-"""Output folders: qflow writes only where it is asked, and removes only what it wrote itself.
+"""Output folders: qflow writes only inside the folder it is given, and replaces or removes only
+files it can prove it wrote.
 
-An :class:`OutputDir` is claimed after every input has been validated. Claiming
+The previous contents of an output folder are untrusted: a user's own files, links planted
+anywhere, hard links, a forged manifest. The rules:
 
-* refuses places no run should write into (``/``, the home folder, qflow's own checkout,
-  system folders) and a path that is a file or cannot be written;
-* removes the results of the previous run in that folder, so a failed run leaves nothing
-  that looks current; only files listed in the folder's manifest (``.qflow-manifest.json``,
-  written by qflow) are removed, and every listed path is checked to lie inside the folder;
-* refuses to start when a result file qflow would write (``report.json``, ...) is already
-  there but was not written by qflow: it is a user's file, or a result nobody can vouch for.
-
-Files are recorded in the manifest *before* they are written (:meth:`OutputDir.will_write`);
-folders qflow fills through other tools (checkpoints, FINN's build folders) are walked at the
-end (:meth:`OutputDir.close`), recording every file that appeared during the run.
+* **Proof.** qflow records the SHA-256 of every file it writes in ``.qflow-manifest.json``
+  *before* the file appears (:func:`flow.core.fileio.atomic_write_bytes` announces each write;
+  files other tools write into qflow's folders are hashed after each step). A file is
+  qflow's only when it is a regular file with one link whose content still matches a hash
+  recorded for its path, and its path is one this kind of run writes (``results``, or a file
+  under ``trees``/``scratch``). A manifest is only data: listing a file proves nothing unless
+  the file's bytes match, and a name qflow never writes (``thesis.tex``) is never removed.
+* **Claiming** (:meth:`OutputDir.claim`, after every input was checked): the folder may not be
+  a place :func:`flow.core.places.refuse_place` refuses; the files of the previous run that are
+  proven are removed; a result name, a folder qflow fills, or anything on the way to them that
+  is not proven (a user's file, a link, a pipe, a file with other hard links) stops the run
+  with one line, and is left as it is. :meth:`OutputDir.check` runs the same inspection
+  without changing anything.
+* **Writing.** Every step into the folder is taken without following links (:mod:`flow.core.tree`);
+  a file is written to a fresh temporary name and renamed over its target, and a target that
+  exists must be proven. ``scratch`` folders (FINN's build and code-generation folders) are
+  filled under fresh random names, so a file there qflow did not write is left alone;
+  in ``trees`` (FINN's output folder, whose names are fixed) such a file stops the run.
+* **Failing.** A run refused before claiming calls :meth:`OutputDir.retire`: the previous
+  run's proven files are removed, so no earlier result looks like this run's.
 
 >>> import tempfile, pathlib
+>>> from flow.core.fileio import atomic_write_text
 >>> out = OutputDir(pathlib.Path(tempfile.mkdtemp()) / "run", results=("report.json",))
 >>> out.claim()
 >>> (out.path / "notes.txt").write_text("mine")
 4
->>> out.will_write("report.json").write_text("{}")
-2
+>>> atomic_write_text(out.path / "report.json", "{}")
 >>> out.close()
->>> out2 = OutputDir(out.path, results=("report.json",)); out2.claim()
+>>> OutputDir(out.path, results=("report.json",)).claim()
 >>> sorted(p.name for p in out.path.iterdir())
 ['.qflow-manifest.json', 'notes.txt']
 """
@@ -31,159 +42,351 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from flow.core import tree
 from flow.core.errors import ConfigError
-from flow.core.fileio import atomic_write_json
+from flow.core.fileio import parse_json, read_regular, watch_writes
+from flow.core.places import refuse_place
+
+__all__ = ["MANIFEST", "OutputDir", "inner_folder", "refuse_place", "retire_results"]
 
 MANIFEST = ".qflow-manifest.json"
-MANIFEST_VERSION = 1
-MAX_MANIFEST_BYTES = 16 * 2**20
-_SYSTEM = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/sbin", "/sys", "/usr", "/var")
-_CHECKOUT = Path(__file__).resolve().parents[2]
+MANIFEST_VERSION = 2
+MAX_MANIFEST_BYTES = 64 * 2**20
+_TEMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+_SHOWN = 4
 
 
-def refuse_place(path: str | Path, option: str = "--out") -> Path:
-    """The absolute folder for ``path``; ConfigError (exit 2) where no run may write."""
-    p = Path(path).expanduser().absolute()
-    real = p.resolve()
-    home = Path.home().resolve()
-    if real == Path(real.anchor):
-        raise ConfigError(f"{option} {path} is the file-system root; choose a folder for this run's outputs")
-    if real == home:
-        raise ConfigError(f"{option} {path} is your home folder; choose a folder inside it for this run's outputs")
-    if real == _CHECKOUT and (_CHECKOUT / "pyproject.toml").is_file():
-        raise ConfigError(f"{option} {path} is qflow's own checkout; choose a folder inside it (e.g. runs/NAME)")
-    if any(real == Path(s) or (s != "/var" and real.is_relative_to(s)) for s in _SYSTEM):
-        raise ConfigError(f"{option} {path} is a system folder; choose a folder of your own")
-    if real.exists() and not real.is_dir():
-        raise ConfigError(f"{option} {path} is a file, not a folder")
-    return p
-
-
-def retire_results(path: str | Path, *, trees: Iterable[str] = ()) -> None:
-    """Remove what qflow wrote in ``path`` before (per its manifest), if ``path`` is a place qflow may write."""
+def retire_results(path: str | Path, *, results: Iterable[str] = (), trees: Iterable[str] = (), scratch: Iterable[str] = ()) -> None:
+    """Remove the proven files of the previous run in ``path``, if it is a place qflow may write (else nothing)."""
     try:
-        OutputDir(path, trees=trees).retire()
+        OutputDir(path, results=results, trees=trees, scratch=scratch).retire()
     except (ConfigError, OSError):
         pass
 
 
-def _inside(root: Path, rel: str) -> Path | None:
-    """``root/rel`` when ``rel`` is a plain relative path that stays inside ``root``, else None."""
-    if not isinstance(rel, str) or not rel or "\x00" in rel or os.path.isabs(rel):
+def inner_folder(root: str | Path, rel: str, *, create: bool = True, option: str = "--out") -> Path:
+    """The folder ``root/rel``, e.g. for a nested run's own :class:`OutputDir`: created when ``create``
+    (``root`` too); no link and no file may stand on the way from ``root`` to it (ConfigError, one line)."""
+    root = Path(root)
+    parts = _parts(rel)
+    if parts is None:
+        raise ConfigError(f"{option} {root}: {rel!r} is not a path inside the folder")
+    if create:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"{option} {root} cannot be created: {e.strerror or e}") from None
+    elif not root.is_dir():
+        return root / rel
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.close(tree.open_folder(fd, parts, create=create))
+    except FileNotFoundError:
+        pass
+    except tree.UnsafeEntry as e:
+        raise ConfigError(f"{option} {root}: {e.rel} is {e.what}; qflow writes only into real folders inside it: move it away") from None
+    except OSError as e:
+        raise ConfigError(f"{option} {root}: {rel} cannot be created: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+    return root / rel
+
+
+def _parts(rel: str) -> tuple[str, ...] | None:
+    """The components of a plain relative path (no ``..``, ``.``, empty or absolute parts), else None."""
+    if not isinstance(rel, str) or not rel or "\x00" in rel or rel.startswith("/") or len(rel) > 4096:
         return None
-    parts = Path(rel).parts
-    if any(part in ("..", ".") for part in parts):
-        return None
-    p = root / rel
-    try:  # no symlinked folder on the way may lead outside
-        if not p.parent.resolve().is_relative_to(root.resolve()):
-            return None
-    except OSError:
-        return None
-    return p
+    parts = tuple(rel.split("/"))
+    return None if any(p in ("", ".", "..") for p in parts) else parts
 
 
 class OutputDir:
-    """A run's output folder: ``results`` are the files (relative paths) and ``trees`` the folders it writes."""
+    """A run's output folder (see the module docstring).
 
-    def __init__(self, path: str | Path, *, results: Iterable[str] = (), trees: Iterable[str] = (), option: str = "--out"):
+    ``results``: files (relative paths) the run writes; ``trees``: folders other tools fill
+    under fixed names; ``scratch``: folders other tools fill under fresh random names.
+    """
+
+    def __init__(self, path: str | Path, *, results: Iterable[str] = (), trees: Iterable[str] = (), scratch: Iterable[str] = (),
+                 option: str = "--out"):
         self.path = refuse_place(path, option)
         self.option = option
         self.results = tuple(results)
         self.trees = tuple(trees)
-        self._files: set[str] = set()
+        self.scratch = tuple(scratch)
+        self._files: dict[str, list[str]] = {}  # path -> recorded SHA-256s (the last is the newest)
+        self._temp: str | None = None  # the temporary file a write is going through
+        self._seen: dict[str, tuple[int, int]] = {}  # files hashed: path -> (size, mtime_ns)
+        self._sizes: dict[str, int] = {}  # size of each file written through the write hook
         self._before: set[str] = set()
+        self._real: Path | None = None
+        self._ident: tuple[int, int] | None = None
 
-    # -- manifest --------------------------------------------------------------------
-    def _read_manifest(self) -> list[str]:
-        m = self.path / MANIFEST
+    # -- which names are qflow's ---------------------------------------------------------
+    def _writes(self, rel: str) -> bool:
+        """True when a run of this kind writes ``rel`` (so a proven file there may be replaced or removed)."""
+        return rel in self.results or any(rel.startswith(f"{t}/") for t in (*self.trees, *self.scratch))
+
+    def _fail(self, what: str) -> ConfigError:
+        return ConfigError(f"{self.option} {self.path}: {what}")
+
+    def _root_fd(self) -> int:
         try:
-            if m.is_symlink() or m.stat().st_size > MAX_MANIFEST_BYTES:
-                return []
-            data = json.loads(m.read_bytes().decode("utf-8"))
-        except (OSError, ValueError, RecursionError):
-            return []
-        files = data.get("files") if isinstance(data, dict) else None
-        return [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
+            return os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise self._fail(f"cannot be opened as a folder ({e.strerror or e})") from None
+
+    # -- the manifest --------------------------------------------------------------------
+    def _read_manifest(self, fd: int) -> tuple[dict[str, list[str]], list[str]]:
+        st = tree.lstat_at(fd, (MANIFEST,))
+        if st is None:
+            return {}, []
+        if tree.kind(st.st_mode) != "file":
+            raise self._fail(f"{MANIFEST} is {tree.describe(st.st_mode)}; qflow keeps its record of written files there: remove it")
+        try:
+            data = parse_json(read_regular(MANIFEST, "manifest", ConfigError, limit=MAX_MANIFEST_BYTES, follow=False, dir_fd=fd),
+                              MANIFEST, ConfigError)
+        except ConfigError:
+            return {}, []
+        if not isinstance(data, dict) or data.get("version") != MANIFEST_VERSION or not isinstance(data.get("files"), dict):
+            return {}, []
+        files = {k: [h for h in v if isinstance(h, str)] for k, v in data["files"].items() if isinstance(v, list) and _parts(k)}
+        temps = [t for t in data.get("temp", []) if isinstance(t, str) and _parts(t) and _TEMP.match(t.rsplit("/", 1)[-1])]
+        return files, temps
 
     def _write_manifest(self) -> None:
+        payload = {"version": MANIFEST_VERSION, "files": dict(sorted(self._files.items())), "temp": [self._temp] if self._temp else []}
+        fd = self._root_fd()
         try:
-            atomic_write_json(self.path / MANIFEST, {"version": MANIFEST_VERSION, "files": sorted(self._files)})
+            tree.write_at(fd, MANIFEST, (json.dumps(payload, indent=1) + "\n").encode())
         except OSError as e:
-            raise ConfigError(f"{self.option} {self.path} cannot be written: {e.strerror or e}") from None
+            raise self._fail(f"cannot be written: {e.strerror or e}") from None
+        finally:
+            os.close(fd)
 
-    # -- a run -----------------------------------------------------------------------
+    # -- inspecting the previous contents ------------------------------------------------
+    def _inspect(self, fd: int) -> tuple[list[tuple[str, ...]], list[tuple[str, str | None]], dict[str, list[str]]]:
+        """For the folder open as ``fd``: the proven files this run replaces (to remove), the entries that stop
+        the run (path, what it is when not a file), and the records of proven files this run leaves alone
+        (another kind of run wrote them: their proof is carried forward)."""
+        files, temps = self._read_manifest(fd)
+        remove: list[tuple[str, ...]] = []
+        keep: dict[str, list[str]] = {}
+        for rel, hashes in files.items():
+            parts = _parts(rel)
+            if parts is None or tree.digest_at(fd, parts) not in hashes:
+                continue
+            if self._writes(rel):
+                remove.append(parts)
+            else:
+                keep[rel] = hashes
+        remove += [p for rel in temps if (p := _parts(rel)) and (st := tree.lstat_at(fd, p)) and tree.kind(st.st_mode) == "file"
+                   and st.st_nlink == 1]
+        proven = {"/".join(p) for p in remove}
+        foreign: list[tuple[str, str | None]] = []
+
+        def look(rel: str, st: os.stat_result | None, must_be: str) -> None:
+            if st is None or rel in proven or (must_be == "dir" == tree.kind(st.st_mode)):
+                return
+            foreign.append((rel, None if tree.kind(st.st_mode) == must_be == "file" else tree.describe(st.st_mode)))
+
+        for rel, must_be in [*((r, "file") for r in self.results), *((t, "dir") for t in (*self.trees, *self.scratch))]:
+            try:
+                look(rel, tree.lstat_at(fd, rel.split("/")), must_be)
+            except tree.UnsafeEntry as e:
+                foreign.append((e.rel, e.what.removeprefix("is ")))
+        for top in self.trees:
+            for parts, st in tree.walk(fd, top.split("/")):
+                if tree.kind(st.st_mode) != "dir":
+                    look("/".join(parts), st, "file")
+        return remove, foreign, keep
+
+    def _refuse(self, foreign: list[tuple[str, str | None]]) -> None:
+        odd = [(rel, what) for rel, what in foreign if what is not None]
+        if odd:
+            rel, what = odd[0]
+            raise self._fail(f"{rel} is {what}, where qflow writes{' a file' if what == 'a folder' else ''}; qflow writes only "
+                             "regular files in real folders inside --out: move it away or choose another folder")
+        names = [rel for rel, _ in foreign]
+        shown = ", ".join(names[:_SHOWN]) + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
+        raise self._fail(f"already holds {shown}, which qflow did not write there (no matching SHA-256 in {MANIFEST}); "
+                         "move them away or choose another folder")
+
+    def check(self) -> None:
+        """Raise ConfigError (one line) if claiming would stop on something qflow did not write; change nothing."""
+        if not self.path.exists():
+            return
+        fd = self._root_fd()
+        try:
+            _, foreign, _ = self._inspect(fd)
+        finally:
+            os.close(fd)
+        if foreign:
+            self._refuse(foreign)
+
     def claim(self) -> None:
-        """Create the folder, remove the previous run's files, refuse result files qflow did not write."""
+        """Create the folder, remove the previous run's proven files, refuse what qflow cannot prove it wrote."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise ConfigError(f"{self.option} {self.path} cannot be created: {e.strerror or e}") from None
+            raise self._fail(f"cannot be created: {e.strerror or e}") from None
         if not os.access(self.path, os.W_OK | os.X_OK):
-            raise ConfigError(f"{self.option} {self.path} is not writable; choose a folder you can write to")
-        self._remove_previous()
-        foreign = [r for r in self.results if (self.path / r).exists() or (self.path / r).is_symlink()]
-        if foreign:
-            raise ConfigError(
-                f"{self.option} {self.path} already holds {', '.join(foreign)}, which qflow did not write there; "
-                "choose another folder, or move those files away"
-            )
-        self._files = set()
-        self._write_manifest()
-        self._before = set(self._tree_files())
-
-    def _remove_previous(self) -> None:
-        for rel in self._read_manifest():
-            p = _inside(self.path, rel)
-            if p is not None and (p.is_symlink() or p.is_file()):
-                p.unlink()
-        self._prune_empty()
+            raise self._fail("is not writable; choose a folder you can write to")
+        fd = self._root_fd()
+        try:
+            remove, foreign, keep = self._inspect(fd)
+            if foreign:  # the previous run's own files go (no earlier result may look current), the rest stays
+                if remove:
+                    self._remove(fd, remove)
+                    self._files, self._temp = keep, None
+                    self._write_manifest()
+                self._refuse(foreign)
+            self._remove(fd, remove)
+            self._files, self._temp, self._seen, self._sizes = keep, None, {}, {}
+            self._real = Path(os.path.realpath(self.path))
+            self._ident = (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
+            self._write_manifest()
+            self._before = {"/".join(p) for p, st in self._tree_entries(fd) if tree.kind(st.st_mode) == "file"} | set(keep)
+        finally:
+            os.close(fd)
+        watch_writes(self._real, self._before_write)
 
     def retire(self) -> None:
-        """After a run failed before claiming the folder: remove the previous run's files (per its
-        manifest, nothing else), so no earlier result looks like this run's."""
-        if (self.path / MANIFEST).is_file() and not (self.path / MANIFEST).is_symlink():
-            self._remove_previous()
-            self._files = set()
-            self._write_manifest()
+        """After a run failed before claiming the folder: remove the previous run's proven files (nothing else)."""
+        if not self.path.is_dir():
+            return
+        fd = self._root_fd()
+        try:
+            if tree.lstat_at(fd, (MANIFEST,)) is None:
+                return
+            remove, _, keep = self._inspect(fd)
+            if remove:  # a manifest that proves nothing is left as it is
+                self._remove(fd, remove)
+                self._files, self._temp = keep, None
+                self._write_manifest()
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _remove(fd: int, remove: Sequence[tuple[str, ...]]) -> None:
+        for parts in remove:
+            tree.remove_file(fd, parts)
+        for folder in sorted({p[:-1] for p in remove if len(p) > 1}, key=len, reverse=True):
+            tree.prune(fd, folder)
+
+    # -- writing -------------------------------------------------------------------------
+    def _rel(self, target: Path) -> str:
+        real_parent = Path(os.path.realpath(target.parent))
+        if self._real is None or not (real_parent == self._real or real_parent.is_relative_to(self._real)):
+            raise self._fail(f"{target} would be written outside the folder (through a link); remove the link")
+        rel = "/".join((*real_parent.relative_to(self._real).parts, target.name))
+        if _parts(rel) is None:
+            raise self._fail(f"{target.name!r} is not a file name qflow writes")
+        return rel
+
+    def _proven_or_absent(self, fd: int, rel: str) -> None:
+        parts = rel.split("/")
+        try:
+            st = tree.lstat_at(fd, parts)
+        except tree.UnsafeEntry as e:
+            raise self._fail(f"{e.rel} is {e.what}; qflow writes only into real folders inside --out: remove it") from None
+        if st is not None and tree.digest_at(fd, parts) not in self._files.get(rel, []):
+            raise self._fail(f"{rel} exists and qflow cannot prove it wrote it ({tree.describe(st.st_mode)}); move it away")
+
+    def _before_write(self, target: Path, temp: str, digest: str, size: int) -> None:
+        """Called by :func:`flow.core.fileio.atomic_write_bytes` before a write lands in this folder."""
+        assert self._real is not None  # the hook is registered by claim()
+        try:
+            st = os.stat(self._real)
+        except OSError:
+            st = None
+        if st is None or (st.st_dev, st.st_ino) != self._ident:  # the claimed folder is gone, and its successor was not claimed
+            watch_writes(self._real, None)
+            return
+        rel = self._rel(target)
+        fd = self._root_fd()
+        try:
+            os.close(tree.open_folder(fd, rel.split("/")[:-1], create=True))
+            self._proven_or_absent(fd, rel)
+        except tree.UnsafeEntry as e:
+            raise self._fail(f"{e.rel} is {e.what}; qflow writes only into real folders inside --out: remove it") from None
+        finally:
+            os.close(fd)
+        self._files[rel] = [*self._files.get(rel, [])[-1:], digest]
+        self._sizes[rel] = size
+        self._seen.pop(rel, None)
+        self._temp = "/".join((*rel.split("/")[:-1], temp))
+        self._write_manifest()
 
     def will_write(self, rel: str) -> Path:
-        """Record ``rel`` as qflow's (before writing it), create its folder, and return its path."""
-        p = _inside(self.path, rel)
-        if p is None:
-            raise ConfigError(f"{rel!r} would be written outside {self.path}")
-        if rel not in self._files:
-            self._files.add(rel)
-            self._write_manifest()
-        p.parent.mkdir(parents=True, exist_ok=True)
-        return p
+        """The path of ``rel`` inside the folder for a writer that writes it directly: its folder is
+        created (no links on the way), an existing file there must be proven; it is hashed at :meth:`close`."""
+        parts = _parts(rel)
+        if parts is None or self._real is None:
+            raise self._fail(f"{rel!r} is not a path inside the folder")
+        fd = self._root_fd()
+        try:
+            os.close(tree.open_folder(fd, parts[:-1], create=True))
+            self._proven_or_absent(fd, rel)
+        except tree.UnsafeEntry as e:
+            raise self._fail(f"{e.rel} is {e.what}; qflow writes only into real folders inside --out: remove it") from None
+        finally:
+            os.close(fd)
+        self._files.setdefault(rel, [])
+        return self.path / rel
+
+    def folder(self, rel: str, *, create: bool = True) -> Path:
+        """The folder ``rel`` inside this one (see :func:`inner_folder`)."""
+        return inner_folder(self.path, rel, create=create, option=self.option)
+
+    def _tree_entries(self, fd: int):
+        for top in (*self.trees, *self.scratch):
+            yield from tree.walk(fd, top.split("/"))
 
     def close(self) -> None:
-        """Record every file that appeared in the run's folders (trees) since :meth:`claim`."""
-        new = set(self._tree_files()) - self._before
-        if new - self._files:
-            self._files |= new
+        """Record (hash) the files other tools wrote into the folder's trees, and files given out by
+        :meth:`will_write`, since :meth:`claim`."""
+        if self._real is None or not self.path.is_dir():
+            return
+        fd = self._root_fd()
+        changed = False
+        try:
+            entries = [("/".join(p), st) for p, st in self._tree_entries(fd) if tree.kind(st.st_mode) == "file"]
+            entries += [(rel, st) for rel in self._files if (st := tree.lstat_at(fd, rel.split("/"))) and tree.kind(st.st_mode) == "file"]
+            for rel, st in entries:
+                if rel in self._before or self._seen.get(rel) == (st.st_size, st.st_mtime_ns):
+                    continue
+                if rel not in self._seen and self._sizes.get(rel) == st.st_size:  # written through the hook, hashed then
+                    self._seen[rel] = (st.st_size, st.st_mtime_ns)
+                    continue
+                digest = tree.digest_at(fd, rel.split("/"))
+                self._seen[rel] = (st.st_size, st.st_mtime_ns)
+                if digest is not None and digest not in self._files.get(rel, []):
+                    self._files[rel] = [*self._files.get(rel, [])[-1:], digest]
+                    changed = True
+        except tree.UnsafeEntry:
+            pass
+        finally:
+            os.close(fd)
+        if changed:
             self._write_manifest()
 
-    def _tree_files(self) -> Iterable[str]:
-        for tree in self.trees:
-            root = self.path / tree
-            if root.is_symlink() or not root.is_dir():
-                continue
-            for dirpath, _dirs, files in os.walk(root):
-                for f in files:
-                    yield str((Path(dirpath) / f).relative_to(self.path))
+    def discard(self, folders: Iterable[str]) -> None:
+        """Remove the proven files under ``folders`` (e.g. a finished build's checkpoints) and forget them."""
+        self.close()
+        fd = self._root_fd()
+        try:
+            gone = [rel for rel in self._files if any(rel.startswith(f"{f}/") for f in folders)]
+            proven = [tuple(rel.split("/")) for rel in gone if tree.digest_at(fd, rel.split("/")) in self._files[rel]]
+            self._remove(fd, proven)
+        finally:
+            os.close(fd)
+        for rel in gone:
+            self._files.pop(rel, None)
+            self._seen.pop(rel, None)
+        self._write_manifest()
 
-    def _prune_empty(self) -> None:
-        for tree in self.trees:
-            root = self.path / tree
-            if root.is_symlink() or not root.is_dir():
-                continue
-            for dirpath, _dirs, _files in sorted(os.walk(root, topdown=False), key=lambda t: -len(t[0])):
-                try:
-                    Path(dirpath).rmdir()  # only succeeds when empty
-                except OSError:
-                    pass

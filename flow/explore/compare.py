@@ -29,8 +29,11 @@ model), the LUT/BRAM/URAM/DSP totals, frames/s and latency on the target, verifi
 training/quantization time, the seed and the full resolved recipe. ``DIR`` gets
 ``results.json``, ``results.csv``, ``results.md`` and two plots (``accuracy_vs_lut.png``,
 ``accuracy_vs_fps.png``) with the Pareto fronts (per dataset) marked. A finished row leaves
-``rows/<name>/row.json``; a rerun reuses every row whose ``row.json`` holds the same resolved
-recipe, so an interrupted sweep resumes where it stopped.
+``rows/<name>/row.json``; a rerun reuses every row whose ``row.json`` proves it belongs to the
+same recipe (fields added to the recipe format later take their defaults) and to its own
+``report.json`` (:mod:`flow.explore.reuse`), so an interrupted sweep resumes where it stopped.
+Every row folder that would be rebuilt is checked before anything is written or removed: a
+file there that qflow cannot prove it wrote stops the sweep with one line.
 
 >>> sweep = load_sweep(SMOKE_SWEEP)
 >>> list(sweep.rows), sweep.rows["w1a1"].model.weight_bits
@@ -41,7 +44,6 @@ recipe, so an interrupted sweep resumes where it stopped.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,7 +52,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flow.compat import qonnx as qonnx_compat
 from flow.core.config import format_validation_error
 from flow.core.errors import (
     ConfigError,
@@ -60,11 +61,13 @@ from flow.core.errors import (
     VerificationError,
 )
 from flow.core.fileio import atomic_write_json
+from flow.core.outdir import OutputDir, retire_results
 from flow.core.progress import Bar
 from flow.core.vocab import RESOURCES
 from flow.explore.recipe import Recipe, read_toml, recipe_from_dict
-from flow.explore.results import PLOTS, markdown_table, pareto_front, write_results
-from flow.explore.run import check_recipe, run
+from flow.explore.results import COMPARE_FILES, PLOTS, markdown_table, pareto_front, results_unchanged, write_results
+from flow.explore.reuse import ROW_FILE, inference_costs, reusable_row
+from flow.explore.run import check_recipe, run, run_output_dir
 from flow.report.schema import Report
 
 __all__ = ["PLOTS", "SMOKE_SWEEP", "Sweep", "check_sweep", "compare", "deep_merge", "load_sweep", "markdown_table",
@@ -162,10 +165,6 @@ def check_sweep(sweep: Sweep) -> None:
 # --------------------------------------------------------------------------- one row
 
 
-def _json_roundtrip(obj: Any) -> Any:
-    return json.loads(json.dumps(obj))
-
-
 def precision_label(recipe: Recipe) -> str:
     """``w2a2``, ``wTa2`` (ternary), ``wXa1`` (XNOR), plus input bits and per-layer overrides when given."""
     m = recipe.model
@@ -184,23 +183,6 @@ def precision_label(recipe: Recipe) -> str:
 def technique_label(recipe: Recipe) -> str:
     """``QAT``, ``PTQ``, ``QAT + KD(float, T=4, a=0.7)``, ``QAT + low-rank(fc0 r=16)``, ..."""
     return recipe.technique.label()
-
-
-def inference_costs(onnx_path: str | Path) -> dict[str, float]:
-    """Weight memory, BOPs and MACs of a QONNX model (qonnx's ``inference_cost``).
-
-    ``weight_mem_bits`` / ``bops`` / ``macs`` count every weight (elements x bit width);
-    the ``*_nonzero`` variants discount zero weights (qonnx's ``discount_sparsity``),
-    which is where ternary weights save.
-    """
-    out = {}
-    for suffix, discount in (("", False), ("_nonzero", True)):
-        cost = qonnx_compat.inference_cost(onnx_path, discount_sparsity=discount)["total_cost"]
-        out[f"weight_mem_bits{suffix}"] = float(cost["total_mem_w_bits"])
-        out[f"bops{suffix}"] = float(cost["total_bops"])
-        if not discount:
-            out["macs"] = float(cost["total_macs"])
-    return out
 
 
 def result_row(name: str, recipe: Recipe, report: Report, costs: Mapping[str, float], *,
@@ -231,75 +213,100 @@ def result_row(name: str, recipe: Recipe, report: Report, costs: Mapping[str, fl
     }
 
 
-def finished_row(row_dir: Path, recipe: Recipe) -> dict[str, Any] | None:
-    """The row's saved result when ``row_dir/row.json`` exists for this exact recipe, else None."""
-    try:
-        saved = json.loads((row_dir / "row.json").read_text())
-    except (OSError, ValueError):
-        return None
-    same = isinstance(saved, dict) and saved.get("recipe") == _json_roundtrip(recipe.model_dump(mode="json"))
-    return saved if same else None
-
-
-def run_row(name: str, recipe: Recipe, row_dir: Path, *, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
-    """Run one row through :func:`flow.explore.run.run`, then write ``row.json`` (atomically) and return its result.
+def run_row(name: str, recipe: Recipe, out: OutputDir, *, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
+    """Run one row through :func:`flow.explore.run.run` into its claimed folder ``out``, then write
+    ``row.json`` (atomically, recorded in the folder's manifest) and return its result.
 
     A design that fails verification (or ``strict``/``bitfile`` checks) still has a report: the
     row is recorded with ``verified`` false and the error, and the sweep goes on.
     """
-    (row_dir / "row.json").unlink(missing_ok=True)
     t0 = time.perf_counter()
     error, train_s, quant_s = None, None, None
     try:
-        result = run(recipe, row_dir, progress=progress, log=log)
+        result = run(recipe, out, progress=progress, log=log)
         report, train_s, quant_s = result.report, result.train_seconds, result.quantize_seconds
     except (VerificationError, OverBudgetError, ToolMissingError) as e:
-        report_path = row_dir / "report.json"
+        report_path = out.path / "report.json"
         if not report_path.is_file():
             raise
         report, error = Report.load(report_path), " ".join(str(e).split())
         log(f"{name}: {type(e).__name__}: {error}")
-    costs = inference_costs(row_dir / f"{recipe.name}.qonnx.onnx")
+    costs = inference_costs(out.path / f"{recipe.name}.qonnx.onnx")
     row = result_row(name, recipe, report, costs, train_seconds=train_s, quantize_seconds=quant_s,
                      row_seconds=time.perf_counter() - t0, error=error)
-    atomic_write_json(row_dir / "row.json", row)
+    atomic_write_json(out.will_write(ROW_FILE), row)
     return row
+
+
+def compare_output_dir(out_dir: str | Path) -> OutputDir:
+    """The top folder of a sweep: its results files (each row has a folder of its own under ``rows/``)."""
+    return OutputDir(out_dir, results=COMPARE_FILES)
+
+
+def plan_rows(sw: Sweep, out: OutputDir) -> dict[str, dict[str, Any] | OutputDir]:
+    """Each row's reusable result, or the folder it will be built in, checked (nothing is changed):
+    a folder holding files qflow cannot prove it wrote stops the sweep before anything is removed."""
+    plan: dict[str, dict[str, Any] | OutputDir] = {}
+    for name, recipe in sw.rows.items():
+        row_dir = out.folder(f"rows/{name}", create=False)
+        done = reusable_row(row_dir, recipe)
+        if done is None:
+            row_out = run_output_dir(recipe, row_dir, extra_files=(ROW_FILE,))
+            row_out.check()
+            plan[name] = row_out
+        else:
+            plan[name] = done
+    return plan
 
 
 def compare(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path, *, progress: bool = True,
             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Run every row of ``sweep`` (a path, a dict or a :class:`Sweep`) into ``out_dir``; return the result rows.
 
-    Rows already finished with the same recipe are reused. The results files are rewritten
-    from all finished rows at the end, also when a row raises.
+    Every row is validated, and every row folder checked, before anything is written or removed.
+    Rows whose ``row.json`` proves it belongs to the row's recipe and report are reused
+    (:func:`flow.explore.reuse.reusable_row`). The results files are rewritten from all finished
+    rows at the end, also when a row raises (then ``results.json`` says ``complete: false``);
+    when every row was reused and the results would not change, nothing is written.
     """
-    if isinstance(sweep, Sweep):
-        sw = sweep
-    elif isinstance(sweep, Mapping):
-        sw = sweep_from_dict(sweep)
-    else:
-        sw = load_sweep(sweep)
-    out = Path(out_dir)
+    try:
+        out = compare_output_dir(out_dir)
+        sw = sweep if isinstance(sweep, Sweep) else sweep_from_dict(sweep) if isinstance(sweep, Mapping) else load_sweep(sweep)
+        out.check()
+        plan = plan_rows(sw, out)
+    except QflowError:
+        retire_results(out_dir, results=COMPARE_FILES)
+        raise
+    if all(isinstance(p, dict) for p in plan.values()) and results_unchanged(out.path, list(plan.values()), name=sw.name,
+                                                                              description=sw.description):
+        log(f"all {len(plan)} rows finished before and reused; {out.path / 'results.json'} is up to date")
+        return list(plan.values())  # type: ignore[arg-type]
+    out.claim()
     results: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     try:
         with Bar("sweep", len(sw.rows), enabled=progress) as bar:
             for i, (name, recipe) in enumerate(sw.rows.items(), 1):
-                row_dir = out / "rows" / name
-                done = finished_row(row_dir, recipe)
+                done = plan[name]
                 bar.update(description=f"row {name}")
                 bar.pause()
-                if done is not None:
-                    log(f"[{i}/{len(sw.rows)}] {name}: finished before, reusing {row_dir / 'row.json'}")
+                if isinstance(done, dict):
+                    log(f"[{i}/{len(sw.rows)}] {name}: finished before, reusing {out.path / 'rows' / name / ROW_FILE}")
                     results.append(done)
                 else:
                     log(f"[{i}/{len(sw.rows)}] {name}: {recipe.model.name} {precision_label(recipe)}, "
                         f"{technique_label(recipe)}, {recipe.data.dataset}")
-                    results.append(run_row(name, recipe, row_dir, progress=progress, log=log))
-                bar.update(advance=1, description=f"{name} {'reused' if done is not None else 'done'}")
+                    out.folder(f"rows/{name}")
+                    done.claim()
+                    try:
+                        results.append(run_row(name, recipe, done, progress=progress, log=log))
+                    finally:
+                        done.close()
+                bar.update(advance=1, description=f"{name} {'reused' if isinstance(done, dict) else 'done'}")
                 bar.resume()
     finally:
         if results:
-            write_results(results, out, name=sw.name, description=sw.description, source=sw.source,
-                          seconds=time.perf_counter() - t0)
+            write_results(results, out.path, name=sw.name, description=sw.description, source=sw.source,
+                          seconds=time.perf_counter() - t0, complete=len(results) == len(sw.rows))
+        out.close()
     return results

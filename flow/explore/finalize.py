@@ -18,6 +18,7 @@ from typing import Any
 
 from flow.core import pareto as fronts
 from flow.core.errors import QflowError
+from flow.core.outdir import inner_folder
 from flow.explore.recipe import Recipe
 from flow.explore.run import run
 from flow.explore.space import SearchSpace, point_recipe
@@ -64,7 +65,7 @@ def retrain(base: Recipe, space: SearchSpace, rows: list[dict[str, Any]], *, tar
         entry: dict[str, Any] = {"trial": r["number"], "name": name, "search_accuracy": r["accuracy"],
                                  "report": str(out / "final" / name / "report.json")}
         try:
-            res = run(recipe, out / "final" / name, progress=False, log=lambda _: None)
+            res = run(recipe, inner_folder(out, f"final/{name}"), progress=False, log=lambda _: None)
         except QflowError as e:
             entry.update(error=f"{type(e).__name__}: {' '.join(str(e).split())[:300]}", verified=False)
             log(f"finalist trial {r['number']} failed: {entry['error']}")

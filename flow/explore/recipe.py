@@ -1,10 +1,12 @@
 """Recipes: a whole run (model, data, training budget, technique, target, folding) as typed TOML.
 
 A recipe is validated when it is loaded, every field, before anything trains: unknown keys
-and bad values are a :class:`~flow.core.errors.ConfigError` naming the field. Relative paths
-in a recipe (a board TOML file, a folding or specialize file, the data root) are resolved
-against the recipe's own folder. The name is an identifier (letters, digits, ``-``, ``_``,
-``.``): it names output folders and files.
+and bad values are a :class:`~flow.core.errors.ConfigError` naming the field. Paths in a recipe
+file (a board TOML file, a folding or specialize file, the data root) are relative to the
+recipe's own folder and must stay inside it, links resolved: an absolute path, or one that
+climbs out (``../``) or leads out through a link, is refused (a recipe is untrusted: it may
+only read what sits beside it). Datasets elsewhere are found through ``$QFLOW_DATA``. The
+name is an identifier (letters, digits, ``-``, ``_``, ``.``): it names output folders and files.
 
 >>> r = recipe_from_dict({"name": "tfc-w4", "model": {"name": "tfc", "weight_bits": 4}})
 >>> r.model.weight_bits, r.technique.method, r.build.target
@@ -25,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from flow.core.config import BuildConfig, format_validation_error
 from flow.core.errors import ConfigError
+from flow.core.fileio import read_regular
 from flow.nn.techniques.registry import TechniqueSection
 
 #: Named weight quantizers besides the integer bit widths (:mod:`models.weights`).
@@ -109,43 +112,51 @@ def _is_file_target(target: str) -> bool:
     return target.endswith(".toml") or "/" in target
 
 
-def resolve_paths(recipe: Recipe, base_dir: Path) -> Recipe:
-    """``recipe`` with its relative paths (target file, folding/specialize files, data root) under ``base_dir``."""
-    build: dict[str, Any] = {k: base_dir / p for k in ("folding_file", "specialize_file") if (p := getattr(recipe.build, k)) is not None and not p.is_absolute()}
-    if _is_file_target(recipe.build.target) and not Path(recipe.build.target).is_absolute():
-        build["target"] = str(base_dir / recipe.build.target)
+def inside(base_dir: Path, path: Path, field: str, source: str) -> Path:
+    """``base_dir / path`` when ``path`` is relative and stays inside ``base_dir`` with links resolved;
+    ConfigError (one line naming ``field``) otherwise."""
+    if path.is_absolute():
+        raise ConfigError(f"{source}: {field}: absolute paths are not allowed in a recipe (got {str(path)[:80]!r}); "
+                          "give a path relative to the recipe's folder")
+    joined = base_dir / path
+    if not joined.resolve().is_relative_to(base_dir.resolve()):
+        raise ConfigError(f"{source}: {field}: {str(path)[:80]!r} leads outside the recipe's folder {base_dir}; "
+                          "keep the file beside the recipe (datasets elsewhere: set $QFLOW_DATA)")
+    return joined
+
+
+def resolve_paths(recipe: Recipe, base_dir: Path, source: str = "recipe") -> Recipe:
+    """``recipe`` with its paths (target file, folding/specialize files, data root) under ``base_dir``, each checked by :func:`inside`."""
+    build: dict[str, Any] = {k: inside(base_dir, p, f"build.{k}", source) for k in ("folding_file", "specialize_file")
+                             if (p := getattr(recipe.build, k)) is not None}
+    if _is_file_target(recipe.build.target):
+        build["target"] = str(inside(base_dir, Path(recipe.build.target), "build.target", source))
     update: dict[str, Any] = {}
     if build:
         update["build"] = recipe.build.model_copy(update=build)
-    if recipe.data.root is not None and not recipe.data.root.is_absolute():
-        update["data"] = recipe.data.model_copy(update={"root": base_dir / recipe.data.root})
+    if recipe.data.root is not None:
+        update["data"] = recipe.data.model_copy(update={"root": inside(base_dir, recipe.data.root, "data.root", source)})
     return recipe.model_copy(update=update) if update else recipe
 
 
 def recipe_from_dict(data: dict[str, Any], source: str = "recipe", base_dir: Path | None = None) -> Recipe:
-    """Validate a recipe given as a dict (as parsed from TOML); paths resolve against ``base_dir``."""
+    """Validate a recipe given as a dict (as parsed from TOML). With ``base_dir`` (a recipe file's folder)
+    its paths must be relative and stay inside that folder (:func:`resolve_paths`); without it they are taken as given."""
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, source)) from None
-    return resolve_paths(recipe, base_dir) if base_dir is not None else recipe
+    return resolve_paths(recipe, base_dir, source) if base_dir is not None else recipe
 
 
 def read_toml(path: str | Path, what: str) -> dict[str, Any]:
-    """Parse a user's TOML file, ConfigError (one line) when it is missing, too big, not UTF-8 or not TOML."""
+    """Parse a user's TOML file, ConfigError (one line) when it is missing, not a regular file, too big, not UTF-8 or not TOML."""
     src = Path(path)
+    data = read_regular(src, what, ConfigError, limit=MAX_RECIPE_BYTES)
     try:
-        if src.stat().st_size > MAX_RECIPE_BYTES:
-            raise ConfigError(f"{what} {src} is larger than {MAX_RECIPE_BYTES:,} bytes; it is not a {what}")
-        return tomllib.loads(src.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{what} {src} does not exist") from None
+        return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise ConfigError(f"{what} {src} is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{what} {src} is a folder; give a .toml file") from None
-    except OSError as e:
-        raise ConfigError(f"{what} {src} cannot be read: {e.strerror or e}") from None
     except (tomllib.TOMLDecodeError, RecursionError) as e:
         raise ConfigError(f"{what} {src} is not valid TOML: {' '.join(str(e).split())[:200]}") from None
 

@@ -26,6 +26,7 @@ as good on both axes and strictly better on one (:mod:`flow.core.pareto`).
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -36,11 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from flow.core import pareto
-from flow.core.fileio import atomic_write_json, atomic_write_text
+from flow.core.errors import ConfigError
+from flow.core.fileio import atomic_write_json, atomic_write_text, parse_json, read_regular
 from flow.report.style import save_png
 from flow.report.tradeoff import tradeoff_plot
 
-__all__ = ["PLOTS", "mark_pareto", "markdown_table", "pareto_front", "write_results"]
+__all__ = ["COMPARE_FILES", "PLOTS", "mark_pareto", "markdown_table", "pareto_front", "results_unchanged", "write_results"]
 
 Row = Mapping[str, Any]
 
@@ -49,6 +51,9 @@ PLOTS = {
     "accuracy_vs_lut.png": ("lut", False, "Accuracy vs LUT"),
     "accuracy_vs_fps.png": ("throughput_fps", True, "Accuracy vs throughput"),
 }
+#: Every file :func:`write_results` may write.
+COMPARE_FILES = ("results.json", "results.csv", "results.md", *PLOTS)
+MAX_RESULTS_BYTES = 256 * 2**20
 
 def pareto_front(
     rows: Sequence[Row],
@@ -135,11 +140,29 @@ def markdown_table(rows: list[Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def results_unchanged(out_dir: str | Path, rows: list[dict[str, Any]], *, name: str, description: str = "") -> bool:
+    """True when ``out_dir`` already holds the results files of exactly these rows (same sweep,
+    description, rows and fronts): rewriting them would change nothing but their time stamps."""
+    out = Path(out_dir)
+    if not all((out / f).is_file() for f in ("results.json", "results.csv", "results.md")):
+        return False
+    try:
+        old = parse_json(read_regular(out / "results.json", "results", ConfigError, limit=MAX_RESULTS_BYTES, follow=False),
+                         "results.json", ConfigError)
+    except ConfigError:
+        return False
+    new = copy.deepcopy(rows)
+    fronts = mark_pareto(new)
+    return isinstance(old, dict) and (old.get("sweep"), old.get("description"), old.get("pareto"), old.get("rows")) == (
+        name, description, fronts, new)
+
+
 def write_results(rows: list[dict[str, Any]], out_dir: str | Path, *, name: str = "sweep", description: str = "",
-                  source: str | None = None, seconds: float | None = None) -> list[Path]:
+                  source: str | None = None, seconds: float | None = None, complete: bool = True) -> list[Path]:
     """Write ``results.json``, ``results.csv``, ``results.md`` and the plots into ``out_dir`` (atomically).
 
     Marks each row's ``pareto_lut`` / ``pareto_fps`` in place (see :func:`mark_pareto`).
+    ``complete`` is false when the sweep stopped before its last row (``results.json`` says so).
     """
     out = Path(out_dir)
     fronts = mark_pareto(rows)
@@ -147,7 +170,7 @@ def write_results(rows: list[dict[str, Any]], out_dir: str | Path, *, name: str 
         "sweep": name, "description": description, "source": source,
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": seconds, "row_seconds_total": sum(r.get("row_seconds") or 0 for r in rows),
-        "pareto": fronts, "rows": rows,
+        "complete": complete, "pareto": fronts, "rows": rows,
     })
     buf = io.StringIO()
     keys = [k for k in rows[0] if k != "recipe"] + ["recipe"]
@@ -157,6 +180,8 @@ def write_results(rows: list[dict[str, Any]], out_dir: str | Path, *, name: str 
         writer.writerow({**r, "recipe": json.dumps(r.get("recipe"), separators=(",", ":"))})
     atomic_write_text(out / "results.csv", buf.getvalue())
     head = f"# {name}\n\n" + (f"{description.strip()}\n\n" if description.strip() else "")
+    if not complete:
+        head += "**Incomplete**: the sweep stopped before its last row; these are the rows it finished.\n\n"
     notes = ("Pareto (per dataset, maximize accuracy): L = minimize LUT, F = maximize FPS. Weight bits and BOPs "
              "count every weight (qonnx inference cost); LUT..DSP, FPS and latency are FINN's estimates.\n\n")
     plots = "".join(f"![{title}]({file})\n" for file, (_, _, title) in PLOTS.items())

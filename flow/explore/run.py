@@ -23,11 +23,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from flow.builder.pipeline import BUILD_TREES, BuildResult, build, output_dir
+from flow.builder.pipeline import BuildResult, build, output_dir, retire_build
 from flow.compile.specialize import check_config_file
 from flow.core.errors import QflowError
 from flow.core.fileio import atomic_write_json
-from flow.core.outdir import OutputDir, retire_results
+from flow.core.outdir import OutputDir
 from flow.explore.recipe import Recipe
 from flow.fold.rules import read_folding_file
 from flow.nn.data import Dataset, load_dataset
@@ -109,19 +109,32 @@ def check_recipe(recipe: Recipe, *, load_train: bool = True, progress: bool = Tr
     return Prepared(recipe, train_set, test_set, model, job)
 
 
-def run_output_dir(recipe: Recipe, out_dir: str | Path) -> OutputDir:
-    return output_dir(out_dir, extra_files=(*RUN_FILES, f"{recipe.name}.qonnx.onnx"))
+def run_files(recipe: Recipe) -> tuple[str, ...]:
+    """The files ``qflow run`` writes besides the build's."""
+    return (*RUN_FILES, f"{recipe.name}.qonnx.onnx")
 
 
-def run(recipe: Recipe, out_dir: str | Path, *, progress: bool = True, log: Callable[[str], None] = print) -> RunResult:
-    """Run a recipe end to end and write its model, QONNX file and report into ``out_dir``."""
+def run_output_dir(recipe: Recipe, out_dir: str | Path, extra_files: tuple[str, ...] = ()) -> OutputDir:
+    """The output folder of a run of ``recipe`` (plus ``extra_files`` a caller such as ``qflow compare`` writes there)."""
+    return output_dir(out_dir, recipe.build, extra_files=(*run_files(recipe), *extra_files))
+
+
+def run(recipe: Recipe, out_dir: str | Path | OutputDir, *, progress: bool = True, log: Callable[[str], None] = print) -> RunResult:
+    """Run a recipe end to end and write its model, QONNX file and report into ``out_dir``.
+
+    Everything is checked before the folder is touched; ``out_dir`` may be an :class:`OutputDir`
+    the caller has claimed already (``qflow compare`` claims every row's folder first).
+    """
+    claimed = isinstance(out_dir, OutputDir)
     try:
+        out = out_dir if claimed else run_output_dir(recipe, out_dir)
         prep = check_recipe(recipe, progress=progress, log=log)
     except QflowError:
-        retire_results(out_dir, trees=BUILD_TREES)
+        if not claimed:
+            retire_build(out_dir, extra_files=run_files(recipe))
         raise
-    out = run_output_dir(recipe, out_dir)
-    out.claim()
+    if not claimed:
+        out.claim()
     try:
         return _run(prep, out, progress=progress, log=log)
     finally:

@@ -17,6 +17,7 @@ precision point is enqueued as the first trial.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,7 +29,7 @@ from optuna.trial import TrialState
 
 from flow.core.errors import ConfigError, QflowError
 from flow.core.fileio import atomic_write_json, read_json
-from flow.core.outdir import refuse_place
+from flow.core.outdir import OutputDir, inner_folder, retire_results
 from flow.explore.finalize import choose, finalists, front, retrain
 from flow.explore.recipe import Recipe, recipe_from_dict
 from flow.explore.results import write_csv
@@ -38,6 +39,7 @@ from flow.explore.study import (
     SearchOptions,
     Surplus,
     check_options,
+    check_study_files,
     claim_budget,
     counts,
     load_study,
@@ -50,6 +52,10 @@ from flow.explore.trials import METRICS, cost_of, run_trial, trial_rows
 from flow.report.style import save_png
 from flow.report.tradeoff import front_plot
 from hw_targets import load_target
+
+
+#: The files a search writes at the top of its folder (trials and finalists have folders of their own).
+SEARCH_FILES = ("all_trials.csv", "pareto.csv", "pareto.json", "pareto.png", "search.json")
 
 
 class SearchFailedError(QflowError):
@@ -92,7 +98,8 @@ def objective(opts: SearchOptions, base: Recipe, space: SearchSpace):
         try:
             recipe = point_recipe(base, point, target=opts.target, name=f"{base.name}-t{trial.number:04d}",
                                   epochs=trial_budget(opts, base), max_train_samples=opts.max_train_samples, threads=opts.threads)
-            return run_trial(trial, recipe, point, space, out / "trials" / f"{trial.number:04d}", min_fps=opts.min_fps,
+            trial_dir = inner_folder(out, f"trials/{trial.number:04d}")
+            return run_trial(trial, recipe, point, space, trial_dir, min_fps=opts.min_fps,
                              val_samples=opts.val_samples, cost=opts.cost, cost_weights=opts.cost_weights)
         except optuna.TrialPruned:
             raise
@@ -120,6 +127,20 @@ def run_worker(opts: SearchOptions, worker_id: int = 0, callback: Callable | Non
     study.optimize(objective(opts, base, space), callbacks=cbs, catch=(Exception,), gc_after_trial=True)
 
 
+def check_run_folders(out: Path) -> None:
+    """``trials/`` and ``final/`` hold one real folder per trial or finalist (each with its own manifest):
+    a link or a file there, or on the way, stops the search before anything is written (ConfigError, one line)."""
+    for sub in ("trials", "final"):
+        inner_folder(out, sub, create=False)
+        if not (out / sub).is_dir():
+            continue
+        with os.scandir(out / sub) as entries:
+            odd = sorted(e.name for e in entries if e.is_symlink() or not e.is_dir(follow_symlinks=False))
+        if odd:
+            raise ConfigError(f"--out {out}: {sub}/{odd[0]} is not a folder of its own (a link or a file); qflow writes each "
+                              f"trial and finalist into a real folder under {sub}/: move it away")
+
+
 def read_floors(path: str | Path | None) -> dict[str, dict[str, Any]]:
     """Per-layer minimum precision from a ``qflow sensitivity`` result (its ``min_precision``)."""
     if path is None:
@@ -138,18 +159,23 @@ def search(recipe: Recipe, target: str | None, out_dir: str | Path, *, trials: i
     ``options`` are :class:`flow.explore.study.SearchOptions` fields.
     """
     target = target or recipe.build.target
-    tgt = load_target(target)
-    out = refuse_place(out_dir)
-    options.setdefault("min_fps", float(recipe.build.target_fps or 0))
-    opts = SearchOptions(recipe=recipe.model_dump(mode="json", exclude_unset=True), target=target, trials=trials, out_dir=str(out),
-                         workers=workers, floors=read_floors(sensitivity), **options)
-    check_options(opts)
-    opts.study_name = opts.study_name or f"{recipe.name}-{tgt.name}"
-    space = space_of(opts, recipe)  # validates every choice before any worker starts
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"--out {out} cannot be created: {e.strerror or e}") from None
+        folder = OutputDir(out_dir, results=SEARCH_FILES)
+        out = folder.path
+        tgt = load_target(target)
+        options.setdefault("min_fps", float(recipe.build.target_fps or 0))
+        opts = SearchOptions(recipe=recipe.model_dump(mode="json", exclude_unset=True), target=target, trials=trials, out_dir=str(out),
+                             workers=workers, floors=read_floors(sensitivity), **options)
+        check_options(opts)
+        opts.study_name = opts.study_name or f"{recipe.name}-{tgt.name}"
+        space = space_of(opts, recipe)  # validates every choice before any worker starts
+        folder.check()
+        check_run_folders(out)
+        check_study_files(opts)
+    except QflowError:
+        retire_results(out_dir, results=SEARCH_FILES)
+        raise
+    folder.claim()
     study = load_study(opts, max_epochs=trial_budget(opts, recipe))
     if opts.floors and not study.get_trials(deepcopy=False):
         floor_point = {k: c[0] for k, c in space.params.items()}  # the minimum precision the map allows
@@ -164,7 +190,10 @@ def search(recipe: Recipe, target: str | None, out_dir: str | Path, *, trials: i
     if c["done"] == 0 and c["errors"]:
         first = next(t.user_attrs["error"] for t in study.get_trials(deepcopy=False) if "error" in t.user_attrs)
         raise SearchFailedError(f"every trial of the search failed ({c['errors']}); the first: {first}")
-    return write_outputs(study, opts, recipe, space, tgt.name, out, url, time.perf_counter() - t0, log=log)
+    try:
+        return write_outputs(study, opts, recipe, space, tgt.name, out, url, time.perf_counter() - t0, log=log)
+    finally:
+        folder.close()
 
 
 def write_outputs(study, opts: SearchOptions, base: Recipe, space: SearchSpace, target_name: str, out: Path, url: str, seconds: float,
@@ -202,4 +231,4 @@ def write_outputs(study, opts: SearchOptions, base: Recipe, space: SearchSpace, 
     return SearchResult(opts.study_name, url, out, c, pts, results, chosen, files)
 
 
-__all__ = ["SearchFailedError", "SearchOptions", "SearchResult", "Surplus", "read_floors", "run_worker", "search"]
+__all__ = ["SEARCH_FILES", "SearchFailedError", "SearchOptions", "SearchResult", "Surplus", "read_floors", "run_worker", "search"]

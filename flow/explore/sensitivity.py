@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from flow.core.errors import ConfigError
+from flow.core.errors import ConfigError, QflowError
 from flow.core.fileio import atomic_write_json, atomic_write_text
-from flow.core.outdir import OutputDir
+from flow.core.outdir import OutputDir, retire_results
 from flow.explore.recipe import Recipe, recipe_from_dict
 from flow.explore.run import Prepared, check_recipe, train_config
 from flow.explore.space import WEIGHT_RANK
@@ -79,16 +79,21 @@ def sensitivity(recipe: Recipe, out_dir: str | Path, *, bits: Sequence[int | str
                 epochs: int = 1, tolerance: float = 1.0, kinds: Sequence[str] = KINDS, val_samples: int = 5000, progress: bool = True,
                 log: Callable[[str], None] = print) -> SensitivityResult:
     """Measure the map (see the module docstring) and write it into ``out_dir``."""
-    if not 1 <= reference_bits <= 8:
-        raise ConfigError(f"sensitivity: --reference-bits must be 1..8, got {reference_bits}")
-    if not (isinstance(epochs, int) and 0 <= epochs <= 1000) or not 0 < tolerance <= 100:
-        raise ConfigError(f"sensitivity: --epochs must be 0..1000 and --tolerance in (0, 100], got {epochs} and {tolerance}")
-    if set(kinds) - set(KINDS) or not kinds:
-        raise ConfigError(f"sensitivity: kinds must be from {', '.join(KINDS)}, got {list(kinds)}")
-    prep = check_recipe(recipe, progress=progress, log=log)
-    layers = list(prep.model.layer_names)
-    ref_bits = {name: {"weight_bits": reference_bits, **({"act_bits": reference_bits} if i < len(layers) - 1 else {})} for i, name in enumerate(layers)}
-    out = OutputDir(out_dir, results=SENSITIVITY_FILES)
+    try:
+        out = OutputDir(out_dir, results=SENSITIVITY_FILES)
+        if not 1 <= reference_bits <= 8:
+            raise ConfigError(f"sensitivity: --reference-bits must be 1..8, got {reference_bits}")
+        if not (isinstance(epochs, int) and 0 <= epochs <= 1000) or not 0 < tolerance <= 100:
+            raise ConfigError(f"sensitivity: --epochs must be 0..1000 and --tolerance in (0, 100], got {epochs} and {tolerance}")
+        if set(kinds) - set(KINDS) or not kinds:
+            raise ConfigError(f"sensitivity: kinds must be from {', '.join(KINDS)}, got {list(kinds)}")
+        prep = check_recipe(recipe, progress=progress, log=log)
+        layers = list(prep.model.layer_names)
+        ref_bits = {name: {"weight_bits": reference_bits, **({"act_bits": reference_bits} if i < len(layers) - 1 else {})} for i, name in enumerate(layers)}
+        out.check()
+    except QflowError:
+        retire_results(out_dir, results=SENSITIVITY_FILES)
+        raise
     out.claim()
     try:
         rest, val = prep.train_set.hold_out(min(val_samples, len(prep.train_set) // 5), seed=recipe.seed)

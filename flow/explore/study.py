@@ -17,7 +17,11 @@ or none.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import os
+import sqlite3
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
 
 from flow.compat import optuna as optuna_compat
 from flow.core.errors import ConfigError
@@ -91,14 +97,69 @@ def check_options(opts: SearchOptions) -> None:
         optuna_compat.check_storage_url(opts.storage)
 
 
+#: Tables every Optuna RDB study file has.
+OPTUNA_TABLES = frozenset({"studies", "trials", "version_info"})
+
+
+def study_url(opts: SearchOptions) -> str:
+    """The storage URL: ``--storage``, else ``sqlite:///OUT/study.db``."""
+    return opts.storage or f"sqlite:///{Path(opts.out_dir).resolve() / 'study.db'}"
+
+
+def _shown(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown cut short
+        return url[:80]
+
+
+def _sqlite_path(url: str) -> Path | None:
+    if not url.startswith("sqlite:///"):
+        return None
+    rest = url.removeprefix("sqlite:///")
+    return Path(rest) if rest and rest != ":memory:" else None
+
+
+def check_study_files(opts: SearchOptions) -> None:
+    """An SQLite study file (and its journal files) must be absent, or a regular file with one link
+    that is an Optuna study (or empty): no link, pipe or device, and no other database (ConfigError, one line)."""
+    path = _sqlite_path(study_url(opts))
+    if path is None:
+        return
+    for p in (path, *(path.with_name(path.name + s) for s in ("-journal", "-wal", "-shm"))):
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "a file with other hard links" if stat.S_ISREG(st.st_mode) else "not a regular file"
+            raise ConfigError(f"study storage {p} is {what}; qflow keeps a study only in a regular file of its own: move it away")
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    optuna_compat.check_storage_url(f"sqlite:///{path}")
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as e:
+        raise ConfigError(f"study storage {path} cannot be read as a database ({' '.join(str(e).split())[:120]}); move it away") from None
+    if not OPTUNA_TABLES <= tables:
+        raise ConfigError(f"study storage {path} is an SQLite database but not an Optuna study (tables: {', '.join(sorted(tables))[:120]}); "
+                          "give a new file or a study.db a search wrote")
+
+
 def storage(opts: SearchOptions):
-    url = optuna_compat.storage_url(opts.storage or f"sqlite:///{Path(opts.out_dir).resolve() / 'study.db'}")
+    url = optuna_compat.storage_url(study_url(opts))
     kw = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    with optuna_compat.quiet():
-        rdb = optuna.storages.RDBStorage(
-            url, engine_kwargs=kw, heartbeat_interval=opts.heartbeat_interval, grace_period=opts.grace,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
-        )
+    try:
+        with optuna_compat.quiet():
+            rdb = optuna.storages.RDBStorage(
+                url, engine_kwargs=kw, heartbeat_interval=opts.heartbeat_interval, grace_period=opts.grace,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError, RuntimeError, ValueError) as e:
+        detail = " ".join(str(getattr(e, "orig", None) or e).split())[:200]
+        raise ConfigError(f"study storage {_shown(url)} cannot be opened ({type(e).__name__}: {detail}); "
+                          "check the URL and that the database server is reachable") from None
     return rdb, url
 
 
@@ -112,10 +173,14 @@ def make_pruner(opts: SearchOptions, max_epochs: int):
 
 def load_study(opts: SearchOptions, *, sampler=None, max_epochs: int = 1):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    rdb, _ = storage(opts)
-    with optuna_compat.quiet():
-        return optuna.create_study(study_name=opts.study_name, storage=rdb, sampler=sampler, pruner=make_pruner(opts, max_epochs),
-                                   load_if_exists=True, direction="maximize")
+    rdb, url = storage(opts)
+    try:
+        with optuna_compat.quiet():
+            return optuna.create_study(study_name=opts.study_name, storage=rdb, sampler=sampler, pruner=make_pruner(opts, max_epochs),
+                                       load_if_exists=True, direction="maximize")
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError, ValueError) as e:
+        detail = " ".join(str(getattr(e, "orig", None) or e).split())[:200]
+        raise ConfigError(f"study storage {_shown(url)} cannot hold the study ({type(e).__name__}: {detail})") from None
 
 
 def make_sampler(seed: int):

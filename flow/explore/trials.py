@@ -18,7 +18,6 @@ validation accuracy; the test set is left for the finalists (:mod:`flow.explore.
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +27,9 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from flow.builder.pipeline import build
+from flow.builder.pipeline import build, output_dir
 from flow.core.errors import InfeasibleDesignError
+from flow.core.outdir import OutputDir
 from flow.core.vocab import RESOURCES
 from flow.explore.recipe import Recipe
 from flow.explore.run import Prepared, check_recipe, train_recipe
@@ -69,17 +69,25 @@ class Hardware:
 
 
 def estimate_hardware(recipe: Recipe, out_dir: Path, *, cost: str = "lut", cost_weights: dict[str, float] | None = None) -> Hardware:
-    """Build the recipe's untrained network with auto folding (no verification); InfeasibleDesignError if nothing fits."""
+    """Build the recipe's untrained network with auto folding (no verification); InfeasibleDesignError if nothing fits.
+
+    The trial's folder holds the exported model and the build's reports; the build's checkpoints
+    and FINN folders are removed afterwards (only the files the build wrote).
+    """
     prep = check_recipe(recipe, load_train=False, progress=False, log=lambda _: None)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = out_dir / "untrained.qonnx.onnx"
+    trial = OutputDir(out_dir, results=("untrained.qonnx.onnx",))
+    trial.claim()
+    onnx_path = trial.will_write("untrained.qonnx.onnx")
     export_qonnx(prep.model, onnx_path, prep.test_set.input_shape)
+    trial.close()
+    cfg = recipe.build.model_copy(update={"verify_samples": 0})
+    hw_build = output_dir(trial.folder("build"), cfg)
+    hw_build.claim()
     t0 = time.perf_counter()
     try:
-        report = build(onnx_path, recipe.build.model_copy(update={"verify_samples": 0}), out_dir / "build", model_name=recipe.name).report
+        report = build(onnx_path, cfg, hw_build, model_name=recipe.name).report
     finally:
-        for sub in ("checkpoints", "finn_build", "finn"):
-            shutil.rmtree(out_dir / "build" / sub, ignore_errors=True)
+        hw_build.discard(("checkpoints", "finn_build", "finn"))
     used = report.resources_used()
     metrics = {"fps": float(report.throughput_fps), "cost": cost_of(report, cost, cost_weights), **{k: float(used[k]) for k in RESOURCES},
                "latency_us": float(report.latency_us), "max_cycles": int(report.max_cycles), "fits": bool(report.fits),

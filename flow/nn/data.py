@@ -14,6 +14,7 @@ files under a root folder at set-up time. Images are raw pixels, ``uint8`` shape
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import shlex
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from flow.core.errors import ConfigError, DataMissingError, QflowError
-from flow.core.fileio import atomic_write_bytes
+from flow.core.fileio import atomic_write_bytes, read_regular
 
 DATASETS = ("mnist", "fashion-mnist", "digits")
 SPLITS = ("train", "test")
@@ -91,14 +92,11 @@ MAX_IDX_BYTES = 1 << 30
 
 def _read_bytes(path: Path) -> bytes:
     """The file's bytes, gunzipped when it is gzip; refused past :data:`MAX_IDX_BYTES` (a gzip bomb stops there)."""
-    if path.stat().st_size > MAX_IDX_BYTES:
-        raise IdxFormatError(f"{path} is larger than {MAX_IDX_BYTES >> 20} MiB; it is not a dataset file qflow reads")
-    with path.open("rb") as f:
-        magic = f.read(2)
-    if magic != b"\x1f\x8b":
-        return path.read_bytes()
+    raw = read_regular(path, "dataset file", IdxFormatError, limit=MAX_IDX_BYTES)  # a regular file only: no pipe or device
+    if raw[:2] != b"\x1f\x8b":
+        return raw
     try:
-        with gzip.open(path, "rb") as g:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw), mode="rb") as g:
             data = g.read(MAX_IDX_BYTES + 1)
     except (OSError, EOFError) as e:
         raise IdxFormatError(f"{path} is a corrupt gzip file: {e}") from None

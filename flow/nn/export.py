@@ -7,6 +7,7 @@ QONNX input is annotated UINT8 and FINN can turn the input quantizer into thresh
 from __future__ import annotations
 
 import copy
+import tempfile
 from pathlib import Path
 
 import torch
@@ -29,18 +30,16 @@ def export_qonnx(model: torch.nn.Module, path: str | Path, input_shape: tuple[in
     training-time quantizer, thresholded ones (TWN) included.
     """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".export.tmp.onnx")
     was_training = model.training
     model.eval()
-    try:
-        with torch.no_grad():
+    try:  # Brevitas writes its raw export into a private temporary folder, never beside ``path``
+        with torch.no_grad(), tempfile.TemporaryDirectory(prefix="qflow-export-") as tmp_dir:
+            tmp = Path(tmp_dir) / "export.onnx"
             baked = bake_quantized_weights(copy.deepcopy(model))
             brevitas_export(baked, torch.zeros(1, *input_shape), str(tmp), dynamo=False)
-        wrapped = cleanup_model(ModelWrapper(str(tmp)))
+            wrapped = cleanup_model(ModelWrapper(str(tmp)))
         wrapped.set_tensor_datatype(wrapped.graph.input[0].name, DataType[input_dtype])
         atomic_write_bytes(p, wrapped.model.SerializeToString())
     finally:
-        tmp.unlink(missing_ok=True)
         model.train(was_training)
     return ModelWrapper(str(p))

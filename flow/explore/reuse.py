@@ -1,0 +1,123 @@
+"""Reusing a finished row of ``qflow compare``: its ``row.json`` must prove it belongs to the row's
+recipe and to its own report, or the row is rebuilt.
+
+A row folder's files are untrusted (a sweep's results may be copied, committed, edited). A
+finished row is reused only when
+
+* ``row.json`` and ``report.json`` are regular files read without following links, within
+  their size bounds, and parse (a malformed or hostile file only means "not reusable");
+* the recipe recorded in ``row.json`` is the row's recipe *in substance*: validated as a
+  recipe today (fields added to the recipe format since then take their defaults), it
+  equals the row's resolved recipe;
+* ``report.json`` is a valid report of that design: it names the row, the recipe's board
+  and output stage, and its folding target;
+* every number the results take from the report (accuracy, LUT/BRAM/URAM/DSP, fits, frames/s,
+  latency, verification) equals the one ``row.json`` records; when the row's QONNX file is
+  there, its weight bits, BOPs and MACs are recomputed and must match too.
+
+>>> from flow.explore.recipe import recipe_from_dict
+>>> same_recipe({"name": "a", "build": {"target": "pynq-z1"}}, recipe_from_dict({"name": "a"}))
+True
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from flow.compat import qonnx as qonnx_compat
+from flow.core.errors import ConfigError, QflowError
+from flow.core.fileio import parse_json, read_regular
+from flow.core.vocab import RESOURCES
+from flow.explore.recipe import Recipe
+from flow.report.schema import MAX_REPORT_BYTES, Report
+from hw_targets import load_target
+
+ROW_FILE = "row.json"
+#: Largest row.json read back.
+MAX_ROW_BYTES = 16 * 2**20
+#: The numbers of a result row that come from the row's report.
+REPORT_KEYS = ("accuracy", *RESOURCES, "target", "fits", "throughput_fps", "latency_us", "verified")
+COST_KEYS = ("weight_mem_bits", "bops", "macs", "weight_mem_bits_nonzero", "bops_nonzero")
+
+
+def report_numbers(report: Report) -> dict[str, Any]:
+    """The values a result row takes from ``report`` (see :data:`REPORT_KEYS`)."""
+    v = report.verification
+    return {"accuracy": report.accuracy, **{k: report.totals.get(k) for k in RESOURCES}, "target": report.target.name,
+            "fits": report.fits, "throughput_fps": report.throughput_fps, "latency_us": report.latency_us,
+            "verified": None if v is None else v.passed}
+
+
+def inference_costs(onnx_path: str | Path) -> dict[str, float]:
+    """Weight memory, BOPs and MACs of a QONNX model (qonnx's ``inference_cost``).
+
+    ``weight_mem_bits`` / ``bops`` / ``macs`` count every weight (elements x bit width);
+    the ``*_nonzero`` variants discount zero weights (qonnx's ``discount_sparsity``),
+    which is where ternary weights save.
+    """
+    out = {}
+    for suffix, discount in (("", False), ("_nonzero", True)):
+        cost = qonnx_compat.inference_cost(onnx_path, discount_sparsity=discount)["total_cost"]
+        out[f"weight_mem_bits{suffix}"] = float(cost["total_mem_w_bits"])
+        out[f"bops{suffix}"] = float(cost["total_bops"])
+        if not discount:
+            out["macs"] = float(cost["total_macs"])
+    return out
+
+
+def same_recipe(saved: Any, recipe: Recipe) -> bool:
+    """True when ``saved`` (a recipe as recorded) validates today and equals ``recipe``: fields the
+    recipe format gained since then take their defaults, so they do not change a row's identity."""
+    if not isinstance(saved, dict):
+        return False
+    try:
+        then = Recipe.model_validate(saved)
+    except (ValidationError, ValueError, TypeError):
+        return False
+    return then.model_dump(mode="json") == recipe.model_dump(mode="json")
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        return math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0) if math.isfinite(a) else a == b
+    return a == b
+
+
+def _read(path: Path, what: str, limit: int) -> Any:
+    return parse_json(read_regular(path, what, ConfigError, limit=limit, follow=False), f"{what} {path}", ConfigError)
+
+
+def reusable_row(row_dir: Path, recipe: Recipe) -> dict[str, Any] | None:
+    """The row's recorded result when it proves it belongs to ``recipe`` and its report (see the module docstring), else None."""
+    if not (row_dir / ROW_FILE).exists() and not (row_dir / ROW_FILE).is_symlink():
+        return None
+    try:
+        saved = _read(row_dir / ROW_FILE, "row", MAX_ROW_BYTES)
+        if not isinstance(saved, dict) or saved.get("name") != recipe.name or not same_recipe(saved.get("recipe"), recipe):
+            return None
+        report = Report.from_dict(_read(row_dir / "report.json", "report", MAX_REPORT_BYTES), source=str(row_dir / "report.json"))
+        board = load_target(recipe.build.target).name
+    except QflowError:
+        return None
+    if report.model != recipe.name or report.target.name != board or report.stage != recipe.build.stage:
+        return None
+    if report.folding.target_fps != recipe.build.target_fps:
+        return None
+    if not all(_equal(saved.get(k), v) for k, v in report_numbers(report).items()):
+        return None
+    qonnx = row_dir / f"{recipe.name}.qonnx.onnx"
+    if qonnx.is_file() and not qonnx.is_symlink():
+        try:
+            costs = inference_costs(qonnx)
+        except Exception:  # noqa: BLE001 - a damaged model file only means the row is not reusable
+            return None
+        if not all(_equal(saved.get(k), v) for k, v in costs.items()):
+            return None
+    return saved
+
+
+__all__ = ["COST_KEYS", "REPORT_KEYS", "ROW_FILE", "inference_costs", "report_numbers", "reusable_row", "same_recipe"]
