@@ -179,6 +179,21 @@ class IndexedModel(ModelWrapper):
         node.input[index] = tensor
         self._consumers.setdefault(tensor, []).append(node)
 
+    def set_inputs(self, node, tensors: list[str]) -> None:
+        """``node.input[:] = tensors``, index kept."""
+        for t in node.input:
+            self._drop_consumer(t, node)
+        node.input[:] = tensors
+        for t in tensors:
+            self._consumers.setdefault(t, []).append(node)
+
+    def index_node(self, node) -> None:
+        """Index a node just added to the graph (its outputs are now produced by it)."""
+        for o in node.output:
+            self._producer[o] = node
+        for i in node.input:
+            self._consumers.setdefault(i, []).append(node)
+
     def forget_node(self, node) -> None:
         """Drop ``node`` from the index (the caller removes it from the graph)."""
         for t in node.input:
@@ -188,7 +203,8 @@ class IndexedModel(ModelWrapper):
                 del self._producer[t]
 
     def rewire_output(self, node, index: int, tensor: str) -> None:
-        self._producer.pop(node.output[index], None)
+        if self._producer.get(node.output[index]) is node:
+            del self._producer[node.output[index]]
         node.output[index] = tensor
         self._producer[tensor] = node
 

@@ -283,27 +283,61 @@ REPLACEMENTS = (
     (ModelWrapper, "check_all_tensor_shapes_specified", check_all_tensor_shapes_specified),
 )
 
-_lock = threading.Lock()
-_depth = 0
-_originals: list[tuple[object, str, object]] = []
+class _Patch:
+    """Class attributes swapped in while at least one ``with`` block of this patch is open (thread-safe, reentrant)."""
 
+    _lock = threading.Lock()
 
-@contextlib.contextmanager
-def linear_qonnx() -> Iterator[None]:
-    """Run the ``with`` block with qonnx's quadratic whole-graph passes replaced by the linear
-    equivalents of this module (reentrant; restored when the outermost block exits)."""
-    global _depth
-    with _lock:
-        if _depth == 0:
-            _originals[:] = [(owner, attr, owner.__dict__[attr]) for owner, attr, _ in REPLACEMENTS]
-            for owner, attr, fn in REPLACEMENTS:
-                setattr(owner, attr, fn)
-        _depth += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0:
-                for owner, attr, fn in _originals:
+    def __init__(self, replacements):
+        self.replacements = replacements
+        self.depth = 0
+        self.originals: list[tuple[object, str, object]] = []
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        with self._lock:
+            if self.depth == 0:
+                self.originals = [(owner, attr, owner.__dict__[attr]) for owner, attr, _ in self.replacements]
+                for owner, attr, fn in self.replacements:
                     setattr(owner, attr, fn)
+            self.depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.depth -= 1
+                if self.depth == 0:
+                    for owner, attr, fn in self.originals:
+                        setattr(owner, attr, fn)
+
+
+_LINEAR = _Patch(REPLACEMENTS)
+_transform = ModelWrapper.transform
+
+
+def _transform_in_place(self, transformation, make_deepcopy=True, cleanup=True, apply_to_subgraphs=False, use_preorder_traversal=True):
+    return _transform(self, transformation, False, cleanup, apply_to_subgraphs, use_preorder_traversal)
+
+
+_IN_PLACE = _Patch(((ModelWrapper, "transform", _transform_in_place),))
+
+
+def linear_qonnx():
+    """A ``with`` block in which qonnx's quadratic whole-graph passes are replaced by the linear
+    equivalents of this module (reentrant; restored when the outermost block exits)."""
+    return _LINEAR.active()
+
+
+def transforms_in_place():
+    """A ``with`` block in which ``ModelWrapper.transform`` rewrites the model itself instead of a deep copy.
+
+    qonnx copies the whole model, weights included, on every ``transform`` call, and FINN's
+    streamlining makes hundreds of them (each pass, then identity removal, naming, datatype
+    and layout inference, and inside the passes their own shape inference): on a 224x224
+    network that copying takes longer than the rewriting. FINN's steps and passes use the
+    result of ``transform`` in place of the model they called it on (``model =
+    model.transform(...)``), so rewriting in place gives the same model; the caller passes a
+    model it owns. ``tests/compat/test_qonnx_linear.py`` checks FINN's steps give the same
+    graph either way.
+    """
+    return _IN_PLACE.active()
