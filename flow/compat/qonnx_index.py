@@ -22,9 +22,11 @@ from onnx import TensorProto
 from onnx import numpy_helper as np_helper
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.core import onnx_exec
 from qonnx.transformation.infer_data_layouts import _infer_node_data_layout
 from qonnx.transformation.infer_datatypes import _infer_node_datatype
 from qonnx.util.basic import get_by_name
+from qonnx.util.onnx import valueinfo_to_tensor
 
 _MULTIPLE = object()  # more than one entry of a name: qonnx's get_by_name raises
 _ONNX_TO_QONNX = {TensorProto.FLOAT: "FLOAT32", TensorProto.FLOAT16: "FLOAT16"}
@@ -101,6 +103,11 @@ class IndexedModel(ModelWrapper):
                 self._vi[tensor_name] = _one(_by_name([container]), tensor_name)
                 return
         self._vi[tensor_name] = g.value_info[len(g.value_info) - 1]
+
+    def set_initializer(self, tensor_name, tensor_value):
+        super().set_initializer(tensor_name, tensor_value)
+        inits = self.graph.initializer
+        self._init[tensor_name] = inits[len(inits) - 1]
 
     def get_initializer(self, tensor_name, return_dtype=False):
         init = _one(self._init, tensor_name)
@@ -235,6 +242,42 @@ def infer_data_layouts(model: ModelWrapper) -> bool:
     for node in model.graph.node:
         modified |= _infer_node_data_layout(view, node)
     return modified
+
+
+def fold_constants(model: ModelWrapper, exclude_op_types) -> bool:
+    """qonnx's ``FoldConstants`` in one sweep: every node whose inputs are all constant (or a
+    ``Shape`` of a shaped tensor, or a node without inputs), other than ``exclude_op_types``,
+    is executed as qonnx executes it and its first output becomes an initializer, in graph
+    order, instead of one node per pass with a full execution context and shape inference in
+    between. Returns whether a node was folded; shapes are not re-inferred here.
+    """
+    view = IndexedModel(model)
+    opset = model.model.opset_import[0].version
+    folded = []
+    for n in list(model.graph.node):
+        if n.op_type in exclude_op_types:
+            continue
+        constant = all(view.get_initializer(i) is not None for i in n.input)
+        shape_of = n.op_type == "Shape" and len(n.input) > 0 and view.get_tensor_shape(n.input[0]) is not None
+        if not (constant or shape_of or len(n.input) == 0):
+            continue
+        for i in n.input:
+            view.get_tensor_shape(i, fix_missing_init_shape=True)
+        ctx = {}
+        for t in [*n.input, *n.output]:
+            value = view.get_initializer(t)
+            vi = view.get_tensor_valueinfo(t)
+            ctx[t] = value if value is not None else (valueinfo_to_tensor(vi) if vi is not None else None)
+        onnx_exec.execute_node(n, ctx, model.graph, opset_version=opset)
+        view.set_initializer(n.output[0], ctx[n.output[0]])
+        view.forget_node(n)
+        folded.append(n)
+    if folded:
+        gone = {id(n) for n in folded}
+        keep = [n for n in model.graph.node if id(n) not in gone]
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+    return bool(folded)
 
 
 def _is_identity(view: IndexedModel, node, opset: int, atol: float) -> bool:

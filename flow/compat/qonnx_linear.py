@@ -37,6 +37,7 @@ from onnx import TensorProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import is_custom_op
 from qonnx.transformation import general as qonnx_general
+from qonnx.transformation.fold_constants import FoldConstants
 from qonnx.transformation import infer_shapes as qonnx_infer_shapes
 from qonnx.transformation.infer_data_layouts import InferDataLayouts
 from qonnx.transformation.infer_datatypes import InferDataTypes
@@ -44,7 +45,7 @@ from qonnx.transformation.remove import RemoveIdentityOps
 from qonnx.util import basic as qonnx_util
 from toposort import CircularDependencyError
 
-from flow.compat.qonnx_index import infer_data_layouts, infer_datatypes, remove_identity_ops
+from flow.compat.qonnx_index import fold_constants, infer_data_layouts, infer_datatypes, remove_identity_ops
 from flow.compat.qonnx_names import give_readable_tensor_names, give_unique_tensor_names
 
 #: Float initializers with more elements than this are shown to onnx's shape inference by
@@ -260,6 +261,12 @@ def _remove_identity_ops_apply(self, model):
     return model.transform(qonnx_infer_shapes.InferShapes()), False
 
 
+def _fold_constants_apply(self, model):
+    if fold_constants(model, self.exclude_op_types):
+        model = model.transform(qonnx_infer_shapes.InferShapes())
+    return model, False
+
+
 def _unique_tensor_names_apply(self, model):
     give_unique_tensor_names(model)
     return model, False
@@ -280,6 +287,7 @@ REPLACEMENTS = (
     (InferDataTypes, "apply", _infer_datatypes_apply),
     (InferDataLayouts, "apply", _infer_data_layouts_apply),
     (RemoveIdentityOps, "apply", _remove_identity_ops_apply),
+    (FoldConstants, "apply", _fold_constants_apply),
     (ModelWrapper, "check_all_tensor_shapes_specified", check_all_tensor_shapes_specified),
 )
 
