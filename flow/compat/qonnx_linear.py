@@ -31,9 +31,11 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
+import numpy as np
 import onnx
 import onnx.shape_inference as si
 from onnx import TensorProto, helper
+from qonnx.core.datatype import IntType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import is_custom_op
 from qonnx.transformation import general as qonnx_general
@@ -45,7 +47,7 @@ from qonnx.transformation.remove import RemoveIdentityOps
 from qonnx.util import basic as qonnx_util
 from toposort import CircularDependencyError
 
-from flow.compat.qonnx_index import fold_constants, infer_data_layouts, infer_datatypes, remove_identity_ops
+from flow.compat.qonnx_index import IndexedModel, fold_constants, infer_data_layouts, infer_datatypes, remove_identity_ops
 from flow.compat.qonnx_names import give_readable_tensor_names, give_unique_tensor_names
 
 #: Float initializers with more elements than this are shown to onnx's shape inference by
@@ -128,9 +130,10 @@ def infer_shapes(model: ModelWrapper) -> ModelWrapper:
     ``ModelWrapper`` of the model is returned, initializers without ValueInfo given one.
     """
     light = _shape_only_copy(model.model)
+    view = IndexedModel(model)  # the stand-ins look tensors up (IntQuant its output's ValueInfo)
     for i, node in enumerate(model.graph.node):
         if is_custom_op(node.domain):
-            stand_in = qonnx_infer_shapes._make_shape_compatible_op(node, model)
+            stand_in = qonnx_infer_shapes._make_shape_compatible_op(node, view)
             stand_in.name = node.name
             light.graph.node[i].CopyFrom(stand_in)
     inferred = si.infer_shapes(light).graph
@@ -230,6 +233,21 @@ def sort_commutative_inputs(model: ModelWrapper) -> bool:
     return modified
 
 
+_int_allowed = IntType.allowed
+
+
+def int_allowed(self, value):
+    """qonnx's ``IntType.allowed``, with a scalar answered without numpy (same result, a numpy bool).
+
+    FINN checks every threshold of a layer with ``np.vectorize(dt.allowed)``, one Python call per
+    value (``minimize_weight_bit_width`` on a 224x224 network makes millions); arrays go to qonnx's own.
+    """
+    if isinstance(value, np.ndarray):
+        return _int_allowed(self, value)
+    v = float(value)
+    return np.bool_(self.min() <= v <= self.max() and v == round(v))
+
+
 def _sort_graph_apply(self, model):
     sort_graph(model)
     return model, False
@@ -289,6 +307,7 @@ REPLACEMENTS = (
     (RemoveIdentityOps, "apply", _remove_identity_ops_apply),
     (FoldConstants, "apply", _fold_constants_apply),
     (ModelWrapper, "check_all_tensor_shapes_specified", check_all_tensor_shapes_specified),
+    (IntType, "allowed", int_allowed),
 )
 
 class _Patch:

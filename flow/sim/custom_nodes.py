@@ -209,6 +209,8 @@ class PartitionRunner(Runner):
     (unless the parent has a tensor of that name) and as ``<node name>_<tensor>``.
     """
 
+    keep: set[str] | None = None  # tensors the caller wants (None: every tensor of the child)
+
     def __init__(self, node, tensors, child_plan):
         super().__init__(node, tensors, True)
         self.child = child_plan
@@ -220,7 +222,11 @@ class PartitionRunner(Runner):
     def run_batch(self, ctx, n):
         g = self.child.model.graph
         feeds = {g.input[i].name: ctx[name] for i, name in enumerate(self.node.input)}
-        child_ctx = self.child.run(feeds, n)
+        keep = None
+        if self.keep is not None:
+            prefix = f"{self.node.name}_"
+            keep = {t for t in self.keep if t in self.child.batched_all} | {t[len(prefix):] for t in self.keep if t.startswith(prefix)}
+        child_ctx = self.child.run(feeds, n, keep)
         for i, name in enumerate(self.node.output):
             ctx[name] = child_ctx[g.output[i].name]
         for k, v in child_ctx.items():

@@ -94,7 +94,7 @@ def execute_batched(
     result: dict[str, np.ndarray] = {}
     for start in range(0, n, max(1, int(chunk_size))):
         stop = min(n, start + max(1, int(chunk_size)))
-        ctx = plan.run({k: v[start:stop] for k, v in feeds.items()}, stop - start)
+        ctx = plan.run({k: v[start:stop] for k, v in feeds.items()}, stop - start, keep=set(names))
         for name in names:
             v = plan.as_batch(name, ctx, stop - start)
             if name not in result:
@@ -318,15 +318,39 @@ class _Plan:
             if isinstance(r, xc.PartitionRunner):
                 yield from r.child.all_runners()
 
-    def run(self, feeds: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-        """Execute on ``n`` samples; returns the full context (batched tensors first-axis n)."""
+    def run(self, feeds: dict[str, np.ndarray], n: int, keep: set[str] | None = None) -> dict[str, np.ndarray]:
+        """Execute on ``n`` samples; returns the context (batched tensors first-axis n).
+
+        With ``keep``, a computed tensor is dropped once its last reader has run, unless it is a
+        graph output or named in ``keep`` (dataflow partitions' tensors also as ``<node>_<tensor>``):
+        memory holds the tensors in flight, not the whole forward pass. Without, every tensor stays.
+        """
         ctx = dict(self.consts)
         ctx.update(feeds)
         self._sanitize(self.input_checks, ctx)
-        for runner, outs in self.steps:
+        drops = self._drops(keep) if keep is not None else None
+        for k, (runner, outs) in enumerate(self.steps):
+            if isinstance(runner, xc.PartitionRunner):
+                runner.keep = keep
             runner.run(ctx, n)
             self._sanitize(outs, ctx)
+            for t in drops[k] if drops is not None else ():
+                ctx.pop(t, None)
         return ctx
+
+    def _drops(self, keep: set[str]) -> list[list[str]]:
+        """Per step, the computed tensors it reads for the last time (none that ``keep`` or the graph outputs name)."""
+        keep = keep | {o.name for o in self.model.graph.output} | set(self.inputs)
+        last: dict[str, int] = {}
+        for k, (runner, _) in enumerate(self.steps):
+            for t in runner.node.input:
+                if t in self.batched_all and t not in self.consts:
+                    last[t] = k
+        drops: list[list[str]] = [[] for _ in self.steps]
+        for t, k in last.items():
+            if t not in keep:
+                drops[k].append(t)
+        return drops
 
     def as_batch(self, name: str, ctx: dict, n: int) -> np.ndarray:
         if name not in ctx:
