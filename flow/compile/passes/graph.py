@@ -132,6 +132,17 @@ class GraphEditor(IndexedModel):
         self._vi[name] = g.value_info[len(g.value_info) - 1]
         return name
 
+    def new_tensor(self, like: str, shape, datatype, layout=None) -> str:
+        """A new tensor with ``like``'s element type, the given shape, datatype and (if given) layout."""
+        name, vi = self.new_name(), self.get_tensor_valueinfo(like)
+        g = self.graph
+        g.value_info.append(helper.make_tensor_value_info(name, vi.type.tensor_type.elem_type if vi is not None else 1, list(shape)))
+        self._vi[name] = g.value_info[len(g.value_info) - 1]
+        self.set_tensor_datatype(name, datatype)
+        if layout is not None:
+            self.set_tensor_layout(name, list(layout))
+        return name
+
     def new_int_const(self, value) -> str:
         """A new int64 initializer (a shape or axes input); returns its name."""
         return self.new_const(value, np.int64)

@@ -58,6 +58,7 @@ from flow.compile.passes.pools import (
     MoveChannelwiseLinearPastAveragePool,
     MoveChannelwiseMulPastMaxPool,
 )
+from flow.compile.passes.transposes import PushTransposesDownstream
 from flow.compile.passes.trunc import ConvertRoundingTruncToMultiThreshold
 
 #: Rounds of the pass list at most (the structures here converge in 2-5).
@@ -81,6 +82,7 @@ def structure_passes() -> list[Transformation]:
         MoveLinearPastFork(),
         UnifyEqualScalesAtJoinAdd(),
         MoveForkFreeLinearPastEltwiseAdd(),  # FINN's (x*c)+(y*c) -> (x+y)*c, forks split first
+        PushTransposesDownstream(),  # FINN's four Transpose moves below, in one sweep
         MoveTransposePastFork(),  # FINN
         MoveEqualTransposesPastJoinAdd(),  # FINN's, perm check fixed
         AbsorbConsecutiveTransposes(),  # FINN
