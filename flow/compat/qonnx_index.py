@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import onnx
 import qonnx.core.data_layout as DataLayout
-from onnx import TensorProto
+from onnx import TensorProto, helper
 from onnx import numpy_helper as np_helper
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
@@ -108,6 +108,14 @@ class IndexedModel(ModelWrapper):
         super().set_initializer(tensor_name, tensor_value)
         inits = self.graph.initializer
         self._init[tensor_name] = inits[len(inits) - 1]
+
+    def replace_initializer(self, tensor_name: str, value) -> None:
+        """Give initializer ``tensor_name`` a new value in place (its position kept; its ValueInfo takes the new shape)."""
+        arr = np.asarray(value)
+        self._init[tensor_name].CopyFrom(np_helper.from_array(arr, tensor_name))
+        vi = self.get_tensor_valueinfo(tensor_name)
+        if vi is not None and [d.dim_value for d in vi.type.tensor_type.shape.dim] != list(arr.shape):
+            vi.CopyFrom(helper.make_tensor_value_info(tensor_name, self._init[tensor_name].data_type, list(arr.shape)))
 
     def get_initializer(self, tensor_name, return_dtype=False):
         init = _one(self._init, tensor_name)

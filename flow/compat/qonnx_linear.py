@@ -1,5 +1,6 @@
-"""Linear-time equivalents of qonnx 1.0.0 whole-graph passes that are quadratic in graph size or
-copy every weight, and the context in which qonnx (and FINN, which calls them) uses them.
+"""Linear-time equivalents of qonnx 1.0.0's whole-graph passes (and of FINN's threshold rounding)
+that are quadratic in graph size or copy every weight, and the context in which qonnx and FINN
+use them.
 
 qonnx's ``ModelWrapper.transform`` ends every transformation with a cleanup (``SortGraph``,
 ``GiveUniqueParameterTensors``, ``SortCommutativeInputsInitializerLast``, ...), and FINN's
@@ -15,14 +16,19 @@ build. In qonnx 1.0.0:
 * ``InferShapes`` hands the whole model, weights included, to onnx's shape inference
   (serialized and parsed back), and wraps the result in a new ``ModelWrapper``, whose
   constructor checks every tensor's shape with a linear search (O(n^2));
-* ``ModelWrapper.check_all_tensor_shapes_specified`` is that O(n^2) check.
+* ``InferDataTypes``, ``InferDataLayouts``, ``RemoveIdentityOps``, ``FoldConstants`` and the
+  tensor renaming passes look tensors up by scanning (:mod:`flow.compat.qonnx_index`,
+  :mod:`flow.compat.qonnx_names`); the last two also restart after every single change;
+* FINN's ``RoundAndClipThresholds``, ``AbsorbScalarBiasIntoMultiThreshold`` and
+  ``MoveScalesPastIm2Col`` restart after every layer (:mod:`flow.compat.finn_linear`), and FINN checks every threshold with ``np.vectorize(IntType.allowed)``, one numpy
+  round-trip per value.
 
-Each replacement here computes the same graph, bit for bit, in linear time (the shape
-inference without copying weights: onnx sees the weights' shapes, not their values);
-``tests/compat/test_qonnx_linear.py`` compares them with qonnx's on real models and shows
-the quadratic growth of qonnx's own. :func:`linear_qonnx` swaps them in for the duration
-of a ``with`` block (the compiler steps, import normalisation and verification run inside
-it); outside, qonnx is unchanged.
+Each replacement computes the same graph, bit for bit (threshold rounding: the same values
+in the same entries), in linear time (the shape inference without copying weights: onnx
+sees the weights' shapes, not their values); ``tests/compat/test_qonnx_linear.py`` compares
+them with the originals on real models and shows the quadratic growth of qonnx's own.
+:func:`linear_qonnx` swaps them in for the duration of a ``with`` block (the compiler steps,
+import normalisation and verification run inside it); outside, qonnx and FINN are unchanged.
 """
 
 from __future__ import annotations
@@ -34,19 +40,23 @@ from collections.abc import Iterator
 import numpy as np
 import onnx
 import onnx.shape_inference as si
+from finn.transformation.streamline.absorb import AbsorbScalarBiasIntoMultiThreshold
+from finn.transformation.streamline.reorder import MoveScalesPastIm2Col
+from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
 from onnx import TensorProto, helper
 from qonnx.core.datatype import IntType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import is_custom_op
 from qonnx.transformation import general as qonnx_general
-from qonnx.transformation.fold_constants import FoldConstants
 from qonnx.transformation import infer_shapes as qonnx_infer_shapes
+from qonnx.transformation.fold_constants import FoldConstants
 from qonnx.transformation.infer_data_layouts import InferDataLayouts
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.remove import RemoveIdentityOps
 from qonnx.util import basic as qonnx_util
 from toposort import CircularDependencyError
 
+from flow.compat.finn_linear import absorb_scalar_bias_into_multithreshold, move_scales_past_im2col, round_and_clip_thresholds
 from flow.compat.qonnx_index import IndexedModel, fold_constants, infer_data_layouts, infer_datatypes, remove_identity_ops
 from flow.compat.qonnx_names import give_readable_tensor_names, give_unique_tensor_names
 
@@ -285,6 +295,21 @@ def _fold_constants_apply(self, model):
     return model, False
 
 
+def _round_thresholds_apply(self, model):
+    changed = round_and_clip_thresholds(model)
+    return model.transform(InferDataTypes()), changed
+
+
+def _absorb_scalar_bias_apply(self, model):
+    changed = absorb_scalar_bias_into_multithreshold(model, self.max_bitwidth_increase)
+    return model.transform(InferDataTypes()).transform(qonnx_infer_shapes.InferShapes()), changed
+
+
+def _move_scales_past_im2col_apply(self, model):
+    changed = move_scales_past_im2col(model)
+    return model.transform(qonnx_infer_shapes.InferShapes()).transform(InferDataTypes()), changed
+
+
 def _unique_tensor_names_apply(self, model):
     give_unique_tensor_names(model)
     return model, False
@@ -308,6 +333,9 @@ REPLACEMENTS = (
     (FoldConstants, "apply", _fold_constants_apply),
     (ModelWrapper, "check_all_tensor_shapes_specified", check_all_tensor_shapes_specified),
     (IntType, "allowed", int_allowed),
+    (RoundAndClipThresholds, "apply", _round_thresholds_apply),
+    (AbsorbScalarBiasIntoMultiThreshold, "apply", _absorb_scalar_bias_apply),
+    (MoveScalesPastIm2Col, "apply", _move_scales_past_im2col_apply),
 )
 
 class _Patch:

@@ -22,7 +22,13 @@ from brevitas.export import export_qonnx as brevitas_export
 from corpus import structures as S
 from onnx import TensorProto, helper, numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
+from finn.transformation.streamline.absorb import AbsorbScalarBiasIntoMultiThreshold
+from finn.transformation.streamline.reorder import MoveScalesPastIm2Col
+from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
+from qonnx.core.datatype import DataType, IntType
 from qonnx.transformation.fold_constants import FoldConstants
+from qonnx.custom_op.registry import getCustomOp
+from qonnx.transformation.base import Transformation
 from qonnx.transformation.general import (
     GiveReadableTensorNames,
     GiveUniqueNodeNames,
@@ -39,7 +45,7 @@ from qonnx.util.basic import qonnx_make_model
 
 from flow.builder import build
 from flow.compat import finn as finn_compat
-from flow.compat.qonnx_linear import REPLACEMENTS, linear_qonnx, transforms_in_place
+from flow.compat.qonnx_linear import REPLACEMENTS, int_allowed, linear_qonnx, transforms_in_place
 from flow.compile.context import BuildContext
 from flow.core.config import build_config
 from flow.nn.export import export_qonnx
@@ -84,6 +90,67 @@ def test_the_linear_pass_gives_the_graph_qonnxs_pass_gives_at_every_stage(checkp
         for stage, path in stages.items():
             model = ModelWrapper(str(path)).transform(GiveUniqueNodeNames())
             assert run(model, cls(), linear=True) == run(model, cls(), linear=False), (name, stage)
+
+
+def as_sets(model: ModelWrapper) -> tuple:
+    """The graph as sets: its nodes (a topological order is kept, which one is not compared), the
+    initializers, value infos and annotations by name, the inputs and outputs in order."""
+    g = model.graph
+    return (
+        sorted(n.SerializeToString() for n in g.node), [v.SerializeToString() for v in (*g.input, *g.output)],
+        {t.name: t.SerializeToString() for t in g.initializer}, {v.name: v.SerializeToString() for v in g.value_info},
+        {a.tensor_name: a.SerializeToString() for a in g.quantization_annotation},
+    )
+
+
+FINN_PASSES = [RoundAndClipThresholds, AbsorbScalarBiasIntoMultiThreshold, MoveScalesPastIm2Col]
+
+
+@pytest.mark.parametrize("cls", FINN_PASSES, ids=[p.__name__ for p in FINN_PASSES])
+def test_the_one_sweep_finn_pass_gives_finns_graph_at_every_stage(checkpoints, cls):
+    """FINN's pass and the one-sweep replacement give the same nodes, initializers, value infos and
+    annotations (the replacement updates entries where they are, FINN re-appends them; independent
+    nodes may come out in another topological order)."""
+    for name, stages in checkpoints.items():
+        for stage, path in stages.items():
+            model = ModelWrapper(str(path))
+            if cls is MoveScalesPastIm2Col:  # give it scales in front of the Im2Col ops to move
+                model = model.transform(ScaleBeforeIm2Col())
+            with linear_qonnx():
+                ours = model.transform(cls())
+            theirs = model.transform(cls())
+            assert as_sets(ours) == as_sets(theirs), (name, stage)
+
+
+class ScaleBeforeIm2Col(Transformation):
+    """Put a Mul by a scalar in front of every Im2Col (a scale streamlining left there)."""
+
+    def apply(self, model):
+        for k, n in enumerate(list(model.graph.node)):
+            if n.op_type == "Im2Col":
+                x, c, y = n.input[0], f"scale_{k}", f"scaled_{k}"
+                model.set_initializer(c, np.array(0.5 + k, dtype=np.float32))
+                model.graph.node.insert(list(model.graph.node).index(n), helper.make_node("Mul", [x, c], [y]))
+                n.input[0] = y
+        return model.transform(InferShapes()), False
+
+
+def test_int_allowed_answers_scalars_as_qonnx_does_and_finn_calls_it_per_threshold(checkpoints):
+    values = [0, 1, -1, 2.5, 3.0, np.float32(7), -8.0, -9.0, float("nan"), float("inf"), 1e30, np.int64(3), 255.0001]
+    for dt in ("INT4", "UINT8", "INT2", "INT32"):
+        for v in values:
+            expected = IntType.allowed(DataType[dt], v)
+            assert type(int_allowed(DataType[dt], v)) is type(expected) and int_allowed(DataType[dt], v) == expected
+    calls = []
+    real = IntType.allowed
+    IntType.allowed = lambda self, value: calls.append(value) or real(self, value)
+    try:
+        model = ModelWrapper(str(checkpoints["mobilenet_slice"]["specialize_layers"]))
+        thresholds = [n for n in model.graph.node if n.op_type.startswith("Thresholding")]
+        getCustomOp(thresholds[0]).minimize_weight_bit_width(model)
+    finally:
+        IntType.allowed = real
+    assert len(calls) > model.get_initializer(thresholds[0].input[1]).size  # one Python call per threshold value
 
 
 def raw_export(tmp_path) -> ModelWrapper:

@@ -147,14 +147,6 @@ class GraphEditor(IndexedModel):
         """A new int64 initializer (a shape or axes input); returns its name."""
         return self.new_const(value, np.int64)
 
-    def replace_initializer(self, name: str, value) -> None:
-        """Give initializer ``name`` the value ``value`` (float32) and its ValueInfo the new shape."""
-        arr = np.asarray(value, dtype=np.float32)
-        self._init[name].CopyFrom(np_helper.from_array(arr, name))
-        vi = self.get_tensor_valueinfo(name)
-        if vi is not None:
-            vi.CopyFrom(helper.make_tensor_value_info(name, self._init[name].data_type, list(arr.shape)))
-
     def forget(self, *tensors: str) -> None:
         """Drop the shape and datatype annotations of rewired tensors so :meth:`finish` infers them again."""
         for t in tensors:
