@@ -121,7 +121,8 @@ def export_network(family: str, depth: int, path: Path) -> None:
 
 
 def whole_network(name: str, path: Path) -> None:
-    """Export a 224x224 network (untrained) to ``path``: raw pixels, x/255, an 8-bit input quantizer."""
+    """Export a 224x224 network (untrained, BatchNorm statistics drawn at random) to ``path``: raw
+    pixels, x/255, an 8-bit input quantizer."""
     import brevitas.nn as qnn
     import torch
     from brevitas.quant import Int8ActPerTensorFloat, Int8WeightPerTensorFloat, SignedBinaryWeightPerTensorConst, Uint8ActPerTensorFloat
@@ -179,6 +180,11 @@ def whole_network(name: str, path: Path) -> None:
         net = ResNet50()
     else:
         net, _ = model_with_cfg({"mobilenet_v1": "quant_mobilenet_v1_4b", "proxylessnas": "quant_proxylessnas_mobile14_4b"}[name])
+    g = torch.Generator().manual_seed(1)
+    for bn in (m for m in net.modules() if isinstance(m, nn.BatchNorm2d)):  # statistics as after training, not 0/1
+        c = bn.num_features
+        bn.weight.data, bn.bias.data = 0.5 + torch.rand(c, generator=g), 0.1 * torch.randn(c, generator=g)
+        bn.running_mean.data, bn.running_var.data = 0.1 * torch.randn(c, generator=g), 0.5 + torch.rand(c, generator=g)
     export_qonnx(Pixels(net).eval(), path, (3, 224, 224))
 
 
@@ -196,6 +202,7 @@ def measure(path: Path, target: str, target_fps: int, work: Path, out: Path) -> 
 
     from flow.builder import build
     from flow.core.config import build_config
+    from flow.core.errors import VerificationError
 
     sampler = RssSampler()
     sampler.start()
@@ -208,19 +215,26 @@ def measure(path: Path, target: str, target_fps: int, work: Path, out: Path) -> 
 
     cfg = build_config(target=target, target_fps=target_fps, verify_samples=SAMPLES)
     t0 = time.perf_counter()
-    result = build(path, cfg, work / "out", progress=progress)
+    try:
+        build(path, cfg, work / "out", progress=progress)
+        failure = None
+    except VerificationError as e:  # the report is written; the timings stand
+        failure = str(e)
     wall = time.perf_counter() - t0
     marks.append(("end", time.perf_counter(), time.process_time()))
     sampler.stop.set()
+    report = json.loads((work / "out" / "report.json").read_text())
+    timings = report.get("timings_s") or {}
     steps = {}
     for (name, w, c), (_, w_next, c_next) in zip(marks, marks[1:]):
-        wall_s = result.report.timings_s.get(name, w_next - w)
-        steps[name] = {"wall_s": round(wall_s, 3), "cpu_s": round(c_next - c, 3), "peak_rss_mb": round(sampler.peaks.get(name, 0) / 2**20, 1)}
-    verification = result.report.verification
+        steps[name] = {"wall_s": round(timings.get(name, w_next - w), 3), "cpu_s": round(c_next - c, 3),
+                       "peak_rss_mb": round(sampler.peaks.get(name, 0) / 2**20, 1)}
+    verification = report.get("verification") or {}
     out.write_text(json.dumps({
-        "nodes": len(ModelWrapper(str(result.checkpoints["qonnx"])).graph.node), "hw_layers": len(result.report.layers),
-        "build_wall_s": round(wall, 1), "estimate_wall_s": result.report.timings_s.get("estimate"),
-        "verified": bool(verification and verification.passed), "steps": steps,
+        "nodes": len(ModelWrapper(str(work / "out" / "checkpoints" / "00_qonnx.onnx")).graph.node),
+        "hw_layers": len(report.get("layers", [])), "build_wall_s": round(wall, 1), "estimate_wall_s": timings.get("estimate"),
+        "verified": bool(verification.get("passed")), "verification_failure": failure,
+        "stages": {st["name"]: st["passed"] for st in verification.get("stages", [])}, "steps": steps,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }))
 
@@ -234,8 +248,13 @@ def case(kind: str, name: str, depth: int, work: Path, timeout: float) -> dict:
     folder = work / f"{name}-{depth}"
     folder.mkdir(parents=True, exist_ok=True)
     model, result = folder / "model.onnx", folder / "result.json"
-    run_child(["--export", kind, name, str(depth), str(model)], timeout)
-    run_child(["--measure", kind, str(model), str(result)], timeout)
+    try:
+        run_child(["--export", kind, name, str(depth), str(model)], timeout)
+        run_child(["--measure", kind, str(model), str(result)], timeout)
+    except subprocess.CalledProcessError as e:
+        return {"error": f"exit {e.returncode}"}
+    except subprocess.TimeoutExpired:
+        return {"error": f"not done in {timeout:.0f} s"}
     return json.loads(result.read_text())
 
 
@@ -251,6 +270,7 @@ def fit_exponent(xs: list[float], ys: list[float]) -> float | None:
 
 def exponents(rows: list[dict]) -> dict[str, float | None]:
     """Per step, the fitted exponent of CPU seconds over graph nodes (steps under 50 ms everywhere are noise and left out)."""
+    rows = [r for r in rows if "steps" in r]
     names = dict.fromkeys(n for r in rows for n in r["steps"])
     found = {}
     for name in names:
@@ -295,6 +315,9 @@ def main() -> None:
                 continue
             rows.append({"family": family, "depth": depth, **case("sweep", family, depth, work, args.timeout)})
             r = rows[-1]
+            if "error" in r:
+                print(f"{family} depth {depth}: {r['error']}", flush=True)
+                continue
             print(f"{family} depth {depth}: {r['nodes']} nodes, {sum(s['cpu_s'] for s in r['steps'].values()):.1f} CPU-s, "
                   f"peak {r['peak_rss_mb']:.0f} MB, verified {r['verified']}", flush=True)
         sweep[family] = {"rows": rows, "exponents": exponents(rows)}
@@ -304,6 +327,9 @@ def main() -> None:
         for name in WHOLE:
             whole_rows.append({"network": name, **case("whole", name, 224, work, args.timeout)})
             r = whole_rows[-1]
+            if "error" in r:
+                print(f"{name}: {r['error']}", flush=True)
+                continue
             print(f"{name}: {r['nodes']} nodes, build {r['build_wall_s']} s, peak {r['peak_rss_mb']:.0f} MB, verified {r['verified']}", flush=True)
     write_results(out, {
         "benchmark": "scale",
