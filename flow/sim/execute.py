@@ -58,6 +58,7 @@ from qonnx.util.basic import (
     get_sanitize_quant_tensors,
 )
 
+from flow.compat.qonnx_linear import linear_qonnx
 from flow.core.errors import UnsupportedOpError
 from flow.core.vocab import PARTITION_OP, is_hw_node
 from flow.sim import custom_nodes as xc
@@ -86,7 +87,8 @@ def execute_batched(
 
     Raises UnsupportedOpError for nodes that cannot be executed.
     """
-    plan = _Plan(model)
+    with linear_qonnx():  # qonnx's shape checks and lookups in linear time
+        plan = _Plan(model)
     feeds, n = prepare_inputs(plan.tensors, plan.inputs, inputs)
     if n == 0:
         raise ValueError("no samples given (axis 0 of the inputs is empty)")
@@ -190,6 +192,7 @@ class _Plan:
         self.steps: list[tuple[xn.Runner, list[str]]] = []
         self.runners: list[xn.Runner] = []
         self._despecialized = None
+        self._value_infos: dict | None = None
         # FINN sanitizes every node's inputs and outputs. A node output is sanitized when it
         # is produced, so re-sanitizing it at its consumers changes nothing; graph inputs are
         # sanitized at the start of a run and constants once, here.
@@ -243,7 +246,9 @@ class _Plan:
         batch_ok = batch_ok and (ranks_align or node.op_type in ("Reshape", "Flatten"))
         if node.op_type in xn.SUMMING_OPS:
             batch_ok = batch_ok and self._exact_sums(node)
-        return xn.OrtRunner(node, t, batch_ok, self.model.graph, opset)
+        if self._value_infos is None:
+            self._value_infos = xn.value_info_map(self.model.graph)
+        return xn.OrtRunner(node, t, batch_ok, self.model.graph, opset, self._value_infos)
 
     def _base_graph(self):
         if self._despecialized is None:

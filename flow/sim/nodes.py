@@ -187,13 +187,19 @@ def _session_options() -> rt.SessionOptions:
     return opts
 
 
+def value_info_map(graph) -> dict[str, ValueInfoProto]:
+    """The graph's ValueInfos by name (a value_info entry wins over an input or output of the same name)."""
+    return {v.name: v for v in (*graph.input, *graph.output, *graph.value_info)}
+
+
 class OrtRunner(Runner):
     """A standard ONNX node run by onnxruntime, as FINN does, with its session cached."""
 
-    def __init__(self, node, tensors, batchable, graph, opset):
+    def __init__(self, node, tensors, batchable, graph, opset, value_infos: dict | None = None):
         super().__init__(node, tensors, batchable)
         self.graph, self.opset, self._sessions = graph, opset, {}
-        self._vis = {v.name: v for v in (*graph.input, *graph.output, *graph.value_info)}
+        # ValueInfos by name (shared by all runners of a graph: building it per node is O(n^2))
+        self._vis = value_infos if value_infos is not None else value_info_map(graph)
         try:
             self._session(False)
         except Exception as err:
