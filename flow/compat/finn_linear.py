@@ -1,5 +1,9 @@
 """finn-plus 1.6.1 passes that restart after every single change, as one sweep each.
 
+``MinimizeAccumulatorWidth`` re-infers the datatypes of the whole graph after every layer it
+narrows; :func:`minimize_accumulator_width` infers them node by node as the sweep passes, which
+gives every layer the same datatypes when it is narrowed (nothing upstream of it changes again).
+
 ``RoundAndClipThresholds``, ``AbsorbScalarBiasIntoMultiThreshold`` and ``MoveScalesPastIm2Col``
 change one layer per ``apply``, re-infer shapes or datatypes of the whole graph and start over
 from the first node, looking every node's neighbours up by scanning the graph on the way:
@@ -17,9 +21,11 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from finn.util.fpgadataflow import is_fpgadataflow_node
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
+from qonnx.transformation.infer_datatypes import _infer_node_datatype
 
 from flow.compat.qonnx_index import IndexedModel
 
@@ -166,3 +172,27 @@ def _drop(model: ModelWrapper, nodes: list) -> None:
         keep = [n for n in model.graph.node if id(n) not in gone]
         del model.graph.node[:]
         model.graph.node.extend(keep)
+
+
+def minimize_accumulator_width(model: ModelWrapper, datatype_only: bool = False) -> None:
+    """FINN's ``MinimizeAccumulatorWidth``: every HW layer's ``minimize_accumulator_width`` in graph
+    order, with the datatype inference FINN runs over the whole graph after each one done node by
+    node: the nodes before the first narrowed layer once it is narrowed, then each node as the
+    sweep reaches it (again after narrowing it). FINN's ``InferDataTypes`` after a layer changes
+    only that layer and what follows it, so each layer is narrowed with the same datatypes."""
+    view = IndexedModel(model)
+    nodes = list(model.graph.node)
+    started = False
+    for k, node in enumerate(nodes):
+        inst = getCustomOp(node) if is_fpgadataflow_node(node) else None
+        if inst is not None and hasattr(inst, "minimize_accumulator_width"):
+            if started:
+                _infer_node_datatype(view, node, False)
+            inst.minimize_accumulator_width(view, datatype_only=datatype_only)
+            if not started:
+                for before in nodes[:k]:
+                    _infer_node_datatype(view, before, False)
+                started = True
+            _infer_node_datatype(view, node, False)
+        elif started:
+            _infer_node_datatype(view, node, False)

@@ -20,7 +20,8 @@ build. In qonnx 1.0.0:
   tensor renaming passes look tensors up by scanning (:mod:`flow.compat.qonnx_index`,
   :mod:`flow.compat.qonnx_names`); the last two also restart after every single change;
 * FINN's ``RoundAndClipThresholds``, ``AbsorbScalarBiasIntoMultiThreshold`` and
-  ``MoveScalesPastIm2Col`` restart after every layer (:mod:`flow.compat.finn_linear`), and FINN checks every threshold with ``np.vectorize(IntType.allowed)``, one numpy
+  ``MoveScalesPastIm2Col`` restart after every layer, and ``MinimizeAccumulatorWidth`` re-infers
+  every datatype after every layer (:mod:`flow.compat.finn_linear`), and FINN checks every threshold with ``np.vectorize(IntType.allowed)``, one numpy
   round-trip per value.
 
 Each replacement computes the same graph, bit for bit (threshold rounding: the same values
@@ -40,6 +41,7 @@ from collections.abc import Iterator
 import numpy as np
 import onnx
 import onnx.shape_inference as si
+from finn.transformation.fpgadataflow.minimize_accumulator_width import MinimizeAccumulatorWidth
 from finn.transformation.streamline.absorb import AbsorbScalarBiasIntoMultiThreshold
 from finn.transformation.streamline.reorder import MoveScalesPastIm2Col
 from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
@@ -56,7 +58,12 @@ from qonnx.transformation.remove import RemoveIdentityOps
 from qonnx.util import basic as qonnx_util
 from toposort import CircularDependencyError
 
-from flow.compat.finn_linear import absorb_scalar_bias_into_multithreshold, move_scales_past_im2col, round_and_clip_thresholds
+from flow.compat.finn_linear import (
+    absorb_scalar_bias_into_multithreshold,
+    minimize_accumulator_width,
+    move_scales_past_im2col,
+    round_and_clip_thresholds,
+)
 from flow.compat.qonnx_index import IndexedModel, fold_constants, infer_data_layouts, infer_datatypes, remove_identity_ops
 from flow.compat.qonnx_names import give_readable_tensor_names, give_unique_tensor_names
 
@@ -310,6 +317,11 @@ def _move_scales_past_im2col_apply(self, model):
     return model.transform(qonnx_infer_shapes.InferShapes()).transform(InferDataTypes()), changed
 
 
+def _minimize_accumulator_width_apply(self, model):
+    minimize_accumulator_width(model, self.datatype_only)
+    return model, False
+
+
 def _unique_tensor_names_apply(self, model):
     give_unique_tensor_names(model)
     return model, False
@@ -336,6 +348,7 @@ REPLACEMENTS = (
     (RoundAndClipThresholds, "apply", _round_thresholds_apply),
     (AbsorbScalarBiasIntoMultiThreshold, "apply", _absorb_scalar_bias_apply),
     (MoveScalesPastIm2Col, "apply", _move_scales_past_im2col_apply),
+    (MinimizeAccumulatorWidth, "apply", _minimize_accumulator_width_apply),
 )
 
 class _Patch:

@@ -22,6 +22,7 @@ from brevitas.export import export_qonnx as brevitas_export
 from corpus import structures as S
 from onnx import TensorProto, helper, numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
+from finn.transformation.fpgadataflow.minimize_accumulator_width import MinimizeAccumulatorWidth
 from finn.transformation.streamline.absorb import AbsorbScalarBiasIntoMultiThreshold
 from finn.transformation.streamline.reorder import MoveScalesPastIm2Col
 from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
@@ -103,7 +104,7 @@ def as_sets(model: ModelWrapper) -> tuple:
     )
 
 
-FINN_PASSES = [RoundAndClipThresholds, AbsorbScalarBiasIntoMultiThreshold, MoveScalesPastIm2Col]
+FINN_PASSES = [RoundAndClipThresholds, AbsorbScalarBiasIntoMultiThreshold, MoveScalesPastIm2Col, MinimizeAccumulatorWidth]
 
 
 @pytest.mark.parametrize("cls", FINN_PASSES, ids=[p.__name__ for p in FINN_PASSES])
@@ -133,6 +134,33 @@ class ScaleBeforeIm2Col(Transformation):
                 model.graph.node.insert(list(model.graph.node).index(n), helper.make_node("Mul", [x, c], [y]))
                 n.input[0] = y
         return model.transform(InferShapes()), False
+
+
+def count_applies(cls, model: ModelWrapper, counted=None) -> int:
+    """How many times ``counted`` (default: ``cls``) applies while ``model.transform(cls())`` runs."""
+    counted = counted or cls
+    calls, real = [], counted.apply
+    counted.apply = lambda self, m: calls.append(1) or real(self, m)
+    try:
+        model.transform(cls())
+    finally:
+        counted.apply = real
+    return len(calls)
+
+
+def test_finns_passes_restart_after_every_layer_and_the_replacements_sweep_once(checkpoints):
+    """Why the one-sweep FINN passes exist: FINN's apply once per changed layer (and re-infers every
+    datatype per narrowed layer); the replacements need two applies (the second finds nothing)."""
+    stages = checkpoints["mobilenet_slice"]
+    hw = ModelWrapper(str(stages["convert_to_hw"]))
+    layers = sum(1 for n in hw.graph.node if n.op_type in ("MVAU", "VVAU"))
+    assert count_applies(MinimizeAccumulatorWidth, hw, InferDataTypes) >= layers
+    scaled = ModelWrapper(str(stages["streamline"])).transform(ScaleBeforeIm2Col())
+    im2cols = sum(1 for n in scaled.graph.node if n.op_type == "Im2Col")
+    assert count_applies(MoveScalesPastIm2Col, scaled) == im2cols + 1
+    with linear_qonnx():
+        assert count_applies(MoveScalesPastIm2Col, scaled) == 2
+        assert count_applies(MinimizeAccumulatorWidth, hw, InferDataTypes) <= 2
 
 
 def test_int_allowed_answers_scalars_as_qonnx_does_and_finn_calls_it_per_threshold(checkpoints):
