@@ -19,7 +19,7 @@ from qonnx.transformation.base import Transformation
 from qonnx.util.basic import get_by_name
 
 from flow.compat.qonnx_index import IndexedModel, infer_datatypes
-from flow.compat.qonnx_linear import infer_shapes
+from flow.compat.qonnx_graph import infer_shapes
 
 #: FINN passes qflow's structure streamlining never runs, and why (each shown by a test).
 AVOIDED_FINN_PASSES: dict[str, str] = {

@@ -38,7 +38,7 @@ from onnx.inliner import inline_local_functions
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import is_custom_op
 
-from flow.compat.qonnx_linear import fix_missing_initializer_shapes
+from flow.compat.qonnx_graph import fix_missing_initializer_shapes
 from flow.core.errors import ModelFileError, UnquantizedModelError, UnsupportedOpError
 from flow.core.vocab import HW_DOMAIN, PARTITION_OP, QUANT_OPS
 

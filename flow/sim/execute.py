@@ -137,31 +137,6 @@ def describe_execution(model: ModelWrapper) -> list[tuple[str, str, str]]:
     return rows
 
 
-class Tensors:
-    """Declared shapes/dtypes of a graph's tensors and which of them carry samples.
-
-    A sample-carrying tensor declared ``(1, *rest)`` is held batched as ``(n, *rest)``;
-    one declared without a leading 1 is held as ``(n, *declared)``.
-    """
-
-    def __init__(self, empty_ctx: dict, batched: set[str]):
-        self.shape = {k: tuple(np.shape(v)) for k, v in empty_ctx.items()}
-        self.dtype = {k: np.asarray(v).dtype for k, v in empty_ctx.items()}
-        self.batched = batched
-
-    def lead1(self, name: str) -> bool:
-        return self.shape[name][:1] == (1,)
-
-    def batched_shape(self, name: str, n: int) -> tuple:
-        s = self.shape[name]
-        return (n,) + s[1:] if self.lead1(name) else (n,) + s
-
-    def sample(self, name: str, value, i: int):
-        if name not in self.batched:
-            return value
-        return value[i : i + 1] if self.lead1(name) else value[i]
-
-
 class _DatatypeView:
     """Cached ``model.get_tensor_datatype``."""
 
@@ -184,7 +159,7 @@ class _Plan:
         self.inputs = graph_inputs(model)
         empty = model.make_empty_exec_context()
         init = {i.name for i in graph.initializer}
-        self.tensors = Tensors(empty, set(self.inputs))
+        self.tensors = xn.Tensors(empty, set(self.inputs))
         self.consts = {k: v for k, v in empty.items() if k in init}
         self.sanitize = get_sanitize_quant_tensors() != 0
         self.dt = _DatatypeView(model)
@@ -373,7 +348,7 @@ def graph_inputs(model: ModelWrapper) -> list[str]:
     return [i.name for i in model.graph.input if i.name not in init]
 
 
-def prepare_inputs(tensors: Tensors, names: list[str], inputs) -> tuple[dict[str, np.ndarray], int]:
+def prepare_inputs(tensors: xn.Tensors, names: list[str], inputs) -> tuple[dict[str, np.ndarray], int]:
     if not isinstance(inputs, Mapping):
         if len(names) != 1:
             raise ValueError(f"the model has inputs {names}; pass a dict of arrays by name")

@@ -86,6 +86,31 @@ def batchable_std_op(node: NodeProto, batched: set[str], rank: int, opset: int) 
     return False
 
 
+class Tensors:
+    """Declared shapes/dtypes of a graph's tensors and which of them carry samples.
+
+    A sample-carrying tensor declared ``(1, *rest)`` is held batched as ``(n, *rest)``;
+    one declared without a leading 1 is held as ``(n, *declared)``.
+    """
+
+    def __init__(self, empty_ctx: dict, batched: set[str]):
+        self.shape = {k: tuple(np.shape(v)) for k, v in empty_ctx.items()}
+        self.dtype = {k: np.asarray(v).dtype for k, v in empty_ctx.items()}
+        self.batched = batched
+
+    def lead1(self, name: str) -> bool:
+        return self.shape[name][:1] == (1,)
+
+    def batched_shape(self, name: str, n: int) -> tuple:
+        s = self.shape[name]
+        return (n,) + s[1:] if self.lead1(name) else (n,) + s
+
+    def sample(self, name: str, value, i: int):
+        if name not in self.batched:
+            return value
+        return value[i : i + 1] if self.lead1(name) else value[i]
+
+
 class Runner:
     """One node; subclasses implement ``run_single`` and, where safe, ``run_batch``.
 

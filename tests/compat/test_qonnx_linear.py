@@ -1,5 +1,5 @@
 """qonnx 1.0.0's whole-graph passes do work quadratic in graph size (or copy every weight), and
-qflow's replacements (flow.compat.qonnx_linear, qonnx_index, qonnx_names) give the same graphs,
+qflow's replacements (flow.compat.qonnx_linear, qonnx_graph, qonnx_index, qonnx_names, finn_linear) give the same graphs,
 byte for byte, on real models at every stage of a build.
 
 Work is counted, not timed: the Python lines a pass executes (``sys.settrace``) grow 4x when
@@ -46,7 +46,8 @@ from qonnx.util.basic import qonnx_make_model
 
 from flow.builder import build
 from flow.compat import finn as finn_compat
-from flow.compat.qonnx_linear import REPLACEMENTS, int_allowed, linear_qonnx, transforms_in_place
+from flow.compat.qonnx_graph import int_allowed
+from flow.compat.qonnx_linear import REPLACEMENTS, linear_qonnx, transforms_in_place
 from flow.compile.context import BuildContext
 from flow.core.config import build_config
 from flow.nn.export import export_qonnx

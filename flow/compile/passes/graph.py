@@ -21,7 +21,7 @@ from qonnx.transformation.base import Transformation
 from qonnx.util.basic import get_by_name, random_string
 
 from flow.compat.qonnx_index import IndexedModel, infer_data_layouts, infer_datatypes
-from flow.compat.qonnx_linear import infer_shapes, sort_graph
+from flow.compat.qonnx_graph import infer_shapes, sort_graph
 from flow.core.onnx_nodes import const_operand
 
 #: Ops that only rearrange data (a per-element constant can move past them with the data).
