@@ -252,6 +252,33 @@ def infer_data_layouts(model: ModelWrapper) -> bool:
     return modified
 
 
+class LazyExecContext(dict):
+    """``ModelWrapper.make_empty_exec_context`` computed on demand: a tensor's entry (its initializer's
+    value, else zeros of its ValueInfo's shape, ``""`` -> None) is made when it is first read.
+
+    qonnx's makes every entry at once, converting every weight to numpy; FINN's ``FoldQuantWeights``
+    makes one per quantized weight it folds, to execute that one Quant node.
+    """
+
+    def __init__(self, model: ModelWrapper):
+        super().__init__()
+        g = model.graph
+        self._vis = {v.name: v for v in (*g.input, *g.output, *g.value_info)}
+        self._inits = {t.name: t for t in g.initializer}
+
+    def __missing__(self, name: str):
+        if name == "":
+            value = None
+        elif name in self._inits:
+            value = np_helper.to_array(self._inits[name])
+        elif name in self._vis:
+            value = valueinfo_to_tensor(self._vis[name])
+        else:
+            raise KeyError(name)
+        self[name] = value
+        return value
+
+
 def fold_constants(model: ModelWrapper, exclude_op_types) -> bool:
     """qonnx's ``FoldConstants`` in one sweep: every node whose inputs are all constant (or a
     ``Shape`` of a shaped tensor, or a node without inputs), other than ``exclude_op_types``,

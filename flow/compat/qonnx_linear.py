@@ -19,6 +19,8 @@ build. In qonnx 1.0.0:
 * ``InferDataTypes``, ``InferDataLayouts``, ``RemoveIdentityOps``, ``FoldConstants`` and the
   tensor renaming passes look tensors up by scanning (:mod:`flow.compat.qonnx_index`,
   :mod:`flow.compat.qonnx_names`); the last two also restart after every single change;
+* FINN's ``FoldQuantWeights`` converts every weight of the model to numpy once per weight it
+  folds (qonnx's ``make_empty_exec_context``; :class:`flow.compat.qonnx_index.LazyExecContext`);
 * FINN's ``RoundAndClipThresholds``, ``AbsorbScalarBiasIntoMultiThreshold`` and
   ``MoveScalesPastIm2Col`` restart after every layer, and ``MinimizeAccumulatorWidth`` re-infers
   every datatype after every layer (:mod:`flow.compat.finn_linear`), and FINN checks every threshold with ``np.vectorize(IntType.allowed)``, one numpy
@@ -38,9 +40,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import types
 from collections.abc import Iterator
 
 from finn.transformation.fpgadataflow.minimize_accumulator_width import MinimizeAccumulatorWidth
+from finn.transformation.qonnx.fold_quant_weights import FoldQuantWeights
 from finn.transformation.streamline.absorb import AbsorbScalarBiasIntoMultiThreshold
 from finn.transformation.streamline.reorder import MoveScalesPastIm2Col
 from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
@@ -67,7 +71,7 @@ from flow.compat.qonnx_graph import (
     sort_commutative_inputs,
     sort_graph,
 )
-from flow.compat.qonnx_index import fold_constants, infer_data_layouts, infer_datatypes, remove_identity_ops
+from flow.compat.qonnx_index import LazyExecContext, fold_constants, infer_data_layouts, infer_datatypes, remove_identity_ops
 from flow.compat.qonnx_names import give_readable_tensor_names, give_unique_tensor_names
 
 
@@ -128,6 +132,24 @@ def _minimize_accumulator_width_apply(self, model):
     return model, False
 
 
+_fold_quant_weights = FoldQuantWeights.apply
+
+
+def _lazy_context(self) -> LazyExecContext:
+    return LazyExecContext(self)
+
+
+def _fold_quant_weights_apply(self, model):
+    """FINN's own ``FoldQuantWeights.apply`` with the execution context it builds per folded weight made on demand."""
+    model.make_empty_exec_context = types.MethodType(_lazy_context, model)
+    try:
+        result, changed = _fold_quant_weights(self, model)
+    finally:
+        model.__dict__.pop("make_empty_exec_context", None)
+    result.__dict__.pop("make_empty_exec_context", None)
+    return result, changed
+
+
 def _unique_tensor_names_apply(self, model):
     give_unique_tensor_names(model)
     return model, False
@@ -155,6 +177,7 @@ REPLACEMENTS = (
     (AbsorbScalarBiasIntoMultiThreshold, "apply", _absorb_scalar_bias_apply),
     (MoveScalesPastIm2Col, "apply", _move_scales_past_im2col_apply),
     (MinimizeAccumulatorWidth, "apply", _minimize_accumulator_width_apply),
+    (FoldQuantWeights, "apply", _fold_quant_weights_apply),
 )
 
 class _Patch:

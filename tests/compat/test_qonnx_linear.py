@@ -23,6 +23,8 @@ from corpus import structures as S
 from onnx import TensorProto, helper, numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
 from finn.transformation.fpgadataflow.minimize_accumulator_width import MinimizeAccumulatorWidth
+from finn.transformation.qonnx.convert_qonnx_to_finn import InferMissingGemmBias
+from finn.transformation.qonnx.fold_quant_weights import FoldQuantWeights
 from finn.transformation.streamline.absorb import AbsorbScalarBiasIntoMultiThreshold
 from finn.transformation.streamline.reorder import MoveScalesPastIm2Col
 from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
@@ -30,6 +32,7 @@ from qonnx.core.datatype import DataType, IntType
 from qonnx.transformation.fold_constants import FoldConstants
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
+from qonnx.transformation.gemm_to_matmul import GemmToMatMul
 from qonnx.transformation.general import (
     GiveReadableTensorNames,
     GiveUniqueNodeNames,
@@ -41,6 +44,7 @@ from qonnx.transformation.general import (
 from qonnx.transformation.infer_data_layouts import InferDataLayouts
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
+from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
 from qonnx.transformation.remove import RemoveIdentityOps
 from qonnx.util.basic import qonnx_make_model
 
@@ -106,6 +110,28 @@ def as_sets(model: ModelWrapper) -> tuple:
 
 
 FINN_PASSES = [RoundAndClipThresholds, AbsorbScalarBiasIntoMultiThreshold, MoveScalesPastIm2Col, MinimizeAccumulatorWidth]
+
+
+def test_fold_quant_weights_with_a_lazy_context_gives_finns_graph_and_converts_only_what_it_reads(checkpoints):
+    """Why: FINN's FoldQuantWeights converts every initializer of the model to numpy for each weight it folds."""
+    model = ModelWrapper(str(checkpoints["mobilenet_slice"]["qonnx"]))
+    for t in (InferMissingGemmBias(), GemmToMatMul(), FoldTransposeIntoQuantInit(), InferDataTypes()):  # as ConvertQONNXtoFINN
+        model = model.transform(t)
+    weights = sum(1 for n in model.graph.node if n.op_type in ("Quant", "BipolarQuant") and model.get_initializer(n.input[0]) is not None)
+    calls, real = [], numpy_helper.to_array
+    numpy_helper.to_array = lambda t, *a, **k: calls.append(t.name) or real(t, *a, **k)
+    try:
+        random.seed(0)
+        theirs = model.transform(FoldQuantWeights())
+        qonnx_calls = len(calls)
+        calls.clear()
+        random.seed(0)
+        with linear_qonnx():
+            ours = model.transform(FoldQuantWeights())
+    finally:
+        numpy_helper.to_array = real
+    assert ours.model.SerializeToString() == theirs.model.SerializeToString()
+    assert qonnx_calls >= weights * len(model.graph.initializer) and len(calls) < qonnx_calls / 4
 
 
 @pytest.mark.parametrize("cls", FINN_PASSES, ids=[p.__name__ for p in FINN_PASSES])
