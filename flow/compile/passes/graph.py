@@ -100,7 +100,8 @@ class GraphEditor(IndexedModel):
         self.wrapper = model
         self.nodes = list(model.graph.node)
         self.changed = False
-        self._taken = set(self._vi) | set(self._init)
+        self._taken = set(self._vi) | set(self._init) | {t for n in self.nodes for t in (*n.input, *n.output)}
+        self.nodes_added: list = []  # keeps the added nodes' wrappers alive, so their ids stay theirs
         self._touched: set[int] = set()
         self._removed: set[int] = set()
         self._dropped: set[str] = set()
@@ -154,9 +155,14 @@ class GraphEditor(IndexedModel):
             if t not in self._outputs and self._vi.pop(t, None) is not None:
                 self._dropped.add(t)
 
-    def add_node(self, node) -> None:
-        self.graph.node.append(node)
-        self.index_node(node)
+    def add_node(self, node):
+        """Append ``node`` to the graph and index it; returns the graph's own copy (edit that one)."""
+        nodes = self.graph.node
+        nodes.append(node)
+        added = nodes[len(nodes) - 1]
+        self.index_node(added)
+        self.nodes_added.append(added)
+        return added
 
     def remove_node(self, node) -> None:
         self.forget_node(node)
@@ -165,9 +171,7 @@ class GraphEditor(IndexedModel):
     def replace_node(self, old, new_nodes: list) -> None:
         """Put ``new_nodes`` in place of ``old`` (the order is restored by :meth:`finish`)."""
         self.remove_node(old)
-        for n in new_nodes:
-            self.add_node(n)
-        self.touch(old, *new_nodes)
+        self.touch(old, *(self.add_node(n) for n in new_nodes))
 
     def swap_unary(self, first, second, first_dyn: int = 0) -> None:
         """Rewire ``x -first-> m -second-> y`` into ``x -second-> m -first-> y`` (both have one data input)."""

@@ -110,7 +110,7 @@ class PushTransposesDownstream(Transformation):
         for c in cons[1:]:
             copy = helper.make_node("Transpose", list(t.input), [ed.new_tensor(out, ed.get_tensor_shape(out), ed.get_tensor_datatype(out), ed.get_tensor_layout(out))])
             copy.attribute.extend(t.attribute)
-            ed.add_node(copy)
+            copy = ed.add_node(copy)
             for i, name in enumerate(c.input):
                 if name == out:
                     ed.rewire_input(c, i, copy.output[0])
