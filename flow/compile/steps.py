@@ -91,7 +91,8 @@ def step_streamline(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     """
 
     model = finn_step("streamline", model, ctx)
-    model = model.transform(RoundAndClipThresholds()).transform(InferDataTypes())
+    with transforms_in_place():  # the model is finn_step's private copy
+        model = model.transform(RoundAndClipThresholds()).transform(InferDataTypes())
     model = streamline_structures(model)
     check_mappable(model)
     return model
