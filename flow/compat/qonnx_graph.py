@@ -120,6 +120,29 @@ def infer_shapes(model: ModelWrapper) -> ModelWrapper:
     return result
 
 
+def topological_levels(deps: dict[int, set[int]]) -> dict[int, int]:
+    """Kahn's rounds in O(items + dependencies): item -> the round it becomes ready in (0 with nothing
+    to wait for, else one after the latest round among ``deps[item]``, which must all be keys).
+    Items on or behind a cycle get no round."""
+    users: dict[int, list[int]] = {i: [] for i in deps}
+    waiting = {i: len(d) for i, d in deps.items()}
+    for i, d in deps.items():
+        for p in d:
+            users[p].append(i)
+    level = {i: 0 for i, w in waiting.items() if w == 0}
+    reached: dict[int, int] = {}  # the latest round among what an item has waited for so far
+    todo = list(level)
+    while todo:
+        i = todo.pop()
+        for u in users[i]:
+            reached[u] = max(reached.get(u, 0), level[i] + 1)
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                level[u] = reached[u]
+                todo.append(u)
+    return level
+
+
 def sort_graph(model: ModelWrapper) -> None:
     """qonnx's ``SortGraph`` in O(nodes + edges): the same order (each node placed by its longest
     path from the graph's sources, ties by original index, as ``toposort_flatten``), the same
@@ -145,20 +168,7 @@ def sort_graph(model: ModelWrapper) -> None:
     for d in list(deps.values()):
         for p in d:
             deps.setdefault(p, set())
-    users: dict[int, list[int]] = {i: [] for i in deps}
-    waiting = {i: len(d) for i, d in deps.items()}
-    for i, d in deps.items():
-        for p in d:
-            users[p].append(i)
-    level = {i: 0 for i, w in waiting.items() if w == 0}
-    todo = list(level)
-    while todo:
-        i = todo.pop()
-        for u in users[i]:
-            level[u] = max(level.get(u, 0), level[i] + 1)
-            waiting[u] -= 1
-            if waiting[u] == 0:
-                todo.append(u)
+    level = topological_levels(deps)
     if len(level) != len(deps):
         raise CircularDependencyError({i: d for i, d in deps.items() if i not in level})
     order = sorted(level, key=lambda i: (level[i], i))

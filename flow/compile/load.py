@@ -38,7 +38,7 @@ from onnx.inliner import inline_local_functions
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import is_custom_op
 
-from flow.compat.qonnx_graph import fix_missing_initializer_shapes
+from flow.compat.qonnx_graph import fix_missing_initializer_shapes, topological_levels
 from flow.core.errors import ModelFileError, UnquantizedModelError, UnsupportedOpError
 from flow.core.vocab import HW_DOMAIN, PARTITION_OP, QUANT_OPS
 
@@ -185,29 +185,6 @@ def _check_arity(p: Path, node: onnx.NodeProto) -> None:
         raise ModelFileError(f"{where} has an empty input or output name; re-export the model")
 
 
-def _levels(nodes: list, available: set[str], producer: dict) -> dict[int, int]:
-    """Kahn's rounds in O(nodes + edges): node index -> the round it becomes ready in (all its inputs
-    available or made in earlier rounds). Nodes on a cycle get none."""
-    index = {id(n): k for k, n in enumerate(nodes)}
-    waiting = [0] * len(nodes)
-    users: list[list[int]] = [[] for _ in nodes]
-    for k, n in enumerate(nodes):
-        preds = {index[id(producer[t])] for t in n.input if t not in available}
-        waiting[k] = len(preds)
-        for q in preds:
-            users[q].append(k)
-    level = {k: 0 for k in range(len(nodes)) if waiting[k] == 0}
-    todo = list(level)
-    while todo:
-        k = todo.pop()
-        for u in users[k]:
-            level[u] = max(level.get(u, 0), level[k] + 1)
-            waiting[u] -= 1
-            if waiting[u] == 0:
-                todo.append(u)
-    return {k: v for k, v in level.items() if waiting[k] == 0}
-
-
 def _check_graph(p: Path, proto: onnx.ModelProto) -> None:
     """Every tensor a node reads exists, no tensor is produced twice, outputs are produced, and the graph has no cycle.
 
@@ -233,7 +210,8 @@ def _check_graph(p: Path, proto: onnx.ModelProto) -> None:
         if o.name not in producer and o.name not in available:
             raise ModelFileError(f"{p}: graph output {o.name[:60]!r} is not computed by any node; re-export the model")
     nodes = list(g.node)
-    level = _levels(nodes, available, producer)
+    index = {id(n): k for k, n in enumerate(nodes)}
+    level = topological_levels({k: {index[id(producer[t])] for t in n.input if t not in available} for k, n in enumerate(nodes)})
     if len(level) < len(nodes):
         n = next(n for k, n in enumerate(nodes) if k not in level)
         raise ModelFileError(f"{p}: node {n.name or '(unnamed)'!r} ({n.op_type}) is on a cycle; a dataflow graph has none")

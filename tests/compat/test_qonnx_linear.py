@@ -47,6 +47,7 @@ from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
 from qonnx.transformation.remove import RemoveIdentityOps
 from qonnx.util.basic import qonnx_make_model
+from toposort import CircularDependencyError
 
 from flow.builder import build
 from flow.compat import finn as finn_compat
@@ -369,3 +370,13 @@ def test_finn_streamlining_copies_the_model_for_every_transform_and_in_place_giv
                     copies.append(count_copies(lambda: outs.append(steps.step_streamline(copy.deepcopy(model), fcfg))))
         assert copies[0] > 100 and copies[1] <= 1, (name, copies)
         assert outs[0].model.SerializeToString() == outs[1].model.SerializeToString(), name
+
+
+def test_sort_graph_refuses_a_cycle_as_qonnx_does():
+    vi = helper.make_tensor_value_info
+    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Add", ["a", "c"], ["b"]),
+             helper.make_node("Relu", ["b"], ["c"]), helper.make_node("Relu", ["c"], ["y"])]
+    model = ModelWrapper(qonnx_make_model(helper.make_graph(nodes, "g", [vi("x", TensorProto.FLOAT, [1])], [vi("y", TensorProto.FLOAT, [1])])))
+    for linear in (False, True):
+        with pytest.raises(CircularDependencyError):
+            run(model, SortGraph(), linear)
