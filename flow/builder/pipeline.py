@@ -26,6 +26,7 @@ from flow.builder.inputs import (
 from flow.builder.rtlsim import FIFO_DEPTHS_FILE, run_rtlsim
 from flow.builder.verification import verify_design
 from flow.compat import finn as _finn_compat
+from flow.compat.qonnx_linear import linear_qonnx
 from flow.compile import steps as _compile_steps  # noqa: F401  (registers the compiler steps)
 from flow.compile.codegen import generate_code, run_vivado_steps
 from flow.compile.context import BuildContext
@@ -202,7 +203,8 @@ def build(
     if not isinstance(out_dir, OutputDir):
         out.claim()
     try:
-        return _build(qonnx_model, name, cfg, target, steps, out, verify_inputs, reference, accuracy, progress)
+        with linear_qonnx():  # qonnx's whole-graph passes and checks in linear time, for every part of the build
+            return _build(qonnx_model, name, cfg, target, steps, out, verify_inputs, reference, accuracy, progress)
     finally:
         out.close()
 

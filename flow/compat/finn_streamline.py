@@ -16,9 +16,10 @@ from finn.transformation.streamline.reorder import (
 )
 from onnx import helper
 from qonnx.transformation.base import Transformation
-from qonnx.transformation.infer_datatypes import InferDataTypes
-from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.basic import get_by_name
+
+from flow.compat.qonnx_index import IndexedModel, infer_datatypes
+from flow.compat.qonnx_graph import infer_shapes
 
 #: FINN passes qflow's structure streamlining never runs, and why (each shown by a test).
 AVOIDED_FINN_PASSES: dict[str, str] = {
@@ -77,12 +78,14 @@ class ConvertSingletonTransposeToReshape(Transformation):
     """
 
     def apply(self, model):
+        view = IndexedModel(model)
         outputs = {o.name for o in model.graph.output}
-        for n in model.graph.node:
+        changed = False
+        for n in list(model.graph.node):
             if n.op_type != "Transpose" or n.output[0] in outputs:
                 continue
-            shape, oshape = model.get_tensor_shape(n.input[0]), model.get_tensor_shape(n.output[0])
-            consumers = model.find_consumers(n.output[0])
+            shape, oshape = view.get_tensor_shape(n.input[0]), view.get_tensor_shape(n.output[0])
+            consumers = view.find_consumers(n.output[0])
             if shape is None or oshape is None or len(consumers) != 1 or consumers[0].op_type not in ("Reshape", "Flatten"):
                 continue
             perm = _perm(n) or list(range(len(shape)))[::-1]
@@ -91,8 +94,10 @@ class ConvertSingletonTransposeToReshape(Transformation):
                 continue
             target = model.make_new_valueinfo_name()
             model.set_initializer(target, np.array(oshape, dtype=np.int64))
-            nodes = model.graph.node
-            nodes.insert(list(nodes).index(n), helper.make_node("Reshape", [n.input[0], target], [n.output[0]], name=n.name))
-            nodes.remove(n)
-            return model.transform(InferShapes()).transform(InferDataTypes()), True
-        return model, False
+            n.CopyFrom(helper.make_node("Reshape", [n.input[0], target], [n.output[0]], name=n.name))  # in place
+            changed = True
+        if changed:
+            model = infer_shapes(model)
+            while infer_datatypes(model):
+                pass
+        return model, changed

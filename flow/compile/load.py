@@ -7,6 +7,8 @@ A model file is untrusted input. Before anything executes or resolves it:
   custom ops, Brevitas' alias of them): qonnx imports the Python module a domain names,
   so an unknown domain would import arbitrary code. Local functions (``torch.onnx``'s
   dynamo exporter writes them) are inlined first, then checked the same way;
+* control flow (``If``, ``Loop``, ``Scan``: any node holding a subgraph) is refused, before
+  anything reads or runs a subgraph: a dataflow accelerator has no mapping for it;
 * dataflow-partition and hardware nodes, which name other files, are refused;
 * external data (initializers, ``Constant`` attributes, sparse tensors, in subgraphs too)
   must be regular files inside the model's folder: no absolute or climbing locations,
@@ -36,7 +38,8 @@ from onnx.inliner import inline_local_functions
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import is_custom_op
 
-from flow.core.errors import ModelFileError, UnquantizedModelError
+from flow.compat.qonnx_graph import fix_missing_initializer_shapes, topological_levels
+from flow.core.errors import ModelFileError, UnquantizedModelError, UnsupportedOpError
 from flow.core.fileio import read_regular
 from flow.core.vocab import HW_DOMAIN, PARTITION_OP, QUANT_OPS
 
@@ -78,6 +81,17 @@ def _tensors(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
             elif attr.type == AttributeProto.SPARSE_TENSOR:
                 yield attr.sparse_tensor.values
                 yield attr.sparse_tensor.indices
+
+
+def _check_control_flow(p: Path, proto: onnx.ModelProto) -> None:
+    """Refuse a graph or local function with a node holding a subgraph (``If``, ``Loop``, ``Scan``), without descending into it."""
+    for node in [*proto.graph.node, *(n for f in proto.functions for n in f.node)]:
+        if any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for a in node.attribute):
+            raise UnsupportedOpError(
+                f"{p}: node {node.name or '(unnamed)'!r} ({node.op_type[:40]}) is control flow: it runs a subgraph chosen or "
+                "repeated at run time, which a dataflow accelerator cannot map; export the network without data-dependent "
+                "control flow (Brevitas' export_qonnx traces one fixed path through the model)"
+            )
 
 
 def _check_external_data(p: Path, proto: onnx.ModelProto) -> None:
@@ -196,16 +210,13 @@ def _check_graph(p: Path, proto: onnx.ModelProto) -> None:
     for o in g.output:
         if o.name not in producer and o.name not in available:
             raise ModelFileError(f"{p}: graph output {o.name[:60]!r} is not computed by any node; re-export the model")
-    done, order, pending = set(available), [], list(g.node)
-    while pending:  # Kahn's order: nodes whose inputs are all available
-        ready = [n for n in pending if all(t in done for t in n.input)]
-        if not ready:
-            n = pending[0]
-            raise ModelFileError(f"{p}: node {n.name or '(unnamed)'!r} ({n.op_type}) is on a cycle; a dataflow graph has none")
-        for n in ready:
-            done.update(n.output)
-            order.append(n)
-        pending = [n for n in pending if n not in ready]
+    nodes = list(g.node)
+    index = {id(n): k for k, n in enumerate(nodes)}
+    level = topological_levels({k: {index[id(producer[t])] for t in n.input if t not in available} for k, n in enumerate(nodes)})
+    if len(level) < len(nodes):
+        n = next(n for k, n in enumerate(nodes) if k not in level)
+        raise ModelFileError(f"{p}: node {n.name or '(unnamed)'!r} ({n.op_type}) is on a cycle; a dataflow graph has none")
+    order = [nodes[k] for k in sorted(level, key=lambda k: (level[k], k))]
     if [id(n) for n in order] != [id(n) for n in g.node]:
         sorted_nodes = [onnx.NodeProto() for _ in order]
         for dst, src in zip(sorted_nodes, order):
@@ -226,6 +237,7 @@ def load_onnx(path: str | Path) -> ModelWrapper:
         raise ModelFileError(f"{p} is not an ONNX model ({type(e).__name__}); pass a .onnx file exported by Brevitas") from None
     if len(proto.graph.node) == 0:
         raise ModelFileError(f"{p} is not an ONNX model with a graph; pass a .onnx file exported by Brevitas")
+    _check_control_flow(p, proto)
     _check_external_data(p, proto)
     try:
         load_external_data_for_model(proto, str(p.resolve().parent))
@@ -237,7 +249,9 @@ def load_onnx(path: str | Path) -> ModelWrapper:
     _check_graph(p, proto)
     _check_finite(p, proto)
     _check_input(p, proto)
-    return ModelWrapper(proto)
+    model = ModelWrapper(proto, fix_missing_initializer_valueinfo=False)
+    fix_missing_initializer_shapes(model)  # what ModelWrapper's own check does, in linear time
+    return model
 
 
 def check_quantized(model: ModelWrapper, source: str = "model") -> None:

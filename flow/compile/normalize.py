@@ -31,6 +31,7 @@ The result is what ``checkpoints/00_qonnx.onnx`` holds and what verification exe
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -41,6 +42,8 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.cleanup import cleanup_model
 
+from flow.compat.qonnx_index import IndexedModel
+from flow.compat.qonnx_linear import linear_qonnx, transforms_in_place
 from flow.core.errors import InputDatatypeError, ModelFileError
 from flow.core.vocab import QUANT_OPS
 
@@ -109,6 +112,7 @@ def check_shapes(model: ModelWrapper, input_dtype: str | None) -> ModelWrapper:
 
 def unquantized_compute(model: ModelWrapper) -> object | None:
     """The first weight layer that reads the float graph input without a quantizer in between, if any."""
+    model = IndexedModel(model)
     todo, seen = [model.graph.input[0].name], set()
     while todo:
         tensor = todo.pop()
@@ -143,9 +147,14 @@ NORMALIZE_PASSES = [cleanup, argmax_to_topk, annotate_input, infer_datatypes, ch
 
 
 def normalize(model: ModelWrapper, input_dtype: str | None = None) -> ModelWrapper:
-    """The model in qflow's import form: cleaned up, every tensor shaped and typed, a label head as TopK."""
-    with warnings.catch_warnings():  # qonnx warns about every datatype it sanitizes; nothing is lost
-        warnings.simplefilter("ignore")
+    """The model in qflow's import form: cleaned up, every tensor shaped and typed, a label head as TopK.
+
+    ``model`` is left as it was: the passes rewrite one copy of it in place, with qonnx's
+    whole-graph passes in linear time (:mod:`flow.compat.qonnx_linear`).
+    """
+    with warnings.catch_warnings(), linear_qonnx(), transforms_in_place():
+        warnings.simplefilter("ignore")  # qonnx warns about every datatype it sanitizes; nothing is lost
+        model = copy.deepcopy(model)
         for p in NORMALIZE_PASSES:
             model = p(model, input_dtype)
     return model

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from qonnx.core.modelwrapper import ModelWrapper
 
+from flow.compat.qonnx_linear import linear_qonnx
 from flow.core.errors import ConfigError
 from flow.core.stages import Stage
 
@@ -37,7 +38,8 @@ class StepInfo:
     produces: Stage | None = None
 
     def __call__(self, model: ModelWrapper, ctx) -> ModelWrapper:
-        return self.fn(model, ctx)
+        with linear_qonnx():  # qonnx's whole-graph passes in linear time (flow.compat.qonnx_linear)
+            return self.fn(model, ctx)
 
 
 _STEPS: dict[str, StepInfo] = {}

@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import finn.transformation.streamline.absorb as absorb
@@ -27,6 +28,8 @@ from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.transformation.insert_topk import InsertTopK
 
 from flow.compat import finn as _finn_compat
+from flow.compat.qonnx_index import IndexedModel
+from flow.compat.qonnx_linear import transforms_in_place
 from flow.compile.context import BuildContext
 from flow.compile.host_input import keep_input_quantizer_on_host
 from flow.compile.load import check_quantized
@@ -45,6 +48,13 @@ from flow.core.vocab import HW_DOMAIN, IMPL_ATTR, PARTITION_OP, is_hw_node
 PARENT_PROP = "qflow_dataflow_parent"
 
 
+def finn_step(name: str, model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
+    """FINN's builder step ``step_<name>`` on a private copy of ``model``, its transformations
+    rewriting that copy in place (:func:`flow.compat.qonnx_linear.transforms_in_place`)."""
+    with transforms_in_place():
+        return getattr(_finn_compat.build_steps(), f"step_{name}")(copy.deepcopy(model), ctx.finn_config())
+
+
 @register_step("qonnx_to_finn")
 def step_qonnx_to_finn(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     """QONNX cleanup and conversion to the FINN-ONNX dialect (FINN's steps), then tidy-up.
@@ -54,10 +64,7 @@ def step_qonnx_to_finn(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     """
     check_quantized(model)
     model = prepare_qonnx(model)
-    steps = _finn_compat.build_steps()
-    fcfg = ctx.finn_config()
-    model = steps.step_qonnx_to_finn(model, fcfg)
-    return steps.step_tidy_up(model, fcfg)
+    return finn_step("tidy_up", finn_step("qonnx_to_finn", model, ctx), ctx)
 
 
 @register_step("set_input_datatype", produces=Stage.FINN_ONNX)
@@ -83,8 +90,9 @@ def step_streamline(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     each node that cannot be mapped.
     """
 
-    model = _finn_compat.build_steps().step_streamline(model, ctx.finn_config())
-    model = model.transform(RoundAndClipThresholds()).transform(InferDataTypes())
+    model = finn_step("streamline", model, ctx)
+    with transforms_in_place():  # the model is finn_step's private copy
+        model = model.transform(RoundAndClipThresholds()).transform(InferDataTypes())
     model = streamline_structures(model)
     check_mappable(model)
     return model
@@ -136,7 +144,7 @@ def step_convert_to_hw(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     """FINN's conversion to HW layers, an input quantizer on a float input kept on the host
     (:mod:`flow.compile.host_input`), the float output tail (scale, bias, a TopK on floats) kept
     on the host, then a check that every compute node converted."""
-    model = _finn_compat.build_steps().step_convert_to_hw(model, ctx.finn_config())
+    model = finn_step("convert_to_hw", model, ctx)
     model = keep_input_quantizer_on_host(model)
     model = model.transform(KeepFloatTailOnHost())
     check_hw_coverage(model)
@@ -166,10 +174,11 @@ def check_hw_coverage(model: ModelWrapper) -> None:
                 f"node {node.name!r} ({node.op_type}) has no FINN hardware layer and sits "
                 "between hardware layers; replace that op in the model or quantize around it"
             )
-    for node in nodes[: last_hw + 1]:
-        if not is_hw_node(node) and (node.op_type != "MultiThreshold" or nodes.index(node) < first_hw):
+    view = IndexedModel(model)
+    for k, node in enumerate(nodes[: last_hw + 1]):
+        if not is_hw_node(node) and (node.op_type != "MultiThreshold" or k < first_hw):
             continue
-        dt = model.get_tensor_datatype(node.input[0])
+        dt = view.get_tensor_datatype(node.input[0])
         if dt.is_integer():
             continue
         if node.input[0] == inp:
@@ -216,13 +225,13 @@ def step_specialize_layers(model: ModelWrapper, ctx: BuildContext) -> ModelWrapp
         for node in model.graph.node:
             if node.domain == HW_DOMAIN:
                 getCustomOp(node).set_nodeattr(IMPL_ATTR, "rtl")
-    return _finn_compat.build_steps().step_specialize_layers(model, ctx.finn_config())
+    return finn_step("specialize_layers", model, ctx)
 
 
 @register_step("minimize_bit_width")
 def step_minimize_bit_width(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     """Tighten weight/accumulator widths for the chosen folding (FINN's step)."""
-    return _finn_compat.build_steps().step_minimize_bit_width(model, ctx.finn_config())
+    return finn_step("minimize_bit_width", model, ctx)
 
 
 def dataflow_parent(model: ModelWrapper) -> ModelWrapper | None:

@@ -32,7 +32,11 @@ BATCH_SAFE_CUSTOM = frozenset(
 CHANNEL_STACKED = frozenset(("Im2Col", "ConvolutionInputGenerator"))
 STACKED_CHANNELS = 128
 # custom ops that hard-code batch 1 in these attributes; a node copy gets the batch size
-BATCH_ATTRS = {"MVAU": ("numInputVectors",), "StreamingDataWidthConverter": ("inShape", "outShape")}
+BATCH_ATTRS = {"StreamingDataWidthConverter": ("inShape", "outShape")}
+# ops computing every pixel (row of the last axis) on its own, by a matmul with a constant: with
+# exact integer sums, all pixels of all samples run as the rows of one matrix (FINN's own models
+# multiply an (N, H, W, K) stack, which numpy splits into H small GEMMs per sample)
+PIXEL_ROW_OPS = frozenset(("MVAU", "VVAU"))
 
 
 def semantics_class(inst) -> tuple[type | None, bool]:
@@ -93,26 +97,33 @@ class CustomRunner(Runner):
         if self.python_fallback:
             self.graph = base_graph()
         name = self.cls.__name__ if is_hw_node(node) else node.op_type
+        self.pixel_rows = name in PIXEL_ROW_OPS and self._exact_sums(inst, name)
         if name in BATCH_ATTRS:
             self.batchable = batchable and self._can_adapt(inst, name)
         else:
-            self.batchable = batchable and ranks_align and name in BATCH_SAFE_CUSTOM | CHANNEL_STACKED
+            self.batchable = batchable and (self.pixel_rows or (ranks_align and name in BATCH_SAFE_CUSTOM | CHANNEL_STACKED))
         self.adapt = BATCH_ATTRS.get(name, ()) if self.batchable else ()
         self.stack_channels = name in CHANNEL_STACKED
+        self.vvau = name == "VVAU"
 
     def _can_adapt(self, inst, name: str) -> bool:
-        if any(list(inst.get_nodeattr(a))[:1] != [1] for a in BATCH_ATTRS[name]):
-            return False
-        if name == "MVAU":  # numpy matmul is order-independent only while sums stay exact
-            idt, wdt = inst.get_input_datatype(0), inst.get_input_datatype(1)
-            if not (idt.is_integer() and wdt.is_integer()):
-                return False
-            big = lambda dt: max(abs(dt.min()), abs(dt.max()))  # noqa: E731
-            return inst.get_nodeattr("MW") * big(idt) * big(wdt) < 2**24
-        return True
+        return all(list(inst.get_nodeattr(a))[:1] == [1] for a in BATCH_ATTRS[name])
 
-    def _instance(self, n: int | None):
-        if n not in self._insts:
+    @staticmethod
+    def _exact_sums(inst, name: str) -> bool:
+        """True if every sum of the matmul is an exact float32 integer (integer operands, |sum| < 2**24),
+        so its value cannot depend on how numpy splits or orders it."""
+        idt, wdt = inst.get_input_datatype(0), inst.get_input_datatype(1)
+        if not (idt.is_integer() and wdt.is_integer()):
+            return False
+        big = lambda dt: max(abs(dt.min()), abs(dt.max()))  # noqa: E731
+        kh, kw = inst.get_nodeattr("Kernel") if name == "VVAU" else (1, 1)
+        terms = kh * kw if name == "VVAU" else inst.get_nodeattr("MW")
+        return terms * big(idt) * big(wdt) < 2**24
+
+    def _instance(self, n: int | None, rows: int | None = None):
+        key = (n, rows)
+        if key not in self._insts:
             node = NodeProto()
             node.CopyFrom(self.node)
             try:
@@ -125,17 +136,41 @@ class CustomRunner(Runner):
             if n is not None:
                 for a in self.adapt:
                     inst.set_nodeattr(a, [n] + list(inst.get_nodeattr(a))[1:])
-            self._insts[n] = inst
-        return self._insts[n]
+            if rows is not None and not self.vvau:
+                inst.set_nodeattr("numInputVectors", [rows])
+            self._insts[key] = inst
+        return self._insts[key]
 
-    def _exec(self, ctx, n):
-        inst = self._instance(n)
+    def _exec(self, ctx, n, rows: int | None = None):
+        inst = self._instance(n, rows)
         self.cls.execute_node(inst, ctx, self.graph)
 
+    def _run_rows(self, ctx) -> dict:
+        """The node on every pixel of ``ctx``'s input as one matrix of rows; outputs shaped as ``ctx``'s buffers."""
+        (i, *params), (o,) = [x for x in self.node.input if x], [x for x in self.node.output if x]
+        x, shape = np.asarray(ctx[i]), np.shape(ctx[o])
+        inst = self._instance(None)
+        k = inst.get_nodeattr("Channels") * int(np.prod(inst.get_nodeattr("Kernel"))) if self.vvau else inst.get_nodeattr("MW")
+        rows = x.size // k
+        c = {p: ctx[p] for p in params}
+        if self.vvau:  # VVAU reads (1, H, W, K): all pixels as one image row
+            c[i], c[o] = x.reshape(1, 1, rows, k), np.zeros((1, 1, rows, shape[-1]), np.asarray(ctx[o]).dtype)
+        else:
+            c[i], c[o] = x.reshape(rows, k), np.zeros((rows, shape[-1]), np.asarray(ctx[o]).dtype)
+        self._exec(c, None, rows)
+        return {o: np.asarray(c[o]).reshape(shape)}
+
     def run_single(self, ctx):
-        self._exec(ctx, None)
+        if self.pixel_rows:
+            ctx.update(self._run_rows(ctx))
+        else:
+            self._exec(ctx, None)
 
     def run_batch(self, ctx, n):
+        if self.pixel_rows:
+            c = {i: ctx[i] for i in self.node.input if i}
+            c.update(self._out_buffers(n))
+            return self._store(ctx, self._run_rows(c), n)
         if self.stack_channels:
             return self._run_channel_stacked(ctx, n)
         c = {i: ctx[i] for i in self.node.input if i}
@@ -174,6 +209,8 @@ class PartitionRunner(Runner):
     (unless the parent has a tensor of that name) and as ``<node name>_<tensor>``.
     """
 
+    keep: set[str] | None = None  # tensors the caller wants (None: every tensor of the child)
+
     def __init__(self, node, tensors, child_plan):
         super().__init__(node, tensors, True)
         self.child = child_plan
@@ -185,7 +222,11 @@ class PartitionRunner(Runner):
     def run_batch(self, ctx, n):
         g = self.child.model.graph
         feeds = {g.input[i].name: ctx[name] for i, name in enumerate(self.node.input)}
-        child_ctx = self.child.run(feeds, n)
+        keep = None
+        if self.keep is not None:
+            prefix = f"{self.node.name}_"
+            keep = {t for t in self.keep if t in self.child.batched_all} | {t[len(prefix):] for t in self.keep if t.startswith(prefix)}
+        child_ctx = self.child.run(feeds, n, keep)
         for i, name in enumerate(self.node.output):
             ctx[name] = child_ctx[g.output[i].name]
         for k, v in child_ctx.items():

@@ -58,6 +58,7 @@ from qonnx.util.basic import (
     get_sanitize_quant_tensors,
 )
 
+from flow.compat.qonnx_linear import linear_qonnx
 from flow.core.errors import UnsupportedOpError
 from flow.core.vocab import PARTITION_OP, is_hw_node
 from flow.sim import custom_nodes as xc
@@ -86,7 +87,8 @@ def execute_batched(
 
     Raises UnsupportedOpError for nodes that cannot be executed.
     """
-    plan = _Plan(model)
+    with linear_qonnx():  # qonnx's shape checks and lookups in linear time
+        plan = _Plan(model)
     feeds, n = prepare_inputs(plan.tensors, plan.inputs, inputs)
     if n == 0:
         raise ValueError("no samples given (axis 0 of the inputs is empty)")
@@ -94,7 +96,7 @@ def execute_batched(
     result: dict[str, np.ndarray] = {}
     for start in range(0, n, max(1, int(chunk_size))):
         stop = min(n, start + max(1, int(chunk_size)))
-        ctx = plan.run({k: v[start:stop] for k, v in feeds.items()}, stop - start)
+        ctx = plan.run({k: v[start:stop] for k, v in feeds.items()}, stop - start, keep=set(names))
         for name in names:
             v = plan.as_batch(name, ctx, stop - start)
             if name not in result:
@@ -135,31 +137,6 @@ def describe_execution(model: ModelWrapper) -> list[tuple[str, str, str]]:
     return rows
 
 
-class Tensors:
-    """Declared shapes/dtypes of a graph's tensors and which of them carry samples.
-
-    A sample-carrying tensor declared ``(1, *rest)`` is held batched as ``(n, *rest)``;
-    one declared without a leading 1 is held as ``(n, *declared)``.
-    """
-
-    def __init__(self, empty_ctx: dict, batched: set[str]):
-        self.shape = {k: tuple(np.shape(v)) for k, v in empty_ctx.items()}
-        self.dtype = {k: np.asarray(v).dtype for k, v in empty_ctx.items()}
-        self.batched = batched
-
-    def lead1(self, name: str) -> bool:
-        return self.shape[name][:1] == (1,)
-
-    def batched_shape(self, name: str, n: int) -> tuple:
-        s = self.shape[name]
-        return (n,) + s[1:] if self.lead1(name) else (n,) + s
-
-    def sample(self, name: str, value, i: int):
-        if name not in self.batched:
-            return value
-        return value[i : i + 1] if self.lead1(name) else value[i]
-
-
 class _DatatypeView:
     """Cached ``model.get_tensor_datatype``."""
 
@@ -182,7 +159,7 @@ class _Plan:
         self.inputs = graph_inputs(model)
         empty = model.make_empty_exec_context()
         init = {i.name for i in graph.initializer}
-        self.tensors = Tensors(empty, set(self.inputs))
+        self.tensors = xn.Tensors(empty, set(self.inputs))
         self.consts = {k: v for k, v in empty.items() if k in init}
         self.sanitize = get_sanitize_quant_tensors() != 0
         self.dt = _DatatypeView(model)
@@ -190,6 +167,7 @@ class _Plan:
         self.steps: list[tuple[xn.Runner, list[str]]] = []
         self.runners: list[xn.Runner] = []
         self._despecialized = None
+        self._value_infos: dict | None = None
         # FINN sanitizes every node's inputs and outputs. A node output is sanitized when it
         # is produced, so re-sanitizing it at its consumers changes nothing; graph inputs are
         # sanitized at the start of a run and constants once, here.
@@ -243,7 +221,9 @@ class _Plan:
         batch_ok = batch_ok and (ranks_align or node.op_type in ("Reshape", "Flatten"))
         if node.op_type in xn.SUMMING_OPS:
             batch_ok = batch_ok and self._exact_sums(node)
-        return xn.OrtRunner(node, t, batch_ok, self.model.graph, opset)
+        if self._value_infos is None:
+            self._value_infos = xn.value_info_map(self.model.graph)
+        return xn.OrtRunner(node, t, batch_ok, self.model.graph, opset, self._value_infos)
 
     def _base_graph(self):
         if self._despecialized is None:
@@ -318,15 +298,39 @@ class _Plan:
             if isinstance(r, xc.PartitionRunner):
                 yield from r.child.all_runners()
 
-    def run(self, feeds: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-        """Execute on ``n`` samples; returns the full context (batched tensors first-axis n)."""
+    def run(self, feeds: dict[str, np.ndarray], n: int, keep: set[str] | None = None) -> dict[str, np.ndarray]:
+        """Execute on ``n`` samples; returns the context (batched tensors first-axis n).
+
+        With ``keep``, a computed tensor is dropped once its last reader has run, unless it is a
+        graph output or named in ``keep`` (dataflow partitions' tensors also as ``<node>_<tensor>``):
+        memory holds the tensors in flight, not the whole forward pass. Without, every tensor stays.
+        """
         ctx = dict(self.consts)
         ctx.update(feeds)
         self._sanitize(self.input_checks, ctx)
-        for runner, outs in self.steps:
+        drops = self._drops(keep) if keep is not None else None
+        for k, (runner, outs) in enumerate(self.steps):
+            if isinstance(runner, xc.PartitionRunner):
+                runner.keep = keep
             runner.run(ctx, n)
             self._sanitize(outs, ctx)
+            for t in drops[k] if drops is not None else ():
+                ctx.pop(t, None)
         return ctx
+
+    def _drops(self, keep: set[str]) -> list[list[str]]:
+        """Per step, the computed tensors it reads for the last time (none that ``keep`` or the graph outputs name)."""
+        keep = keep | {o.name for o in self.model.graph.output} | set(self.inputs)
+        last: dict[str, int] = {}
+        for k, (runner, _) in enumerate(self.steps):
+            for t in runner.node.input:
+                if t in self.batched_all and t not in self.consts:
+                    last[t] = k
+        drops: list[list[str]] = [[] for _ in self.steps]
+        for t, k in last.items():
+            if t not in keep:
+                drops[k].append(t)
+        return drops
 
     def as_batch(self, name: str, ctx: dict, n: int) -> np.ndarray:
         if name not in ctx:
@@ -344,7 +348,7 @@ def graph_inputs(model: ModelWrapper) -> list[str]:
     return [i.name for i in model.graph.input if i.name not in init]
 
 
-def prepare_inputs(tensors: Tensors, names: list[str], inputs) -> tuple[dict[str, np.ndarray], int]:
+def prepare_inputs(tensors: xn.Tensors, names: list[str], inputs) -> tuple[dict[str, np.ndarray], int]:
     if not isinstance(inputs, Mapping):
         if len(names) != 1:
             raise ValueError(f"the model has inputs {names}; pass a dict of arrays by name")

@@ -86,6 +86,31 @@ def batchable_std_op(node: NodeProto, batched: set[str], rank: int, opset: int) 
     return False
 
 
+class Tensors:
+    """Declared shapes/dtypes of a graph's tensors and which of them carry samples.
+
+    A sample-carrying tensor declared ``(1, *rest)`` is held batched as ``(n, *rest)``;
+    one declared without a leading 1 is held as ``(n, *declared)``.
+    """
+
+    def __init__(self, empty_ctx: dict, batched: set[str]):
+        self.shape = {k: tuple(np.shape(v)) for k, v in empty_ctx.items()}
+        self.dtype = {k: np.asarray(v).dtype for k, v in empty_ctx.items()}
+        self.batched = batched
+
+    def lead1(self, name: str) -> bool:
+        return self.shape[name][:1] == (1,)
+
+    def batched_shape(self, name: str, n: int) -> tuple:
+        s = self.shape[name]
+        return (n,) + s[1:] if self.lead1(name) else (n,) + s
+
+    def sample(self, name: str, value, i: int):
+        if name not in self.batched:
+            return value
+        return value[i : i + 1] if self.lead1(name) else value[i]
+
+
 class Runner:
     """One node; subclasses implement ``run_single`` and, where safe, ``run_batch``.
 
@@ -187,13 +212,19 @@ def _session_options() -> rt.SessionOptions:
     return opts
 
 
+def value_info_map(graph) -> dict[str, ValueInfoProto]:
+    """The graph's ValueInfos by name (a value_info entry wins over an input or output of the same name)."""
+    return {v.name: v for v in (*graph.input, *graph.output, *graph.value_info)}
+
+
 class OrtRunner(Runner):
     """A standard ONNX node run by onnxruntime, as FINN does, with its session cached."""
 
-    def __init__(self, node, tensors, batchable, graph, opset):
+    def __init__(self, node, tensors, batchable, graph, opset, value_infos: dict | None = None):
         super().__init__(node, tensors, batchable)
         self.graph, self.opset, self._sessions = graph, opset, {}
-        self._vis = {v.name: v for v in (*graph.input, *graph.output, *graph.value_info)}
+        # ValueInfos by name (shared by all runners of a graph: building it per node is O(n^2))
+        self._vis = value_infos if value_infos is not None else value_info_map(graph)
         try:
             self._session(False)
         except Exception as err:

@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from flow.compile.load import check_quantized, load_onnx
-from flow.core.errors import ModelFileError, UnquantizedModelError
+from flow.core.errors import ModelFileError, UnquantizedModelError, UnsupportedOpError
 
 
 def _float_model(path, external_location=None):
@@ -139,3 +139,67 @@ def test_input_shapes_must_be_static_and_a_symbolic_batch_becomes_1(tmp_path):
         load_onnx(model([1, "W"]))
     with pytest.raises(ModelFileError, match="values per sample"):
         load_onnx(model([1, 1 << 14, 1 << 14]))
+
+
+def nested_if_model(path, depth: int = 30):
+    """``y = If(c) then (If(c) then (... Identity(x)) else x) else x``, ``depth`` levels deep."""
+    vi = helper.make_tensor_value_info
+
+    def leaf(out):
+        return helper.make_graph([helper.make_node("Identity", ["x"], [out])], f"leaf_{out}", [], [vi(out, TensorProto.FLOAT, [1, 4])])
+
+    branch = leaf("o0")
+    for level in range(1, depth):
+        node = helper.make_node("If", ["c"], [f"o{level}"], name=f"If_{level}", then_branch=branch, else_branch=leaf(f"e{level}"))
+        branch = helper.make_graph([node], f"level_{level}", [], [vi(f"o{level}", TensorProto.FLOAT, [1, 4])])
+    top = helper.make_node("If", ["c"], ["y"], name="If_top", then_branch=branch, else_branch=leaf("e_top"))
+    g = helper.make_graph([top], "nested", [vi("x", TensorProto.FLOAT, [1, 4])], [vi("y", TensorProto.FLOAT, [1, 4])],
+                          initializer=[numpy_helper.from_array(np.array(True), "c")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+def test_control_flow_is_refused_naming_the_node_and_the_fix(tmp_path):
+    with pytest.raises(UnsupportedOpError, match=r"node 'If_top' \(If\) is control flow.*export the network without data-dependent"):
+        load_onnx(nested_if_model(tmp_path / "nested.onnx"))
+
+
+def test_a_loop_inside_a_local_function_is_refused(tmp_path):
+    vi = helper.make_tensor_value_info
+    body = helper.make_graph([helper.make_node("Identity", ["cond_in"], ["cond_out"])], "body",
+                             [vi("i", TensorProto.INT64, []), vi("cond_in", TensorProto.BOOL, [])], [vi("cond_out", TensorProto.BOOL, [])])
+    loop = helper.make_node("Loop", ["", "c"], [], name="Loop_0", body=body)
+    fn = helper.make_function("local", "f", ["x"], ["y"], [loop, helper.make_node("Identity", ["x"], ["y"])],
+                              [helper.make_opsetid("", 13)])
+    g = helper.make_graph([helper.make_node("f", ["x"], ["y"], domain="local")], "g", [vi("x", TensorProto.FLOAT, [1, 4])],
+                          [vi("y", TensorProto.FLOAT, [1, 4])], initializer=[numpy_helper.from_array(np.array(True), "c")])
+    path = tmp_path / "loop.onnx"
+    onnx.save(helper.make_model(g, functions=[fn], opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("local", 1)]), str(path))
+    with pytest.raises(UnsupportedOpError, match=r"node 'Loop_0' \(Loop\) is control flow"):
+        load_onnx(path)
+
+
+def test_qflow_build_refuses_thirty_nested_ifs_with_one_line_and_exit_2(tmp_path):
+    """onnxruntime takes minutes to create a session for this file; qflow refuses it before running anything."""
+    path = nested_if_model(tmp_path / "nested.onnx")
+    proc = subprocess.run([sys.executable, "-m", "flow", "build", str(path), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "'If_top' (If) is control flow" in lines[0], proc.stderr
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_nodes_out_of_order_are_sorted_and_a_cycle_names_its_node(tmp_path):
+    vi = helper.make_tensor_value_info
+    n = 2000
+    nodes = [helper.make_node("Relu", [f"t{i}" if i else "x"], [f"t{i + 1}" if i < n - 1 else "y"], name=f"r{i}") for i in range(n)]
+    g = helper.make_graph(nodes[::-1], "g", [vi("x", TensorProto.FLOAT, [1, 4])], [vi("y", TensorProto.FLOAT, [1, 4])])
+    onnx.save(helper.make_model(g), str(tmp_path / "chain.onnx"))
+    assert [node.name for node in load_onnx(tmp_path / "chain.onnx").graph.node] == [f"r{i}" for i in range(n)]
+    cyc = [helper.make_node("Relu", ["x"], ["a"], name="first"), helper.make_node("Add", ["a", "c"], ["b"], name="loop_add"),
+           helper.make_node("Relu", ["b"], ["c"], name="loop_relu"), helper.make_node("Relu", ["c"], ["y"], name="last")]
+    g = helper.make_graph(cyc, "g", [vi("x", TensorProto.FLOAT, [1, 4])], [vi("y", TensorProto.FLOAT, [1, 4])])
+    onnx.save(helper.make_model(g), str(tmp_path / "cycle.onnx"))
+    with pytest.raises(ModelFileError, match="node 'loop_add' \\(Add\\) is on a cycle"):
+        load_onnx(tmp_path / "cycle.onnx")

@@ -9,17 +9,13 @@ channels, and a depthwise conv never mixes channels.
 from __future__ import annotations
 
 import numpy as np
-from qonnx.transformation.base import Transformation
 
 from flow.compile.passes.graph import (
     MoveConstantPastUnaryOp,
+    SweepTransformation,
     attr,
     channelwise_vector,
     const_operand,
-    forget,
-    move_after,
-    new_const,
-    refresh,
     sole_consumer,
 )
 
@@ -66,7 +62,7 @@ def per_output_scale(W: np.ndarray, v: np.ndarray) -> np.ndarray | None:
     return u
 
 
-class MoveMulPastDepthwiseMatMul(Transformation):
+class MoveMulPastDepthwiseMatMul(SweepTransformation):
     """Move a Mul with a per-input-feature constant past a MatMul whose weights never mix scales.
 
     ``(x * v) @ W -> (x @ W) * u``, checked on the actual weights (:func:`per_output_scale`):
@@ -76,28 +72,25 @@ class MoveMulPastDepthwiseMatMul(Transformation):
     and ignores the channel multiplier.)
     """
 
-    def apply(self, model):
-        for n in model.graph.node:
-            co = const_operand(model, n) if n.op_type == "Mul" else None
-            mm = sole_consumer(model, n.output[0])
-            if co is None or mm is None or mm.op_type != "MatMul" or mm.input[0] != n.output[0]:
-                continue
-            dyn, _, c = co
-            W = model.get_initializer(mm.input[1])
-            xshape = model.get_tensor_shape(n.input[dyn])
-            oshape = model.get_tensor_shape(mm.output[0])
-            if W is None or W.ndim != 2 or np.asarray(c).size == 1 or xshape is None or oshape is None:
-                continue
-            v = channelwise_vector(c, xshape, -1)
-            u = per_output_scale(W, v) if v is not None else None
-            if u is None:
-                continue
-            out, mid = mm.output[0], model.make_new_valueinfo_name()
-            mm.input[0] = n.input[dyn]
-            mm.output[0] = mid
-            n.input[:] = [mid, new_const(model, u.reshape([1] * (len(oshape) - 1) + [-1]))]
-            n.output[0] = out
-            forget(model, out)
-            move_after(model, n, mm)
-            return refresh(model), True
-        return model, False
+    def rewrite(self, ed, n):
+        co = const_operand(ed, n) if n.op_type == "Mul" else None
+        mm = sole_consumer(ed, n.output[0]) if co is not None else None
+        if mm is None or mm.op_type != "MatMul" or mm.input[0] != n.output[0] or not ed.is_fresh(mm):
+            return
+        dyn, _, c = co
+        W = ed.get_initializer(mm.input[1])
+        xshape = ed.get_tensor_shape(n.input[dyn])
+        oshape = ed.get_tensor_shape(mm.output[0])
+        if W is None or W.ndim != 2 or np.asarray(c).size == 1 or xshape is None or oshape is None:
+            return
+        v = channelwise_vector(c, xshape, -1)
+        u = per_output_scale(W, v) if v is not None else None
+        if u is None:
+            return
+        out, mid = mm.output[0], ed.new_name()
+        ed.rewire_input(mm, 0, n.input[dyn])
+        ed.rewire_output(mm, 0, mid)
+        ed.set_inputs(n, [mid, ed.new_const(u.reshape([1] * (len(oshape) - 1) + [-1]))])
+        ed.rewire_output(n, 0, out)
+        ed.forget(out)
+        ed.touch(n, mm)

@@ -1,4 +1,5 @@
-"""Small graph helpers shared by qflow's structure passes: constant operands, broadcasting, rewiring.
+"""Graph helpers shared by qflow's structure passes: constant operands, broadcasting, and the
+:class:`GraphEditor` a pass rewrites the graph with, in one sweep per ``apply``.
 
 >>> import numpy as np
 >>> compress(np.array([[1.0, 1.0], [2.0, 2.0]])).shape
@@ -13,14 +14,14 @@ import hashlib
 
 import numpy as np
 from onnx import helper
+from onnx import numpy_helper as np_helper
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
-from qonnx.transformation.infer_data_layouts import InferDataLayouts
-from qonnx.transformation.infer_datatypes import InferDataTypes
-from qonnx.transformation.infer_shapes import InferShapes
-from qonnx.util.basic import get_by_name
+from qonnx.util.basic import get_by_name, random_string
 
+from flow.compat.qonnx_index import IndexedModel, infer_data_layouts, infer_datatypes
+from flow.compat.qonnx_graph import infer_shapes, sort_graph
 from flow.core.onnx_nodes import const_operand
 
 #: Ops that only rearrange data (a per-element constant can move past them with the data).
@@ -84,60 +85,145 @@ def channelwise_vector(c: np.ndarray, shape, axis: int) -> np.ndarray | None:
     return np.broadcast_to(small, [shape[i] if i == axis else 1 for i in range(len(shape))]).reshape(-1)
 
 
-def new_const(model: ModelWrapper, value) -> str:
-    """A new float32 initializer holding ``value``; returns its name."""
-    name = model.make_new_valueinfo_name()
-    model.set_initializer(name, np.asarray(value, dtype=np.float32))
-    return name
+class GraphEditor(IndexedModel):
+    """One sweep of rewrites over ``model``: lookups by dictionary, every edit kept in the index, and
+    the bookkeeping done once in :meth:`finish` (removed nodes and forgotten shapes dropped, nodes
+    sorted, shapes, datatypes and layouts inferred), so a sweep costs O(nodes + edits).
+
+    A rewrite reads the graph as the index shows it and marks the nodes it changed
+    (:meth:`touch`); later rewrites in the same sweep leave touched nodes alone, whose shapes and
+    datatypes are only known again after :meth:`finish`.
+    """
+
+    def __init__(self, model: ModelWrapper):
+        super().__init__(model)
+        self.wrapper = model
+        self.nodes = list(model.graph.node)
+        self.changed = False
+        self._taken = set(self._vi) | set(self._init) | {t for n in self.nodes for t in (*n.input, *n.output)}
+        self.nodes_added: list = []  # keeps the added nodes' wrappers alive, so their ids stay theirs
+        self._touched: set[int] = set()
+        self._removed: set[int] = set()
+        self._dropped: set[str] = set()
+        self._outputs = {o.name for o in model.graph.output}
+
+    def is_fresh(self, *nodes) -> bool:
+        """True if none of ``nodes`` was changed in this sweep."""
+        return all(id(n) not in self._touched for n in nodes)
+
+    def touch(self, *nodes) -> None:
+        self._touched.update(id(n) for n in nodes)
+        self.changed = True
+
+    def new_name(self) -> str:
+        """A tensor name not in use (drawn as ``ModelWrapper.make_new_valueinfo_name`` draws them)."""
+        name = random_string()
+        while name in self._taken:
+            name = random_string()
+        self._taken.add(name)
+        return name
+
+    def new_const(self, value, dtype=np.float32) -> str:
+        """A new initializer holding ``value`` (float32 unless ``dtype``), with its ValueInfo; returns its name."""
+        name, arr = self.new_name(), np.asarray(value, dtype=dtype)
+        g = self.graph
+        g.initializer.append(np_helper.from_array(arr, name))
+        self._init[name] = g.initializer[len(g.initializer) - 1]
+        g.value_info.append(helper.make_tensor_value_info(name, self._init[name].data_type, list(arr.shape)))
+        self._vi[name] = g.value_info[len(g.value_info) - 1]
+        return name
+
+    def new_tensor(self, like: str, shape, datatype, layout=None) -> str:
+        """A new tensor with ``like``'s element type, the given shape, datatype and (if given) layout."""
+        name, vi = self.new_name(), self.get_tensor_valueinfo(like)
+        g = self.graph
+        g.value_info.append(helper.make_tensor_value_info(name, vi.type.tensor_type.elem_type if vi is not None else 1, list(shape)))
+        self._vi[name] = g.value_info[len(g.value_info) - 1]
+        self.set_tensor_datatype(name, datatype)
+        if layout is not None:
+            self.set_tensor_layout(name, list(layout))
+        return name
+
+    def new_int_const(self, value) -> str:
+        """A new int64 initializer (a shape or axes input); returns its name."""
+        return self.new_const(value, np.int64)
+
+    def forget(self, *tensors: str) -> None:
+        """Drop the shape and datatype annotations of rewired tensors so :meth:`finish` infers them again."""
+        for t in tensors:
+            self.set_tensor_datatype(t, DataType["FLOAT32"])
+            if t not in self._outputs and self._vi.pop(t, None) is not None:
+                self._dropped.add(t)
+
+    def add_node(self, node):
+        """Append ``node`` to the graph and index it; returns the graph's own copy (edit that one)."""
+        nodes = self.graph.node
+        nodes.append(node)
+        added = nodes[len(nodes) - 1]
+        self.index_node(added)
+        self.nodes_added.append(added)
+        return added
+
+    def remove_node(self, node) -> None:
+        self.forget_node(node)
+        self._removed.add(id(node))
+
+    def replace_node(self, old, new_nodes: list) -> None:
+        """Put ``new_nodes`` in place of ``old`` (the order is restored by :meth:`finish`)."""
+        self.remove_node(old)
+        self.touch(old, *(self.add_node(n) for n in new_nodes))
+
+    def swap_unary(self, first, second, first_dyn: int = 0) -> None:
+        """Rewire ``x -first-> m -second-> y`` into ``x -second-> m -first-> y`` (both have one data input)."""
+        x, m, y = first.input[first_dyn], first.output[0], second.output[0]
+        self.rewire_input(second, 0, x)
+        self.rewire_output(second, 0, m)
+        self.rewire_input(first, first_dyn, m)
+        self.rewire_output(first, 0, y)
+        self.forget(m)
+        self.touch(first, second)
+
+    def finish(self) -> ModelWrapper:
+        """The model after this sweep: removed nodes and dropped ValueInfos gone, sorted, annotations inferred."""
+        if not self.changed:
+            return self.wrapper
+        g = self.graph
+        if self._removed:
+            keep = [n for n in g.node if id(n) not in self._removed]
+            del g.node[:]
+            g.node.extend(keep)
+        if self._dropped:
+            keep_vi = [v for v in g.value_info if v.name not in self._dropped]
+            del g.value_info[:]
+            g.value_info.extend(keep_vi)
+        sort_graph(self.wrapper)
+        return refresh(self.wrapper)
 
 
-def new_int_const(model: ModelWrapper, value) -> str:
-    """A new int64 initializer (a shape or axes input); returns its name."""
-    name = model.make_new_valueinfo_name()
-    model.set_initializer(name, np.asarray(value, dtype=np.int64))
-    return name
+class SweepTransformation(Transformation):
+    """A pass whose ``apply`` is one sweep of :meth:`rewrite` over the nodes (a :class:`GraphEditor`),
+    shapes inferred once at its end; qonnx's ``transform`` repeats it until a sweep changes nothing."""
 
+    def rewrite(self, ed: GraphEditor, node) -> None:
+        """Rewrite around ``node`` if the pattern matches (through ``ed``, touching what changed)."""
+        raise NotImplementedError
 
-def forget(model: ModelWrapper, *tensors: str) -> None:
-    """Drop the shape and datatype annotations of rewired tensors so inference recomputes them."""
-    outputs = {o.name for o in model.graph.output}
-    for t in tensors:
-        model.set_tensor_datatype(t, DataType["FLOAT32"])
-        vi = model.get_tensor_valueinfo(t)
-        if vi is not None and t not in outputs:
-            model.graph.value_info.remove(vi)
-
-
-def move_after(model: ModelWrapper, node, anchor) -> None:
-    """Place ``node`` right after ``anchor`` in the node list (keeps the list topologically sorted)."""
-    nodes = model.graph.node
-    nodes.remove(node)
-    nodes.insert(list(nodes).index(anchor) + 1, node)
-
-
-def replace_node(model: ModelWrapper, old, new_nodes: list) -> None:
-    """Put ``new_nodes`` where ``old`` was."""
-    nodes = model.graph.node
-    at = list(nodes).index(old)
-    nodes.remove(old)
-    for i, n in enumerate(new_nodes):
-        nodes.insert(at + i, n)
-
-
-def swap_unary(model: ModelWrapper, first, second, first_dyn: int = 0) -> None:
-    """Rewire ``x -first-> m -second-> y`` into ``x -second-> m -first-> y`` (both have one data input)."""
-    x, m, y = first.input[first_dyn], first.output[0], second.output[0]
-    second.input[0] = x
-    second.output[0] = m
-    first.input[first_dyn] = m
-    first.output[0] = y
-    forget(model, m)
-    move_after(model, first, second)
+    def apply(self, model):
+        ed = GraphEditor(model)
+        for node in ed.nodes:
+            if ed.is_fresh(node):
+                self.rewrite(ed, node)
+        return ed.finish(), ed.changed
 
 
 def refresh(model: ModelWrapper) -> ModelWrapper:
-    """Shapes, datatypes and data layouts inferred again after a rewrite."""
-    return model.transform(InferShapes()).transform(InferDataTypes()).transform(InferDataLayouts())
+    """Shapes, datatypes and data layouts inferred again after a rewrite (qonnx's passes, in linear time)."""
+    model = infer_shapes(model)
+    while infer_datatypes(model):
+        pass
+    while infer_data_layouts(model):
+        pass
+    return model
 
 
 def is_integer(model: ModelWrapper, tensor: str) -> bool:
@@ -157,12 +243,12 @@ def graph_digest(model: ModelWrapper) -> str:
     return h.hexdigest()
 
 
-class MoveConstantPastUnaryOp(Transformation):
+class MoveConstantPastUnaryOp(SweepTransformation):
     """Base of the passes that move ``x (op) c`` (a Mul/Add of a constant, ``linear_ops``) past the
     single-data-input op it alone feeds (one of ``past``), as ``(op) c'`` after it.
 
     A subclass says how the constant changes, or that the move is not exact, in
-    :meth:`moved_constant`.
+    :meth:`moved_constant`. One sweep moves every constant one op further.
     """
 
     linear_ops: tuple[str, ...] = LINEAR_OPS
@@ -172,21 +258,18 @@ class MoveConstantPastUnaryOp(Transformation):
         """The constant to apply after ``nxt``, or None to leave the pair alone."""
         raise NotImplementedError
 
-    def apply(self, model):
-        for n in model.graph.node:
-            co = const_operand(model, n) if n.op_type in self.linear_ops else None
-            nxt = sole_consumer(model, n.output[0]) if co is not None else None
-            if nxt is None or nxt.op_type not in self.past or nxt.input[0] != n.output[0]:
-                continue
-            dyn, _, c = co
-            xshape = model.get_tensor_shape(n.input[dyn])
-            moved = self.moved_constant(model, n, nxt, np.asarray(c), xshape) if xshape is not None else None
-            if moved is None:
-                continue
-            n.input[1 - dyn] = new_const(model, moved)
-            swap_unary(model, n, nxt, dyn)
-            return refresh(model), True
-        return model, False
+    def rewrite(self, ed, n):
+        co = const_operand(ed, n) if n.op_type in self.linear_ops else None
+        nxt = sole_consumer(ed, n.output[0]) if co is not None else None
+        if nxt is None or not ed.is_fresh(nxt) or nxt.op_type not in self.past or nxt.input[0] != n.output[0]:
+            return
+        dyn, _, c = co
+        xshape = ed.get_tensor_shape(n.input[dyn])
+        moved = self.moved_constant(ed, n, nxt, np.asarray(c), xshape) if xshape is not None else None
+        if moved is None:
+            return
+        ed.rewire_input(n, 1 - dyn, ed.new_const(moved))
+        ed.swap_unary(n, nxt, dyn)
 
 
 class NameUnnamedNodes(Transformation):

@@ -12,7 +12,8 @@ from __future__ import annotations
 from onnx import helper
 from qonnx.transformation.base import Transformation
 
-from flow.compile.passes.graph import const_operand, is_integer, replace_node
+from flow.compat.qonnx_index import IndexedModel
+from flow.compile.passes.graph import const_operand, is_integer
 from flow.core.vocab import is_hw_node
 
 FLOAT_TAIL_LAYERS = {"ElementwiseMul": "Mul", "ElementwiseAdd": "Add"}
@@ -31,19 +32,20 @@ class KeepFloatTailOnHost(Transformation):
     """
 
     def apply(self, model):
+        view = IndexedModel(model)
         outputs = {o.name for o in model.graph.output}
         tail: set[str] = set()  # (first outputs of) nodes that only lead to the graph output through host nodes
         grew = True
         while grew:
             grew = False
             for n in reversed(list(model.graph.node)):
-                if n.output[0] in tail or not (is_float_tail_layer(model, n) or not is_hw_node(n)):
+                if n.output[0] in tail or not (is_float_tail_layer(view, n) or not is_hw_node(n)):
                     continue
-                consumers = [c for o in n.output for c in model.find_consumers(o)]
+                consumers = [c for o in n.output for c in view.find_consumers(o)]
                 if all(c.output[0] in tail for c in consumers) and (consumers or any(o in outputs for o in n.output)):
                     tail.add(n.output[0])
                     grew = True
-        layers = [n for n in model.graph.node if n.output[0] in tail and is_float_tail_layer(model, n)]
-        for n in layers:
-            replace_node(model, n, [helper.make_node(FLOAT_TAIL_LAYERS[n.op_type], list(n.input), list(n.output), name=n.name)])
+        layers = [n for n in model.graph.node if n.output[0] in tail and is_float_tail_layer(view, n)]
+        for n in layers:  # in place: same inputs, outputs, name and position
+            n.CopyFrom(helper.make_node(FLOAT_TAIL_LAYERS[n.op_type], list(n.input), list(n.output), name=n.name))
         return model, False

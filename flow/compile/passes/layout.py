@@ -7,17 +7,14 @@ a per-channel scale (a depthwise conv's input, a per-channel ReLU) must move wit
 from __future__ import annotations
 
 from onnx import helper
-from qonnx.transformation.base import Transformation
 
 from flow.compile.passes.graph import (
     LAYOUT_OPS,
     MoveConstantPastUnaryOp,
+    SweepTransformation,
     attr,
     compress,
     materialize,
-    new_int_const,
-    refresh,
-    replace_node,
     sole_consumer,
 )
 
@@ -44,21 +41,19 @@ class MoveLinearPastLayoutOp(MoveConstantPastUnaryOp):
         return compress(full.reshape(oshape))
 
 
-class CollapseRepeatedReshape(Transformation):
+class CollapseRepeatedReshape(SweepTransformation):
     """Reshape/Flatten followed by Reshape/Flatten (one consumer) -> one Reshape to the final shape."""
 
-    def apply(self, model):
-        for n in model.graph.node:
-            if n.op_type not in ("Reshape", "Flatten"):
-                continue
-            nxt = sole_consumer(model, n.output[0])
-            if nxt is None or nxt.op_type not in ("Reshape", "Flatten") or nxt.input[0] != n.output[0]:
-                continue
-            oshape = model.get_tensor_shape(nxt.output[0])
-            if oshape is None:
-                continue
-            merged = helper.make_node("Reshape", [n.input[0], new_int_const(model, oshape)], [nxt.output[0]], name=nxt.name)
-            replace_node(model, nxt, [merged])
-            model.graph.node.remove(n)
-            return refresh(model), True
-        return model, False
+    def rewrite(self, ed, n):
+        if n.op_type not in ("Reshape", "Flatten"):
+            return
+        nxt = sole_consumer(ed, n.output[0])
+        if nxt is None or not ed.is_fresh(nxt) or nxt.op_type not in ("Reshape", "Flatten") or nxt.input[0] != n.output[0]:
+            return
+        oshape = ed.get_tensor_shape(nxt.output[0])
+        if oshape is None:
+            return
+        merged = helper.make_node("Reshape", [n.input[0], ed.new_int_const(oshape)], [nxt.output[0]], name=nxt.name)
+        ed.remove_node(n)
+        ed.replace_node(nxt, [merged])
+        ed.touch(n)

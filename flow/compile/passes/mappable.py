@@ -14,6 +14,7 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.infer_shapes import InferShapes
 
+from flow.compat.qonnx_index import IndexedModel
 from flow.compile.host_input import is_input_quantizer
 from flow.compile.passes.diagnose import (
     CONVERTIBLE_OPS,
@@ -69,7 +70,7 @@ def check_lowerable_convs(model: ModelWrapper) -> None:
     """Raise StructureError for convs FINN's lowering cannot handle: grouped convs other than dense
     (group 1) or depthwise with one output per input channel (group = in = out channels)."""
     problems = []
-    model = model.transform(InferShapes())
+    model = IndexedModel(model.transform(InferShapes()))
     for n in model.get_nodes_by_op_type("Conv"):
         g = attr(n, "group", 1)
         ishape, oshape = model.get_tensor_shape(n.input[0]), model.get_tensor_shape(n.output[0])
@@ -168,6 +169,7 @@ def explain_unmapped(model: ModelWrapper) -> list[Unmapped]:
     hardware layers or making floats for them.
     Consequences of an already reported node are not repeated.
     """
+    model = IndexedModel(model)  # read only: every lookup by dictionary
     found: list[Unmapped] = []
     for v in model.graph.node:
         if not is_hw_node(v) and (v.op_type in TRANSPARENT_OPS or (v.op_type in HOST_TAIL_OPS and not is_join_add(model, v))):

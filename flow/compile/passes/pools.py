@@ -18,13 +18,11 @@ from qonnx.transformation.infer_data_layouts import InferDataLayouts
 
 from flow.compile.passes.graph import (
     MoveConstantPastUnaryOp,
+    SweepTransformation,
     attr,
     channelwise_vector,
     is_integer,
-    new_const,
-    new_int_const,
     refresh,
-    replace_node,
 )
 
 AVERAGE_POOLS = ("GlobalAveragePool", "AveragePool")
@@ -77,21 +75,18 @@ class MoveChannelwiseLinearPastAveragePool(MoveConstantPastUnaryOp):
         return None if vec is None else vec.reshape(1, -1, 1, 1)
 
 
-class ConvertWholeMapAveragePoolToGlobal(Transformation):
+class ConvertWholeMapAveragePoolToGlobal(SweepTransformation):
     """An AveragePool whose window covers the whole unpadded map is a GlobalAveragePool."""
 
-    def apply(self, model):
-        for n in model.graph.node:
-            if n.op_type != "AveragePool":
-                continue
-            shape = model.get_tensor_shape(n.input[0])
-            if shape is None or len(shape) != 4 or list(attr(n, "kernel_shape", [])) != list(shape[2:]):
-                continue
-            if any(pads_of(n)) or attr(n, "ceil_mode", 0):
-                continue
-            replace_node(model, n, [helper.make_node("GlobalAveragePool", [n.input[0]], [n.output[0]], name=n.name)])
-            return refresh(model), True
-        return model, False
+    def rewrite(self, ed, n):
+        if n.op_type != "AveragePool":
+            return
+        shape = ed.get_tensor_shape(n.input[0])
+        if shape is None or len(shape) != 4 or list(attr(n, "kernel_shape", [])) != list(shape[2:]):
+            return
+        if any(pads_of(n)) or attr(n, "ceil_mode", 0):
+            return
+        ed.replace_node(n, [helper.make_node("GlobalAveragePool", [n.input[0]], [n.output[0]], name=n.name)])
 
 
 class ConvertGlobalAveragePoolToAccPool(Transformation):
@@ -105,11 +100,11 @@ class ConvertGlobalAveragePoolToAccPool(Transformation):
     def apply(self, model):
         if not any(n.op_type == "GlobalAveragePool" and is_integer(model, n.input[0]) for n in model.graph.node):
             return model, False
-        model = model.transform(InferDataLayouts()).transform(InferGlobalAccPoolLayer())
+        model = model.transform(InferDataLayouts(), make_deepcopy=False).transform(InferGlobalAccPoolLayer(), make_deepcopy=False)
         return refresh(model), True
 
 
-class ConvertAveragePoolToSumPool(Transformation):
+class ConvertAveragePoolToSumPool(SweepTransformation):
     """AveragePool(k, stride, pads) on integers -> FINN's lowered sum pool, then Mul(1/(kh*kw)).
 
     The chain Transpose, Im2Col, Reshape, ReduceSum, Transpose is what FINN's
@@ -118,37 +113,34 @@ class ConvertAveragePoolToSumPool(Transformation):
     pools are left for :func:`flow.compile.passes.mappable.check_mappable` to report.
     """
 
-    def apply(self, model):
-        for n in model.graph.node:
-            if n.op_type != "AveragePool" or not averages_every_window_alike(n):
-                continue
-            x, y = n.input[0], n.output[0]
-            xs, ys = model.get_tensor_shape(x), model.get_tensor_shape(y)
-            idt = model.get_tensor_datatype(x)
-            if not idt.is_integer() or xs is None or ys is None or len(xs) != 4:
-                continue
-            kh, kw = attr(n, "kernel_shape")
-            sh, sw = attr(n, "strides", None) or [1, 1]
-            (_, c, h, w), (_, _, oh, ow) = xs, ys
-            t0, i2c, rs, red, t1 = (model.make_new_valueinfo_name() for _ in range(5))
-            nodes = [
-                helper.make_node("Transpose", [x], [t0], perm=[0, 2, 3, 1]),
-                helper.make_node(
-                    "Im2Col", [t0], [i2c], domain="qonnx.custom_op.general", stride=[sh, sw], kernel_size=[kh, kw],
-                    pad_amount=pads_of(n), pad_value=0, depthwise=1, input_shape=f"(1,{h},{w},{c})",
-                ),
-                helper.make_node("Reshape", [i2c, new_int_const(model, [1, oh, ow, kh * kw, c])], [rs]),
-                helper.make_node("ReduceSum", [rs, new_int_const(model, [-2])], [red], keepdims=0),
-                helper.make_node("Transpose", [red], [t1], perm=[0, 3, 1, 2]),
-                helper.make_node("Mul", [t1, new_const(model, np.float32(1.0 / (kh * kw)))], [y]),
-            ]
-            replace_node(model, n, nodes)
-            for t in (t0, i2c, rs):
-                model.set_tensor_datatype(t, idt)
-            lo, hi = kh * kw * idt.min(), kh * kw * idt.max()
-            sdt = DataType.get_smallest_possible(lo if abs(lo) > hi else hi)
-            model.set_tensor_datatype(red, sdt)
-            model.set_tensor_datatype(t1, sdt)
-            model.set_tensor_datatype(y, DataType["FLOAT32"])
-            return refresh(model), True
-        return model, False
+    def rewrite(self, ed, n):
+        if n.op_type != "AveragePool" or not averages_every_window_alike(n):
+            return
+        x, y = n.input[0], n.output[0]
+        xs, ys = ed.get_tensor_shape(x), ed.get_tensor_shape(y)
+        idt = ed.get_tensor_datatype(x)
+        if not idt.is_integer() or xs is None or ys is None or len(xs) != 4:
+            return
+        kh, kw = attr(n, "kernel_shape")
+        sh, sw = attr(n, "strides", None) or [1, 1]
+        (_, c, h, w), (_, _, oh, ow) = xs, ys
+        t0, i2c, rs, red, t1 = (ed.new_name() for _ in range(5))
+        nodes = [
+            helper.make_node("Transpose", [x], [t0], perm=[0, 2, 3, 1]),
+            helper.make_node(
+                "Im2Col", [t0], [i2c], domain="qonnx.custom_op.general", stride=[sh, sw], kernel_size=[kh, kw],
+                pad_amount=pads_of(n), pad_value=0, depthwise=1, input_shape=f"(1,{h},{w},{c})",
+            ),
+            helper.make_node("Reshape", [i2c, ed.new_int_const([1, oh, ow, kh * kw, c])], [rs]),
+            helper.make_node("ReduceSum", [rs, ed.new_int_const([-2])], [red], keepdims=0),
+            helper.make_node("Transpose", [red], [t1], perm=[0, 3, 1, 2]),
+            helper.make_node("Mul", [t1, ed.new_const(np.float32(1.0 / (kh * kw)))], [y]),
+        ]
+        ed.replace_node(n, nodes)
+        for t in (t0, i2c, rs):
+            ed.set_tensor_datatype(t, idt)
+        lo, hi = kh * kw * idt.min(), kh * kw * idt.max()
+        sdt = DataType.get_smallest_possible(lo if abs(lo) > hi else hi)
+        ed.set_tensor_datatype(red, sdt)
+        ed.set_tensor_datatype(t1, sdt)
+        ed.set_tensor_datatype(y, DataType["FLOAT32"])

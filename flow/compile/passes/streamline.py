@@ -7,6 +7,8 @@ Im2Col + MatMul by then).
 
 from __future__ import annotations
 
+import copy
+
 from finn.transformation.streamline.absorb import (
     Absorb1BitMulIntoMatMul,
     AbsorbAddIntoMultiThreshold,
@@ -35,6 +37,7 @@ from qonnx.transformation.base import Transformation
 from qonnx.transformation.general import GiveUniqueParameterTensors, SortGraph
 from qonnx.transformation.remove import RemoveIdentityOps
 
+from flow.compat.qonnx_linear import transforms_in_place
 from flow.compat.finn_streamline import (
     ConvertSingletonTransposeToReshape,
     MoveEqualTransposesPastJoinAdd,
@@ -55,6 +58,7 @@ from flow.compile.passes.pools import (
     MoveChannelwiseLinearPastAveragePool,
     MoveChannelwiseMulPastMaxPool,
 )
+from flow.compile.passes.transposes import PushTransposesDownstream
 from flow.compile.passes.trunc import ConvertRoundingTruncToMultiThreshold
 
 #: Rounds of the pass list at most (the structures here converge in 2-5).
@@ -78,6 +82,7 @@ def structure_passes() -> list[Transformation]:
         MoveLinearPastFork(),
         UnifyEqualScalesAtJoinAdd(),
         MoveForkFreeLinearPastEltwiseAdd(),  # FINN's (x*c)+(y*c) -> (x+y)*c, forks split first
+        PushTransposesDownstream(),  # FINN's four Transpose moves below, in one sweep
         MoveTransposePastFork(),  # FINN
         MoveEqualTransposesPastJoinAdd(),  # FINN's, perm check fixed
         AbsorbConsecutiveTransposes(),  # FINN
@@ -107,6 +112,19 @@ def structure_passes() -> list[Transformation]:
     ]
 
 
+class Tracked(Transformation):
+    """``inner`` as it is, remembering whether any of its ``apply`` calls changed the graph."""
+
+    def __init__(self, inner: Transformation):
+        super().__init__()
+        self.inner, self.changed = inner, False
+
+    def apply(self, model):
+        model, changed = self.inner.apply(model)
+        self.changed |= changed
+        return model, changed
+
+
 def streamline_structures(model: ModelWrapper, max_rounds: int = MAX_ROUNDS) -> ModelWrapper:
     """Streamline residual joins, average pools and depthwise convs; run after FINN's streamlining.
 
@@ -115,22 +133,31 @@ def streamline_structures(model: ModelWrapper, max_rounds: int = MAX_ROUNDS) -> 
     ``RoundAndClipThresholds``) for the inputs that became integer, and names new nodes. A graph
     without these structures is returned as it was. What could
     not be streamlined is left for :func:`flow.compile.passes.mappable.check_mappable`.
+
+    The passes rewrite one private copy of ``model`` in place (qonnx's ``transform`` would copy
+    every weight for every pass), and identity ops are removed after each pass that changed
+    the graph: a round costs the same whatever the number of moves.
     """
     start = graph_digest(model)
-    work = refresh(model.transform(GiveUniqueParameterTensors()))
-    seen = {graph_digest(work)}
-    for _ in range(max_rounds):
-        for t in structure_passes():
-            work = work.transform(t).transform(RemoveIdentityOps())
-        work = refresh(work.transform(SortGraph()))
-        digest = graph_digest(work)
-        if digest in seen:
-            break
-        seen.add(digest)
-    if len(seen) == 1 or graph_digest(work) == start:
-        return model
-    work = work.transform(RoundAndClipThresholds()).transform(NameUnnamedNodes())
-    return refresh(work)
+    with transforms_in_place():
+        work = copy.deepcopy(model).transform(GiveUniqueParameterTensors()).transform(RemoveIdentityOps())
+        work = refresh(work)
+        seen = {graph_digest(work)}
+        for _ in range(max_rounds):
+            for t in structure_passes():
+                tracked = Tracked(t)
+                work = work.transform(tracked)
+                if tracked.changed:
+                    work = work.transform(RemoveIdentityOps())
+            work = refresh(work.transform(SortGraph()))
+            digest = graph_digest(work)
+            if digest in seen:
+                break
+            seen.add(digest)
+        if len(seen) == 1 or graph_digest(work) == start:
+            return model
+        work = work.transform(RoundAndClipThresholds()).transform(NameUnnamedNodes())
+        return refresh(work)
 
 
 def prepare_qonnx(model: ModelWrapper) -> ModelWrapper:

@@ -12,9 +12,8 @@ from onnx import helper
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_node
-from qonnx.transformation.base import Transformation
 
-from flow.compile.passes.graph import attr, new_const, refresh, replace_node
+from flow.compile.passes.graph import SweepTransformation, attr
 
 #: Trunc rounding modes rewritten here; FLOOR is left to FINN's cheaper shift.
 ROUNDING_MODES = ("ROUND", "CEIL", "ROUND_TO_ZERO", "HALF_EVEN", "HALF_UP")
@@ -45,7 +44,7 @@ def level_thresholds(sums: np.ndarray, levels: np.ndarray) -> tuple[list[float],
     return [float(sums[np.argmax(lv >= k)]) - 0.5 for k in range(lo + 1, hi + 1)], lo, hi
 
 
-class ConvertRoundingTruncToMultiThreshold(Transformation):
+class ConvertRoundingTruncToMultiThreshold(SweepTransformation):
     """AveragePool -> Trunc(ROUND/CEIL/...) becomes AveragePool -> Mul(1/scale) -> MultiThreshold -> Mul(out_scale).
 
     The Trunc input divided by its scale is the integer window sum y (Trunc rounds it
@@ -60,37 +59,34 @@ class ConvertRoundingTruncToMultiThreshold(Transformation):
         super().__init__()
         self.modes = {m.upper() for m in modes}
 
-    def apply(self, model):
-        for n in model.graph.node:
-            if n.op_type != "Trunc" or len(n.input) != 6:
-                continue
-            mode = attr(n, "rounding_mode", b"FLOOR") or b"FLOOR"
-            mode = (mode.decode() if isinstance(mode, bytes) else str(mode)).upper()
-            p = model.find_producer(n.input[0])
-            params = [model.get_initializer(t) for t in n.input[1:]]
-            if mode not in self.modes or p is None or p.op_type != "AveragePool":
-                continue
-            if any(v is None or np.asarray(v).size != 1 for v in params):
-                continue
-            scale, zeropt, ibits, oscale, _ = (float(np.asarray(v).reshape(-1)[0]) for v in params)
-            if zeropt != 0 or ibits > MAX_TRUNC_INPUT_BITS:
-                continue
-            sums = np.arange(-(2 ** (int(ibits) - 1)), 2 ** int(ibits), dtype=np.int64)
-            found = level_thresholds(sums, trunc_outputs(model, n, sums) / oscale)
-            if found is None:
-                continue
-            thr, lo, hi = found
-            odt = DataType.get_smallest_possible(hi) if lo >= 0 else DataType.get_smallest_possible(min(lo, -hi - 1))
-            ys, q = model.make_new_valueinfo_name(), model.make_new_valueinfo_name()
-            nodes = [
-                helper.make_node("Mul", [n.input[0], new_const(model, np.float32(1.0 / scale))], [ys]),
-                helper.make_node(
-                    "MultiThreshold", [ys, new_const(model, np.array(thr).reshape(1, -1))], [q],
-                    domain="qonnx.custom_op.general", out_dtype=odt.name, out_bias=float(lo),
-                ),
-                helper.make_node("Mul", [q, new_const(model, np.float32(oscale))], [n.output[0]]),
-            ]
-            replace_node(model, n, nodes)
-            model.set_tensor_datatype(q, odt)
-            return refresh(model), True
-        return model, False
+    def rewrite(self, ed, n):
+        if n.op_type != "Trunc" or len(n.input) != 6:
+            return
+        mode = attr(n, "rounding_mode", b"FLOOR") or b"FLOOR"
+        mode = (mode.decode() if isinstance(mode, bytes) else str(mode)).upper()
+        p = ed.find_producer(n.input[0])
+        params = [ed.get_initializer(t) for t in n.input[1:]]
+        if mode not in self.modes or p is None or p.op_type != "AveragePool":
+            return
+        if any(v is None or np.asarray(v).size != 1 for v in params):
+            return
+        scale, zeropt, ibits, oscale, _ = (float(np.asarray(v).reshape(-1)[0]) for v in params)
+        if zeropt != 0 or ibits > MAX_TRUNC_INPUT_BITS:
+            return
+        sums = np.arange(-(2 ** (int(ibits) - 1)), 2 ** int(ibits), dtype=np.int64)
+        found = level_thresholds(sums, trunc_outputs(ed, n, sums) / oscale)
+        if found is None:
+            return
+        thr, lo, hi = found
+        odt = DataType.get_smallest_possible(hi) if lo >= 0 else DataType.get_smallest_possible(min(lo, -hi - 1))
+        ys, q = ed.new_name(), ed.new_name()
+        nodes = [
+            helper.make_node("Mul", [n.input[0], ed.new_const(np.float32(1.0 / scale))], [ys]),
+            helper.make_node(
+                "MultiThreshold", [ys, ed.new_const(np.array(thr).reshape(1, -1))], [q],
+                domain="qonnx.custom_op.general", out_dtype=odt.name, out_bias=float(lo),
+            ),
+            helper.make_node("Mul", [q, ed.new_const(np.float32(oscale))], [n.output[0]]),
+        ]
+        ed.replace_node(n, nodes)
+        ed.set_tensor_datatype(q, odt)

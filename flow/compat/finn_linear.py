@@ -1,0 +1,198 @@
+"""finn-plus 1.6.1 passes that restart after every single change, as one sweep each.
+
+``MinimizeAccumulatorWidth`` re-infers the datatypes of the whole graph after every layer it
+narrows; :func:`minimize_accumulator_width` infers them node by node as the sweep passes, which
+gives every layer the same datatypes when it is narrowed (nothing upstream of it changes again).
+
+``RoundAndClipThresholds``, ``AbsorbScalarBiasIntoMultiThreshold`` and ``MoveScalesPastIm2Col``
+change one layer per ``apply``, re-infer shapes or datatypes of the whole graph and start over
+from the first node, looking every node's neighbours up by scanning the graph on the way:
+O(nodes^2) per change, one change per layer of the network. None of these changes alters what
+decides another layer's change (a threshold tensor's datatype is its own; a layer's output
+datatype comes from its attributes; a moved scale leaves other Muls' neighbours as they were),
+so each function here makes every change of one pass over the graph, by the same rule and
+with dictionary lookups; qonnx's ``transform`` still repeats it, with FINN's re-inference in
+between, until nothing changes (a scale moved past a Pad meets the Im2Col behind it on the
+next sweep). ``tests/compat/test_qonnx_linear.py`` compares the results with FINN's on real models.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from finn.util.fpgadataflow import is_fpgadataflow_node
+from qonnx.core.datatype import DataType
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
+from qonnx.transformation.infer_datatypes import _infer_node_datatype
+
+from flow.compat.qonnx_index import IndexedModel
+
+log = logging.getLogger("finn_logger")
+
+
+def _bounds_type(dt) -> object:
+    """The datatype of thresholds clipped to ``[dt.min(), dt.max() + 1]``: one bit more than ``dt``."""
+    top = dt.max() + 1
+    return DataType.get_smallest_possible(top) if not dt.signed() else DataType.get_smallest_possible(-top - 1)
+
+
+def _rounded(node, view: IndexedModel) -> tuple[int, np.ndarray, object] | None:
+    """(threshold input index, rounded thresholds, their datatype) for a thresholding node FINN's pass rounds."""
+    op = node.op_type
+    if op == "MultiThreshold" or op.startswith("Thresholding"):
+        thresholds, dt = view.get_initializer(node.input[1]), view.get_tensor_datatype(node.input[0])
+        if thresholds is None:
+            return None
+        if dt.is_integer():
+            new = np.clip(np.ceil(thresholds), dt.min(), dt.max() + 1)
+            return 1, new.astype(np.float32), dt if dt in {"INT64", "UINT64"} else _bounds_type(dt)
+        if dt.is_fixed_point():
+            sf = dt.scale_factor()
+            new = np.clip(np.ceil(thresholds / sf) * sf, dt.min(), dt.max() + sf)
+            width = DataType.get_smallest_possible(-(dt.max() / sf + 1) - 1).bitwidth()
+            return 1, new.astype(np.float32), DataType[f"FIXED<{width},{width - dt.frac_bits()}>"]
+        return None
+    if op.startswith(("MVAU", "VVAU")) and len(node.input) > 2:
+        inst = getCustomOp(node)
+        thresholds = view.get_initializer(node.input[2]) if inst.get_nodeattr("noActivation") == 0 else None
+        acc = DataType[inst.get_nodeattr("accDataType")]
+        if thresholds is None or not acc.is_integer():
+            return None
+        return 2, np.clip(np.ceil(thresholds), acc.min(), acc.max() + 1).astype(np.float32), _bounds_type(acc)
+    return None
+
+
+def round_and_clip_thresholds(model: ModelWrapper) -> bool:
+    """Every threshold FINN's ``RoundAndClipThresholds`` rounds, rounded in one sweep; True if a value changed.
+
+    The thresholds are replaced where they are (same initializer and ValueInfo entries), their
+    datatype annotated and, for ``Thresholding`` layers, their ``weightDataType`` set, as FINN does.
+    """
+    view = IndexedModel(model)
+    changed = False
+    for node in model.graph.node:
+        found = _rounded(node, view)
+        if found is None:
+            continue
+        idx, new, tdt = found
+        name = node.input[idx]
+        changed |= bool(np.any(new != view.get_initializer(name)))
+        view.replace_initializer(name, new)
+        view.set_tensor_datatype(name, tdt)
+        if node.op_type.startswith("Thresholding"):
+            getCustomOp(node).set_nodeattr("weightDataType", tdt.name)
+    return changed
+
+
+def _is_fork(view: IndexedModel, node, outputs: set[str]) -> bool:
+    """``ModelWrapper.is_fork_node``."""
+    succ = view.find_direct_successors(node) or []
+    return len(succ) > (0 if node.output[0] in outputs else 1)
+
+
+def _is_join(view: IndexedModel, node, inputs: set[str]) -> bool:
+    """``ModelWrapper.is_join_node``."""
+    preds = view.find_direct_predecessors(node) or []
+    return len(preds) > (0 if node.input[0] in inputs else 1)
+
+
+def absorb_scalar_bias_into_multithreshold(model: ModelWrapper, max_bitwidth_increase: int = 0) -> bool:
+    """FINN's ``AbsorbScalarBiasIntoMultiThreshold`` on every MultiThreshold in one sweep: a scalar
+    Add after a non-branching MultiThreshold becomes its ``out_bias`` when the output datatype
+    grows by at most ``max_bitwidth_increase`` bits. Returns whether an Add was absorbed."""
+    view = IndexedModel(model)
+    outputs, inputs = {o.name for o in model.graph.output}, {i.name for i in model.graph.input}
+    removed: list = []
+    for node in list(model.graph.node):
+        if node.op_type != "MultiThreshold" or _is_fork(view, node, outputs) or _is_join(view, node, inputs):
+            continue
+        consumers = view.find_consumers(node.output[0])
+        add = consumers[0] if consumers else None
+        if add is None or add.op_type != "Add":
+            continue
+        bias, thresholds = view.get_initializer(add.input[1]), view.get_initializer(node.input[1])
+        if bias is None or thresholds is None or not (bias.ndim == 0 or all(x == 1 for x in bias.shape)):
+            log.warning(f"AbsorbScalarBiasIntoMultiThreshold: no constant scalar bias for {add.name} or thresholds for {node.name}, skipping.")
+            continue
+        op = getCustomOp(node)
+        old = op.get_nodeattr("out_dtype")
+        out_bias = float(op.get_nodeattr("out_bias") + bias.flatten()[0])
+        lo, hi = out_bias, out_bias + thresholds.shape[-1]
+        odt = DataType.get_smallest_possible(hi) if lo >= 0 else DataType.get_smallest_possible(min(lo, -(hi + 1)))
+        if not (odt.allowed(hi) and odt.allowed(lo)) or odt.bitwidth() - DataType[old].bitwidth() > max_bitwidth_increase:
+            log.warning(f"AbsorbScalarBiasIntoMultiThreshold: not absorbing the bias of {add.name} into {node.name}.")
+            continue
+        op.set_nodeattr("out_bias", out_bias)
+        op.set_nodeattr("out_dtype", odt.name)
+        view.rewire_output(node, 0, add.output[0])
+        view.forget_node(add)
+        removed.append(add)
+        view.set_tensor_datatype(node.output[0], odt)
+    _drop(model, removed)
+    return bool(removed)
+
+
+def move_scales_past_im2col(model: ModelWrapper) -> bool:
+    """FINN's ``MoveScalesPastIm2Col`` on every candidate in one sweep: a non-branching Mul/Div by a
+    scalar constant swaps places with the Im2Col, Col2Im or Pad it alone feeds, and the shapes of
+    the two tensors between them are cleared for shape inference. Returns whether a node moved."""
+    view = IndexedModel(model)
+    outputs, inputs = {o.name for o in model.graph.output}, {i.name for i in model.graph.input}
+    moved: set[int] = set()
+    for node in list(model.graph.node):
+        if node.op_type not in ("Mul", "Div") or id(node) in moved or len(node.output) > 1:
+            continue
+        if _is_fork(view, node, outputs) or _is_join(view, node, inputs) or view.get_initializer(node.input[0]) is not None:
+            continue
+        c = view.get_initializer(node.input[1])
+        succ = view.find_direct_successors(node)
+        if c is None or not all(x == 1 for x in c.shape) or succ is None or succ[0].op_type not in ("Im2Col", "Col2Im", "Pad"):
+            continue
+        nxt = succ[0]
+        if id(nxt) in moved:
+            continue
+        x, mid, out = node.input[0], node.output[0], nxt.output[0]
+        view.rewire_input(nxt, 0, x)
+        view.rewire_output(nxt, 0, mid)
+        view.rewire_input(node, 0, mid)
+        view.rewire_output(node, 0, out)
+        for t in (mid, out):
+            vi = view.get_tensor_valueinfo(t)
+            if vi is not None:
+                vi.type.tensor_type.ClearField("shape")
+        moved.update((id(node), id(nxt)))
+    return bool(moved)
+
+
+def _drop(model: ModelWrapper, nodes: list) -> None:
+    if nodes:
+        gone = {id(n) for n in nodes}
+        keep = [n for n in model.graph.node if id(n) not in gone]
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+
+
+def minimize_accumulator_width(model: ModelWrapper, datatype_only: bool = False) -> None:
+    """FINN's ``MinimizeAccumulatorWidth``: every HW layer's ``minimize_accumulator_width`` in graph
+    order, with the datatype inference FINN runs over the whole graph after each one done node by
+    node: the nodes before the first narrowed layer once it is narrowed, then each node as the
+    sweep reaches it (again after narrowing it). FINN's ``InferDataTypes`` after a layer changes
+    only that layer and what follows it, so each layer is narrowed with the same datatypes."""
+    view = IndexedModel(model)
+    nodes = list(model.graph.node)
+    started = False
+    for k, node in enumerate(nodes):
+        inst = getCustomOp(node) if is_fpgadataflow_node(node) else None
+        if inst is not None and hasattr(inst, "minimize_accumulator_width"):
+            if started:
+                _infer_node_datatype(view, node, False)
+            inst.minimize_accumulator_width(view, datatype_only=datatype_only)
+            if not started:
+                for before in nodes[:k]:
+                    _infer_node_datatype(view, before, False)
+                started = True
+            _infer_node_datatype(view, node, False)
+        elif started:
+            _infer_node_datatype(view, node, False)
