@@ -40,6 +40,7 @@ from flow.compat.finn_streamline import (
     MoveEqualTransposesPastJoinAdd,
     MoveForkFreeLinearPastEltwiseAdd,
 )
+from flow.compile.passes.conv1d import Lift1DTo2D
 from flow.compile.passes.depthwise import (
     MoveChannelwiseMulPastIm2Col,
     MoveMulPastDepthwiseMatMul,
@@ -137,4 +138,5 @@ def prepare_qonnx(model: ModelWrapper) -> ModelWrapper:
     """qflow's QONNX-level structure step, before FINN's conversion: refuse convs FINN cannot lower
     (StructureError naming them) and make rounding ``TruncAvgPool2d`` heads mappable."""
     check_lowerable_convs(model)
+    model = model.transform(Lift1DTo2D())  # 1D convs, pools and resizes as 2D with a unit width
     return model.transform(ConvertRoundingTruncToMultiThreshold())
