@@ -27,6 +27,8 @@ from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.transformation.insert_topk import InsertTopK
 
 from flow.compat import finn as _finn_compat
+from flow.compat.finn_shuffle import KeepOutputTransposeOnHost
+from flow.compat.finn_upsample import infer_upsample_layers
 from flow.compile.context import BuildContext
 from flow.compile.host_input import keep_input_quantizer_on_host
 from flow.compile.load import check_quantized
@@ -136,9 +138,10 @@ def step_convert_to_hw(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     """FINN's conversion to HW layers, an input quantizer on a float input kept on the host
     (:mod:`flow.compile.host_input`), the float output tail (scale, bias, a TopK on floats) kept
     on the host, then a check that every compute node converted."""
+    model = infer_upsample_layers(model)
     model = _finn_compat.build_steps().step_convert_to_hw(model, ctx.finn_config())
     model = keep_input_quantizer_on_host(model)
-    model = model.transform(KeepFloatTailOnHost())
+    model = model.transform(KeepFloatTailOnHost()).transform(KeepOutputTransposeOnHost())
     check_hw_coverage(model)
     return model
 

@@ -22,6 +22,10 @@ The rules (a sample fails for a real difference, never for an argmax tie; :mod:`
   (``float = a_c * int + b_c``), equal the last float stage's scores;
 * later integer stages (HW layers, the specialized design) match it bit for bit.
 
+A model whose output is not one score per class (an image, a signal: anything with spatial
+extent after the channel axis) has no labels: its stages are compared on their outputs only,
+and no check reports label matches or ties.
+
 A mismatch names the stage and the first differing sample.
 """
 
@@ -38,6 +42,7 @@ from flow.core.onnx_nodes import const_operand
 from flow.core.vocab import LABEL_OPS, PARTITION_OP
 from flow.sim.execute import execute_batched, python_fallback_nodes
 from flow.sim.labels import (
+    RESCALE_RTOL,
     count_ties,
     global_affine_residual,
     label_failures,
@@ -49,6 +54,8 @@ FLOAT_TIE_FRACTION = 0.01  # float stages: share of samples that may round a tie
 #: Host ops a design may end with between its last integer tensor and its label or output:
 #: the rescaling FINN leaves outside the accelerator, and pure data movement.
 TAIL_OPS = ("Mul", "Add", "Sub", "Div", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
+#: Host ops that only reorder values: a tail may pass them while its scale and offset are scalars.
+REORDER_OPS = ("Transpose", "DepthToSpace", "SpaceToDepth")
 #: Integer outputs rescaled to float scores may be off by this many integer steps.
 RESCALE_STEPS = 0.5
 
@@ -94,6 +101,7 @@ class StageOutputs:
     labels: np.ndarray | None = None
     fallback: list[str] | None = None
     scores: np.ndarray | None = None
+    steps: np.ndarray | None = None  # without a label node: one integer step of each output, through the host tail
 
     @property
     def label_scores(self) -> np.ndarray | None:
@@ -142,9 +150,17 @@ class OutputTail:
     bias: np.ndarray | None
 
 
+def class_scores(shape) -> bool:
+    """True if outputs of ``shape`` (samples first) are one score per class: nothing after the class axis
+    but unit axes. An image or a signal (``(N, C, H, W)``, ``(N, C, L)``) is not."""
+    return shape is not None and len(shape) >= 2 and all(d == 1 for d in shape[2:])
+
+
 def _affine_step(m: ModelWrapper, node, scale, bias):
     """(dynamic input, scale, bias) of ``out == input * scale + bias`` through one tail node; None to stop."""
     dynamic = [i for i in node.input if i and m.get_initializer(i) is None]
+    if node.op_type in REORDER_OPS and len(dynamic) == 1 and scale is not None and np.size(scale) == np.size(bias) == 1:
+        return dynamic[0], scale, bias  # uniform scale and offset: the order of the values does not matter
     if node.op_type not in TAIL_OPS or len(dynamic) != 1:
         return None
     if node.op_type not in ("Mul", "Add", "Sub", "Div"):
@@ -202,10 +218,12 @@ def run_float_stage(name: str, model: ModelWrapper, x: np.ndarray) -> StageOutpu
     n = x.shape[0]
     label_in = label_select_input(model)
     out = execute_batched(model, fit_inputs(model, x), outputs=[label_in] if label_in else [])
-    final = out[model.graph.output[0].name].reshape(n, -1)
+    raw = out[model.graph.output[0].name]
+    final = raw.reshape(n, -1)
     if label_in is not None:
         return StageOutputs(name, logits=out[label_in].reshape(n, -1), labels=_labels(final))
-    return StageOutputs(name, logits=final, labels=final.argmax(axis=1) if final.shape[1] > 1 else None)
+    labeled = class_scores(raw.shape) and final.shape[1] > 1
+    return StageOutputs(name, logits=final, labels=final.argmax(axis=1) if labeled else None)
 
 
 def run_integer_stage(name: str, model: ModelWrapper, x: np.ndarray) -> StageOutputs:
@@ -221,11 +239,22 @@ def run_integer_stage(name: str, model: ModelWrapper, x: np.ndarray) -> StageOut
     scores = out[label_in].reshape(n, -1) if label_in is not None else final
     ints = out[int_out].reshape(n, -1) if int_out is not None else scores
     labels = _labels(final) if label_in is not None else None
-    return StageOutputs(name, int_logits=ints, scores=scores, labels=labels, fallback=python_fallback_nodes(model))
+    steps = None
+    if label_in is None and tail is not None and ints.shape == final.shape:
+        try:  # the tail keeps the data order, so its scale, broadcast, gives each output's step
+            steps = np.abs(np.broadcast_to(np.asarray(tail.scale, np.float64), out[int_out].shape)).reshape(n, -1)
+        except ValueError:
+            steps = None
+    return StageOutputs(name, int_logits=ints, scores=scores, labels=labels, fallback=python_fallback_nodes(model), steps=steps)
 
 
 def _failures(cur: StageOutputs, ref: StageOutputs) -> np.ndarray:
     return label_failures(cur.labels, cur.label_scores, ref.labels, ref.label_scores)
+
+
+def _ties(ref: StageOutputs) -> int | None:
+    """Tied reference samples, for stages that have labels (a model without class scores has none)."""
+    return count_ties(ref.label_scores) if ref.labels is not None else None
 
 
 def _label_match(cur: StageOutputs, ref: StageOutputs) -> float | None:
@@ -272,7 +301,7 @@ def compare_float(cur: StageOutputs, ref: StageOutputs) -> StageCheck:
         note += f"; {bad.size} sample(s) beyond it (rounding ties allowed: {allowed})"
     return StageCheck(
         name=cur.name, reference=ref.name, samples=n, passed=bad.size <= allowed, max_abs_err=err,
-        label_match=_label_match(cur, ref), first_mismatch=int(bad[0]) if bad.size else None, ties=count_ties(ref.label_scores), note=note,
+        label_match=_label_match(cur, ref), first_mismatch=int(bad[0]) if bad.size else None, ties=_ties(ref), note=note,
     )
 
 
@@ -293,7 +322,7 @@ def compare_integer(cur: StageOutputs, ref: StageOutputs) -> StageCheck:
         label_match=_label_match(cur, ref),
         bit_exact=diff.size == 0,
         first_mismatch=int(diff[0]) if diff.size else None,
-        ties=count_ties(ref.label_scores),
+        ties=_ties(ref),
         note=note,
     )
 
@@ -304,7 +333,14 @@ def compare_integer_with_float(cur: StageOutputs, ref: StageOutputs) -> StageChe
     among the float scores' maximal classes."""
     n = len(cur.int_logits)
     bad, err, note = _failures(cur, ref), None, None
-    if ref.logits is not None and ref.logits.shape == cur.int_logits.shape:
+    if ref.logits is not None and cur.steps is not None and ref.logits.shape == cur.scores.shape:
+        slack = RESCALE_RTOL * max(1.0, finite_max(np.abs(ref.logits)) or 0.0)
+        off = np.maximum(np.abs(cur.scores.astype(np.float64) - ref.logits) - slack, 0.0)
+        steps = np.where(off > 0, off / np.where(cur.steps > 0, cur.steps, np.nan), 0.0).max(axis=1)
+        err = finite_max(steps)
+        bad = np.union1d(bad, np.flatnonzero(~(steps <= RESCALE_STEPS)))
+        note = f"integer outputs through the design's own output scale and offset, within {RESCALE_STEPS} integer steps of the float outputs"
+    elif ref.logits is not None and ref.logits.shape == cur.int_logits.shape:
         steps = rescale_residual(cur.int_logits, ref.logits)
         err = finite_max(steps)
         bad = np.union1d(bad, np.flatnonzero(~(steps <= RESCALE_STEPS)))
@@ -313,7 +349,7 @@ def compare_integer_with_float(cur: StageOutputs, ref: StageOutputs) -> StageChe
         note = f"integer outputs {cur.int_logits.shape[1:]} and float scores {ref.logits.shape[1:]} differ in shape: labels compared"
     return StageCheck(
         name=cur.name, reference=ref.name, samples=n, passed=bad.size == 0, max_abs_err=err,
-        label_match=_label_match(cur, ref), first_mismatch=int(bad[0]) if bad.size else None, ties=count_ties(ref.label_scores), note=note,
+        label_match=_label_match(cur, ref), first_mismatch=int(bad[0]) if bad.size else None, ties=_ties(ref), note=note,
     )
 
 
@@ -345,6 +381,8 @@ def verify_stages(
     for name, model in float_stages:
         cur = run_float_stage(name, model, x)
         if prev is not None:
+            if prev is reference and cur.labels is None and prev.logits is not None:  # outputs, not class scores
+                prev = StageOutputs(prev.name, logits=prev.logits.reshape(len(prev.logits), -1))
             checks.append(compare_float(cur, prev))
         prev = cur
     int_ref = None

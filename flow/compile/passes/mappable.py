@@ -40,6 +40,7 @@ from flow.compile.passes.graph import (
     is_join_add,
 )
 from flow.compile.passes.pools import averages_every_window_alike, pads_of
+from flow.compile.passes.upsample import UPSAMPLE_OPS, upsample_problem
 from flow.core.errors import InputDatatypeError, StructureError
 from flow.core.vocab import is_hw_node
 
@@ -133,6 +134,9 @@ def why_float(model: ModelWrapper, node, tensor: str) -> str:
     """Why ``node`` receives the non-integer ``tensor`` (not from the graph input) that no rewrite moves into thresholds."""
     if is_join_add(model, node):
         return why_join_is_float(model, node)
+    layout_problem = why_not_convertible(model, node) if node.op_type in (*UPSAMPLE_OPS, *PIXEL_SHUFFLE_OPS) else None
+    if layout_problem:
+        return layout_problem
     origins = float_origins(model, tensor)
     src = origins[0] if origins else model.find_producer(tensor)
     co = const_operand(model, src) if src.op_type in LINEAR_OPS else None
@@ -144,6 +148,24 @@ def why_float(model: ModelWrapper, node, tensor: str) -> str:
             f"with {node.op_type} (e.g. padding adds zeros, not the offset); quantize before {node.name}"
         )
     return f"{node_label(src)} produces non-integer values that no rewrite moves into thresholds; quantize its output"
+
+
+#: Ops that move channels into pixels (and back): FINN has no hardware layer for them.
+PIXEL_SHUFFLE_OPS = ("DepthToSpace", "SpaceToDepth")
+
+
+def why_not_convertible(model: ModelWrapper, node) -> str | None:
+    """Why FINN's conversion cannot make ``node`` a hardware layer; None if it can."""
+    if node.op_type in UPSAMPLE_OPS:
+        return upsample_problem(model, node)
+    if node.op_type in PIXEL_SHUFFLE_OPS:
+        return (
+            f"FINN has no hardware layer for {node.op_type} (a pixel shuffle) and this one sits between layers; upsample "
+            "with a nearest-neighbour resize and a conv (Brevitas' QuantNearestNeighborConvolution) instead, or make the "
+            "pixel shuffle the network's last layer (only elementwise ops such as the output quantizer after it), so that "
+            "it runs on the host"
+        )
+    return None if node.op_type in CONVERTIBLE_OPS else why_unconvertible(node)
 
 
 def why_unconvertible(node) -> str:
@@ -170,6 +192,9 @@ def explain_unmapped(model: ModelWrapper) -> list[Unmapped]:
     """
     found: list[Unmapped] = []
     for v in model.graph.node:
+        if v.op_type in PIXEL_SHUFFLE_OPS and feeds_integer_compute(model, v):
+            found.append(unmapped(model, v, why_not_convertible(model, v)))
+            continue
         if not is_hw_node(v) and (v.op_type in TRANSPARENT_OPS or (v.op_type in HOST_TAIL_OPS and not is_join_add(model, v))):
             continue  # host tail or data movement: a problem shows at the consumer
         if is_input_quantizer(model, v):
@@ -186,10 +211,11 @@ def explain_unmapped(model: ModelWrapper) -> list[Unmapped]:
         elif floats:
             found.append(unmapped(model, v, why_float(model, v, floats[0])))
         elif (
-            not is_hw_node(v) and v.op_type not in CONVERTIBLE_OPS and feeds_integer_compute(model, v)
+            not is_hw_node(v) and feeds_integer_compute(model, v)
             and (has_compute_upstream(model, v) or not all(is_integer(model, t) for t in v.output))
+            and (why := why_not_convertible(model, v))
         ):  # an integer op in front of the hardware may stay on the host
-            found.append(unmapped(model, v, why_unconvertible(v)))
+            found.append(unmapped(model, v, why))
     return found
 
 

@@ -26,6 +26,7 @@ from finn.transformation.streamline.reorder import (
     MoveScalarAddPastMatMul,
     MoveScalarLinearPastInvariants,
     MoveScalarMulPastMatMul,
+    MakeScaleResizeNHWC,
     MoveScalesPastIm2Col,
     MoveTransposePastFork,
 )
@@ -41,6 +42,7 @@ from flow.compat.finn_streamline import (
     MoveForkFreeLinearPastEltwiseAdd,
 )
 from flow.compile.passes.conv1d import Lift1DTo2D
+from flow.compile.passes.deconv import LowerConvTranspose, MoveScalarMulPastConvTranspose
 from flow.compile.passes.depthwise import (
     MoveChannelwiseMulPastIm2Col,
     MoveMulPastDepthwiseMatMul,
@@ -49,6 +51,7 @@ from flow.compile.passes.graph import NameUnnamedNodes, graph_digest, refresh
 from flow.compile.passes.joins import MoveConstAddPastJoinAdd, UnifyEqualScalesAtJoinAdd
 from flow.compile.passes.layout import CollapseRepeatedReshape, MoveLinearPastLayoutOp
 from flow.compile.passes.mappable import check_lowerable_convs
+from flow.compile.passes.pixelshuffle import MoveDepthToSpacePastElementwise, MoveLinearPastDepthToSpace
 from flow.compile.passes.pools import (
     ConvertAveragePoolToSumPool,
     ConvertGlobalAveragePoolToAccPool,
@@ -57,6 +60,7 @@ from flow.compile.passes.pools import (
     MoveChannelwiseMulPastMaxPool,
 )
 from flow.compile.passes.trunc import ConvertRoundingTruncToMultiThreshold
+from flow.compile.passes.upsample import MoveLinearPastNearestResize
 
 #: Rounds of the pass list at most (the structures here converge in 2-5).
 MAX_ROUNDS = 50
@@ -73,6 +77,9 @@ def structure_passes() -> list[Transformation]:
         # scales through layout ops, forks and residual joins
         MoveLinearPastFork(),  # FINN: one copy of a forking Mul/Add per branch
         MoveLinearPastLayoutOp(),
+        MoveLinearPastNearestResize(),
+        MoveLinearPastDepthToSpace(),
+        MoveDepthToSpacePastElementwise(),  # a pixel shuffle goes last, to the host
         MoveScalarLinearPastInvariants(),  # FINN: scalars past GAP/Flatten/...
         MoveChannelwiseMulPastMaxPool(),
         MoveConstAddPastJoinAdd(),
@@ -80,6 +87,7 @@ def structure_passes() -> list[Transformation]:
         UnifyEqualScalesAtJoinAdd(),
         MoveForkFreeLinearPastEltwiseAdd(),  # FINN's (x*c)+(y*c) -> (x+y)*c, forks split first
         MoveTransposePastFork(),  # FINN
+        MakeScaleResizeNHWC(),  # FINN: a nearest Resize between lowered convs goes NHWC
         MoveEqualTransposesPastJoinAdd(),  # FINN's, perm check fixed
         AbsorbConsecutiveTransposes(),  # FINN
         AbsorbTransposeIntoMultiThreshold(),  # FINN
@@ -90,6 +98,8 @@ def structure_passes() -> list[Transformation]:
         MoveScalesPastIm2Col(),  # FINN (scalars)
         MoveMulPastDepthwiseMatMul(),
         MoveScalarMulPastMatMul(),  # FINN
+        MoveScalarMulPastConvTranspose(),
+        LowerConvTranspose(),  # FINN's pixel-padding deconv
         MoveScalarAddPastMatMul(),  # FINN
         # average pools
         MoveChannelwiseLinearPastAveragePool(),
