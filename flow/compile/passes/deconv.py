@@ -29,12 +29,27 @@ class MoveScalarMulPastConvTranspose(MoveConstantPastUnaryOp):
         return c.reshape(()) if c.size == 1 else None
 
 
+def lowering_problem(node) -> str | None:
+    """Why FINN's lowering would not compute ``node`` exactly (it pads every side alike, by ``k - 1 - pads[0]``,
+    and knows no output padding, dilation or groups); None if it does."""
+    pads = list(attr(node, "pads", [0, 0, 0, 0]))
+    if attr(node, "group", 1) != 1:
+        return "it is a grouped transposed conv; FINN lowers only group=1"
+    if any(d != 1 for d in attr(node, "dilations", [1, 1])):
+        return "it is dilated; FINN's pixel-padding deconv needs dilation 1"
+    if any(p != 0 for p in attr(node, "output_padding", [0, 0])) or attr(node, "output_shape", None):
+        return "it sets output_padding/output_shape; FINN's pixel-padding deconv gives the default output size only"
+    if len(set(pads)) > 1 or (attr(node, "auto_pad", b"NOTSET") or b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        return f"its padding {pads} differs between sides; FINN's pixel-padding deconv pads every side alike"
+    return None
+
+
 def lowerable(model, node) -> bool:
-    """A dense 2D ConvTranspose on integers with constant integer weights (what FINN's lowering maps)."""
+    """A 2D ConvTranspose on integers with constant integer weights that FINN's lowering computes exactly."""
     w = model.get_initializer(node.input[1]) if len(node.input) > 1 else None
     shape = model.get_tensor_shape(node.input[0])
     return (
-        w is not None and w.ndim == 4 and shape is not None and len(shape) == 4 and attr(node, "group", 1) == 1
+        w is not None and w.ndim == 4 and shape is not None and len(shape) == 4 and lowering_problem(node) is None
         and len(node.input) == 2 and is_integer(model, node.input[0]) and is_integer(model, node.input[1])
     )
 

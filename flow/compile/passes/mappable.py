@@ -15,6 +15,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.infer_shapes import InferShapes
 
 from flow.compile.host_input import is_input_quantizer
+from flow.compile.passes.deconv import lowering_problem
 from flow.compile.passes.diagnose import (
     CONVERTIBLE_OPS,
     HOST_TAIL_OPS,
@@ -111,6 +112,11 @@ def why_scale_stays(model: ModelWrapper, node, src, c: np.ndarray) -> str:
             "depthwise/grouped convs with group-constant scales allow that); use a per-tensor quantizer for the "
             "activation feeding it, or requantize (QuantIdentity) right before it"
         )
+    if node.op_type == "ConvTranspose":
+        return (
+            f"the {const_summary(c)} scale of {node_label(src)} reaches this transposed conv, whose weights mix channels: "
+            "only a scalar scale moves past it; use a per-tensor quantizer for the activation feeding it"
+        )
     if node.op_type == "MultiThreshold" and (c < 0).any():
         return f"the scale of {node_label(src)} has negative entries ({const_summary(c)}), which thresholds cannot absorb; make the quantizer scale positive"
     return f"the {const_summary(c)} scale of {node_label(src)} cannot move past it: no exact rewrite for {node.op_type}"
@@ -137,6 +143,8 @@ def why_float(model: ModelWrapper, node, tensor: str) -> str:
     layout_problem = why_not_convertible(model, node) if node.op_type in (*UPSAMPLE_OPS, *PIXEL_SHUFFLE_OPS) else None
     if layout_problem:
         return layout_problem
+    if node.op_type == "ConvTranspose" and lowering_problem(node):
+        return why_not_convertible(model, node)
     origins = float_origins(model, tensor)
     src = origins[0] if origins else model.find_producer(tensor)
     co = const_operand(model, src) if src.op_type in LINEAR_OPS else None
@@ -158,6 +166,9 @@ def why_not_convertible(model: ModelWrapper, node) -> str | None:
     """Why FINN's conversion cannot make ``node`` a hardware layer; None if it can."""
     if node.op_type in UPSAMPLE_OPS:
         return upsample_problem(model, node)
+    if node.op_type == "ConvTranspose":
+        why = lowering_problem(node) or "its weights or bias are not constant integers"
+        return f"FINN cannot lower this transposed conv: {why}"
     if node.op_type in PIXEL_SHUFFLE_OPS:
         return (
             f"FINN has no hardware layer for {node.op_type} (a pixel shuffle) and this one sits between layers; upsample "
