@@ -7,7 +7,7 @@ only after a separate decomposition step and which buffers a whole frame to reor
 The host reads the accelerator's ``NHWC`` stream and can reorder it for free, as it does the
 input. :class:`KeepOutputTransposeOnHost` turns such a ``Shuffle`` (a plain transpose whose
 result reaches the graph output only through host nodes) back into an ONNX ``Transpose``
-(``tests/compat/test_finn_shuffle.py`` shows FINN still converts it).
+(``tests/compat/test_finn_upsample.py`` shows FINN still converts it).
 """
 
 from __future__ import annotations
