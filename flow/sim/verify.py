@@ -31,6 +31,7 @@ A mismatch names the stage and the first differing sample.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,12 +47,15 @@ from flow.sim.labels import (
     label_failures,
     rescale_residual,
 )
+from flow.sim.rounding import KNIFE_EDGE, replay_roundings
 from flow.sim.tail import design_graphs, output_tail
 
 FLOAT_RTOL = 1e-3
 FLOAT_TIE_FRACTION = 0.01  # float stages: share of samples that may round a tie differently
 #: Integer outputs rescaled to float scores may be off by this many integer steps.
 RESCALE_STEPS = 0.5
+#: Failing samples of a float stage replayed for rounding ties (the rest count as failures).
+MAX_REPLAYED = 64
 
 
 @dataclass
@@ -69,6 +73,7 @@ class StageCheck:
     ties: int | None = None
     note: str | None = None
     layer: str | None = None  # the layer of the first mismatch, where the stage checks layer by layer (rtlsim)
+    rounding_ties: int | None = None  # float stages: samples that differ only by values on a rounding boundary
 
 
 @dataclass
@@ -186,14 +191,17 @@ def finite_max(err: np.ndarray) -> float | None:
     return float(finite.max()) if finite.size else None
 
 
-def compare_float(cur: StageOutputs, ref: StageOutputs) -> StageCheck:
-    """Float stages agree within a relative tolerance on all but a few samples.
+def compare_float(cur: StageOutputs, ref: StageOutputs, rounding_ties: Callable[[np.ndarray], np.ndarray] | None = None) -> StageCheck:
+    """Float stages agree within a relative tolerance, but for rounding ties.
 
-    Float graphs evaluate in different orders, so a value that lands exactly on a
-    quantizer's rounding boundary can round to the neighbouring level in one stage and
-    shift that sample's logits by a quantization step. Up to ``FLOAT_TIE_FRACTION`` of the
-    samples may differ that way; a wrong transformation shifts far more. Labels are compared
-    with ties allowed; a labels-only reference (user-given class indices) is compared as labels.
+    Float graphs evaluate in different orders, so a value that lands on a quantizer's
+    rounding boundary can round to the neighbouring level in one stage and shift that
+    sample's outputs. ``rounding_ties`` (:func:`flow.sim.rounding.replay_roundings` on both
+    graphs) returns the differing samples it proves to be such ties; they pass and are
+    counted. Up to ``FLOAT_TIE_FRACTION`` of the samples may differ without that proof (a
+    PyTorch reference has no graph to replay); a wrong transformation shifts far more. Labels
+    are compared with ties allowed; a labels-only reference (user-given class indices) is
+    compared as labels.
     """
     n = len(cur.labels) if cur.labels is not None else len(cur.logits)
     bad, err, note = _failures(cur, ref), None, "compared as labels"
@@ -213,13 +221,39 @@ def compare_float(cur: StageOutputs, ref: StageOutputs) -> StageCheck:
         bad = np.union1d(np.flatnonzero(~(e <= tol)), bad)  # NaN is never within the tolerance
     elif cur.labels is None or ref.labels is None:
         return StageCheck(cur.name, ref.name, n, False, note="nothing comparable: one side has neither scores nor labels")
+    tied = rounding_ties(bad) if rounding_ties is not None and bad.size else np.array([], dtype=np.int64)
+    if tied.size:
+        bad = np.setdiff1d(bad, tied)
+        note += (f"; {tied.size} sample(s) differ only by values within {KNIFE_EDGE:g} of a quantizer step from a rounding "
+                 "boundary (float evaluation order), shown by replaying those roundings alike")
     allowed = int(FLOAT_TIE_FRACTION * n)
     if bad.size:
         note += f"; {bad.size} sample(s) beyond it (rounding ties allowed: {allowed})"
     return StageCheck(
         name=cur.name, reference=ref.name, samples=n, passed=bad.size <= allowed, max_abs_err=err,
         label_match=_label_match(cur, ref), first_mismatch=int(bad[0]) if bad.size else None, ties=_ties(ref), note=note,
+        rounding_ties=int(tied.size) if rounding_ties is not None else None,
     )
+
+
+def rounding_tie_finder(ref_model: ModelWrapper, cur_model: ModelWrapper, x: np.ndarray, cur: StageOutputs, name: str):
+    """The samples among ``bad`` whose difference between the two float graphs is only rounding ties: each is
+    replayed (:func:`flow.sim.rounding.replay_roundings`) and compared again under the same rules."""
+
+    def tied(bad: np.ndarray) -> np.ndarray:
+        found = []
+        for i in bad[:MAX_REPLAYED]:
+            rep = replay_roundings(ref_model, cur_model, fit_inputs(ref_model, x[i:i + 1]), fit_inputs(cur_model, x[i:i + 1]))
+            if rep is None or rep.flips == 0:
+                continue
+            again = run_float_stage(name, rep.model, x[i:i + 1])
+            one = StageOutputs(cur.name, logits=cur.logits[i:i + 1] if cur.logits is not None else None,
+                               labels=cur.labels[i:i + 1] if cur.labels is not None else None)
+            if compare_float(one, again).passed:
+                found.append(int(i))
+        return np.asarray(found, dtype=np.int64)
+
+    return tied
 
 
 def compare_integer(cur: StageOutputs, ref: StageOutputs) -> StageCheck:
@@ -294,14 +328,15 @@ def verify_stages(
     float stage, the others bit for bit against the first.
     """
     checks: list[StageCheck] = []
-    prev = reference
+    prev, prev_model = reference, None
     for name, model in float_stages:
         cur = run_float_stage(name, model, x)
         if prev is not None:
             if prev is reference and cur.labels is None and prev.logits is not None:  # outputs, not class scores
                 prev = StageOutputs(prev.name, logits=prev.logits.reshape(len(prev.logits), -1))
-            checks.append(compare_float(cur, prev))
-        prev = cur
+            ties = rounding_tie_finder(prev_model, model, x, cur, prev.name) if prev_model is not None else None
+            checks.append(compare_float(cur, prev, ties))
+        prev, prev_model = cur, model
     int_ref = None
     for name, model in integer_stages:
         cur = run_integer_stage(name, model, x)
