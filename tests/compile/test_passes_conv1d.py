@@ -310,3 +310,14 @@ def test_1d_structures_build_and_verify_bit_exact(built_1d, name):
 @pytest.mark.parametrize("name", ["depthwise_separable", "pooled", "residual"])
 def test_1d_structures_build_and_verify_bit_exact_with_auto_folding(built_1d, name):
     check_bit_exact(built_1d(name, "auto"))
+
+
+def test_a_dynamo_export_of_a_1d_network_builds_and_verifies_bit_exact(tmp_path):
+    from brevitas.export import export_qonnx as brevitas_export
+
+    net = calibrated(vgg_blocks)
+    brevitas_export(net, torch.zeros(1, 2, LENGTH), str(tmp_path / "m.onnx"), dynamo=True)
+    x = iq_samples(6, 5)
+    result = build(tmp_path / "m.onnx", build_config(target="zcu104", verify_samples=0, target_fps=100_000), tmp_path / "out",
+                   verify_inputs=x, reference=torch_reference(net, x))
+    check_bit_exact(result)
