@@ -12,6 +12,7 @@ import pytest
 import torch
 from brevitas.core.scaling import ScalingImplType
 from brevitas.quant import Int8ActPerTensorFloat
+from calibrate import calibrated as calibrate
 from onnx import helper
 from onnx_graphs import QONNX, RNG, apply, floats, graph, ops, outputs
 from qonnx.core.modelwrapper import ModelWrapper
@@ -253,15 +254,9 @@ def iq_samples(n, seed):
 
 
 def calibrated(fn):
-    """The network with non-trivial BatchNorm statistics and activation scales taken from data (not the
-    quantizers' round initial values, whose exact ratios would put many values on rounding boundaries)."""
+    """The network with BatchNorm statistics and activation scales taken from I/Q samples."""
     torch.manual_seed(0)
-    net = fn()
-    net.train()
-    with torch.no_grad():
-        for seed in range(4):
-            net(torch.from_numpy(iq_samples(32, seed)))
-    return net.eval()
+    return calibrate(fn(), (iq_samples(32, seed) for seed in range(4)))
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from brevitas_examples.super_resolution.models.common import (
     ConstUint8ActQuant,
     QuantNearestNeighborConvolution,
 )
+from calibrate import calibrated
 from onnx import helper
 from onnx_graphs import RNG, apply, assert_unchanged, floats, graph, ints, ops, outputs, same_outputs, thresholds
 from qonnx.core.modelwrapper import ModelWrapper
@@ -219,11 +220,7 @@ def prepared(fn):
     last = [m for m in net.modules() if isinstance(m, (qnn.QuantConv2d, qnn.QuantConvTranspose2d))][-1]
     with torch.no_grad():
         last.weight.mul_(6.0)
-    net.train()
-    with torch.no_grad():
-        for seed in range(3):
-            net(torch.from_numpy(pixels(16, seed)))
-    return net.eval()
+    return calibrated(net, (pixels(16, seed) for seed in range(3)))
 
 
 @pytest.fixture(scope="module")

@@ -146,7 +146,7 @@ def streamline_structures(model: ModelWrapper, max_rounds: int = MAX_ROUNDS) -> 
 
 def prepare_qonnx(model: ModelWrapper) -> ModelWrapper:
     """qflow's QONNX-level structure step, before FINN's conversion: refuse convs FINN cannot lower
-    (StructureError naming them) and make rounding ``TruncAvgPool2d`` heads mappable."""
+    (StructureError naming them), lift 1D layers to 2D and make rounding ``TruncAvgPool2d`` heads mappable."""
     check_lowerable_convs(model)
-    model = model.transform(Lift1DTo2D())  # 1D convs, pools and resizes as 2D with a unit width
+    model = model.transform(Lift1DTo2D())
     return model.transform(ConvertRoundingTruncToMultiThreshold())
