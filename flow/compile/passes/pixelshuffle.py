@@ -101,7 +101,7 @@ class MoveDepthToSpacePastElementwise(Transformation):
             oshape = model.get_tensor_shape(n.output[0])
             if nxt.op_type == "MultiThreshold":
                 thr = model.get_initializer(nxt.input[1])
-                if thr is None or attr(nxt, "data_layout", b"NCHW") not in (b"NCHW", "NCHW"):
+                if thr is None or attr(nxt, "data_layout", b"") not in (b"", "", b"NCHW", "NCHW"):  # channels on axis 1
                     continue
                 if thr.shape[0] > 1:
                     nxt.input[1] = new_const(model, thr[dest])
