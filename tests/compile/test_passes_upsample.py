@@ -290,3 +290,15 @@ def test_an_upsampling_layer_that_cannot_map_is_refused_naming_it(fn, op, words,
     for w in words:
         assert w in msg, msg
     assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_a_large_resize_is_checked_on_one_channel_plane():
+    node, inits = resize([1, 1, 2, 2], mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    m = graph([node], {"x": (1, 256, 512, 512)}, {"y": (1, 256, 1024, 1024)}, inits)  # 67M input values
+    assert upsample_problem(m, m.graph.node[0]) is None
+
+
+def test_a_resize_that_repeats_channels_is_refused():
+    node, inits = resize([1, 2, 1, 1], mode="nearest")
+    m = graph([node], {"x": (1, 3, 4, 4)}, {"y": (1, 6, 4, 4)}, inits)
+    assert "C axis" in upsample_problem(m, m.graph.node[0])

@@ -64,10 +64,12 @@ def repeat_factors(model: ModelWrapper, node) -> tuple[tuple[int, ...] | None, s
     if any(o % i for i, o in zip(ishape, oshape)) or any(o < i for i, o in zip(ishape, oshape)):
         return None, f"it resizes {list(ishape)} to {list(oshape)}, not by integer factors >= 1; FINN repeats each pixel an integer number of times"
     factors = tuple(o // i for i, o in zip(ishape, oshape))
-    if int(np.prod(ishape)) > MAX_CHECK_ELEMENTS:
-        return None, f"its input ({int(np.prod(ishape))} values) is too large to check"
-    x = np.arange(int(np.prod(ishape)), dtype=np.float32).reshape(ishape)
-    if not np.array_equal(run_alone(model, node, x), repeat_pixels(x, factors)):
+    # each axis resizes on its own: probe with the axes that keep their size (batch, channels) of length 1
+    probe = [d if f != 1 else 1 for d, f in zip(ishape, factors)]
+    if int(np.prod(probe)) > MAX_CHECK_ELEMENTS:
+        return None, f"its upsampled plane ({int(np.prod(probe))} values) is too large to check"
+    x = np.arange(int(np.prod(probe)), dtype=np.float32).reshape(probe)
+    if not np.array_equal(run_alone(model, node, x, [p * f for p, f in zip(probe, factors)]), repeat_pixels(x, factors)):
         ctm = attr(node, "coordinate_transformation_mode", b"half_pixel")
         nm = attr(node, "nearest_mode", b"round_prefer_floor")
         dec = lambda v: v.decode() if isinstance(v, bytes) else str(v)  # noqa: E731
@@ -78,9 +80,14 @@ def repeat_factors(model: ModelWrapper, node) -> tuple[tuple[int, ...] | None, s
     return factors, None
 
 
-def run_alone(model: ModelWrapper, node, x: np.ndarray) -> np.ndarray:
-    """``node`` (an ONNX op whose other inputs are constants) run by onnxruntime on ``x`` alone."""
-    consts = [numpy_helper.from_array(model.get_initializer(t), t) for t in node.input[1:] if t]
+def run_alone(model: ModelWrapper, node, x: np.ndarray, out_shape) -> np.ndarray:
+    """``node`` (a Resize/Upsample whose other inputs are constants) run by onnxruntime on ``x`` alone; a
+    ``sizes`` input is set to ``out_shape``."""
+    sizes = node.input[3] if node.op_type == "Resize" and len(node.input) > 3 else ""
+    consts = [
+        numpy_helper.from_array(np.asarray(out_shape, np.int64) if t == sizes else model.get_initializer(t), t)
+        for t in node.input[1:] if t
+    ]
     graph = helper.make_graph(
         [node], "probe", [helper.make_tensor_value_info(node.input[0], TensorProto.FLOAT, list(x.shape))],
         [helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, None)], initializer=consts,
@@ -96,8 +103,10 @@ def upsample_problem(model: ModelWrapper, node) -> str | None:
     factors, why = repeat_factors(model, node)
     if factors is None:
         return why
-    if factors[0] != 1:
-        return "it upsamples the batch axis"
+    layout = model.get_tensor_layout(node.input[0]) or ["N", "C", "H", "W"][: len(factors)]
+    repeated = [ax for ax, f in zip(layout, factors) if f != 1 and ax not in ("H", "W")]
+    if repeated:
+        return f"it repeats along the {'/'.join(map(str, repeated))} axis; FINN's UpsampleNearestNeighbour repeats pixels only"
     return None
 
 
