@@ -227,6 +227,14 @@ def pooled():
     )
 
 
+def upsampled():
+    """A 1D nearest-neighbour upsampling between convs (FINN's UpsampleNearestNeighbour with a unit width)."""
+    return nn.Sequential(
+        qnn.QuantIdentity(act_quant=IQInput, return_quant_tensor=True), conv1d(2, 8, padding=1), nn.BatchNorm1d(8), relu(),
+        nn.Upsample(scale_factor=2, mode="nearest"), conv1d(8, 8, padding=1), nn.BatchNorm1d(8), relu(), *head(8 * LENGTH * 2),
+    )
+
+
 class Residual1d(nn.Module):
     """A residual block on 1D data with one shared quantizer on both inputs of the Add."""
 
@@ -246,7 +254,8 @@ class Residual1d(nn.Module):
         return self.head(self.out(x + y))
 
 
-NETS = {"vgg_blocks": vgg_blocks, "depthwise_separable": depthwise_separable, "pooled": pooled, "residual": Residual1d}
+NETS = {"vgg_blocks": vgg_blocks, "depthwise_separable": depthwise_separable, "pooled": pooled, "residual": Residual1d,
+        "upsampled": upsampled}
 
 
 def iq_samples(n, seed):
@@ -296,13 +305,16 @@ def test_a_1d_vgg_builds_with_1d_sliding_windows_and_pools_and_verifies_bit_exac
     assert result.report.throughput_fps > 0
 
 
-@pytest.mark.parametrize("name", ["depthwise_separable", "pooled", "residual"])
+@pytest.mark.parametrize("name", ["depthwise_separable", "pooled", "residual", "upsampled"])
 def test_1d_structures_build_and_verify_bit_exact(built_1d, name):
-    check_bit_exact(built_1d(name, "fps"))
+    result = built_1d(name, "fps")
+    check_bit_exact(result)
+    if name == "upsampled":
+        assert any(n.op_type.startswith("UpsampleNearestNeighbour") for n in ModelWrapper(str(result.design)).graph.node)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["depthwise_separable", "pooled", "residual"])
+@pytest.mark.parametrize("name", ["depthwise_separable", "pooled", "residual", "upsampled"])
 def test_1d_structures_build_and_verify_bit_exact_with_auto_folding(built_1d, name):
     check_bit_exact(built_1d(name, "auto"))
 
