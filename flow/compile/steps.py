@@ -28,6 +28,8 @@ from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.transformation.insert_topk import InsertTopK
 
 from flow.compat import finn as _finn_compat
+from flow.compat.finn_shuffle import KeepOutputTransposeOnHost
+from flow.compat.finn_upsample import infer_upsample_layers
 from flow.compat.qonnx_index import IndexedModel
 from flow.compat.qonnx_linear import transforms_in_place
 from flow.compile.context import BuildContext
@@ -60,7 +62,7 @@ def step_qonnx_to_finn(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     """QONNX cleanup and conversion to the FINN-ONNX dialect (FINN's steps), then tidy-up.
 
     qflow's :func:`~flow.compile.passes.prepare_qonnx` runs first: it refuses convs FINN
-    cannot lower and makes a rounding ``TruncAvgPool2d`` mappable.
+    cannot lower, lifts 1D layers to 2D and makes a rounding ``TruncAvgPool2d`` mappable.
     """
     check_quantized(model)
     model = prepare_qonnx(model)
@@ -141,12 +143,13 @@ def step_flatten_input_on_host(model: ModelWrapper, ctx: BuildContext) -> ModelW
 
 @register_step("convert_to_hw", produces=Stage.HW)
 def step_convert_to_hw(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
-    """FINN's conversion to HW layers, an input quantizer on a float input kept on the host
-    (:mod:`flow.compile.host_input`), the float output tail (scale, bias, a TopK on floats) kept
-    on the host, then a check that every compute node converted."""
-    model = finn_step("convert_to_hw", model, ctx)
+    """FINN's conversion to HW layers (nearest-neighbour Resize included, :mod:`flow.compat.finn_upsample`),
+    an input quantizer on a float input kept on the host (:mod:`flow.compile.host_input`), the float
+    output tail (scale, bias, a TopK on floats) and an image's output Transpose kept on the host, then
+    a check that every compute node converted."""
+    model = finn_step("convert_to_hw", infer_upsample_layers(model), ctx)
     model = keep_input_quantizer_on_host(model)
-    model = model.transform(KeepFloatTailOnHost())
+    model = model.transform(KeepFloatTailOnHost()).transform(KeepOutputTransposeOnHost())
     check_hw_coverage(model)
     return model
 

@@ -127,7 +127,7 @@ def extract_folding(model: ModelWrapper) -> dict[str, Any]:
 
 # ops folded along channels with PE / SIMD (SetFolding's pe_ops / simd_ops)
 _PE_OPS = ("Thresholding", "DuplicateStreams", "GlobalAccPool", "ReplicateStream", "ElementwiseBinary", "Squeeze", "Unsqueeze", "Reshape", "PWPolyF")
-_SIMD_OPS = ("FMPadding", "StreamingSplit", "StreamingConcat", "LayerNorm", "Shuffle", "StreamingMaxPool")
+_SIMD_OPS = ("FMPadding", "StreamingSplit", "StreamingConcat", "LayerNorm", "Shuffle", "StreamingMaxPool", "UpsampleNearestNeighbour")
 
 
 def divisors(n: int) -> list[int]:

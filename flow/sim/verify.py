@@ -22,35 +22,40 @@ The rules (a sample fails for a real difference, never for an argmax tie; :mod:`
   (``float = a_c * int + b_c``), equal the last float stage's scores;
 * later integer stages (HW layers, the specialized design) match it bit for bit.
 
+A model whose output is not one score per class (an image, a signal: anything with spatial
+extent after the channel axis) has no labels: its stages are compared on their outputs only,
+and no check reports label matches or ties.
+
 A mismatch names the stage and the first differing sample.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
-from qonnx.custom_op.registry import getCustomOp
 
 from flow.core.errors import VerificationError
-from flow.core.onnx_nodes import const_operand
-from flow.core.vocab import LABEL_OPS, PARTITION_OP
+from flow.core.vocab import LABEL_OPS
 from flow.sim.execute import execute_batched, python_fallback_nodes
 from flow.sim.labels import (
+    RESCALE_RTOL,
     count_ties,
     global_affine_residual,
     label_failures,
     rescale_residual,
 )
+from flow.sim.rounding import KNIFE_EDGE, replay_roundings
+from flow.sim.tail import design_graphs, output_tail
 
 FLOAT_RTOL = 1e-3
 FLOAT_TIE_FRACTION = 0.01  # float stages: share of samples that may round a tie differently
-#: Host ops a design may end with between its last integer tensor and its label or output:
-#: the rescaling FINN leaves outside the accelerator, and pure data movement.
-TAIL_OPS = ("Mul", "Add", "Sub", "Div", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 #: Integer outputs rescaled to float scores may be off by this many integer steps.
 RESCALE_STEPS = 0.5
+#: Failing samples of a float stage replayed for rounding ties (the rest count as failures).
+MAX_REPLAYED = 64
 
 
 @dataclass
@@ -68,6 +73,7 @@ class StageCheck:
     ties: int | None = None
     note: str | None = None
     layer: str | None = None  # the layer of the first mismatch, where the stage checks layer by layer (rtlsim)
+    rounding_ties: int | None = None  # float stages: samples that differ only by values on a rounding boundary
 
 
 @dataclass
@@ -94,6 +100,7 @@ class StageOutputs:
     labels: np.ndarray | None = None
     fallback: list[str] | None = None
     scores: np.ndarray | None = None
+    steps: np.ndarray | None = None  # without a label node: one integer step of each output, through the host tail
 
     @property
     def label_scores(self) -> np.ndarray | None:
@@ -103,88 +110,19 @@ class StageOutputs:
         return self.scores if self.scores is not None else self.int_logits
 
 
-def _graphs(model: ModelWrapper):
-    """The model, then the child models of its dataflow partitions."""
-    yield model
-    for node in model.get_nodes_by_op_type(PARTITION_OP):
-        yield ModelWrapper(getCustomOp(node).get_nodeattr("model"))
-
-
 def label_select_input(model: ModelWrapper) -> str | None:
     """Name of the tensor feeding the final label node (TopK, ArgMax or LabelSelect), if any."""
-    for m in _graphs(model):
+    for m in design_graphs(model):
         nodes = [n for n in m.graph.node if n.op_type in LABEL_OPS or n.op_type == "ArgMax"]
         if nodes:
             return nodes[-1].input[0]
     return None
 
 
-def _is_integer(m: ModelWrapper, tensor: str) -> bool:
-    if m.get_tensor_datatype(tensor).is_integer():
-        return True
-    node = m.find_producer(tensor)  # a partition's output: the child's annotation counts
-    if node is not None and node.op_type == PARTITION_OP:
-        child = ModelWrapper(getCustomOp(node).get_nodeattr("model"))
-        return child.get_tensor_datatype(child.graph.output[list(node.output).index(tensor)].name).is_integer()
-    return False
-
-
-@dataclass(frozen=True)
-class OutputTail:
-    """The host tail from a design's last integer tensor to one of its outputs: ``out == tensor * scale + bias``.
-
-    ``scale`` and ``bias`` are accumulated off the constant Mul/Add/Sub/Div nodes of the tail
-    (layout nodes keep them); both are ``None`` when a tail node is not affine in its input.
-    """
-
-    tensor: str
-    scale: np.ndarray | None
-    bias: np.ndarray | None
-
-
-def _affine_step(m: ModelWrapper, node, scale, bias):
-    """(dynamic input, scale, bias) of ``out == input * scale + bias`` through one tail node; None to stop."""
-    dynamic = [i for i in node.input if i and m.get_initializer(i) is None]
-    if node.op_type not in TAIL_OPS or len(dynamic) != 1:
-        return None
-    if node.op_type not in ("Mul", "Add", "Sub", "Div"):
-        return dynamic[0], scale, bias  # layout: the same values
-    co = const_operand(m, node)
-    if co is None:
-        return None
-    idx, _, c = co
-    c = np.asarray(c, dtype=np.float64)
-    if scale is None:
-        return node.input[idx], None, None
-    if node.op_type == "Mul":  # out = (t * c) * scale + bias
-        return node.input[idx], scale * c, bias
-    if node.op_type == "Add":  # out = (t + c) * scale + bias
-        return node.input[idx], scale, bias + c * scale
-    if node.op_type == "Sub":  # out = (t - c) or (c - t)
-        return (node.input[idx], scale, bias - c * scale) if idx == 0 else (node.input[idx], -scale, bias + c * scale)
-    if idx == 0:  # out = (t / c) * scale + bias
-        return node.input[idx], scale / c, bias
-    return node.input[idx], None, None  # c / t is not affine in t
-
-
-def output_tail(model: ModelWrapper, tensor: str) -> OutputTail | None:
-    """The last integer tensor on the way back from ``tensor`` through host tail ops, with the affine map.
-
-    ``tensor`` itself (scale 1, bias 0) if it is integer; else walk back through
-    :data:`TAIL_OPS` nodes (their one non-constant input) to an integer tensor, looking into
-    dataflow partitions; ``None`` if there is none.
-    """
-    m = next((g for g in _graphs(model) if g.find_producer(tensor) is not None or tensor in [i.name for i in g.graph.input]), None)
-    scale, bias = np.float64(1.0), np.float64(0.0)
-    while m is not None:
-        if _is_integer(m, tensor):
-            return OutputTail(tensor, scale, bias)
-        node = m.find_producer(tensor)
-        step = _affine_step(m, node, scale, bias) if node is not None else None
-        if step is None:
-            return None
-        tensor, scale, bias = step
-    return None
+def class_scores(shape) -> bool:
+    """True if outputs of ``shape`` (samples first) are one score per class: nothing after the class axis
+    but unit axes. An image or a signal (``(N, C, H, W)``, ``(N, C, L)``) is not."""
+    return shape is not None and len(shape) >= 2 and all(d == 1 for d in shape[2:])
 
 
 def fit_inputs(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
@@ -202,10 +140,12 @@ def run_float_stage(name: str, model: ModelWrapper, x: np.ndarray) -> StageOutpu
     n = x.shape[0]
     label_in = label_select_input(model)
     out = execute_batched(model, fit_inputs(model, x), outputs=[label_in] if label_in else [])
-    final = out[model.graph.output[0].name].reshape(n, -1)
+    raw = out[model.graph.output[0].name]
+    final = raw.reshape(n, -1)
     if label_in is not None:
         return StageOutputs(name, logits=out[label_in].reshape(n, -1), labels=_labels(final))
-    return StageOutputs(name, logits=final, labels=final.argmax(axis=1) if final.shape[1] > 1 else None)
+    labeled = class_scores(raw.shape) and final.shape[1] > 1
+    return StageOutputs(name, logits=final, labels=final.argmax(axis=1) if labeled else None)
 
 
 def run_integer_stage(name: str, model: ModelWrapper, x: np.ndarray) -> StageOutputs:
@@ -221,11 +161,22 @@ def run_integer_stage(name: str, model: ModelWrapper, x: np.ndarray) -> StageOut
     scores = out[label_in].reshape(n, -1) if label_in is not None else final
     ints = out[int_out].reshape(n, -1) if int_out is not None else scores
     labels = _labels(final) if label_in is not None else None
-    return StageOutputs(name, int_logits=ints, scores=scores, labels=labels, fallback=python_fallback_nodes(model))
+    steps = None
+    if label_in is None and tail is not None and ints.shape == final.shape:
+        try:  # the tail keeps the data order, so its scale, broadcast, gives each output's step
+            steps = np.abs(np.broadcast_to(np.asarray(tail.scale, np.float64), out[int_out].shape)).reshape(n, -1)
+        except ValueError:
+            steps = None
+    return StageOutputs(name, int_logits=ints, scores=scores, labels=labels, fallback=python_fallback_nodes(model), steps=steps)
 
 
 def _failures(cur: StageOutputs, ref: StageOutputs) -> np.ndarray:
     return label_failures(cur.labels, cur.label_scores, ref.labels, ref.label_scores)
+
+
+def _ties(ref: StageOutputs) -> int | None:
+    """Tied reference samples, for stages that have labels (a model without class scores has none)."""
+    return count_ties(ref.label_scores) if ref.labels is not None else None
 
 
 def _label_match(cur: StageOutputs, ref: StageOutputs) -> float | None:
@@ -240,14 +191,17 @@ def finite_max(err: np.ndarray) -> float | None:
     return float(finite.max()) if finite.size else None
 
 
-def compare_float(cur: StageOutputs, ref: StageOutputs) -> StageCheck:
-    """Float stages agree within a relative tolerance on all but a few samples.
+def compare_float(cur: StageOutputs, ref: StageOutputs, rounding_ties: Callable[[np.ndarray], np.ndarray] | None = None) -> StageCheck:
+    """Float stages agree within a relative tolerance, but for rounding ties.
 
-    Float graphs evaluate in different orders, so a value that lands exactly on a
-    quantizer's rounding boundary can round to the neighbouring level in one stage and
-    shift that sample's logits by a quantization step. Up to ``FLOAT_TIE_FRACTION`` of the
-    samples may differ that way; a wrong transformation shifts far more. Labels are compared
-    with ties allowed; a labels-only reference (user-given class indices) is compared as labels.
+    Float graphs evaluate in different orders, so a value that lands on a quantizer's
+    rounding boundary can round to the neighbouring level in one stage and shift that
+    sample's outputs. ``rounding_ties`` (:func:`flow.sim.rounding.replay_roundings` on both
+    graphs) returns the differing samples it proves to be such ties; they pass and are
+    counted. Up to ``FLOAT_TIE_FRACTION`` of the samples may differ without that proof (a
+    PyTorch reference has no graph to replay); a wrong transformation shifts far more. Labels
+    are compared with ties allowed; a labels-only reference (user-given class indices) is
+    compared as labels.
     """
     n = len(cur.labels) if cur.labels is not None else len(cur.logits)
     bad, err, note = _failures(cur, ref), None, "compared as labels"
@@ -267,13 +221,39 @@ def compare_float(cur: StageOutputs, ref: StageOutputs) -> StageCheck:
         bad = np.union1d(np.flatnonzero(~(e <= tol)), bad)  # NaN is never within the tolerance
     elif cur.labels is None or ref.labels is None:
         return StageCheck(cur.name, ref.name, n, False, note="nothing comparable: one side has neither scores nor labels")
+    tied = rounding_ties(bad) if rounding_ties is not None and bad.size else np.array([], dtype=np.int64)
+    if tied.size:
+        bad = np.setdiff1d(bad, tied)
+        note += (f"; {tied.size} sample(s) differ only by values within {KNIFE_EDGE:g} of a quantizer step from a rounding "
+                 "boundary (float evaluation order), shown by replaying those roundings alike")
     allowed = int(FLOAT_TIE_FRACTION * n)
     if bad.size:
         note += f"; {bad.size} sample(s) beyond it (rounding ties allowed: {allowed})"
     return StageCheck(
         name=cur.name, reference=ref.name, samples=n, passed=bad.size <= allowed, max_abs_err=err,
-        label_match=_label_match(cur, ref), first_mismatch=int(bad[0]) if bad.size else None, ties=count_ties(ref.label_scores), note=note,
+        label_match=_label_match(cur, ref), first_mismatch=int(bad[0]) if bad.size else None, ties=_ties(ref), note=note,
+        rounding_ties=int(tied.size) if rounding_ties is not None else None,
     )
+
+
+def rounding_tie_finder(ref_model: ModelWrapper, cur_model: ModelWrapper, x: np.ndarray, cur: StageOutputs, name: str):
+    """The samples among ``bad`` whose difference between the two float graphs is only rounding ties: each is
+    replayed (:func:`flow.sim.rounding.replay_roundings`) and compared again under the same rules."""
+
+    def tied(bad: np.ndarray) -> np.ndarray:
+        found = []
+        for i in bad[:MAX_REPLAYED]:
+            rep = replay_roundings(ref_model, cur_model, fit_inputs(ref_model, x[i:i + 1]), fit_inputs(cur_model, x[i:i + 1]))
+            if rep is None or rep.flips == 0:
+                continue
+            again = run_float_stage(name, rep.model, x[i:i + 1])
+            one = StageOutputs(cur.name, logits=cur.logits[i:i + 1] if cur.logits is not None else None,
+                               labels=cur.labels[i:i + 1] if cur.labels is not None else None)
+            if compare_float(one, again).passed:
+                found.append(int(i))
+        return np.asarray(found, dtype=np.int64)
+
+    return tied
 
 
 def compare_integer(cur: StageOutputs, ref: StageOutputs) -> StageCheck:
@@ -293,7 +273,7 @@ def compare_integer(cur: StageOutputs, ref: StageOutputs) -> StageCheck:
         label_match=_label_match(cur, ref),
         bit_exact=diff.size == 0,
         first_mismatch=int(diff[0]) if diff.size else None,
-        ties=count_ties(ref.label_scores),
+        ties=_ties(ref),
         note=note,
     )
 
@@ -304,7 +284,14 @@ def compare_integer_with_float(cur: StageOutputs, ref: StageOutputs) -> StageChe
     among the float scores' maximal classes."""
     n = len(cur.int_logits)
     bad, err, note = _failures(cur, ref), None, None
-    if ref.logits is not None and ref.logits.shape == cur.int_logits.shape:
+    if ref.logits is not None and cur.steps is not None and ref.logits.shape == cur.scores.shape:
+        slack = RESCALE_RTOL * max(1.0, finite_max(np.abs(ref.logits)) or 0.0)
+        off = np.maximum(np.abs(cur.scores.astype(np.float64) - ref.logits) - slack, 0.0)
+        steps = np.where(off > 0, off / np.where(cur.steps > 0, cur.steps, np.nan), 0.0).max(axis=1)
+        err = finite_max(steps)
+        bad = np.union1d(bad, np.flatnonzero(~(steps <= RESCALE_STEPS)))
+        note = f"integer outputs through the design's own output scale and offset, within {RESCALE_STEPS} integer steps of the float outputs"
+    elif ref.logits is not None and ref.logits.shape == cur.int_logits.shape:
         steps = rescale_residual(cur.int_logits, ref.logits)
         err = finite_max(steps)
         bad = np.union1d(bad, np.flatnonzero(~(steps <= RESCALE_STEPS)))
@@ -313,7 +300,7 @@ def compare_integer_with_float(cur: StageOutputs, ref: StageOutputs) -> StageChe
         note = f"integer outputs {cur.int_logits.shape[1:]} and float scores {ref.logits.shape[1:]} differ in shape: labels compared"
     return StageCheck(
         name=cur.name, reference=ref.name, samples=n, passed=bad.size == 0, max_abs_err=err,
-        label_match=_label_match(cur, ref), first_mismatch=int(bad[0]) if bad.size else None, ties=count_ties(ref.label_scores), note=note,
+        label_match=_label_match(cur, ref), first_mismatch=int(bad[0]) if bad.size else None, ties=_ties(ref), note=note,
     )
 
 
@@ -341,12 +328,15 @@ def verify_stages(
     float stage, the others bit for bit against the first.
     """
     checks: list[StageCheck] = []
-    prev = reference
+    prev, prev_model = reference, None
     for name, model in float_stages:
         cur = run_float_stage(name, model, x)
         if prev is not None:
-            checks.append(compare_float(cur, prev))
-        prev = cur
+            if prev is reference and cur.labels is None and prev.logits is not None:  # outputs, not class scores
+                prev = StageOutputs(prev.name, logits=prev.logits.reshape(len(prev.logits), -1))
+            ties = rounding_tie_finder(prev_model, model, x, cur, prev.name) if prev_model is not None else None
+            checks.append(compare_float(cur, prev, ties))
+        prev, prev_model = cur, model
     int_ref = None
     for name, model in integer_stages:
         cur = run_integer_stage(name, model, x)

@@ -8,14 +8,15 @@ an error naming the node, its op, its neighbours, why and the fix.
 
 In flow order (wired into :mod:`flow.compile.steps`):
 
-* :func:`prepare_qonnx`: before FINN's QONNX->FINN conversion (refuses grouped convs, turns
-  a rounding ``TruncAvgPool2d`` into exact thresholds);
+* :func:`prepare_qonnx`: before FINN's QONNX->FINN conversion (refuses grouped convs, lifts 1D
+  convs, pools and resizes to 2D, turns a rounding ``TruncAvgPool2d`` into exact thresholds);
 * :func:`streamline_structures` and :func:`check_mappable`: after FINN's streamlining;
 * :class:`KeepFloatTailOnHost`: after FINN's conversion to hardware layers.
 
-Modules by theme: ``layout`` (scales through layout ops), ``joins`` (residual joins),
-``depthwise``, ``pools``, ``trunc``, ``host_tail``, ``mappable`` (with ``diagnose``), and
-``streamline`` (the driver). Workarounds for FINN's own passes are in
+Modules by theme: ``conv1d`` (1D layers as 2D), ``layout`` (scales through layout ops), ``joins``
+(residual joins), ``depthwise``, ``pools``, ``trunc``, ``upsample`` (nearest-neighbour resize),
+``deconv`` (transposed convs), ``pixelshuffle``, ``host_tail``, ``mappable`` (with ``diagnose``),
+and ``streamline`` (the driver). Workarounds for FINN's own passes are in
 :mod:`flow.compat.finn_streamline`.
 """
 

@@ -23,15 +23,17 @@ from flow.core.vocab import is_hw_node
 
 #: Ops that may carry non-integer values at the end of the graph (they stay on the host).
 HOST_TAIL_OPS = frozenset(
-    "Mul Add Sub Div Transpose Reshape Flatten Squeeze Unsqueeze Identity TopK ArgMax Softmax LogSoftmax".split()
+    "Mul Add Sub Div Transpose Reshape Flatten Squeeze Unsqueeze Identity TopK ArgMax Softmax LogSoftmax DepthToSpace "
+    "SpaceToDepth".split()
 )
 #: Ops finn-plus 1.6.1's step_convert_to_hw tries to turn into hardware layers (given integer inputs),
-#: less AveragePool (its InferPool converts only MaxPool and QuantAvgPool2d).
+#: less AveragePool (its InferPool converts only MaxPool and QuantAvgPool2d), plus Resize
+#: (FINN's InferUpsample, run for Resize by flow.compat.finn_upsample).
 CONVERTIBLE_OPS = frozenset(
     "Add And Concat ConvolutionInputGenerator Crop Div Equal Erf Gather Gelu GlobalAveragePool Greater "
     "GreaterOrEqual Im2Col LayerNormalization Less LessOrEqual MatMul MaxPool MaxPoolNHWC Mul MultiThreshold Or "
-    "PWPolyF Pad Quant QuantAvgPool2d ReduceMax ReduceMean ReduceSum Relu Requant Sigmoid Softmax Split Sub Tanh "
-    "TopK Upsample Where XnorPopcountMatMul Xor".split()
+    "PWPolyF Pad Quant QuantAvgPool2d ReduceMax ReduceMean ReduceSum Relu Requant Resize Sigmoid Softmax Split Sub "
+    "Tanh TopK Upsample Where XnorPopcountMatMul Xor".split()
 )
 #: Ops that only move or select values: a scale before them is reported at their consumer.
 TRANSPARENT_OPS = frozenset(LAYOUT_OPS) | {"Im2Col", "MaxPool", "MaxPoolNHWC", "Pad", "Identity"}

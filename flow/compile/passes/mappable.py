@@ -16,6 +16,7 @@ from qonnx.transformation.infer_shapes import InferShapes
 
 from flow.compat.qonnx_index import IndexedModel
 from flow.compile.host_input import is_input_quantizer
+from flow.compile.passes.deconv import lowering_problem
 from flow.compile.passes.diagnose import (
     CONVERTIBLE_OPS,
     HOST_TAIL_OPS,
@@ -41,6 +42,7 @@ from flow.compile.passes.graph import (
     is_join_add,
 )
 from flow.compile.passes.pools import averages_every_window_alike, pads_of
+from flow.compile.passes.upsample import UPSAMPLE_OPS, upsample_problem
 from flow.core.errors import InputDatatypeError, StructureError
 from flow.core.vocab import is_hw_node
 
@@ -111,6 +113,11 @@ def why_scale_stays(model: ModelWrapper, node, src, c: np.ndarray) -> str:
             "depthwise/grouped convs with group-constant scales allow that); use a per-tensor quantizer for the "
             "activation feeding it, or requantize (QuantIdentity) right before it"
         )
+    if node.op_type == "ConvTranspose":
+        return (
+            f"the {const_summary(c)} scale of {node_label(src)} reaches this transposed conv, whose weights mix channels: "
+            "only a scalar scale moves past it; use a per-tensor quantizer for the activation feeding it"
+        )
     if node.op_type == "MultiThreshold" and (c < 0).any():
         return f"the scale of {node_label(src)} has negative entries ({const_summary(c)}), which thresholds cannot absorb; make the quantizer scale positive"
     return f"the {const_summary(c)} scale of {node_label(src)} cannot move past it: no exact rewrite for {node.op_type}"
@@ -134,6 +141,11 @@ def why_float(model: ModelWrapper, node, tensor: str) -> str:
     """Why ``node`` receives the non-integer ``tensor`` (not from the graph input) that no rewrite moves into thresholds."""
     if is_join_add(model, node):
         return why_join_is_float(model, node)
+    layout_problem = why_not_convertible(model, node) if node.op_type in (*UPSAMPLE_OPS, *PIXEL_SHUFFLE_OPS) else None
+    if layout_problem:
+        return layout_problem
+    if node.op_type == "ConvTranspose" and lowering_problem(node):
+        return why_not_convertible(model, node)
     origins = float_origins(model, tensor)
     src = origins[0] if origins else model.find_producer(tensor)
     co = const_operand(model, src) if src.op_type in LINEAR_OPS else None
@@ -145,6 +157,27 @@ def why_float(model: ModelWrapper, node, tensor: str) -> str:
             f"with {node.op_type} (e.g. padding adds zeros, not the offset); quantize before {node.name}"
         )
     return f"{node_label(src)} produces non-integer values that no rewrite moves into thresholds; quantize its output"
+
+
+#: Ops that move channels into pixels (and back): FINN has no hardware layer for them.
+PIXEL_SHUFFLE_OPS = ("DepthToSpace", "SpaceToDepth")
+
+
+def why_not_convertible(model: ModelWrapper, node) -> str | None:
+    """Why FINN's conversion cannot make ``node`` a hardware layer; None if it can."""
+    if node.op_type in UPSAMPLE_OPS:
+        return upsample_problem(model, node)
+    if node.op_type == "ConvTranspose":
+        why = lowering_problem(node) or "its weights or bias are not constant integers"
+        return f"FINN cannot lower this transposed conv: {why}"
+    if node.op_type in PIXEL_SHUFFLE_OPS:
+        return (
+            f"FINN has no hardware layer for {node.op_type} (a pixel shuffle) and this one sits between layers; upsample "
+            "with a nearest-neighbour resize and a conv (Brevitas' QuantNearestNeighborConvolution) instead, or make the "
+            "pixel shuffle the network's last layer (only elementwise ops such as the output quantizer after it), so that "
+            "it runs on the host"
+        )
+    return None if node.op_type in CONVERTIBLE_OPS else why_unconvertible(node)
 
 
 def why_unconvertible(node) -> str:
@@ -172,6 +205,9 @@ def explain_unmapped(model: ModelWrapper) -> list[Unmapped]:
     model = IndexedModel(model)  # read only: every lookup by dictionary
     found: list[Unmapped] = []
     for v in model.graph.node:
+        if v.op_type in PIXEL_SHUFFLE_OPS and feeds_integer_compute(model, v):
+            found.append(unmapped(model, v, why_not_convertible(model, v)))
+            continue
         if not is_hw_node(v) and (v.op_type in TRANSPARENT_OPS or (v.op_type in HOST_TAIL_OPS and not is_join_add(model, v))):
             continue  # host tail or data movement: a problem shows at the consumer
         if is_input_quantizer(model, v):
@@ -188,10 +224,11 @@ def explain_unmapped(model: ModelWrapper) -> list[Unmapped]:
         elif floats:
             found.append(unmapped(model, v, why_float(model, v, floats[0])))
         elif (
-            not is_hw_node(v) and v.op_type not in CONVERTIBLE_OPS and feeds_integer_compute(model, v)
+            not is_hw_node(v) and feeds_integer_compute(model, v)
             and (has_compute_upstream(model, v) or not all(is_integer(model, t) for t in v.output))
+            and (why := why_not_convertible(model, v))
         ):  # an integer op in front of the hardware may stay on the host
-            found.append(unmapped(model, v, why_unconvertible(v)))
+            found.append(unmapped(model, v, why))
     return found
 
 

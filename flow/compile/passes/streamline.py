@@ -28,6 +28,7 @@ from finn.transformation.streamline.reorder import (
     MoveScalarAddPastMatMul,
     MoveScalarLinearPastInvariants,
     MoveScalarMulPastMatMul,
+    MakeScaleResizeNHWC,
     MoveScalesPastIm2Col,
     MoveTransposePastFork,
 )
@@ -43,6 +44,8 @@ from flow.compat.finn_streamline import (
     MoveEqualTransposesPastJoinAdd,
     MoveForkFreeLinearPastEltwiseAdd,
 )
+from flow.compile.passes.conv1d import Lift1DTo2D
+from flow.compile.passes.deconv import LowerConvTranspose, MoveScalarMulPastConvTranspose
 from flow.compile.passes.depthwise import (
     MoveChannelwiseMulPastIm2Col,
     MoveMulPastDepthwiseMatMul,
@@ -51,6 +54,7 @@ from flow.compile.passes.graph import NameUnnamedNodes, graph_digest, refresh
 from flow.compile.passes.joins import MoveConstAddPastJoinAdd, UnifyEqualScalesAtJoinAdd
 from flow.compile.passes.layout import CollapseRepeatedReshape, MoveLinearPastLayoutOp
 from flow.compile.passes.mappable import check_lowerable_convs
+from flow.compile.passes.pixelshuffle import MoveDepthToSpacePastElementwise, MoveLinearPastDepthToSpace
 from flow.compile.passes.pools import (
     ConvertAveragePoolToSumPool,
     ConvertGlobalAveragePoolToAccPool,
@@ -60,6 +64,7 @@ from flow.compile.passes.pools import (
 )
 from flow.compile.passes.transposes import PushTransposesDownstream
 from flow.compile.passes.trunc import ConvertRoundingTruncToMultiThreshold
+from flow.compile.passes.upsample import MoveLinearPastNearestResize
 
 #: Rounds of the pass list at most (the structures here converge in 2-5).
 MAX_ROUNDS = 50
@@ -76,6 +81,9 @@ def structure_passes() -> list[Transformation]:
         # scales through layout ops, forks and residual joins
         MoveLinearPastFork(),  # FINN: one copy of a forking Mul/Add per branch
         MoveLinearPastLayoutOp(),
+        MoveLinearPastNearestResize(),
+        MoveLinearPastDepthToSpace(),
+        MoveDepthToSpacePastElementwise(),  # a pixel shuffle goes last, to the host
         MoveScalarLinearPastInvariants(),  # FINN: scalars past GAP/Flatten/...
         MoveChannelwiseMulPastMaxPool(),
         MoveConstAddPastJoinAdd(),
@@ -84,6 +92,7 @@ def structure_passes() -> list[Transformation]:
         MoveForkFreeLinearPastEltwiseAdd(),  # FINN's (x*c)+(y*c) -> (x+y)*c, forks split first
         PushTransposesDownstream(),  # FINN's four Transpose moves below, in one sweep
         MoveTransposePastFork(),  # FINN
+        MakeScaleResizeNHWC(),  # FINN: a nearest Resize between lowered convs goes NHWC
         MoveEqualTransposesPastJoinAdd(),  # FINN's, perm check fixed
         AbsorbConsecutiveTransposes(),  # FINN
         AbsorbTransposeIntoMultiThreshold(),  # FINN
@@ -94,6 +103,8 @@ def structure_passes() -> list[Transformation]:
         MoveScalesPastIm2Col(),  # FINN (scalars)
         MoveMulPastDepthwiseMatMul(),
         MoveScalarMulPastMatMul(),  # FINN
+        MoveScalarMulPastConvTranspose(),
+        LowerConvTranspose(),  # FINN's pixel-padding deconv
         MoveScalarAddPastMatMul(),  # FINN
         # average pools
         MoveChannelwiseLinearPastAveragePool(),
@@ -162,6 +173,7 @@ def streamline_structures(model: ModelWrapper, max_rounds: int = MAX_ROUNDS) -> 
 
 def prepare_qonnx(model: ModelWrapper) -> ModelWrapper:
     """qflow's QONNX-level structure step, before FINN's conversion: refuse convs FINN cannot lower
-    (StructureError naming them) and make rounding ``TruncAvgPool2d`` heads mappable."""
+    (StructureError naming them), lift 1D layers to 2D and make rounding ``TruncAvgPool2d`` heads mappable."""
     check_lowerable_convs(model)
+    model = model.transform(Lift1DTo2D())
     return model.transform(ConvertRoundingTruncToMultiThreshold())

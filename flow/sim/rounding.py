@@ -1,0 +1,233 @@
+"""Rounding ties between two float stages: proving that a sample differs only by values on a rounding boundary.
+
+Two float graphs of one network (QONNX and FINN-ONNX, say) compute each quantizer's input in
+a different order (FINN multiplies the integer weights' scale in after the conv), so a value
+whose exact result lies within float32 error of a rounding boundary can round up in one and
+down in the other. Each such flip moves one activation by one level, and the difference grows
+through the layers after it: at 224x224, with millions of activations per image, a network
+with untrained (round) quantizer scales has about one such value per image.
+
+:func:`replay_roundings` decides, for one sample, whether that is *all* that differs. It pairs
+the quantizers of the two graphs (in graph order, by size and agreeing levels), finds the
+first pair whose levels differ, and checks that every differing value lies within
+:data:`KNIFE_EDGE` quantization steps of a rounding boundary *in both graphs*; it then makes the
+reference round those values the way the other graph did (an ``Add`` of the difference right
+in front of the reference's quantizer) and runs it again, until every paired quantizer
+agrees. The reference with those roundings replayed is returned: when its outputs equal the
+other stage's, the sample is a rounding tie. A wrong conversion changes values far from any
+boundary, or leaves outputs that still differ, and is reported as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.util.basic import get_by_name
+
+from flow.sim.execute import execute_batched
+
+#: A value within this many quantization steps of a rounding boundary may round either way
+#: between two float evaluation orders (float32 error is orders of magnitude below it).
+KNIFE_EDGE = 1e-3
+#: At most this share of a quantizer's values (or one value) may differ for the difference to be rounding ties.
+MAX_FLIP_SHARE = 1e-3
+#: Paired quantizers may disagree on at most this share of their values (or one value).
+MAX_DISAGREEMENT = 0.01
+
+
+def _few(share: float, size: int) -> int:
+    """How many of ``size`` values ``share`` allows: at least one."""
+    return max(1, int(share * size))
+
+
+def _attr(node, name, default):
+    a = get_by_name(node.attribute, name)
+    return default if a is None else helper.get_attribute_value(a)
+
+
+@dataclass(frozen=True)
+class Quantizer:
+    """One activation quantizer of a graph: a ``MultiThreshold``, a ``Quant`` or a ``BipolarQuant``."""
+
+    node: object
+    model: ModelWrapper
+
+    @property
+    def inp(self) -> str:
+        return self.node.input[0]
+
+    @property
+    def out(self) -> str:
+        return self.node.output[0]
+
+    def _param(self, i: int, x: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(np.asarray(self.model.get_initializer(self.node.input[i]), np.float64), x.shape)
+
+    def _channel_thresholds(self, x: np.ndarray) -> tuple[np.ndarray, int]:
+        """The thresholds as (values with the channel axis last, channel axis of ``x``)."""
+        t = np.asarray(self.model.get_initializer(self.node.input[1]), np.float64)
+        layout = _attr(self.node, "data_layout", b"")
+        layout = layout.decode() if isinstance(layout, bytes) else str(layout)
+        layout = layout or {2: "NC", 3: "NWC", 4: "NCHW"}.get(x.ndim, "NC")
+        return t, layout.index("C") if "C" in layout else 1
+
+    def levels(self, out: np.ndarray) -> np.ndarray:
+        """The integer level of every output value."""
+        op = self.node.op_type
+        if op == "MultiThreshold":
+            return np.rint((out - _attr(self.node, "out_bias", 0.0)) / _attr(self.node, "out_scale", 1.0))
+        if op == "BipolarQuant":
+            return np.sign(out)
+        return np.rint(out / self._param(1, out) + self._param(2, out))
+
+    def margin(self, x: np.ndarray) -> np.ndarray:
+        """How far every input value is from the nearest rounding boundary, in quantization steps."""
+        x = x.astype(np.float64)
+        op = self.node.op_type
+        if op == "BipolarQuant":
+            return np.abs(x / self._param(1, x))
+        if op == "Quant":
+            y = x / self._param(1, x) + self._param(2, x)
+            mode = _attr(self.node, "rounding_mode", b"ROUND")
+            mode = (mode.decode() if isinstance(mode, bytes) else str(mode)).upper()
+            frac = y - np.floor(y)
+            return np.abs(frac - 0.5) if mode in ("ROUND", "HALF_EVEN", "HALF_UP", "HALF_DOWN") else np.minimum(frac, 1 - frac)
+        t, axis = self._channel_thresholds(x)
+        xm = np.moveaxis(x, axis, -1)[..., None]
+        d = np.abs(xm - (t if t.shape[0] > 1 else t[:1]))  # (..., C, T) against (C or 1, T)
+        step = np.median(np.diff(t, axis=1), axis=1, keepdims=True) if t.shape[1] > 1 else np.maximum(np.abs(t), 1.0)
+        if self.model.get_tensor_datatype(self.inp).is_integer():
+            d = np.maximum(d - 1.0, 0.0)  # integer thresholds were rounded: one unit either way
+        return np.moveaxis((d / np.maximum(step, 1e-30)).min(axis=-1), -1, axis)
+
+    def input_for(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """An input value that quantizes to ``levels`` (the middle of its interval)."""
+        op = self.node.op_type
+        if op == "BipolarQuant":
+            return levels * self._param(1, x)
+        if op == "Quant":
+            mode = _attr(self.node, "rounding_mode", b"ROUND")
+            mode = (mode.decode() if isinstance(mode, bytes) else str(mode)).upper()
+            inside = {"FLOOR": 0.5, "CEIL": -0.5}.get(mode, 0.0)  # the middle of the interval rounding to the level
+            return (levels + inside - self._param(2, x)) * self._param(1, x)
+        t, axis = self._channel_thresholds(x)
+        tm = np.broadcast_to(t, (np.moveaxis(x, axis, -1).shape[-1], t.shape[1]))
+        lv = np.moveaxis(levels, axis, -1).astype(np.int64)
+        ch = np.broadcast_to(np.arange(tm.shape[0]), lv.shape)
+        pad = np.concatenate([tm[:, :1] - 1.0, tm, tm[:, -1:] + 1.0], axis=1)  # below the first, above the last
+        mid = (pad[ch, np.clip(lv, 0, tm.shape[1])] + pad[ch, np.clip(lv + 1, 0, tm.shape[1] + 1)]) / 2
+        return np.moveaxis(mid, -1, axis)
+
+
+def quantizers(model: ModelWrapper) -> list[Quantizer]:
+    """The activation quantizers of ``model`` in graph order (a ``Quant`` of constant weights is none)."""
+    found = []
+    for n in model.graph.node:
+        if n.op_type in ("MultiThreshold", "Quant", "BipolarQuant") and model.get_initializer(n.input[0]) is None:
+            if all(model.get_initializer(t) is not None for t in n.input[1:]):
+                found.append(Quantizer(n, model))
+    return found
+
+
+def _layout(a: np.ndarray, b: np.ndarray):
+    """A function taking ``b``-shaped arrays to ``a``'s layout (same, or NHWC -> NCHW), or None."""
+    if a.shape == b.shape:
+        return lambda v: v
+    if a.ndim == b.ndim == 4 and b.shape == (a.shape[0], a.shape[2], a.shape[3], a.shape[1]):
+        return lambda v: np.transpose(v, (0, 3, 1, 2))
+    return None
+
+
+@dataclass
+class _Pair:
+    ref: Quantizer
+    cur: Quantizer
+    to_ref: object
+    offset: float
+
+
+def _pair(qr: list[Quantizer], qc: list[Quantizer], ref: dict, cur: dict) -> list[_Pair]:
+    """Quantizers of the two graphs matched in order: same size (up to NCHW/NHWC) and nearly all levels equal."""
+    pairs, j = [], 0
+    for q in qr:
+        lr = q.levels(ref[q.out])
+        for k in range(j, min(j + 3, len(qc))):
+            c = qc[k]
+            to_ref = _layout(lr, cur[c.out])
+            if to_ref is None:
+                continue
+            lc = to_ref(c.levels(cur[c.out]))
+            offset = float(np.median(lc - lr))
+            if np.count_nonzero(lc - offset != lr) <= _few(MAX_DISAGREEMENT, lr.size):
+                pairs.append(_Pair(q, c, to_ref, offset))
+                j = k + 1
+                break
+    return pairs
+
+
+def _with_corrections(model: ModelWrapper, corrections: dict[int, np.ndarray]) -> ModelWrapper:
+    """``model`` with ``Add(correction)`` in front of its ``i``-th quantizer for each ``i`` in ``corrections``."""
+    m = ModelWrapper(model.model.__deepcopy__())
+    for i, q in enumerate(quantizers(m)):
+        if i not in corrections:
+            continue
+        n = q.node
+        fixed, c = f"{n.input[0]}__rounded{i}", f"{n.input[0]}__rounding{i}"
+        m.graph.initializer.append(numpy_helper.from_array(corrections[i].astype(np.float32), c))
+        at = list(m.graph.node).index(n)
+        m.graph.node.insert(at, helper.make_node("Add", [n.input[0], c], [fixed], name=f"{n.name or n.op_type}__replay{i}"))
+        m.graph.value_info.append(helper.make_tensor_value_info(fixed, TensorProto.FLOAT, m.get_tensor_shape(n.input[0])))
+        n.input[0] = fixed
+    return m
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The reference with the other stage's roundings at ``flips`` knife-edge values, and where they were."""
+
+    model: ModelWrapper
+    flips: int
+    quantizers: tuple[str, ...]
+
+
+def replay_roundings(ref_model: ModelWrapper, cur_model: ModelWrapper, x_ref: np.ndarray, x_cur: np.ndarray) -> Replay | None:
+    """The reference rounding like ``cur_model`` on one sample (``x_ref``/``x_cur``: a batch of 1 shaped for
+    each graph), when every difference between their paired quantizers is a knife-edge value; None when a
+    difference is not, or when the quantizers cannot be paired. ``flips`` 0: the quantizers already agree."""
+    qr, qc = quantizers(ref_model), quantizers(cur_model)
+    if not qr or not qc:
+        return None
+    cur = execute_batched(cur_model, x_cur, outputs=[t for q in qc for t in (q.inp, q.out)])
+    corrections: dict[int, np.ndarray] = {}
+    model, flipped, where = ref_model, 0, []
+    for _ in range(len(qr) + 1):
+        live = quantizers(model)
+        ref = execute_batched(model, x_ref, outputs=[t for q in live for t in (q.inp, q.out)])
+        pairs = _pair(live, qc, ref, cur)  # again each round: a replayed rounding makes later layers agree
+        if not pairs:
+            return None
+        for p in pairs:
+            q = p.ref
+            lr = q.levels(ref[q.out])
+            lc = p.to_ref(p.cur.levels(cur[p.cur.out])) - p.offset
+            diff = lc != lr
+            if diff.any():
+                break
+        else:
+            return Replay(model, flipped, tuple(where))
+        if np.count_nonzero(diff) > _few(MAX_FLIP_SHARE, diff.size):
+            return None
+        i = live.index(q)
+        before = ref[q.inp] - corrections.get(i, 0.0)  # the value before an earlier correction
+        edge_ref = q.margin(before)[diff] <= KNIFE_EDGE
+        edge_cur = p.to_ref(p.cur.margin(cur[p.cur.inp]))[diff] <= KNIFE_EDGE
+        if not (edge_ref.all() and edge_cur.all()):
+            return None
+        corrections[i] = np.where(diff, q.input_for(before, lc) - before, corrections.get(i, np.zeros_like(before)))
+        flipped += int(diff.sum())
+        where.append(qr[i].node.name or f"{q.node.op_type} #{i}")
+        model = _with_corrections(ref_model, corrections)
+    return None

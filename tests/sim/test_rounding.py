@@ -1,0 +1,97 @@
+"""Rounding ties between float stages: a sample whose stages differ only by values on a rounding boundary passes
+(and is counted), shown by replaying those roundings; a real difference is never excused."""
+
+import numpy as np
+import pytest
+from onnx import helper
+from onnx_graphs import QONNX, graph
+
+from flow.sim.execute import execute_batched
+from flow.sim.rounding import KNIFE_EDGE, quantizers, replay_roundings
+from flow.sim.verify import compare_float, run_float_stage, verify_stages
+
+S = 0.5  # the first quantizer's scale: signed 4-bit, levels -8..7
+W = np.array([[1.0, -2.0, 0.5], [0.25, 1.0, -1.0], [2.0, 0.0, 1.0], [-1.0, 1.5, 0.75]], np.float32)
+
+
+def quant(x, y, scale):
+    return helper.make_node("Quant", [x, scale, "zp", "bw"], [y], domain=QONNX, narrow=0, rounding_mode="ROUND", signed=1)
+
+
+def qonnx_like():
+    """x -> Quant(0.5) -> MatMul -> Quant(0.25): the quantizers as QONNX has them (round half to even)."""
+    nodes = [quant("x", "a", "s"), helper.make_node("MatMul", ["a", "W"], ["m"]), quant("m", "y", "s2")]
+    inits = {"s": np.float32(S), "s2": np.float32(0.25), "zp": np.float32(0), "bw": np.float32(4), "W": W}
+    return graph(nodes, {"x": (1, 4)}, {"y": (1, 3)}, inits)
+
+
+def finn_like(eps=1e-6, shift=None):
+    """The same as thresholds (FINN-ONNX), evaluated in another order: ``+ eps`` in front of them (as a float
+    sum in another order lands a value a few ulps away), ``shift``: one threshold moved (a wrong conversion)."""
+    thr = ((np.arange(15) - 8 + 0.5) * S).astype(np.float32).reshape(1, 15)
+    if shift is not None:
+        thr[0, shift[0]] += shift[1]
+    nodes = [
+        helper.make_node("Add", ["x", "e"], ["xe"]),
+        helper.make_node("MultiThreshold", ["xe", "t"], ["l"], domain=QONNX, out_dtype="INT4", out_bias=-8.0),
+        helper.make_node("Mul", ["l", "s"], ["a"]),
+        helper.make_node("MatMul", ["a", "W"], ["m"]),
+        quant("m", "y", "s2"),
+    ]
+    inits = {"e": np.float32(eps), "t": thr, "s": np.float32(S), "s2": np.float32(0.25), "zp": np.float32(0), "bw": np.float32(4), "W": W}
+    return graph(nodes, {"x": (1, 4)}, {"y": (1, 3)}, inits)
+
+
+def samples():
+    """Four inputs; sample 1 has a value exactly on a rounding boundary (2.5 steps), which the two graphs round apart."""
+    x = np.array([[0.3, -1.1, 0.8, 1.6], [1.25, 0.4, -0.7, 0.2], [-2.2, 1.3, 0.1, -0.6], [0.9, -0.3, 2.1, -1.4]], np.float32)
+    return x
+
+
+def test_the_two_graphs_round_one_knife_edge_value_apart_and_the_outputs_differ():
+    ref, cur = run_float_stage("qonnx", qonnx_like(), samples()), run_float_stage("finn_onnx", finn_like(), samples())
+    check = compare_float(cur, ref)
+    assert not check.passed and check.first_mismatch == 1
+
+
+def test_replaying_the_rounding_makes_the_reference_compute_the_other_stage():
+    x = samples()[1:2]
+    rep = replay_roundings(qonnx_like(), finn_like(), x, x)
+    assert rep is not None and rep.flips == 1 and rep.quantizers == ("Quant #0",)  # the first quantizer (unnamed here)
+    np.testing.assert_array_equal(run_float_stage("r", rep.model, x).logits, run_float_stage("c", finn_like(), x).logits)
+
+
+def test_a_sample_that_differs_only_by_a_rounding_tie_passes_and_is_counted():
+    v = verify_stages(samples(), float_stages=[("qonnx", qonnx_like()), ("finn_onnx", finn_like())], integer_stages=[])
+    check = v.stages[0]
+    assert v.passed and check.rounding_ties == 1 and check.first_mismatch is None
+    assert "replaying those roundings" in check.note
+
+
+@pytest.mark.parametrize("shift", [0.15, -0.2], ids=["threshold_up", "threshold_down"])
+def test_a_moved_threshold_is_not_excused_as_a_rounding_tie(shift):
+    """A value 0.1 step from the moved threshold rounds differently: a real difference, far from any knife edge."""
+    x = samples()
+    x[2, 1] = np.float32((5 - 8 + 0.5) * S + np.sign(shift) * 0.05)  # between the old and the moved threshold 5
+    cur = finn_like(eps=0.0, shift=(5, shift))
+    assert replay_roundings(qonnx_like(), cur, x[2:3], x[2:3]) is None
+    v = verify_stages(x, float_stages=[("qonnx", qonnx_like()), ("finn_onnx", cur)], integer_stages=[])
+    assert not v.passed and v.stages[0].first_mismatch == 2 and v.stages[0].rounding_ties == 1  # sample 1 still ties
+
+
+def test_the_margin_is_the_distance_to_the_nearest_rounding_boundary_in_steps():
+    q, t = quantizers(qonnx_like())[0], quantizers(finn_like())[0]
+    x = np.array([[1.25, 1.0, 1.2, -3.75]], np.float32)
+    np.testing.assert_allclose(q.margin(x), [[0.0, 0.5, 0.1, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(t.margin(x), [[0.0, 0.5, 0.1, 0.0]], atol=1e-6)
+    assert (q.margin(x + 1e-6) <= KNIFE_EDGE)[0, 0]
+
+
+def test_the_input_for_a_level_quantizes_to_it():
+    q, t = quantizers(qonnx_like())[0], quantizers(finn_like(eps=0.0))[0]
+    x = np.zeros((1, 4), np.float32)
+    levels = np.array([[-8.0, -1.0, 0.0, 7.0]])
+    counts = levels + 8  # the threshold graph's levels count from 0
+    for quantizer, want in ((q, levels), (t, counts)):
+        got = execute_batched(quantizer.model, quantizer.input_for(x, want).astype(np.float32), outputs=[quantizer.out])[quantizer.out]
+        np.testing.assert_array_equal(quantizer.levels(got), want)
