@@ -9,7 +9,9 @@ result. Evaluating a whole folding is then a dictionary lookup per layer, a sum 
 max, and agrees exactly with FINN (``tests/fold/test_cost_model.py`` checks it). Where
 FINN's LUT estimate is 0 by construction (MVAU_rtl, Pool_hls, ...), the LUTs are qflow's
 own count (:mod:`flow.compile.lut_model`), as in the report, so ``--auto`` does not treat
-such a layer as free.
+such a layer as free. A HW layer FINN has not specialized yet (a ``Shuffle``, which FINN
+decomposes after folding) counts as FINN's analyses count it: no resources, its annotated
+``cycles_estimate`` (``AnnotateCycles`` skips it).
 
 Why exact: FINN's per-node estimates read only the node's own attributes. The only
 attributes a folding changes besides the folding attributes themselves are datatypes set
@@ -23,9 +25,6 @@ in a folding picks one. Each estimate also lists the data-width converters FINN'
 (:mod:`flow.compile.converters`); FINN's estimate report leaves them out, so ``totals`` do too and
 :meth:`CostEstimate.fits` adds them.
 
->>> from flow.fold.rules import divisors
->>> divisors(12)
-[1, 2, 3, 4, 6, 12]
 >>> cm = CostModel(model, "xc7z020clg400-1")                     # doctest: +SKIP
 >>> cm.estimate({"MVAU_hls_0": {"PE": 16, "SIMD": 49}}).max_cycles  # doctest: +SKIP
 """
@@ -36,7 +35,10 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
+import numpy as np
+
 from finn.builder.build_dataflow_config import DataflowBuildConfig
+from finn.util.fpgadataflow import is_hls_node, is_rtl_node
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
@@ -59,7 +61,8 @@ from flow.core.vocab import (
     impl_style,
     is_hw_node,
 )
-from flow.fold.rules import FOLDING_ATTRS, divisors, fold_limits, folding_rule_violation
+from flow.fold.dims import fold_values
+from flow.fold.rules import FOLDING_ATTRS, folding_rule_violation
 
 # attributes whose change makes FINN's bit-width minimization give other datatypes
 _DTYPE_ATTRS = ("runtime_writeable_weights", "mem_mode")
@@ -236,6 +239,22 @@ class CostModel:
             return False
         return True
 
+    def input_ports(self, name: str) -> list[int]:
+        """The inputs of layer ``name`` that the design's input streams feed (graph inputs, not weights)."""
+        graph_in = {t.name for t in self.model.graph.input}
+        node = self.model.get_node_from_name(name)
+        return [i for i, t in enumerate(node.input) if t in graph_in and self.model.get_initializer(t) is None]
+
+    def input_words(self, name: str, attrs: Mapping[str, Any], port: int) -> int:
+        """Words per frame on input ``port`` of layer ``name`` with the legal setting ``attrs`` (FINN's folded input shape)."""
+        k = self.key(name, attrs)
+        self.layer_cost(name, attrs)
+        v = self._variants[name][k[0]]
+        for a, x in zip(v.keys, k[1:]):
+            if v.inst.get_nodeattr(a) != x:
+                v.inst.set_nodeattr(a, x)
+        return int(np.prod(v.inst.get_folded_input_shape(port)[:-1]))
+
     def _variant_dtypes(self, name: str, style: str, values: dict[str, Any]) -> dict[str, str]:
         """Datatypes FINN's minimization gives ``name`` with these runtime-weight settings."""
         v = self._variants[name][style]
@@ -277,8 +296,9 @@ class CostModel:
         if overflow is not None:  # the fold step would build it as HLS: not a folding of this variant
             return f"folding of {name} ({inst.onnx_node.op_type}, {shown}): {overflow}"
         try:
-            res = qflow_resources(inst, inst.node_res_estimation(self.fpgapart))
-            cycles = int(inst.get_exp_cycles())
+            counted = is_hls_node(inst.onnx_node) or is_rtl_node(inst.onnx_node)  # what FINN's analyses count
+            res = qflow_resources(inst, inst.node_res_estimation(self.fpgapart) if counted else {})
+            cycles = int(inst.get_exp_cycles()) if counted else int(inst.get_nodeattr("cycles_estimate"))
             ins = tuple((i, in_stream(inst, i)) for i in self._in_ports[name])
             outs = tuple((i, out_stream(inst, i)) for i in self._out_ports[name])
         except Exception as e:  # noqa: BLE001 - FINN states its rules as asserts and exceptions
@@ -318,10 +338,10 @@ class CostModel:
         ``mvau_wwidth_max`` does; ``prefer`` restricts the variant (:meth:`choices`).
         """
         inst = self._inst[name]
-        limits = fold_limits(inst)
-        grids: list[dict[str, Any]] = [{k: v for k, v in fixed.items() if k not in limits}]
-        for attr, dim in limits.items():
-            vals = [fixed[attr]] if attr in fixed else divisors(dim)
+        values = fold_values(inst)
+        grids: list[dict[str, Any]] = [{k: v for k, v in fixed.items() if k not in values}]
+        for attr, vals in values.items():
+            vals = [fixed[attr]] if attr in fixed else vals
             grids = [{**g, attr: v} for g in grids for v in vals]
         is_mvau = inst.onnx_node.op_type.startswith("MVAU")
         wbits = inst.get_input_datatype(1).bitwidth() if is_mvau else 0
@@ -369,11 +389,11 @@ def random_folding(cm: CostModel, rng, *, allow_uram: bool = True, tries: int = 
     """A random legal folding (PE/SIMD divisors and implementation choices), for tests and benchmarks."""
     folding: dict[str, dict[str, Any]] = {"Defaults": {}}
     for name in cm.layers:
-        limits = fold_limits(cm.instance(name))
+        values = fold_values(cm.instance(name))
         choices = cm.choices(name, allow_uram=allow_uram)
         attrs: dict[str, Any] = {}
         for _ in range(tries):
-            cand = {a: int(rng.choice(divisors(d))) for a, d in limits.items()}
+            cand = {a: int(rng.choice(v)) for a, v in values.items()}
             cand.update(choices[int(rng.integers(len(choices)))])
             if cm.is_legal(name, cand):
                 attrs = cand

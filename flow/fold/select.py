@@ -4,14 +4,21 @@ A :class:`Unit` is a layer (or a coupled sliding-window + Pool/VVAU pair) with i
 settings. Settings are pruned to those no other setting beats in cycles and every resource
 *among settings with the same streams to neighbouring units*, because the stream words
 decide which data-width converters FINN inserts between units (their price is FINN's, see
-:mod:`flow.compile.converters`). :class:`Selector` answers "the cheapest selection with every unit at
-<= T cycles": :meth:`Selector.sweep` for all bounds at once under resource weights (no
-converters, a fast upper bound), :meth:`Selector.exact` as a MILP (scipy/HiGHS) that also
+:mod:`flow.compile.converters`). :class:`Selector` answers "a selection with every unit at
+<= T cycles that fits": :meth:`Selector.sweep` for all bounds at once under resource weights
+(no converters, a fast heuristic), :meth:`Selector.exact` as a MILP (scipy/HiGHS) that
 prices every converter between units, exactly.
+
+At a fixed bound T, cycles no longer matter among settings at <= T, so :meth:`Selector.candidates`
+keeps far fewer: a setting is dropped when another one costs no more in every resource even
+after paying the dearest converter its streams can cause (then swapping it in keeps any
+fitting selection fitting). The MILP's converter variables are continuous: with binary
+settings, ``y >= x_a + x_b - 1`` and the caps make them 0 or 1.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +83,23 @@ def make_unit(cm: CostModel, names, settings, costs) -> Unit:
     return raw.subset(prune(cm, names, names, cyc, res, raw.costs))
 
 
+class Status(enum.Enum):
+    """What :meth:`Selector.exact` established at a bound."""
+
+    FOUND = "found"  # a selection that fits (layers and converters)
+    INFEASIBLE = "infeasible"  # proven: no selection at this bound fits
+    UNKNOWN = "unknown"  # the solver stopped at its time limit with neither
+
+
+@dataclass(frozen=True)
+class Solve:
+    """One MILP answer: the selection (option index per unit), the status, and whether it is the cheapest."""
+
+    sel: list[int] | None
+    status: Status
+    optimal: bool = False
+
+
 class Selector:
     """Selections of one option per unit under a cycle bound, checked against the budget."""
 
@@ -94,6 +118,24 @@ class Selector:
                 src = [dict(cs[jp].outs)[e.out_idx] for cs in units[up].costs]
                 dst = [dict(cs[jc].ins)[e.in_idx] for cs in units[uc].costs]
                 self.links.append((e, up, uc, src, dst))
+        self.conv_max = self._dearest_converters()
+        self.group_ids = self._group_ids()
+
+    def _dearest_converters(self) -> list[np.ndarray]:
+        """Per unit and option: the dearest converters (per resource) its streams can cause, whatever the neighbours pick."""
+        out = [np.zeros((len(u.cycles), len(RESOURCES))) for u in self.units]
+        for _e, up, uc, src, dst in self.links:
+            a_cls, b_cls = sorted(set(src)), sorted(set(dst))
+            price = np.zeros((len(a_cls), len(b_cls), len(RESOURCES)))
+            for i, a in enumerate(a_cls):
+                for j, b in enumerate(b_cls):
+                    if self.cm.dwc_pricer.needed(a, b):
+                        price[i, j] = self.cm.dwc_pricer.price(a.width, b.width)
+            ai = {a: i for i, a in enumerate(a_cls)}
+            bj = {b: j for j, b in enumerate(b_cls)}
+            out[up] += price.max(axis=1)[[ai[a] for a in src]]
+            out[uc] += price.max(axis=0)[[bj[b] for b in dst]]
+        return out
 
     def sweep(self, w: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Usage (bounds x resources, layers only) when each unit takes its cheapest option under weights w."""
@@ -119,25 +161,70 @@ class Selector:
                 total = total + np.array(self.cm.dwc_pricer.price(src[sel[up]].width, dst[sel[uc]].width))
         return total
 
-    def exact(self, t: int, time_limit: float = 10.0) -> tuple[list[int] | None, bool]:
-        """Cheapest selection (sum of budget fractions) with every unit at <= t cycles, converters included, by MILP.
+    def max_cycles(self, sel: list[int]) -> int:
+        return int(max(u.cycles[s] for u, s in zip(self.units, sel)))
 
-        Returns (selection or None, proven): ``proven`` is False when HiGHS hit the time limit.
+    def candidates(self, t: int) -> list[np.ndarray]:
+        """Per unit, the options at <= ``t`` cycles that a fitting selection may need (see the module docstring)."""
+        out = []
+        weights = [np.ones(len(RESOURCES)), *np.eye(len(RESOURCES))]
+        for k, u in enumerate(self.units):
+            n = int(np.searchsorted(u.cycles, t, side="right"))
+            if n == 0:
+                out.append(np.zeros(0, dtype=int))
+                continue
+            res, worst = u.res[:n], u.res[:n] + self.conv_max[k][:n]
+            # within equal boundary streams converters are equal: keep the resource-Pareto options
+            keep = np.array(prune_resources(self._groups(k, n), res), dtype=int)
+            # a setting with its dearest converters still no dearer than another one replaces it
+            lead = {int(keep[np.argmin(worst[keep] @ (w * self.scale))]) for w in weights}
+            lead_worst = worst[sorted(lead)]
+            dominated = np.any(np.all(lead_worst[None, :, :] <= res[keep][:, None, :] + 1e-9, axis=2), axis=1)
+            dominated &= ~np.isin(keep, sorted(lead))
+            out.append(np.sort(keep[~dominated]))
+        return out
+
+    def _group_ids(self) -> list[np.ndarray]:
+        """Per unit and option: an id of its streams to other units (equal ids: equal converters)."""
+        sigs: list[list[list]] = [[[] for _ in u.cycles] for u in self.units]
+        for _e, up, uc, src, dst in self.links:
+            for i, s in enumerate(src):
+                sigs[up][i].append(s)
+            for j, d in enumerate(dst):
+                sigs[uc][j].append(d)
+        out = []
+        for per_unit in sigs:
+            ids: dict[tuple, int] = {}
+            out.append(np.array([ids.setdefault(tuple(s), len(ids)) for s in per_unit], dtype=int))
+        return out
+
+    def _groups(self, k: int, n: int) -> list[list[int]]:
+        """Options ``0..n-1`` of unit ``k`` grouped by their streams to other units."""
+        ids = self.group_ids[k][:n]
+        order = np.argsort(ids, kind="stable")
+        cuts = np.flatnonzero(np.diff(ids[order])) + 1
+        return [g.tolist() for g in np.split(order, cuts)]
+
+    def exact(self, t: int, time_limit: float = 10.0, *, cheapest: bool = True, gap: float = 1e-4) -> Solve:
+        """A selection with every unit at <= t cycles that fits, converters included, by MILP.
+
+        ``cheapest``: the one with the smallest summed budget fractions (to relative ``gap``);
+        otherwise the first one HiGHS finds. ``Solve.status`` says whether one was found, none
+        exists (proven), or the time limit hit first.
         """
-
-        ns = [int(np.searchsorted(u.cycles, t, side="right")) for u in self.units]
-        if min(ns) == 0:
-            return None, True
-        start = np.concatenate([[0], np.cumsum(ns)])
+        cand = self.candidates(t)
+        if any(len(c) == 0 for c in cand):
+            return Solve(None, Status.INFEASIBLE, True)
+        start = np.concatenate([[0], np.cumsum([len(c) for c in cand])])
         n_x = int(start[-1])
         pairs = []  # (rows of producer options, rows of consumer options, converter price)
         for e, up, uc, src, dst in self.links:
             by_src: dict[Any, list[int]] = {}
             by_dst: dict[Any, list[int]] = {}
-            for i in range(ns[up]):
-                by_src.setdefault(src[i], []).append(int(start[up]) + i)
-            for j in range(ns[uc]):
-                by_dst.setdefault(dst[j], []).append(int(start[uc]) + j)
+            for r, i in enumerate(cand[up]):
+                by_src.setdefault(src[i], []).append(int(start[up]) + r)
+            for r, j in enumerate(cand[uc]):
+                by_dst.setdefault(dst[j], []).append(int(start[uc]) + r)
             for a, rows_a in by_src.items():
                 for b, rows_b in by_dst.items():
                     if self.cm.dwc_pricer.needed(a, b):
@@ -145,9 +232,9 @@ class Selector:
                         if price.any():
                             pairs.append((rows_a, rows_b, price))
         n = n_x + len(pairs)
-        res = np.vstack([u.res[:k] for u, k in zip(self.units, ns)] + [p[2][None, :] for p in pairs])
-        one = lil_matrix((len(ns), n))
-        for k in range(len(ns)):
+        res = np.vstack([u.res[c] for u, c in zip(self.units, cand)] + [p[2][None, :] for p in pairs])
+        one = lil_matrix((len(cand), n))
+        for k in range(len(cand)):
             one[k, start[k] : start[k + 1]] = 1
         constraints = [LinearConstraint(one.tocsr(), 1, 1), LinearConstraint(res.T, -np.inf, self.budget + 1e-6)]
         if pairs:  # y >= x_a + x_b - 1: the converter is paid when both classes are chosen
@@ -157,9 +244,19 @@ class Selector:
                 link[r, rows_b] = 1
                 link[r, n_x + r] = -1
             constraints.append(LinearConstraint(link.tocsr(), -np.inf, 1))
-        out = milp(res @ self.scale, integrality=np.ones(n), bounds=Bounds(0, 1), constraints=constraints, options={"time_limit": time_limit})
+        cost = res @ self.scale if cheapest else np.zeros(n)
+        integrality = np.concatenate([np.ones(n_x), np.zeros(len(pairs))])
+        options = {"time_limit": max(float(time_limit), 0.01), "mip_rel_gap": gap if cheapest else 1.0}
+        out = milp(cost, integrality=integrality, bounds=Bounds(0, 1), constraints=constraints, options=options)
         if out.x is None:
-            return None, out.status == 2
+            return Solve(None, Status.INFEASIBLE if out.status == 2 else Status.UNKNOWN, out.status == 2)
         x = np.round(out.x[:n_x]).astype(int)
-        sel = [int(np.argmax(x[start[k] : start[k + 1]])) for k in range(len(ns))]
-        return (sel if self.fits(self.usage(sel)) else None), out.status == 0
+        sel = [int(c[np.argmax(x[start[k] : start[k + 1]])]) for k, c in enumerate(cand)]
+        if not self.fits(self.usage(sel)):  # rounding within HiGHS' tolerances broke a cap: not an answer
+            return Solve(None, Status.UNKNOWN)
+        return Solve(sel, Status.FOUND, out.status == 0 and cheapest)
+
+
+def prune_resources(groups: list[list[int]], res: np.ndarray) -> list[int]:
+    """Within each group, the options no other one of the group beats in every resource."""
+    return [g[j] for g in groups for j in non_dominated(res[g])]

@@ -24,6 +24,7 @@ from tests.corpus.models import (
     MLP,
     ArgMaxHead,
     CNNMaxPool,
+    ResNetBottlenecks,
     bnn_pynq,
     mobilenet_v1_slice,
 )
@@ -85,6 +86,8 @@ CASES: list[Case] = [
     Case("mlp_float_input", _mlp(float_input=True), _MLP_SHAPE, "plain", "unit", None, note="float [0, 1] input quantized by the model: no --input-dtype"),
     Case("cnn_maxpool", CNNMaxPool, (1, 14, 14), "plain", note="4-bit CNN, MaxPool, no input quantizer, per-channel scales"),
     Case("cnn_maxpool_stripped", CNNMaxPool, (1, 14, 14), "stripped", note="the same without intermediate shapes"),
+    Case("resnet_bottlenecks", ResNetBottlenecks, (16, 8, 8), "plain", finn=False,
+         note="two ResNet-50 w1a2 bottleneck blocks at 16x8x8, shared quantizer at the joins: DuplicateStreams, ElementwiseAdd, GlobalAccPool"),
     Case("mobilenet_v1_slice", mobilenet_v1_slice, (3, 32, 32), "plain", train_steps=3, slow=True, finn=False,
          note="brevitas_examples MobileNet-v1, channels [[8], [16], [32, 32]]: depthwise convs behind per-channel scales"),
 ]
