@@ -9,8 +9,8 @@ No folding of the design, on this board, can have fewer max cycles per frame tha
 * the **fastest layer**: every unit (layer or coupled pair) at its fastest legal setting
   that fits the caps by itself; the slowest of those;
 * the **caps**: the linear-programming relaxation of picking one setting per unit under the
-  caps (layers only; converters only add): the smallest bound at which a fractional
-  selection fits. Infeasible there means no folding fits, proven;
+  caps, converters included (:mod:`flow.fold.program`): the smallest bound at which a
+  fractional selection fits. Infeasible there means no folding fits, proven;
 * the **search**: bounds the exact MILP proved infeasible (:mod:`flow.fold.search`).
 
 :class:`CycleLimit` carries the largest of these, what it comes from, and the fraction of it
@@ -22,10 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linprog
-from scipy.sparse import csr_matrix
 
 from flow.fold.cost_model import CostModel
+from flow.fold.program import program, relaxation
 from flow.fold.select import Selector, Unit
 
 #: What a bound comes from, in the order a tie is explained (the simplest first).
@@ -97,18 +96,9 @@ def separable_fits(search: Selector, t: int) -> bool:
 
 
 def lp_fits(search: Selector, t: int) -> bool:
-    """Whether the LP relaxation of the selection at <= t cycles fits the caps (layers only)."""
-    cand = search.candidates(t)
-    if any(len(c) == 0 for c in cand):
-        return False
-    sizes = [len(c) for c in cand]
-    n = int(sum(sizes))
-    rows = np.repeat(np.arange(len(cand)), sizes)
-    one = csr_matrix((np.ones(n), (rows, np.arange(n))), shape=(len(cand), n))
-    res = np.vstack([u.res[c] for u, c in zip(search.units, cand)])
-    out = linprog(np.zeros(n), A_ub=res.T * search.scale[:, None], b_ub=search.budget * search.scale + 1e-9,
-                  A_eq=one, b_eq=np.ones(len(cand)), bounds=(0, 1), method="highs")
-    return out.status != 2
+    """Whether the LP relaxation of the selection at <= t cycles fits the caps, converters included."""
+    p = program(search, t)
+    return p is not None and relaxation(p).status != 2
 
 
 def caps_bound(search: Selector, hi: int | None = None) -> int | None:

@@ -106,8 +106,8 @@ NOT_DIMENSIONS: dict[str, str] = {}
 
 
 def family(inst) -> str | None:
-    """The entry of :data:`DIMENSIONS` (or :data:`NOT_DIMENSIONS`) for ``inst``'s class, by its FINN base classes."""
-    for cls in type(inst).__mro__:
+    """The entry of :data:`DIMENSIONS` (or :data:`NOT_DIMENSIONS`) for a FINN op (instance or class), by its FINN base classes."""
+    for cls in (inst if isinstance(inst, type) else type(inst)).__mro__:
         if cls.__name__ in DIMENSIONS or cls.__name__ in NOT_DIMENSIONS:
             return cls.__name__
     return None

@@ -50,15 +50,16 @@ from flow.core.fileio import atomic_write_json
 from flow.core.vocab import FINN_RESOURCE_KEYS, RESOURCES
 from flow.fold.bound import CycleLimit, caps_bound, cycle_limit, separable_fits
 from flow.fold.cost_model import CostEstimate, CostModel
-from flow.fold.search import solve
-from flow.fold.select import Selector, Status, Unit
+from flow.fold.search import Outcome, solve
+from flow.fold.program import Status
+from flow.fold.select import Selector, Unit
 from flow.fold.units import build_units
 from hw_targets import Target
 
 _NAMES = FINN_RESOURCE_KEYS
 #: Model metadata of a design folded by ``--auto``: its lower bound on cycles per frame (JSON).
 CYCLE_BOUND_PROP = "qflow.cycle_bound"
-#: Seconds the exact search may take before the optimizer returns its best folding with its gap.
+#: Seconds the search may take (after pricing every layer) before the optimizer returns its best folding with its gap.
 TIME_LIMIT_S = 60.0
 
 
@@ -89,9 +90,8 @@ class FoldingPlan:
         }
 
 
-def _infeasible(units: list[Unit], cm: CostModel, budget: dict[str, float], target: Target) -> InfeasibleDesignError:
+def _infeasible(units: list[Unit], cm: CostModel, b: np.ndarray, board: str) -> InfeasibleDesignError:
     """The error naming the resource and the layer that make every folding break the caps."""
-    b = np.array([budget[r] for r in RESOURCES])
     for u in units:
         if len(u.cycles) == 0:
             return InfeasibleDesignError(f"layer {u.names[-1]} ({cm.op_types[u.names[-1]]}) has no folding that FINN's rules accept")
@@ -101,7 +101,7 @@ def _infeasible(units: list[Unit], cm: CostModel, budget: dict[str, float], targ
         if np.all(np.any(u.res > b + 1e-9, axis=1)):
             r = int(np.argmax(frac(m)))
             return InfeasibleDesignError(
-                f"no folding of the design fits {target.name}: layer {u.names[-1]} ({cm.op_types[u.names[-1]]}) alone "
+                f"no folding of the design fits {board}: layer {u.names[-1]} ({cm.op_types[u.names[-1]]}) alone "
                 f"needs at least {m[r]:,.0f} {_NAMES[RESOURCES[r]]} at its cheapest setting (budget {b[r]:,.0f}); "
                 "pick a larger board or a smaller/narrower layer"
             )
@@ -109,12 +109,12 @@ def _infeasible(units: list[Unit], cm: CostModel, budget: dict[str, float], targ
     r = int(np.argmax(frac(need)))
     if need[r] <= b[r]:  # the layers fit alone: the converters between them do not
         return InfeasibleDesignError(
-            f"no folding of the design fits {target.name}: the layers fit fully folded, but not together with the "
+            f"no folding of the design fits {board}: the layers fit fully folded, but not together with the "
             "data-width converters FINN inserts between layers whose stream widths differ; pick a larger board"
         )
     u = units[int(np.argmax(mins[:, r]))]
     return InfeasibleDesignError(
-        f"no folding of the design fits {target.name}: even fully folded the layers need at least "
+        f"no folding of the design fits {board}: even fully folded the layers need at least "
         f"{need[r]:,.0f} {_NAMES[RESOURCES[r]]} (budget {b[r]:,.0f}); the largest share is layer "
         f"{u.names[-1]} ({cm.op_types[u.names[-1]]}) with {mins[:, r].max():,.0f}; pick a larger board or smaller/narrower layers"
     )
@@ -129,49 +129,60 @@ def optimize(
     Layers and the data-width converters between them must fit together. ``variants=False``
     keeps every layer's HLS/RTL variant; ``prefer="rtl"`` builds every layer FINN can build as
     RTL in its RTL variant (a constraint, for whole-design RTL simulation). ``time_limit``
-    bounds the exact search (seconds; the result then says its gap). Raises
+    bounds the search once every layer is priced (seconds; the plan then says its gap). Raises
     InfeasibleDesignError, naming the resource and the layer, only when it is proven that
     nothing fits.
     """
     t0 = time.perf_counter()
     cm = cost_model or CostModel(model, target.part, variants=variants, clk_ns=target.clock_period_ns)
     budget = {r: float(target.budget()[r]) for r in RESOURCES}
-    b = np.array([budget[r] for r in RESOURCES])
     if allow_uram is None:
         allow_uram = budget["uram"] > 0
     all_units = build_units(cm, allow_uram=allow_uram, wwidth_max=wwidth_max, prefer=prefer)
-    units = [u.subset(np.flatnonzero(np.all(u.res <= b + 1e-9, axis=1))) for u in all_units]  # drop options that alone break a cap
-    if any(len(u.cycles) == 0 for u in units):
-        raise _infeasible(all_units, cm, budget, target)
-    search = Selector(units, b, cm)
-    if not separable_fits(search, int(search.bounds[-1])):
-        raise _infeasible(all_units, cm, budget, target)
-    caps = caps_bound(search)
-    if caps is None:
-        raise InfeasibleDesignError(
-            f"no folding of the design fits {target.name}: every layer fits alone, but no choice of settings keeps "
-            f"{', '.join(_NAMES[r] for r in RESOURCES)} within the caps together (the LP relaxation is infeasible); pick a larger board"
-        )
-    out = solve(search, caps, time_limit=max(time_limit - (time.perf_counter() - t0), 0.0))
-    if out.sel is None:
-        if out.status is Status.INFEASIBLE:
-            raise InfeasibleDesignError(
-                f"no folding of the design fits {target.name}: the layers fit, but no folding fits together with the "
-                "data-width converters FINN inserts between layers whose stream widths differ (proven by MILP); pick a larger board"
-            )
-        raise InfeasibleDesignError(
-            f"no folding of the design that fits {target.name} was found within the optimizer's {time_limit:g} s; it is not "
-            "proven that none exists: fold it with --fps or --folding, or pick a larger board"
-        )
+    search, out, caps = fastest_selection(all_units, cm, np.array([budget[r] for r in RESOURCES]), target.name, time_limit)
     folding: dict[str, dict[str, Any]] = {"Defaults": {}}
-    for u, s in zip(units, out.sel):
+    for u, s in zip(search.units, out.sel):
         for name, attrs in zip(u.names, u.settings[s]):
             folding[name] = dict(attrs)
     pred = cm.estimate(folding)
     bounds = search.bounds
     proven = int(bounds[min(out.lower, len(bounds) - 1)])
-    limit = cycle_limit(cm, units, pred.max_cycles, int(bounds[caps]), proven, out.optimal)
-    return FoldingPlan(folding, pred, budget, time.perf_counter() - t0, sum(len(u.cycles) for u in units), out.optimal, limit, out.milp_calls, out.timeouts)
+    limit = cycle_limit(cm, search.units, pred.max_cycles, int(bounds[caps]), proven, out.optimal)
+    options = sum(len(u.cycles) for u in search.units)
+    return FoldingPlan(folding, pred, budget, time.perf_counter() - t0, options, out.optimal, limit, out.milp_calls, out.timeouts)
+
+
+def fastest_selection(all_units: list[Unit], cm: CostModel, b: np.ndarray, board: str, time_limit: float) -> tuple[Selector, Outcome, int]:
+    """The search over ``all_units`` under caps ``b``: its Selector, its outcome and the index of the LP bound.
+
+    Raises InfeasibleDesignError when it is proven that no selection fits, and (saying so)
+    when none was found within ``time_limit`` without such a proof.
+    """
+    units = [u.subset(np.flatnonzero(np.all(u.res <= b + 1e-9, axis=1))) for u in all_units]  # drop options that alone break a cap
+    if any(len(u.cycles) == 0 for u in units):
+        raise _infeasible(all_units, cm, b, board)
+    search = Selector(units, b, cm)
+    if not separable_fits(search, int(search.bounds[-1])):
+        raise _infeasible(all_units, cm, b, board)
+    caps = caps_bound(search)
+    if caps is None:
+        raise InfeasibleDesignError(
+            f"no folding of the design fits {board}: every layer fits alone, but no choice of settings keeps "
+            f"{', '.join(_NAMES[r] for r in RESOURCES)} and the data-width converters within the caps together "
+            "(the LP relaxation is infeasible); pick a larger board"
+        )
+    out = solve(search, caps, time_limit=time_limit)
+    if out.sel is None:
+        if out.status is Status.INFEASIBLE:
+            raise InfeasibleDesignError(
+                f"no folding of the design fits {board}: the layers fit, but no folding fits together with the "
+                "data-width converters FINN inserts between layers whose stream widths differ (proven by MILP); pick a larger board"
+            )
+        raise InfeasibleDesignError(
+            f"no folding of the design that fits {board} was found within the optimizer's {time_limit:g} s; it is not "
+            "proven that none exists: fold it with --fps or --folding, or pick a larger board"
+        )
+    return search, out, caps
 
 
 def apply_auto_folding(model: ModelWrapper, ctx) -> ModelWrapper:

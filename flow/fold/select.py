@@ -4,27 +4,23 @@ A :class:`Unit` is a layer (or a coupled sliding-window + Pool/VVAU pair) with i
 settings. Settings are pruned to those no other setting beats in cycles and every resource
 *among settings with the same streams to neighbouring units*, because the stream words
 decide which data-width converters FINN inserts between units (their price is FINN's, see
-:mod:`flow.compile.converters`). :class:`Selector` answers "a selection with every unit at
-<= T cycles that fits": :meth:`Selector.sweep` for all bounds at once under resource weights
-(no converters, a fast heuristic), :meth:`Selector.exact` as a MILP (scipy/HiGHS) that
-prices every converter between units, exactly.
+:mod:`flow.compile.converters`). :class:`Selector` holds the units and the streams between
+them: :meth:`Selector.sweep` picks for all bounds at once under resource weights (no
+converters, a fast heuristic), :meth:`Selector.usage` prices a selection with its
+converters, and :mod:`flow.fold.program` states a bound's selection as an LP/MILP.
 
 At a fixed bound T, cycles no longer matter among settings at <= T, so :meth:`Selector.candidates`
 keeps far fewer: a setting is dropped when another one costs no more in every resource even
 after paying the dearest converter its streams can cause (then swapping it in keeps any
-fitting selection fitting). The MILP's converter variables are continuous: with binary
-settings, ``y >= x_a + x_b - 1`` and the caps make them 0 or 1.
+fitting selection fitting).
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import lil_matrix
 
 from flow.core.pareto import non_dominated
 from flow.core.vocab import RESOURCES
@@ -83,23 +79,6 @@ def make_unit(cm: CostModel, names, settings, costs) -> Unit:
     return raw.subset(prune(cm, names, names, cyc, res, raw.costs))
 
 
-class Status(enum.Enum):
-    """What :meth:`Selector.exact` established at a bound."""
-
-    FOUND = "found"  # a selection that fits (layers and converters)
-    INFEASIBLE = "infeasible"  # proven: no selection at this bound fits
-    UNKNOWN = "unknown"  # the solver stopped at its time limit with neither
-
-
-@dataclass(frozen=True)
-class Solve:
-    """One MILP answer: the selection (option index per unit), the status, and whether it is the cheapest."""
-
-    sel: list[int] | None
-    status: Status
-    optimal: bool = False
-
-
 class Selector:
     """Selections of one option per unit under a cycle bound, checked against the budget."""
 
@@ -142,7 +121,7 @@ class Selector:
         usage = np.zeros((len(self.bounds), len(RESOURCES)))
         picks = []
         for u, idx in zip(self.units, self.idx):
-            cost = u.res @ (w * self.scale) + 1e-9 * u.cycles / u.cycles[-1]
+            cost = u.res @ (w * self.scale) + 1e-9 * u.cycles / max(int(u.cycles[-1]), 1)
             prev = np.concatenate([[np.inf], np.minimum.accumulate(cost)[:-1]])
             best = np.maximum.accumulate(np.where(cost < prev, np.arange(len(cost)), 0))  # prefix argmin
             pick = best[idx]
@@ -167,21 +146,15 @@ class Selector:
     def candidates(self, t: int) -> list[np.ndarray]:
         """Per unit, the options at <= ``t`` cycles that a fitting selection may need (see the module docstring)."""
         out = []
-        weights = [np.ones(len(RESOURCES)), *np.eye(len(RESOURCES))]
         for k, u in enumerate(self.units):
             n = int(np.searchsorted(u.cycles, t, side="right"))
             if n == 0:
                 out.append(np.zeros(0, dtype=int))
                 continue
-            res, worst = u.res[:n], u.res[:n] + self.conv_max[k][:n]
             # within equal boundary streams converters are equal: keep the resource-Pareto options
-            keep = np.array(prune_resources(self._groups(k, n), res), dtype=int)
+            keep = np.array(prune_resources(self._groups(k, n), u.res[:n]), dtype=int)
             # a setting with its dearest converters still no dearer than another one replaces it
-            lead = {int(keep[np.argmin(worst[keep] @ (w * self.scale))]) for w in weights}
-            lead_worst = worst[sorted(lead)]
-            dominated = np.any(np.all(lead_worst[None, :, :] <= res[keep][:, None, :] + 1e-9, axis=2), axis=1)
-            dominated &= ~np.isin(keep, sorted(lead))
-            out.append(np.sort(keep[~dominated]))
+            out.append(keep[~replaceable(u.res[keep], u.res[keep] + self.conv_max[k][keep])])
         return out
 
     def _group_ids(self) -> list[np.ndarray]:
@@ -205,56 +178,24 @@ class Selector:
         cuts = np.flatnonzero(np.diff(ids[order])) + 1
         return [g.tolist() for g in np.split(order, cuts)]
 
-    def exact(self, t: int, time_limit: float = 10.0, *, cheapest: bool = True, gap: float = 1e-4) -> Solve:
-        """A selection with every unit at <= t cycles that fits, converters included, by MILP.
 
-        ``cheapest``: the one with the smallest summed budget fractions (to relative ``gap``);
-        otherwise the first one HiGHS finds. ``Solve.status`` says whether one was found, none
-        exists (proven), or the time limit hit first.
-        """
-        cand = self.candidates(t)
-        if any(len(c) == 0 for c in cand):
-            return Solve(None, Status.INFEASIBLE, True)
-        start = np.concatenate([[0], np.cumsum([len(c) for c in cand])])
-        n_x = int(start[-1])
-        pairs = []  # (rows of producer options, rows of consumer options, converter price)
-        for e, up, uc, src, dst in self.links:
-            by_src: dict[Any, list[int]] = {}
-            by_dst: dict[Any, list[int]] = {}
-            for r, i in enumerate(cand[up]):
-                by_src.setdefault(src[i], []).append(int(start[up]) + r)
-            for r, j in enumerate(cand[uc]):
-                by_dst.setdefault(dst[j], []).append(int(start[uc]) + r)
-            for a, rows_a in by_src.items():
-                for b, rows_b in by_dst.items():
-                    if self.cm.dwc_pricer.needed(a, b):
-                        price = np.array(self.cm.dwc_pricer.price(a.width, b.width))
-                        if price.any():
-                            pairs.append((rows_a, rows_b, price))
-        n = n_x + len(pairs)
-        res = np.vstack([u.res[c] for u, c in zip(self.units, cand)] + [p[2][None, :] for p in pairs])
-        one = lil_matrix((len(cand), n))
-        for k in range(len(cand)):
-            one[k, start[k] : start[k + 1]] = 1
-        constraints = [LinearConstraint(one.tocsr(), 1, 1), LinearConstraint(res.T, -np.inf, self.budget + 1e-6)]
-        if pairs:  # y >= x_a + x_b - 1: the converter is paid when both classes are chosen
-            link = lil_matrix((len(pairs), n))
-            for r, (rows_a, rows_b, _) in enumerate(pairs):
-                link[r, rows_a] = 1
-                link[r, rows_b] = 1
-                link[r, n_x + r] = -1
-            constraints.append(LinearConstraint(link.tocsr(), -np.inf, 1))
-        cost = res @ self.scale if cheapest else np.zeros(n)
-        integrality = np.concatenate([np.ones(n_x), np.zeros(len(pairs))])
-        options = {"time_limit": max(float(time_limit), 0.01), "mip_rel_gap": gap if cheapest else 1.0}
-        out = milp(cost, integrality=integrality, bounds=Bounds(0, 1), constraints=constraints, options=options)
-        if out.x is None:
-            return Solve(None, Status.INFEASIBLE if out.status == 2 else Status.UNKNOWN, out.status == 2)
-        x = np.round(out.x[:n_x]).astype(int)
-        sel = [int(c[np.argmax(x[start[k] : start[k + 1]])]) for k, c in enumerate(cand)]
-        if not self.fits(self.usage(sel)):  # rounding within HiGHS' tolerances broke a cap: not an answer
-            return Solve(None, Status.UNKNOWN)
-        return Solve(sel, Status.FOUND, out.status == 0 and cheapest)
+def replaceable(res: np.ndarray, worst: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """Which options another one replaces: its ``worst`` (resources plus dearest converters) <= their ``res``.
+
+    The relation is transitive and, but for identical options (the first of which is kept),
+    acyclic, so every replaced option has a kept one that replaces it.
+    """
+    n = len(res)
+    out = np.zeros(n, dtype=bool)
+    idx = np.arange(n)
+    for lo in range(0, n, chunk):
+        j = idx[lo : lo + chunk]
+        beats = np.all(worst[:, None, :] <= res[None, j, :] + 1e-9, axis=2)  # [i, j]: i replaces j
+        back = np.all(worst[j][:, None, :] <= res[None, :, :] + 1e-9, axis=2).T  # [i, j]: j replaces i
+        beats &= ~back | (idx[:, None] < j[None, :])  # of identical options the first stays
+        beats[j, np.arange(len(j))] = False
+        out[j] = beats.any(axis=0)
+    return out
 
 
 def prune_resources(groups: list[list[int]], res: np.ndarray) -> list[int]:

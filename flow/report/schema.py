@@ -124,7 +124,7 @@ class CycleBound(_Strict):
         what = {
             "input_stream": f"the input stream into {self.layer} (one word per cycle at its widest legal input)",
             "fastest_layer": f"{self.layer} at its fastest legal setting within the caps",
-            "caps": "the board's caps (LP relaxation of the folding choice)",
+            "caps": "the board's caps (LP relaxation of the folding choice, converters included)",
             "search": "the board's caps (no folding fits at fewer cycles, proven by the exact search)",
         }[self.source]
         if self.fraction >= 1.0:
