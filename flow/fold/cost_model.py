@@ -61,45 +61,14 @@ from flow.core.vocab import (
     impl_style,
     is_hw_node,
 )
-from flow.fold.dims import fold_values
+from flow.fold.dims import CHOICES, fold_values
 from flow.fold.rules import FOLDING_ATTRS, folding_rule_violation
 
 # attributes whose change makes FINN's bit-width minimization give other datatypes
 _DTYPE_ATTRS = ("runtime_writeable_weights", "mem_mode")
 _DTYPE_OUT = ("weightDataType", "accDataType", "outputDataType")
-_INT_MAX = 2**31 - 1
-_DEC = "internal_decoupled"
-_MEM_CHOICES = (
-    {"mem_mode": _DEC, "ram_style": "auto"},
-    {"mem_mode": _DEC, "ram_style": "distributed"},
-    {"mem_mode": _DEC, "ram_style": "ultra", "runtime_writeable_weights": 1},
-)
-_HLS_MEM_CHOICES = (*_MEM_CHOICES, {"mem_mode": "internal_embedded", "ram_style": "auto"})
-_RES_CHOICES = ({"resType": "lut"}, {"resType": "dsp"})
-# Implementation choices FINN exposes per op type, as groups of alternatives (first = kept
-# by default). ram_style "block" is left out for MVAU/VVAU: FINN estimates it as "auto".
-# internal_embedded (HLS only) costs what internal_decoupled does in FINN's model but has no
-# weight stream, so FINN's AP_INT_MAX_W rule allows wider PE x SIMD with it. "ultra" is
-# offered only when the target has URAM; on UltraScale+ FINN requires
-# runtime_writeable_weights=1 with it.
-CHOICES: dict[str, tuple[tuple[dict, ...], ...]] = {
-    "MVAU_hls": (_HLS_MEM_CHOICES, _RES_CHOICES),
-    "MVAU_rtl": (_MEM_CHOICES,),
-    "VVAU_hls": (_HLS_MEM_CHOICES, _RES_CHOICES),
-    "VVAU_rtl": (_MEM_CHOICES,),
-    "ConvolutionInputGenerator_rtl": (({"ram_style": "distributed"}, {"ram_style": "block"}, {"ram_style": "ultra"}),),
-    "Thresholding_hls": (
-        ({"ram_style": "distributed"}, {"ram_style": "block"}, {"ram_style": "ultra"}),
-        ({"mem_mode": _DEC}, {"mem_mode": "internal_embedded"}),
-    ),
-    "Thresholding_rtl": (
-        (
-            {"depth_trigger_bram": 0, "depth_trigger_uram": 0},
-            {"depth_trigger_bram": 1, "depth_trigger_uram": _INT_MAX},
-            {"depth_trigger_bram": 0, "depth_trigger_uram": 1},
-        ),
-    ),
-}
+
+
 @dataclass(frozen=True)
 class LayerCost:
     """FINN's estimate of one layer under one setting: cycles per frame and resources, and

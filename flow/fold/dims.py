@@ -1,4 +1,5 @@
-"""Which attributes of each FINN HW layer fold it (PE/SIMD), and the values FINN accepts.
+"""The optimizer's dimensions: which attributes of each FINN HW layer fold it (PE/SIMD), the values
+FINN accepts, and the implementation choices FINN exposes per op type (:data:`CHOICES`).
 
 Every finn-plus op with a ``PE`` or ``SIMD`` attribute is listed in :data:`DIMENSIONS`, by
 the abstract FINN op it derives from (``ElementwiseAdd_hls`` -> ``ElementwiseAdd``, every
@@ -139,3 +140,38 @@ def _fallback(inst) -> dict[str, int]:
     if "SIMD" in types:
         return {"SIMD": _in_channels(inst)}
     return {}
+
+
+_INT_MAX = 2**31 - 1
+_DEC = "internal_decoupled"
+_MEM_CHOICES = (
+    {"mem_mode": _DEC, "ram_style": "auto"},
+    {"mem_mode": _DEC, "ram_style": "distributed"},
+    {"mem_mode": _DEC, "ram_style": "ultra", "runtime_writeable_weights": 1},
+)
+_HLS_MEM_CHOICES = (*_MEM_CHOICES, {"mem_mode": "internal_embedded", "ram_style": "auto"})
+_RES_CHOICES = ({"resType": "lut"}, {"resType": "dsp"})
+# Implementation choices FINN exposes per op type, as groups of alternatives (first = kept
+# by default). ram_style "block" is left out for MVAU/VVAU: FINN estimates it as "auto".
+# internal_embedded (HLS only) costs what internal_decoupled does in FINN's model but has no
+# weight stream, so FINN's AP_INT_MAX_W rule allows wider PE x SIMD with it. "ultra" is
+# offered only when the target has URAM; on UltraScale+ FINN requires
+# runtime_writeable_weights=1 with it.
+CHOICES: dict[str, tuple[tuple[dict, ...], ...]] = {
+    "MVAU_hls": (_HLS_MEM_CHOICES, _RES_CHOICES),
+    "MVAU_rtl": (_MEM_CHOICES,),
+    "VVAU_hls": (_HLS_MEM_CHOICES, _RES_CHOICES),
+    "VVAU_rtl": (_MEM_CHOICES,),
+    "ConvolutionInputGenerator_rtl": (({"ram_style": "distributed"}, {"ram_style": "block"}, {"ram_style": "ultra"}),),
+    "Thresholding_hls": (
+        ({"ram_style": "distributed"}, {"ram_style": "block"}, {"ram_style": "ultra"}),
+        ({"mem_mode": _DEC}, {"mem_mode": "internal_embedded"}),
+    ),
+    "Thresholding_rtl": (
+        (
+            {"depth_trigger_bram": 0, "depth_trigger_uram": 0},
+            {"depth_trigger_bram": 1, "depth_trigger_uram": _INT_MAX},
+            {"depth_trigger_bram": 0, "depth_trigger_uram": 1},
+        ),
+    ),
+}

@@ -171,8 +171,11 @@ def test_module_docstrings_run():
     import flow.compile.converters
     import flow.compile.specialize
     import flow.fold.cost_model
+    import flow.fold.dims
     import flow.fold.optimizer
+    import flow.fold.program
     import flow.fold.select
 
-    for mod in (flow.fold.cost_model, flow.fold.optimizer, flow.fold.select, flow.compile.converters, flow.compile.specialize):
+    mods = (flow.fold.cost_model, flow.fold.dims, flow.fold.optimizer, flow.fold.program, flow.fold.select, flow.compile.converters, flow.compile.specialize)
+    for mod in mods:
         assert doctest.testmod(mod, optionflags=doctest.ELLIPSIS).failed == 0, mod.__name__
