@@ -40,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from _common import RESULTS, write_results  # noqa: E402
 from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
 
@@ -85,8 +86,9 @@ HAND = {
 }
 
 
-def _summary(report: dict) -> dict:
-    return {k: report[k] for k in ("throughput_fps", "totals", "budget", "fits", "over_budget")} | {"bottleneck": report.get("bottleneck")}
+def _summary(report) -> dict:
+    d = report.to_dict()
+    return {k: d[k] for k in ("throughput_fps", "max_cycles", "totals", "budget", "fits", "over_budget", "bottleneck")}
 
 
 def _plan(case_dir: Path) -> dict:
@@ -183,6 +185,7 @@ def main() -> None:
         for label, spec_file, tname in args.checkpoint:
             rows.append(checkpoint_row(label, Path(spec_file), tname, args.fps_rate or [5000], tmp / f"ckpt-{label}-{tname}"))
         for label, name, wb, ab in [] if args.no_networks else NETWORKS:
+            torch.manual_seed(0)  # the same untrained weights (so the same minimized datatypes) in every run
             model = build_model(name, weight_bits=wb, act_bits=ab)
             onnx = tmp / f"{label}.onnx"
             export_qonnx(model, onnx, model.input_shape)
@@ -212,7 +215,7 @@ def main() -> None:
                     row["hand"] = _summary(r.report)
                     row["ratio_vs_hand"] = auto.report.throughput_fps / r.report.throughput_fps
                 rows.append(row)
-                print(f"{label} on {tname}: optimizer {auto.report['throughput_fps']:,.0f} FPS (fits={auto.report['fits']}), "
+                print(f"{label} on {tname}: optimizer {auto.report.throughput_fps:,.0f} FPS (fits={auto.report.fits}), "
                       f"SetFolding best {sf.get('throughput_fps', 0):,.0f} ({sf['points']} points), ratio {row.get('ratio_vs_setfolding', float('nan')):.2f}"
                       + (f", hand {row['hand']['throughput_fps']:,.0f} (fits={row['hand']['fits']}), ratio {row['ratio_vs_hand']:.2f}" if "hand" in row else ""))
     write_results(args.out, {
