@@ -5,7 +5,8 @@ minimization and then FINN's analyses (``res_estimation``, ``exp_cycles_per_laye
 :class:`CostModel` instead calls the very same per-node methods FINN's analyses call
 (``node_res_estimation(fpgapart)`` and ``get_exp_cycles()``) on a private copy of each
 node, once per distinct setting of the node's folding attributes, and memoizes the
-result. Evaluating a whole folding is then a dictionary lookup per layer, a sum and a
+result (shared by layers whose attributes are then equal, such as a ResNet's repeated
+blocks). Evaluating a whole folding is then a dictionary lookup per layer, a sum and a
 max, and agrees exactly with FINN (``tests/fold/test_cost_model.py`` checks it). Where
 FINN's LUT estimate is 0 by construction (MVAU_rtl, Pool_hls, ...), the LUTs are qflow's
 own count (:mod:`flow.compile.lut_model`), as in the report, so ``--auto`` does not treat
@@ -156,6 +157,7 @@ class CostModel:
         self._base = {n: v[self._default[n]].base for n, v in self._variants.items()}
         self._table: dict[str, dict[tuple, LayerCost | str]] = {n: {} for n in self.layers}
         self._dtypes: dict[tuple, dict[str, str]] = {}
+        self._shared: dict[tuple, LayerCost | str] = {}  # across layers with equal attributes
         self.edges = stream_edges(self.model)
         self._in_ports = {n: sorted({e.in_idx for e in self.edges if e.consumer == n}) for n in self.layers}
         self._out_ports = {n: sorted({e.out_idx for e in self.edges if e.producer == n}) for n in self.layers}
@@ -257,13 +259,24 @@ class CostModel:
         for a, x in {**values, **dtypes}.items():
             if inst.get_nodeattr(a) != x:
                 inst.set_nodeattr(a, x)
+        # FINN's estimates read only the node's attributes: equal attributes (and ports) give equal costs
+        sig = (inst.onnx_node.op_type, tuple(a.SerializeToString() for a in inst.onnx_node.attribute), tuple(self._in_ports[name]), tuple(self._out_ports[name]))
+        cost = self._shared.get(sig)
+        if cost is None:
+            cost = self._shared[sig] = self._finn_cost(name, inst)
+        if isinstance(cost, str):
+            return f"folding of {name} ({inst.onnx_node.op_type}, {shown}) breaks FINN's rules: {cost}"
+        overflow = queue_overflow(self.model, inst.onnx_node, self.fpgapart, self.clk_ns)  # reads the weights: per layer
+        if overflow is not None:  # the fold step would build it as HLS: not a folding of this variant
+            return f"folding of {name} ({inst.onnx_node.op_type}, {shown}): {overflow}"
+        return cost
+
+    def _finn_cost(self, name: str, inst) -> LayerCost | str:
+        """FINN's rules, cycles, resources and streams of ``inst`` as its attributes are set, or why FINN refuses them."""
         self.evaluations += 1
         reason = folding_rule_violation(inst)
         if reason is not None:
-            return f"folding of {name} ({inst.onnx_node.op_type}, {shown}) breaks FINN's rules: {reason}"
-        overflow = queue_overflow(self.model, inst.onnx_node, self.fpgapart, self.clk_ns)
-        if overflow is not None:  # the fold step would build it as HLS: not a folding of this variant
-            return f"folding of {name} ({inst.onnx_node.op_type}, {shown}): {overflow}"
+            return reason
         try:
             counted = is_hls_node(inst.onnx_node) or is_rtl_node(inst.onnx_node)  # what FINN's analyses count
             res = qflow_resources(inst, inst.node_res_estimation(self.fpgapart) if counted else {})
@@ -271,7 +284,7 @@ class CostModel:
             ins = tuple((i, in_stream(inst, i)) for i in self._in_ports[name])
             outs = tuple((i, out_stream(inst, i)) for i in self._out_ports[name])
         except Exception as e:  # noqa: BLE001 - FINN states its rules as asserts and exceptions
-            return f"folding of {name} ({inst.onnx_node.op_type}, {shown}) breaks FINN's rules: {str(e).strip() or type(e).__name__}"
+            return str(e).strip() or type(e).__name__
         return LayerCost(cycles, *res, ins=ins, outs=outs)
 
     # -- enumeration ------------------------------------------------------------------
