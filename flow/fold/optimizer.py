@@ -21,7 +21,8 @@ of the budget: layers plus converters must fit (converter prices are FINN's, see
 Algorithm: each unit (a layer, or a coupled SWG+Pool/VVAU pair, :mod:`flow.fold.units`)
 keeps its Pareto-optimal options (cycles vs. resources) per choice of its streams to
 neighbouring units (:mod:`flow.fold.select`). A greedy incumbent that fits is improved by
-an exact MILP per cycle bound in a binary search (:mod:`flow.fold.search`); a MILP that
+rounding the LP relaxation and by an exact MILP per cycle bound (:mod:`flow.fold.program`),
+each in a binary search over the bounds (:mod:`flow.fold.search`); a MILP that
 hits its time limit is never taken for "does not fit". Lower bounds (:mod:`flow.fold.bound`:
 input stream, fastest layer, LP relaxation under the caps, bounds the MILP proved
 infeasible) say how far the result is from the limit (``FoldingPlan.limit``); the plan is
@@ -50,8 +51,8 @@ from flow.core.fileio import atomic_write_json
 from flow.core.vocab import FINN_RESOURCE_KEYS, RESOURCES
 from flow.fold.bound import CycleLimit, caps_bound, cycle_limit, separable_fits
 from flow.fold.cost_model import CostEstimate, CostModel
-from flow.fold.search import Outcome, solve
 from flow.fold.program import Status
+from flow.fold.search import Outcome, solve
 from flow.fold.select import Selector, Unit
 from flow.fold.units import build_units
 from hw_targets import Target

@@ -80,18 +80,15 @@ def program(search: Selector, t: int) -> Program | None:
     res_cols = [np.vstack([u.res[c] for u, c in zip(search.units, cand)])]
     n_eq, n = len(cand), n_x
     for _e, up, uc, src, dst in search.links:
-        a_cls = _classes([src[i] for i in cand[up]])
-        b_cls = _classes([dst[j] for j in cand[uc]])
-        price = np.zeros((len(a_cls), len(b_cls), len(search.budget)))
-        for (a, _), (b, _) in ((pa, pb) for pa in a_cls.items() for pb in b_cls.items()):
-            if search.cm.dwc_pricer.needed(a, b):
-                price[a_cls[a][0], b_cls[b][0]] = search.cm.dwc_pricer.price(a.width, b.width)
+        outs, ins = [src[i] for i in cand[up]], [dst[j] for j in cand[uc]]
+        a_cls, b_cls = _classes(outs), _classes(ins)
+        price = search.converter_prices(list(a_cls), list(b_cls))
         if not price.any():
             continue
         na, nb = len(a_cls), len(b_cls)
         z = n + np.arange(na * nb).reshape(na, nb)
-        for side, classes, members, unit in ((0, a_cls, [src[i] for i in cand[up]], up), (1, b_cls, [dst[j] for j in cand[uc]], uc)):
-            for word, (ci, _) in classes.items():
+        for side, classes, members, unit in ((0, a_cls, outs, up), (1, b_cls, ins, uc)):
+            for word, ci in classes.items():
                 r = n_eq + ci + (na if side else 0)
                 zs = z[ci, :] if side == 0 else z[:, ci]
                 xs = start[unit] + np.flatnonzero([m == word for m in members])
@@ -109,11 +106,10 @@ def program(search: Selector, t: int) -> Program | None:
 
 
 def _classes(words: list) -> dict:
-    """Distinct stream words, in first-seen order: word -> (index, count)."""
+    """Distinct stream words, in first-seen order: word -> its index."""
     out: dict = {}
     for w in words:
-        i, c = out.get(w, (len(out), 0))
-        out[w] = (i, c + 1)
+        out.setdefault(w, len(out))
     return out
 
 

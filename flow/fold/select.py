@@ -105,16 +105,21 @@ class Selector:
         out = [np.zeros((len(u.cycles), len(RESOURCES))) for u in self.units]
         for _e, up, uc, src, dst in self.links:
             a_cls, b_cls = sorted(set(src)), sorted(set(dst))
-            price = np.zeros((len(a_cls), len(b_cls), len(RESOURCES)))
-            for i, a in enumerate(a_cls):
-                for j, b in enumerate(b_cls):
-                    if self.cm.dwc_pricer.needed(a, b):
-                        price[i, j] = self.cm.dwc_pricer.price(a.width, b.width)
+            price = self.converter_prices(a_cls, b_cls)
             ai = {a: i for i, a in enumerate(a_cls)}
             bj = {b: j for j, b in enumerate(b_cls)}
             out[up] += price.max(axis=1)[[ai[a] for a in src]]
             out[uc] += price.max(axis=0)[[bj[b] for b in dst]]
         return out
+
+    def converter_prices(self, outs: list, ins: list) -> np.ndarray:
+        """FINN's price of the converter between each producer word in ``outs`` and consumer word in ``ins`` (0: none needed)."""
+        price = np.zeros((len(outs), len(ins), len(RESOURCES)))
+        for i, a in enumerate(outs):
+            for j, b in enumerate(ins):
+                if self.cm.dwc_pricer.needed(a, b):
+                    price[i, j] = self.cm.dwc_pricer.price(a.width, b.width)
+        return price
 
     def sweep(self, w: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Usage (bounds x resources, layers only) when each unit takes its cheapest option under weights w."""
