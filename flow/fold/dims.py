@@ -14,7 +14,10 @@ planned. ``tests/fold/test_dims.py`` checks that every op of the installed finn-
 folding attribute is a dimension here or named in :data:`NOT_DIMENSIONS` with a reason.
 
 Coupled layers (FINN's rule: a depthwise ``ConvolutionInputGenerator`` runs at the SIMD of
-the ``VVAU``/``Pool`` it feeds) are one unit of the optimizer, see :mod:`flow.fold.optimizer`.
+the ``VVAU``/``Pool`` it feeds) are one unit of the optimizer, see :mod:`flow.fold.units`.
+The data-width converters have no folding attribute: FINN sizes each from the words on its
+two sides, so they follow from their neighbours' settings and are priced with them
+(:mod:`flow.compile.converters`), as are FIFOs.
 
 >>> divisors(12)
 [1, 2, 3, 4, 6, 12]
