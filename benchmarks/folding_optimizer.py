@@ -13,7 +13,18 @@ Per (network, board):
   * hand: the finn-examples (bnn-pynq) folding configs for tfc-w1a1 and cnv-w1a1 mapped
     onto qflow's node names (see HAND), via ``build(..., folding_file=...)``.
 
+Each optimizer row also records whether the folding is proven optimal, its gap, and its
+lower bound on cycles per frame (report.json ``cycle_bound``: where it comes from and the
+fraction the design reaches).
+
+``--checkpoint LABEL FILE TARGET`` adds a specialized design (a build's
+``checkpoints/NN_specialize_layers.onnx``, e.g. a network whose streamlining takes minutes)
+folded by ``--auto`` and by ``--fps`` at each ``--fps-rate``, with the build's own fold and
+bit-width steps and FINN's estimates; its rows also say whether the optimizer's prediction
+equals FINN's re-estimate.
+
     python benchmarks/folding_optimizer.py     # -> benchmarks/results/folding_optimizer.json
+    python benchmarks/folding_optimizer.py --no-networks --checkpoint resnet50 ckpt.onnx alveo-u250 --fps-rate 5000 --out x.json
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from _common import RESULTS, write_results  # noqa: E402
 from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
 
@@ -36,6 +48,7 @@ from flow.builder.pipeline import build  # noqa: E402
 from flow.compat import finn as _finn_compat  # noqa: E402
 from flow.compile.context import BuildContext  # noqa: E402
 from flow.compile.estimate import estimate  # noqa: E402
+from flow.compile.registry import get_step  # noqa: E402
 from flow.core.config import build_config  # noqa: E402
 from flow.nn.export import export_qonnx  # noqa: E402
 from hw_targets import load_target  # noqa: E402
@@ -73,8 +86,48 @@ HAND = {
 }
 
 
-def _summary(report: dict) -> dict:
-    return {k: report[k] for k in ("throughput_fps", "totals", "budget", "fits", "over_budget")} | {"bottleneck": report.get("bottleneck")}
+def _summary(report) -> dict:
+    d = report.to_dict()
+    return {k: d[k] for k in ("throughput_fps", "max_cycles", "totals", "budget", "fits", "over_budget", "bottleneck")}
+
+
+def _plan(case_dir: Path) -> dict:
+    """The optimizer's own record: prediction, seconds, proof, gap, bound."""
+    plan = json.loads((case_dir / "auto_folding.json").read_text())["predicted"]
+    keep = ("max_cycles", "seconds", "optimal", "gap", "limit", "milp_calls", "milp_timeouts", "options")
+    return {("optimizer_seconds" if k == "seconds" else k): plan.get(k) for k in keep}
+
+
+def fold_checkpoint(spec: Path, target, out: Path, **cfg) -> tuple[dict, float]:
+    """The build's fold and bit-width steps on a specialized design, estimated by FINN; (summary, fold seconds)."""
+    ctx = BuildContext(build_config(target=target.name, **cfg), target, out)
+    model = ModelWrapper(str(spec))
+    with _finn_compat.finn_output_to(out / "finn.log"):
+        t0 = time.perf_counter()
+        model = get_step("fold")(model, ctx)
+        seconds = time.perf_counter() - t0
+        model = get_step("minimize_bit_width")(model, ctx)
+        est = estimate(model, target)
+    used = {k: est.totals[k] + est.converter_totals[k] for k in est.totals}
+    summary = {"max_cycles": est.max_cycles, "throughput_fps": est.throughput_fps, "bottleneck": est.bottleneck, "fits": est.fits,
+               "totals": est.totals, "converters": est.converter_totals, "lut_fraction_of_device": used["lut"] / target.resources.lut}
+    return summary, seconds
+
+
+def checkpoint_row(label: str, spec: Path, tname: str, rates: list[int], tmp: Path) -> dict:
+    target = load_target(tname)
+    _finn_compat.ensure_finn_settings(tmp / "finn_build")
+    auto, seconds = fold_checkpoint(spec, target, tmp / "auto", auto=True)
+    plan = _plan(tmp / "auto")
+    row = {"network": label, "target": tname, "checkpoint": str(spec), "optimizer": auto | plan | {"fold_seconds": seconds,
+           "prediction_matches_finn": plan["max_cycles"] == auto["max_cycles"]
+           and json.loads((tmp / "auto" / "auto_folding.json").read_text())["predicted"]["totals"] == auto["totals"]}}
+    for rate in rates:
+        row[f"fps_{rate}"], _ = fold_checkpoint(spec, target, tmp / f"fps{rate}", target_fps=rate)
+        row[f"ratio_vs_fps_{rate}"] = row[f"fps_{rate}"]["max_cycles"] / auto["max_cycles"]
+    print(f"{label} on {tname}: --auto {auto['throughput_fps']:,.0f} FPS ({auto['max_cycles']:,} cycles, optimal={plan['optimal']}, "
+          f"{seconds:.0f} s), " + ", ".join(f"--fps {r}: {row[f'fps_{r}']['throughput_fps']:,.0f} FPS" for r in rates))
+    return row
 
 
 def setfolding_point(spec: ModelWrapper, target, fps: float, wwidth: int, tmp: Path):
@@ -120,12 +173,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=RESULTS / "folding_optimizer.json")
     ap.add_argument("--bisect", type=int, default=8)
+    ap.add_argument("--no-networks", action="store_true", help="Only the --checkpoint designs.")
+    ap.add_argument("--checkpoint", nargs=3, action="append", default=[], metavar=("LABEL", "FILE", "TARGET"),
+                    help="A specialized design to fold with --auto and --fps (repeatable).")
+    ap.add_argument("--fps-rate", type=int, action="append", default=None, help="--fps rates for the --checkpoint designs [5000].")
     args = ap.parse_args()
     _finn_compat.quiet_finn_logging()
     rows, t_start = [], time.perf_counter()
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
-        for label, name, wb, ab in NETWORKS:
+        for label, spec_file, tname in args.checkpoint:
+            rows.append(checkpoint_row(label, Path(spec_file), tname, args.fps_rate or [5000], tmp / f"ckpt-{label}-{tname}"))
+        for label, name, wb, ab in [] if args.no_networks else NETWORKS:
+            torch.manual_seed(0)  # the same untrained weights (so the same minimized datatypes) in every run
             model = build_model(name, weight_bits=wb, act_bits=ab)
             onnx = tmp / f"{label}.onnx"
             export_qonnx(model, onnx, model.input_shape)
@@ -140,9 +200,9 @@ def main() -> None:
                 t0 = time.perf_counter()
                 sf = setfolding_sweep(spec, target, case / "sweep", args.bisect)
                 sf["sweep_seconds"] = time.perf_counter() - t0
-                row = {"network": label, "target": tname, "optimizer": _summary(auto.report) | {
-                    "max_cycles": plan["max_cycles"], "optimizer_seconds": plan["seconds"], "optimal": plan["optimal"],
-                    "build_seconds": auto_s, "prediction_matches_finn": plan["totals"] == auto.report.totals}}
+                bound = auto.report.cycle_bound.model_dump() if auto.report.cycle_bound else None
+                row = {"network": label, "target": tname, "optimizer": _summary(auto.report) | _plan(case / "auto") | {
+                    "cycle_bound": bound, "build_seconds": auto_s, "prediction_matches_finn": plan["totals"] == auto.report.totals}}
                 if sf["found"]:
                     r = build(onnx, build_config(target=tname, target_fps=sf["target_fps"], mvau_wwidth_max=sf["mvau_wwidth_max"], verify_samples=0), case / "sf")
                     sf |= _summary(r.report)
@@ -155,7 +215,7 @@ def main() -> None:
                     row["hand"] = _summary(r.report)
                     row["ratio_vs_hand"] = auto.report.throughput_fps / r.report.throughput_fps
                 rows.append(row)
-                print(f"{label} on {tname}: optimizer {auto.report['throughput_fps']:,.0f} FPS (fits={auto.report['fits']}), "
+                print(f"{label} on {tname}: optimizer {auto.report.throughput_fps:,.0f} FPS (fits={auto.report.fits}), "
                       f"SetFolding best {sf.get('throughput_fps', 0):,.0f} ({sf['points']} points), ratio {row.get('ratio_vs_setfolding', float('nan')):.2f}"
                       + (f", hand {row['hand']['throughput_fps']:,.0f} (fits={row['hand']['fits']}), ratio {row['ratio_vs_hand']:.2f}" if "hand" in row else ""))
     write_results(args.out, {

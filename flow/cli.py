@@ -240,6 +240,13 @@ def _summary(report, out: Path) -> None:
         f"LUT {used['lut']:,.0f}/{report.budget['lut']:,.0f}, BRAM18 {used['bram_18k']:g}/{report.budget['bram_18k']:g},",
         f"fits={'yes' if report.fits else 'no (' + ', '.join(report.over_budget) + ')'}",
     ]
+    b = report.cycle_bound
+    if b is not None:
+        if b.fraction >= 1.0 and b.source == "input_stream":
+            parts.append(f"on its input-stream bound ({b.cycles:,} cycles/frame),")
+        else:
+            why = {"input_stream": "input stream", "fastest_layer": f"{b.layer} at its fastest", "caps": "caps", "search": "caps, proven"}[b.source]
+            parts.append(f"{100 * b.fraction:.1f}% of its bound ({b.cycles:,} cycles/frame: {why}),")
     if acc is not None:
         parts.append(f"accuracy {100 * acc:.2f}%")
     if v is not None:

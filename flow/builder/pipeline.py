@@ -46,6 +46,7 @@ from flow.core.errors import (
 from flow.core.fileio import atomic_write_bytes, atomic_write_json
 from flow.core.outdir import OutputDir, retire_results
 from flow.core.stages import Stage
+from flow.fold.optimizer import cycle_bound
 from flow.fold.rules import extract_folding
 from flow.report.schema import FoldingInfo, Report
 from flow.report.writer import REPORT_FILES, write_report
@@ -280,6 +281,7 @@ def _build(qonnx_model, name, cfg: BuildConfig, target: Target, steps, out: Outp
     result.report = Report.from_estimates(
         model=name, target=target, est=est, folding=folding, stage=cfg.stage,
         accuracy=accuracy, verification=verification, skipped=skipped, timings=timings, rtlsim=rtlsim,
+        cycle_bound=cycle_bound(design) if cfg.auto else None,
     )
     for f in REPORT_FILES:
         out.will_write(f)

@@ -5,11 +5,14 @@ minimization and then FINN's analyses (``res_estimation``, ``exp_cycles_per_laye
 :class:`CostModel` instead calls the very same per-node methods FINN's analyses call
 (``node_res_estimation(fpgapart)`` and ``get_exp_cycles()``) on a private copy of each
 node, once per distinct setting of the node's folding attributes, and memoizes the
-result. Evaluating a whole folding is then a dictionary lookup per layer, a sum and a
+result (shared by layers whose attributes are then equal, such as a ResNet's repeated
+blocks). Evaluating a whole folding is then a dictionary lookup per layer, a sum and a
 max, and agrees exactly with FINN (``tests/fold/test_cost_model.py`` checks it). Where
 FINN's LUT estimate is 0 by construction (MVAU_rtl, Pool_hls, ...), the LUTs are qflow's
 own count (:mod:`flow.compile.lut_model`), as in the report, so ``--auto`` does not treat
-such a layer as free.
+such a layer as free. A HW layer FINN has not specialized yet (a ``Shuffle``, which FINN
+decomposes after folding) counts as FINN's analyses count it: no resources, its annotated
+``cycles_estimate`` (``AnnotateCycles`` skips it).
 
 Why exact: FINN's per-node estimates read only the node's own attributes. The only
 attributes a folding changes besides the folding attributes themselves are datatypes set
@@ -23,9 +26,6 @@ in a folding picks one. Each estimate also lists the data-width converters FINN'
 (:mod:`flow.compile.converters`); FINN's estimate report leaves them out, so ``totals`` do too and
 :meth:`CostEstimate.fits` adds them.
 
->>> from flow.fold.rules import divisors
->>> divisors(12)
-[1, 2, 3, 4, 6, 12]
 >>> cm = CostModel(model, "xc7z020clg400-1")                     # doctest: +SKIP
 >>> cm.estimate({"MVAU_hls_0": {"PE": 16, "SIMD": 49}}).max_cycles  # doctest: +SKIP
 """
@@ -36,7 +36,10 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
+import numpy as np
+
 from finn.builder.build_dataflow_config import DataflowBuildConfig
+from finn.util.fpgadataflow import is_hls_node, is_rtl_node
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
@@ -59,44 +62,14 @@ from flow.core.vocab import (
     impl_style,
     is_hw_node,
 )
-from flow.fold.rules import FOLDING_ATTRS, divisors, fold_limits, folding_rule_violation
+from flow.fold.dims import CHOICES, fold_values
+from flow.fold.rules import FOLDING_ATTRS, folding_rule_violation
 
 # attributes whose change makes FINN's bit-width minimization give other datatypes
 _DTYPE_ATTRS = ("runtime_writeable_weights", "mem_mode")
 _DTYPE_OUT = ("weightDataType", "accDataType", "outputDataType")
-_INT_MAX = 2**31 - 1
-_DEC = "internal_decoupled"
-_MEM_CHOICES = (
-    {"mem_mode": _DEC, "ram_style": "auto"},
-    {"mem_mode": _DEC, "ram_style": "distributed"},
-    {"mem_mode": _DEC, "ram_style": "ultra", "runtime_writeable_weights": 1},
-)
-_HLS_MEM_CHOICES = (*_MEM_CHOICES, {"mem_mode": "internal_embedded", "ram_style": "auto"})
-_RES_CHOICES = ({"resType": "lut"}, {"resType": "dsp"})
-# Implementation choices FINN exposes per op type, as groups of alternatives (first = kept
-# by default). ram_style "block" is left out for MVAU/VVAU: FINN estimates it as "auto".
-# internal_embedded (HLS only) costs what internal_decoupled does in FINN's model but has no
-# weight stream, so FINN's AP_INT_MAX_W rule allows wider PE x SIMD with it. "ultra" is
-# offered only when the target has URAM; on UltraScale+ FINN requires
-# runtime_writeable_weights=1 with it.
-CHOICES: dict[str, tuple[tuple[dict, ...], ...]] = {
-    "MVAU_hls": (_HLS_MEM_CHOICES, _RES_CHOICES),
-    "MVAU_rtl": (_MEM_CHOICES,),
-    "VVAU_hls": (_HLS_MEM_CHOICES, _RES_CHOICES),
-    "VVAU_rtl": (_MEM_CHOICES,),
-    "ConvolutionInputGenerator_rtl": (({"ram_style": "distributed"}, {"ram_style": "block"}, {"ram_style": "ultra"}),),
-    "Thresholding_hls": (
-        ({"ram_style": "distributed"}, {"ram_style": "block"}, {"ram_style": "ultra"}),
-        ({"mem_mode": _DEC}, {"mem_mode": "internal_embedded"}),
-    ),
-    "Thresholding_rtl": (
-        (
-            {"depth_trigger_bram": 0, "depth_trigger_uram": 0},
-            {"depth_trigger_bram": 1, "depth_trigger_uram": _INT_MAX},
-            {"depth_trigger_bram": 0, "depth_trigger_uram": 1},
-        ),
-    ),
-}
+
+
 @dataclass(frozen=True)
 class LayerCost:
     """FINN's estimate of one layer under one setting: cycles per frame and resources, and
@@ -184,6 +157,7 @@ class CostModel:
         self._base = {n: v[self._default[n]].base for n, v in self._variants.items()}
         self._table: dict[str, dict[tuple, LayerCost | str]] = {n: {} for n in self.layers}
         self._dtypes: dict[tuple, dict[str, str]] = {}
+        self._shared: dict[tuple, LayerCost | str] = {}  # across layers with equal attributes
         self.edges = stream_edges(self.model)
         self._in_ports = {n: sorted({e.in_idx for e in self.edges if e.consumer == n}) for n in self.layers}
         self._out_ports = {n: sorted({e.out_idx for e in self.edges if e.producer == n}) for n in self.layers}
@@ -236,6 +210,22 @@ class CostModel:
             return False
         return True
 
+    def input_ports(self, name: str) -> list[int]:
+        """The inputs of layer ``name`` that the design's input streams feed (graph inputs, not weights)."""
+        graph_in = {t.name for t in self.model.graph.input}
+        node = self.model.get_node_from_name(name)
+        return [i for i, t in enumerate(node.input) if t in graph_in and self.model.get_initializer(t) is None]
+
+    def input_words(self, name: str, attrs: Mapping[str, Any], port: int) -> int:
+        """Words per frame on input ``port`` of layer ``name`` with the legal setting ``attrs`` (FINN's folded input shape)."""
+        k = self.key(name, attrs)
+        self.layer_cost(name, attrs)
+        v = self._variants[name][k[0]]
+        for a, x in zip(v.keys, k[1:]):
+            if v.inst.get_nodeattr(a) != x:
+                v.inst.set_nodeattr(a, x)
+        return int(np.prod(v.inst.get_folded_input_shape(port)[:-1]))
+
     def _variant_dtypes(self, name: str, style: str, values: dict[str, Any]) -> dict[str, str]:
         """Datatypes FINN's minimization gives ``name`` with these runtime-weight settings."""
         v = self._variants[name][style]
@@ -269,20 +259,32 @@ class CostModel:
         for a, x in {**values, **dtypes}.items():
             if inst.get_nodeattr(a) != x:
                 inst.set_nodeattr(a, x)
+        # FINN's estimates read only the node's attributes: equal attributes (and ports) give equal costs
+        sig = (inst.onnx_node.op_type, tuple(a.SerializeToString() for a in inst.onnx_node.attribute), tuple(self._in_ports[name]), tuple(self._out_ports[name]))
+        cost = self._shared.get(sig)
+        if cost is None:
+            cost = self._shared[sig] = self._finn_cost(name, inst)
+        if isinstance(cost, str):
+            return f"folding of {name} ({inst.onnx_node.op_type}, {shown}) breaks FINN's rules: {cost}"
+        overflow = queue_overflow(self.model, inst.onnx_node, self.fpgapart, self.clk_ns)  # reads the weights: per layer
+        if overflow is not None:  # the fold step would build it as HLS: not a folding of this variant
+            return f"folding of {name} ({inst.onnx_node.op_type}, {shown}): {overflow}"
+        return cost
+
+    def _finn_cost(self, name: str, inst) -> LayerCost | str:
+        """FINN's rules, cycles, resources and streams of ``inst`` as its attributes are set, or why FINN refuses them."""
         self.evaluations += 1
         reason = folding_rule_violation(inst)
         if reason is not None:
-            return f"folding of {name} ({inst.onnx_node.op_type}, {shown}) breaks FINN's rules: {reason}"
-        overflow = queue_overflow(self.model, inst.onnx_node, self.fpgapart, self.clk_ns)
-        if overflow is not None:  # the fold step would build it as HLS: not a folding of this variant
-            return f"folding of {name} ({inst.onnx_node.op_type}, {shown}): {overflow}"
+            return reason
         try:
-            res = qflow_resources(inst, inst.node_res_estimation(self.fpgapart))
-            cycles = int(inst.get_exp_cycles())
+            counted = is_hls_node(inst.onnx_node) or is_rtl_node(inst.onnx_node)  # what FINN's analyses count
+            res = qflow_resources(inst, inst.node_res_estimation(self.fpgapart) if counted else {})
+            cycles = int(inst.get_exp_cycles()) if counted else int(inst.get_nodeattr("cycles_estimate"))
             ins = tuple((i, in_stream(inst, i)) for i in self._in_ports[name])
             outs = tuple((i, out_stream(inst, i)) for i in self._out_ports[name])
         except Exception as e:  # noqa: BLE001 - FINN states its rules as asserts and exceptions
-            return f"folding of {name} ({inst.onnx_node.op_type}, {shown}) breaks FINN's rules: {str(e).strip() or type(e).__name__}"
+            return str(e).strip() or type(e).__name__
         return LayerCost(cycles, *res, ins=ins, outs=outs)
 
     # -- enumeration ------------------------------------------------------------------
@@ -318,10 +320,10 @@ class CostModel:
         ``mvau_wwidth_max`` does; ``prefer`` restricts the variant (:meth:`choices`).
         """
         inst = self._inst[name]
-        limits = fold_limits(inst)
-        grids: list[dict[str, Any]] = [{k: v for k, v in fixed.items() if k not in limits}]
-        for attr, dim in limits.items():
-            vals = [fixed[attr]] if attr in fixed else divisors(dim)
+        values = fold_values(inst)
+        grids: list[dict[str, Any]] = [{k: v for k, v in fixed.items() if k not in values}]
+        for attr, vals in values.items():
+            vals = [fixed[attr]] if attr in fixed else vals
             grids = [{**g, attr: v} for g in grids for v in vals]
         is_mvau = inst.onnx_node.op_type.startswith("MVAU")
         wbits = inst.get_input_datatype(1).bitwidth() if is_mvau else 0
@@ -369,11 +371,11 @@ def random_folding(cm: CostModel, rng, *, allow_uram: bool = True, tries: int = 
     """A random legal folding (PE/SIMD divisors and implementation choices), for tests and benchmarks."""
     folding: dict[str, dict[str, Any]] = {"Defaults": {}}
     for name in cm.layers:
-        limits = fold_limits(cm.instance(name))
+        values = fold_values(cm.instance(name))
         choices = cm.choices(name, allow_uram=allow_uram)
         attrs: dict[str, Any] = {}
         for _ in range(tries):
-            cand = {a: int(rng.choice(divisors(d))) for a, d in limits.items()}
+            cand = {a: int(rng.choice(v)) for a, v in values.items()}
             cand.update(choices[int(rng.integers(len(choices)))])
             if cm.is_legal(name, cand):
                 attrs = cand

@@ -123,36 +123,3 @@ def extract_folding(model: ModelWrapper) -> dict[str, Any]:
         if attrs:
             out[node.name] = attrs
     return out
-
-
-# ops folded along channels with PE / SIMD (SetFolding's pe_ops / simd_ops)
-_PE_OPS = ("Thresholding", "DuplicateStreams", "GlobalAccPool", "ReplicateStream", "ElementwiseBinary", "Squeeze", "Unsqueeze", "Reshape", "PWPolyF")
-_SIMD_OPS = ("FMPadding", "StreamingSplit", "StreamingConcat", "LayerNorm", "Shuffle", "StreamingMaxPool", "UpsampleNearestNeighbour")
-
-
-def divisors(n: int) -> list[int]:
-    """All divisors of ``n``, ascending (FINN's folding factors must divide their dimension)."""
-    return [d for d in range(1, int(n) + 1) if n % d == 0]
-
-
-def fold_limits(inst) -> dict[str, int]:
-    """The folding attributes of a node and the dimension each must divide (as SetFolding)."""
-    op = inst.onnx_node.op_type
-    base = op.rsplit("_", 1)[0]
-    a = inst.get_nodeattr
-    if base == "MVAU":
-        return {"PE": a("MH"), "SIMD": a("MW")}
-    if base == "VVAU":
-        k = a("Kernel")
-        return {"PE": a("Channels"), "SIMD": int(k[0] * k[1])}
-    if base == "Pool":
-        return {"PE": a("Channels")}
-    if base == "LabelSelect":
-        return {"PE": a("Labels")}
-    if base == "ConvolutionInputGenerator":
-        return {"SIMD": a("IFMChannels")}
-    types = inst.get_nodeattr_types()
-    for attr, ops, shape in (("PE", _PE_OPS, inst.get_normal_output_shape), ("SIMD", _SIMD_OPS, inst.get_normal_input_shape)):
-        if base.startswith(ops) and attr in types:
-            return {attr: a("NumChannels") if "NumChannels" in types else int(shape()[-1])}
-    return {}

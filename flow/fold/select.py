@@ -4,10 +4,15 @@ A :class:`Unit` is a layer (or a coupled sliding-window + Pool/VVAU pair) with i
 settings. Settings are pruned to those no other setting beats in cycles and every resource
 *among settings with the same streams to neighbouring units*, because the stream words
 decide which data-width converters FINN inserts between units (their price is FINN's, see
-:mod:`flow.compile.converters`). :class:`Selector` answers "the cheapest selection with every unit at
-<= T cycles": :meth:`Selector.sweep` for all bounds at once under resource weights (no
-converters, a fast upper bound), :meth:`Selector.exact` as a MILP (scipy/HiGHS) that also
-prices every converter between units, exactly.
+:mod:`flow.compile.converters`). :class:`Selector` holds the units and the streams between
+them: :meth:`Selector.sweep` picks for all bounds at once under resource weights (no
+converters, a fast heuristic), :meth:`Selector.usage` prices a selection with its
+converters, and :mod:`flow.fold.program` states a bound's selection as an LP/MILP.
+
+At a fixed bound T, cycles no longer matter among settings at <= T, so :meth:`Selector.candidates`
+keeps far fewer: a setting is dropped when another one costs no more in every resource even
+after paying the dearest converter its streams can cause (then swapping it in keeps any
+fitting selection fitting).
 """
 
 from __future__ import annotations
@@ -16,8 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import lil_matrix
 
 from flow.core.pareto import non_dominated
 from flow.core.vocab import RESOURCES
@@ -94,13 +97,36 @@ class Selector:
                 src = [dict(cs[jp].outs)[e.out_idx] for cs in units[up].costs]
                 dst = [dict(cs[jc].ins)[e.in_idx] for cs in units[uc].costs]
                 self.links.append((e, up, uc, src, dst))
+        self.conv_max = self._dearest_converters()
+        self.group_ids = self._group_ids()
+
+    def _dearest_converters(self) -> list[np.ndarray]:
+        """Per unit and option: the dearest converters (per resource) its streams can cause, whatever the neighbours pick."""
+        out = [np.zeros((len(u.cycles), len(RESOURCES))) for u in self.units]
+        for _e, up, uc, src, dst in self.links:
+            a_cls, b_cls = sorted(set(src)), sorted(set(dst))
+            price = self.converter_prices(a_cls, b_cls)
+            ai = {a: i for i, a in enumerate(a_cls)}
+            bj = {b: j for j, b in enumerate(b_cls)}
+            out[up] += price.max(axis=1)[[ai[a] for a in src]]
+            out[uc] += price.max(axis=0)[[bj[b] for b in dst]]
+        return out
+
+    def converter_prices(self, outs: list, ins: list) -> np.ndarray:
+        """FINN's price of the converter between each producer word in ``outs`` and consumer word in ``ins`` (0: none needed)."""
+        price = np.zeros((len(outs), len(ins), len(RESOURCES)))
+        for i, a in enumerate(outs):
+            for j, b in enumerate(ins):
+                if self.cm.dwc_pricer.needed(a, b):
+                    price[i, j] = self.cm.dwc_pricer.price(a.width, b.width)
+        return price
 
     def sweep(self, w: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Usage (bounds x resources, layers only) when each unit takes its cheapest option under weights w."""
         usage = np.zeros((len(self.bounds), len(RESOURCES)))
         picks = []
         for u, idx in zip(self.units, self.idx):
-            cost = u.res @ (w * self.scale) + 1e-9 * u.cycles / u.cycles[-1]
+            cost = u.res @ (w * self.scale) + 1e-9 * u.cycles / max(int(u.cycles[-1]), 1)
             prev = np.concatenate([[np.inf], np.minimum.accumulate(cost)[:-1]])
             best = np.maximum.accumulate(np.where(cost < prev, np.arange(len(cost)), 0))  # prefix argmin
             pick = best[idx]
@@ -119,47 +145,64 @@ class Selector:
                 total = total + np.array(self.cm.dwc_pricer.price(src[sel[up]].width, dst[sel[uc]].width))
         return total
 
-    def exact(self, t: int, time_limit: float = 10.0) -> tuple[list[int] | None, bool]:
-        """Cheapest selection (sum of budget fractions) with every unit at <= t cycles, converters included, by MILP.
+    def max_cycles(self, sel: list[int]) -> int:
+        return int(max(u.cycles[s] for u, s in zip(self.units, sel)))
 
-        Returns (selection or None, proven): ``proven`` is False when HiGHS hit the time limit.
-        """
+    def candidates(self, t: int) -> list[np.ndarray]:
+        """Per unit, the options at <= ``t`` cycles that a fitting selection may need (see the module docstring)."""
+        out = []
+        for k, u in enumerate(self.units):
+            n = int(np.searchsorted(u.cycles, t, side="right"))
+            if n == 0:
+                out.append(np.zeros(0, dtype=int))
+                continue
+            # within equal boundary streams converters are equal: keep the resource-Pareto options
+            keep = np.array(prune_resources(self._groups(k, n), u.res[:n]), dtype=int)
+            # a setting with its dearest converters still no dearer than another one replaces it
+            out.append(keep[~replaceable(u.res[keep], u.res[keep] + self.conv_max[k][keep])])
+        return out
 
-        ns = [int(np.searchsorted(u.cycles, t, side="right")) for u in self.units]
-        if min(ns) == 0:
-            return None, True
-        start = np.concatenate([[0], np.cumsum(ns)])
-        n_x = int(start[-1])
-        pairs = []  # (rows of producer options, rows of consumer options, converter price)
-        for e, up, uc, src, dst in self.links:
-            by_src: dict[Any, list[int]] = {}
-            by_dst: dict[Any, list[int]] = {}
-            for i in range(ns[up]):
-                by_src.setdefault(src[i], []).append(int(start[up]) + i)
-            for j in range(ns[uc]):
-                by_dst.setdefault(dst[j], []).append(int(start[uc]) + j)
-            for a, rows_a in by_src.items():
-                for b, rows_b in by_dst.items():
-                    if self.cm.dwc_pricer.needed(a, b):
-                        price = np.array(self.cm.dwc_pricer.price(a.width, b.width))
-                        if price.any():
-                            pairs.append((rows_a, rows_b, price))
-        n = n_x + len(pairs)
-        res = np.vstack([u.res[:k] for u, k in zip(self.units, ns)] + [p[2][None, :] for p in pairs])
-        one = lil_matrix((len(ns), n))
-        for k in range(len(ns)):
-            one[k, start[k] : start[k + 1]] = 1
-        constraints = [LinearConstraint(one.tocsr(), 1, 1), LinearConstraint(res.T, -np.inf, self.budget + 1e-6)]
-        if pairs:  # y >= x_a + x_b - 1: the converter is paid when both classes are chosen
-            link = lil_matrix((len(pairs), n))
-            for r, (rows_a, rows_b, _) in enumerate(pairs):
-                link[r, rows_a] = 1
-                link[r, rows_b] = 1
-                link[r, n_x + r] = -1
-            constraints.append(LinearConstraint(link.tocsr(), -np.inf, 1))
-        out = milp(res @ self.scale, integrality=np.ones(n), bounds=Bounds(0, 1), constraints=constraints, options={"time_limit": time_limit})
-        if out.x is None:
-            return None, out.status == 2
-        x = np.round(out.x[:n_x]).astype(int)
-        sel = [int(np.argmax(x[start[k] : start[k + 1]])) for k in range(len(ns))]
-        return (sel if self.fits(self.usage(sel)) else None), out.status == 0
+    def _group_ids(self) -> list[np.ndarray]:
+        """Per unit and option: an id of its streams to other units (equal ids: equal converters)."""
+        sigs: list[list[list]] = [[[] for _ in u.cycles] for u in self.units]
+        for _e, up, uc, src, dst in self.links:
+            for i, s in enumerate(src):
+                sigs[up][i].append(s)
+            for j, d in enumerate(dst):
+                sigs[uc][j].append(d)
+        out = []
+        for per_unit in sigs:
+            ids: dict[tuple, int] = {}
+            out.append(np.array([ids.setdefault(tuple(s), len(ids)) for s in per_unit], dtype=int))
+        return out
+
+    def _groups(self, k: int, n: int) -> list[list[int]]:
+        """Options ``0..n-1`` of unit ``k`` grouped by their streams to other units."""
+        ids = self.group_ids[k][:n]
+        order = np.argsort(ids, kind="stable")
+        cuts = np.flatnonzero(np.diff(ids[order])) + 1
+        return [g.tolist() for g in np.split(order, cuts)]
+
+
+def replaceable(res: np.ndarray, worst: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """Which options another one replaces: its ``worst`` (resources plus dearest converters) <= their ``res``.
+
+    The relation is transitive and, but for identical options (the first of which is kept),
+    acyclic, so every replaced option has a kept one that replaces it.
+    """
+    n = len(res)
+    out = np.zeros(n, dtype=bool)
+    idx = np.arange(n)
+    for lo in range(0, n, chunk):
+        j = idx[lo : lo + chunk]
+        beats = np.all(worst[:, None, :] <= res[None, j, :] + 1e-9, axis=2)  # [i, j]: i replaces j
+        back = np.all(worst[j][:, None, :] <= res[None, :, :] + 1e-9, axis=2).T  # [i, j]: j replaces i
+        beats &= ~back | (idx[:, None] < j[None, :])  # of identical options the first stays
+        beats[j, np.arange(len(j))] = False
+        out[j] = beats.any(axis=0)
+    return out
+
+
+def prune_resources(groups: list[list[int]], res: np.ndarray) -> list[int]:
+    """Within each group, the options no other one of the group beats in every resource."""
+    return [g[j] for g in groups for j in non_dominated(res[g])]

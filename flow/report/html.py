@@ -94,6 +94,9 @@ def _cards(r: Report) -> str:
         _card("Fits the board", "yes" if r.fits else "no",
               f"over: {_e(over)}" if over else "within every cap", "ok" if r.fits else "bad"),
     ]
+    b = r.cycle_bound
+    if b is not None:
+        cards.append(_card("Of the limit", f"{100 * b.fraction:.1f}%", _e(b.describe()), "ok" if b.fraction >= 1.0 else ""))
     if r.accuracy is not None:
         cards.append(_card("Test accuracy", f"{100 * r.accuracy:.2f}%"))
     v = r.verification

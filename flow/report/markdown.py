@@ -44,6 +44,8 @@ def render_markdown(report: Report) -> str:
         f"- Fits the board's caps: **{'yes' if report.fits else 'no'}**"
         + (f" (over: {', '.join(report.over_budget)})" if report.over_budget else ""),
     ]
+    if report.cycle_bound is not None:
+        lines.append(f"- Distance from the limit: {report.cycle_bound.describe()}")
     if report.accuracy is not None:
         lines.append(f"- Test accuracy: **{100 * report.accuracy:.2f}%**")
     if report.verification is not None:

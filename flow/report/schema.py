@@ -1,6 +1,6 @@
 """The build report as a typed object, serialised to report.json in a stable, documented schema.
 
-Schema (``schema_version`` 2)::
+Schema (``schema_version`` 3)::
 
     model                 str     model name or file stem
     target                {name, part, clock_mhz}
@@ -37,13 +37,24 @@ Schema (``schema_version`` 2)::
                                   converters and FIFOs; cycles in clock cycles per frame, latency in
                                   cycles for the first frame; FIFO depths sized from simulated peaks
     folding               {mode, target_fps, file, specialize_file}
+    cycle_bound           {cycles, source, layer, fraction, input_stream_cycles, input_layer,
+                           fastest_layer_cycles, fastest_layer, caps_cycles, search_cycles, optimal} | null
+                                  --auto: a lower bound on cycles per frame under the board's caps
+                                  (``cycles``, the largest of: the input stream at the first layers'
+                                  widest legal input, one word per cycle; every layer at its fastest
+                                  legal setting; the LP relaxation of the folding choice under the caps;
+                                  bounds the exact search proved infeasible), where it comes from
+                                  (``source``: input_stream | fastest_layer | caps | search, and
+                                  ``layer``), and ``fraction`` = cycles / max_cycles (1.0: the design
+                                  is on its bound); ``optimal``: proven fastest within the caps
     stage                 estimates | codegen | bitfile
     skipped               [str]   steps not run, with the reason
     timings_s             {step: seconds}
 
 :meth:`Report.load` reads a report.json back, validated (a file in an output folder is
 untrusted input); :meth:`Report.to_dict` is the JSON-ready dict. Reports of schema version 1
-(before ``lut_basis``, ``sim_cycles``, ``rtlsim``) load with those fields at their defaults.
+(before ``lut_basis``, ``sim_cycles``, ``rtlsim``) and 2 (before ``cycle_bound``) load with
+those fields at their defaults.
 """
 
 from __future__ import annotations
@@ -51,7 +62,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -65,7 +76,7 @@ from flow.sim.rtlsim.toolchain import find_verilator
 from flow.sim.verify import Verification
 from hw_targets import Target
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Largest report.json :meth:`Report.load` reads.
 MAX_REPORT_BYTES = 64 * 2**20
 
@@ -91,6 +102,36 @@ class FoldingInfo(_Strict):
     target_fps: int | None = None
     file: str | None = None
     specialize_file: str | None = None
+
+
+class CycleBound(_Strict):
+    """``--auto``'s lower bound on cycles per frame under the board's caps, and the design's distance from it."""
+
+    cycles: int = Field(ge=0)
+    source: Literal["input_stream", "fastest_layer", "caps", "search"]
+    layer: str | None = None
+    fraction: float = Field(ge=0, allow_inf_nan=False)
+    input_stream_cycles: int = Field(ge=0)
+    input_layer: str | None = None
+    fastest_layer_cycles: int = Field(ge=0)
+    fastest_layer: str | None = None
+    caps_cycles: int = Field(ge=0)
+    search_cycles: int = Field(ge=0)
+    optimal: bool
+
+    def describe(self) -> str:
+        """The bound, where it comes from, and how close the design is, in one sentence."""
+        what = {
+            "input_stream": f"the input stream into {self.layer} (one word per cycle at its widest legal input)",
+            "fastest_layer": f"{self.layer} at its fastest legal setting within the caps",
+            "caps": "the board's caps (LP relaxation of the folding choice, converters included)",
+            "search": "the board's caps (no folding fits at fewer cycles, proven by the exact search)",
+        }[self.source]
+        if self.fraction >= 1.0:
+            at = "on its input-stream bound" if self.source == "input_stream" else "on this bound"
+        else:
+            at = f"at {100 * self.fraction:.1f}% of it" + ("" if self.optimal else " (not proven optimal)")
+        return f"lower bound {self.cycles:,} cycles/frame from {what}; the design is {at}"
 
 
 class ChainReport(_Strict):
@@ -178,12 +219,14 @@ class Report(_Strict):
     skipped: list[str] = Field(default_factory=list)
     timings_s: dict[str, float] = Field(default_factory=dict)
     rtlsim: RtlsimReport | None = None
+    cycle_bound: CycleBound | None = None
 
     @classmethod
     def from_estimates(
         cls, *, model: str, target: Target, est: Estimates, folding: FoldingInfo, stage: str,
         accuracy: float | None = None, verification: Verification | None = None,
         skipped: list[str] | None = None, timings: dict[str, float] | None = None, rtlsim: DesignSim | None = None,
+        cycle_bound: dict[str, Any] | None = None,
     ) -> "Report":
         return cls(
             model=model,
@@ -205,6 +248,7 @@ class Report(_Strict):
             skipped=skipped or [],
             timings_s={k: round(v, 3) for k, v in (timings or {}).items()},
             rtlsim=RtlsimReport.of(rtlsim) if rtlsim is not None else None,
+            cycle_bound=CycleBound.model_validate(cycle_bound) if cycle_bound is not None else None,
         )
 
     def resources_used(self) -> dict[str, float]:

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from flow.core.errors import CompileError, QflowError, StructureError
 from models.bnn_pynq import bnn_pynq_config
 from models.catalogue import NETWORKS
 from models.espcn import espcn
@@ -32,6 +31,7 @@ from tests.corpus.models import (
     MLP,
     ArgMaxHead,
     CNNMaxPool,
+    ResNetBottlenecks,
     mobilenet_v1_slice,
 )
 
@@ -51,10 +51,11 @@ class Case:
     or ``mnist`` (training and verification images). ``weights``: ``train`` (``train_steps``
     Adam steps of 64 samples; 0 keeps random weights, the ties case) or ``calibrate`` (random
     weights, BatchNorm statistics from synthetic inputs). ``slow``: more than a few seconds
-    per build (``pytest -m slow``). ``finn``: FINN's builder is expected to build it.
-    ``target``: the board it is built for. ``head``: ``label`` (a classifier) or ``none`` (its
-    output is a value or an image: no label select). ``known_failure``: the one-line error
-    a build stops with today (``failure`` its class), while the fix is pending.
+    per build (``pytest -m slow``). ``large``: a full-size finn-examples network, minutes and
+    gigabytes per build (``pytest -m large``; ``benchmarks/finn_examples.py`` measures them).
+    ``finn``: FINN's builder is expected to build it. ``target``: the board it is built for.
+    ``head``: ``label`` (a classifier) or ``none`` (its output is a value or an image: no
+    label select).
     """
 
     name: str
@@ -71,8 +72,7 @@ class Case:
     weights: str = "train"
     target: str = "pynq-z1"
     head: str = "label"
-    known_failure: str = ""
-    failure: type[QflowError] | None = None
+    large: bool = False
 
 
 def _bnn(name: str, steps: int, slow: bool = False, config: str | None = None, export: str = "docs", note: str = "") -> Case:
@@ -104,34 +104,24 @@ CASES: list[Case] = [
     Case("mlp_float_input", _mlp(float_input=True), _MLP_SHAPE, "plain", "unit", None, note="float [0, 1] input quantized by the model: no --input-dtype"),
     Case("cnn_maxpool", CNNMaxPool, (1, 14, 14), "plain", note="4-bit CNN, MaxPool, no input quantizer, per-channel scales"),
     Case("cnn_maxpool_stripped", CNNMaxPool, (1, 14, 14), "stripped", note="the same without intermediate shapes"),
+    Case("resnet_bottlenecks", ResNetBottlenecks, (16, 8, 8), "plain", finn=False,
+         note="two ResNet-50 w1a2 bottleneck blocks at 16x8x8, shared quantizer at the joins: DuplicateStreams, ElementwiseAdd, GlobalAccPool"),
     Case("mobilenet_v1_slice", mobilenet_v1_slice, (3, 32, 32), "plain", train_steps=3, slow=True, finn=False,
          note="brevitas_examples MobileNet-v1, channels [[8], [16], [32, 32]]: depthwise convs behind per-channel scales"),
 ]
 
 
-#: Today's one-line errors; fixes are pending. 1D convolutions: FINN's step_streamline runs
-#: qonnx's LowerConvsToMatMul, which reads ``kernel_shape.ints[1]`` of a Conv1d's one-element
-#: kernel shape (finn-examples runs qonnx's Change3DTo4DTensors first, in a custom step).
-#: Upsampling: qflow's mappability check after streamlining (flow/compile/passes/mappable.py)
-#: finds a Resize with no hardware layer, or a scale it cannot move past ConvTranspose/DepthToSpace.
-CONV1D_STREAMLINE = "step 'streamline' cannot process this model (IndexError: list index out of range)"
-NO_RESIZE = "node 'Resize_0' (Resize) cannot be mapped to integer hardware: FINN has no hardware layer for Resize"
-NO_DECONV_SCALE = "cannot move past it: no exact rewrite for ConvTranspose"
-NO_DEPTH_TO_SPACE = "cannot move past it: no exact rewrite for DepthToSpace"
-
-
 def _example(key: str, *, name: str | None = None, build: Callable[[], nn.Module] | None = None,
-             shape: tuple[int, ...] | None = None, slow: bool | None = None, known: str = "",
-             failure: type[QflowError] | None = None, note: str = "") -> Case:
+             shape: tuple[int, ...] | None = None, slow: bool = False, large: bool | None = None, note: str = "") -> Case:
     """A finn-examples network from the catalogue as a corpus case (exported as Brevitas writes it)."""
     net = NETWORKS[key]
     mnist = net.weights == "mnist"
     return Case(
         name or "fe_" + key.replace("-", "_"), build or net.build, shape or net.input_shape, "plain",
         examples.DOMAINS.get(net.family, "pixels"), net.input_dtype, train_steps=400 if mnist else 0,
-        slow=net.large if slow is None else slow, finn=not known, note=note or net.description,
+        slow=slow, large=net.large if large is None else large, note=note or net.description,
         data="mnist" if mnist else "synthetic", weights="train" if mnist else "calibrate", target=net.boards[0].target,
-        head="label" if net.output.startswith("top") else "none", known_failure=known, failure=failure,
+        head="label" if net.output.startswith("top") else "none",
     )
 
 
@@ -139,21 +129,21 @@ def _espcn_small(upsample: str) -> Callable[[], nn.Module]:
     return lambda: espcn(upsample, in_hw=(16, 16))
 
 
-_KNOWN_ESPCN = {"resize": NO_RESIZE, "deconv": NO_DECONV_SCALE, "subpixel": NO_DEPTH_TO_SPACE}
+_UPSAMPLERS = ("resize", "deconv", "subpixel")
 
 CASES += [
     *[_example(f"tfc-w{w}a{a}") for w, a in ((1, 1), (1, 2), (2, 2))],
     *[_example(f"cnv-w{w}a{a}", slow=True) for w, a in ((1, 1), (1, 2), (2, 2))],
     _example("kws-mlp-w3a3"),
     _example("cybsec-mlp-w2a2"),
-    _example("vgg10-radioml-w4a4", known=CONV1D_STREAMLINE, failure=CompileError),
+    _example("vgg10-radioml-w4a4"),
     _example("gtsrb-cnv-w1a1", slow=True),
     _example("mobilenet-v1-w4a4"),
     _example("proxylessnas-mobile14-w4a4"),
     _example("resnet50-w1a2"),
-    *[_example(f"espcn-{u}", known=k, failure=StructureError) for u, k in _KNOWN_ESPCN.items()],
-    *[_example(f"espcn-{u}", name=f"fe_espcn_{u}_16", build=_espcn_small(u), shape=(3, 16, 16), slow=False, known=k,
-               failure=StructureError, note=f"espcn-{u} on 16x16 inputs") for u, k in _KNOWN_ESPCN.items()],
+    *[_example(f"espcn-{u}") for u in _UPSAMPLERS],
+    *[_example(f"espcn-{u}", name=f"fe_espcn_{u}_16", build=_espcn_small(u), shape=(3, 16, 16), large=False,
+               note=f"espcn-{u} on 16x16 inputs") for u in _UPSAMPLERS],
 ]
 BY_NAME = {c.name: c for c in CASES}
 

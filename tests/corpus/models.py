@@ -9,12 +9,15 @@ from __future__ import annotations
 import brevitas.nn as qnn
 import torch
 from brevitas.quant import (
+    Int8ActPerTensorFloat,
     Int8WeightPerChannelFloat,
     Int8WeightPerTensorFloat,
     Uint8ActPerTensorFloat,
 )
 from brevitas_examples.imagenet_classification.models.mobilenetv1 import MobileNet
 from torch import nn
+
+from models.quant import weight_quant_kwargs
 
 
 def mobilenet_v1_slice() -> nn.Module:
@@ -93,3 +96,44 @@ class CNNMaxPool(nn.Module):
     def forward(self, x):
         x = self.features(x)
         return self.fc(x.reshape(x.shape[0], -1))
+
+
+class Bottleneck(nn.Module):
+    """A ResNet-50 bottleneck block, w1a2: 1x1 reduce, 3x3, 1x1 expand (x4), each with BN; 2-bit ReLUs inside;
+    a 1x1 projection on the skip when the channels change. ``shared`` (one signed quantizer for every
+    residual join of the network) quantizes both summands and the sum, so FINN's integer adder maps it."""
+
+    def __init__(self, cin: int, width: int, shared: nn.Module):
+        super().__init__()
+
+        def conv(a, b, k):
+            return qnn.QuantConv2d(a, b, k, padding=k // 2, bias=False, **weight_quant_kwargs(1, "conv"))
+
+        relu = lambda: qnn.QuantReLU(act_quant=Uint8ActPerTensorFloat, bit_width=2)  # noqa: E731
+        self.body = nn.Sequential(
+            conv(cin, width, 1), nn.BatchNorm2d(width), relu(), conv(width, width, 3), nn.BatchNorm2d(width), relu(),
+            conv(width, 4 * width, 1), nn.BatchNorm2d(4 * width),
+        )
+        self.proj = nn.Sequential(conv(cin, 4 * width, 1), nn.BatchNorm2d(4 * width)) if cin != 4 * width else None
+        self.shared = shared
+
+    def forward(self, x):
+        skip = x if self.proj is None else self.shared(self.proj(x))
+        return self.shared(self.shared(self.body(x)) + skip)
+
+
+class ResNetBottlenecks(nn.Module):
+    """Two ResNet-50 bottleneck blocks (the first with a projection) on ``cin x H x W`` raw pixels, a global
+    average pool and a linear head: the structure of ResNet-50 w1a2 at a tiny size."""
+
+    def __init__(self, cin: int = 16, width: int = 8):
+        super().__init__()
+        self.inp = PixelsIn()
+        self.shared = qnn.QuantIdentity(act_quant=Int8ActPerTensorFloat, bit_width=2)
+        self.blocks = nn.Sequential(Bottleneck(cin, width, self.shared), Bottleneck(4 * width, width, self.shared))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = qnn.QuantLinear(4 * width, 10, bias=False, weight_quant=Int8WeightPerTensorFloat, weight_bit_width=4)
+
+    def forward(self, x):
+        x = self.blocks(self.shared(self.inp(x)))
+        return self.fc(torch.flatten(self.pool(x), 1))

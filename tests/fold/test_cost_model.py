@@ -41,14 +41,15 @@ def _specialized(onnx, target, out):
 
 
 @pytest.fixture(scope="module")
-def networks(tmp_path_factory, tiny_mlp_onnx, tiny_cnn_onnx):
+def networks(tmp_path_factory, tiny_mlp_onnx, tiny_cnn_onnx, residual_specialized):
     tmp = tmp_path_factory.mktemp("costmodel")
     nets = {"tiny_mlp": (tiny_mlp_onnx, "pynq-z1"), "tiny_cnn": (tiny_cnn_onnx, "zcu104")}
     for name, (kind, w, a, target) in {"tfc_w1a1": ("tfc", 1, 1, "pynq-z1"), "cnv_w1a1": ("cnv", 1, 1, "zcu104")}.items():
         m = build_model(kind, weight_bits=w, act_bits=a)
         export_qonnx(m, tmp / f"{name}.onnx", m.input_shape)
         nets[name] = (tmp / f"{name}.onnx", target)
-    return {k: (_specialized(p, t, tmp / k), load_target(t)) for k, (p, t) in nets.items()}
+    built = {k: (_specialized(p, t, tmp / k), load_target(t)) for k, (p, t) in nets.items()}
+    return built | {"residual": (residual_specialized, load_target("pynq-z1"))}
 
 
 def _finn_apply(model: ModelWrapper, folding: dict, part: str, tmp_path) -> tuple[ModelWrapper, dict[str, str]]:
@@ -62,7 +63,7 @@ def _finn_apply(model: ModelWrapper, folding: dict, part: str, tmp_path) -> tupl
     return _finn_compat.build_steps().step_minimize_bit_width(m, cfg), rename
 
 
-@pytest.mark.parametrize("net,trials", [("tiny_mlp", 20), ("tiny_cnn", 20), ("tfc_w1a1", 12), ("cnv_w1a1", 10)])
+@pytest.mark.parametrize("net,trials", [("tiny_mlp", 20), ("tiny_cnn", 20), ("tfc_w1a1", 12), ("cnv_w1a1", 10), ("residual", 8)])
 def test_cost_model_matches_finn_exactly(networks, net, trials, tmp_path):
     from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
     from finn.analysis.fpgadataflow.res_estimation import res_estimation
@@ -76,10 +77,12 @@ def test_cost_model_matches_finn_exactly(networks, net, trials, tmp_path):
         finn_model, rename = _finn_apply(model, folding, target.part, tmp_path)
         res = finn_model.analysis(partial(res_estimation, fpgapart=target.part))
         cycles = finn_model.analysis(exp_cycles_per_layer)
-        assert set(res) == {rename[n] for n in cm.layers}
+        counted = {rename[n] for n in cm.layers if cm.op_types[n].endswith(("_hls", "_rtl"))}
+        assert set(res) == counted  # FINN's analyses skip layers it has not specialized yet (a Shuffle)
         for name in cm.layers:
             got, new = pred.layers[name], rename[name]
-            want = (cycles[new], *qflow_resources(getCustomOp(finn_model.get_node_from_name(new)), res[new]))
+            inst = getCustomOp(finn_model.get_node_from_name(new))
+            want = (cycles.get(new, inst.get_nodeattr("cycles_estimate")), *qflow_resources(inst, res.get(new, {})))
             assert (got.cycles, *got.resources()) == want, (net, trial, name, folding[name])
         est = estimate(finn_model, target)
         assert est.max_cycles == pred.max_cycles
@@ -105,7 +108,7 @@ def test_converters_between_mismatched_streams(networks, tmp_path):
     assert pred.fits(budget) and not pred.fits({**budget, "lut": pred.totals["lut"]}) and pred.fits({**budget, "lut": pred.totals["lut"]}, with_dwc=False)
 
 
-@pytest.mark.parametrize("net", ["tiny_cnn", "cnv_w1a1"])
+@pytest.mark.parametrize("net", ["tiny_cnn", "cnv_w1a1", "residual"])
 def test_cost_model_matches_finn_on_setfolding_results(networks, net, tmp_path):
     """SetFolding's foldings (parallel_window, coupled SWGs) are priced exactly too."""
     from finn.transformation.fpgadataflow.set_folding import SetFolding
@@ -168,8 +171,11 @@ def test_module_docstrings_run():
     import flow.compile.converters
     import flow.compile.specialize
     import flow.fold.cost_model
+    import flow.fold.dims
     import flow.fold.optimizer
+    import flow.fold.program
     import flow.fold.select
 
-    for mod in (flow.fold.cost_model, flow.fold.optimizer, flow.fold.select, flow.compile.converters, flow.compile.specialize):
+    mods = (flow.fold.cost_model, flow.fold.dims, flow.fold.optimizer, flow.fold.program, flow.fold.select, flow.compile.converters, flow.compile.specialize)
+    for mod in mods:
         assert doctest.testmod(mod, optionflags=doctest.ELLIPSIS).failed == 0, mod.__name__

@@ -19,7 +19,8 @@ from flow.core.config import build_config
 from flow.core.errors import ConfigError, FoldingError, InfeasibleDesignError
 from flow.fold.cost_model import CostModel
 from flow.fold.optimizer import optimize
-from flow.fold.rules import extract_folding, fold_limits
+from flow.fold.dims import fold_limits
+from flow.fold.rules import extract_folding
 from hw_targets import load_target
 
 
