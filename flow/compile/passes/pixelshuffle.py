@@ -20,19 +20,16 @@ layers stays, and :mod:`.mappable` refuses it naming the node.
 from __future__ import annotations
 
 import numpy as np
-from qonnx.transformation.base import Transformation
 
 from flow.compile.passes.graph import (
     MoveConstantPastUnaryOp,
+    SweepTransformation,
     attr,
     channelwise_vector,
     compress,
     const_operand,
     materialize,
-    new_const,
-    refresh,
     sole_consumer,
-    swap_unary,
 )
 
 SHUFFLE_OPS = ("DepthToSpace",)
@@ -85,34 +82,31 @@ class MoveLinearPastDepthToSpace(MoveConstantPastUnaryOp):
         return out.reshape(1, -1, 1, 1) if np.array_equal(out[dest], vec) else None
 
 
-class MoveDepthToSpacePastElementwise(Transformation):
+class MoveDepthToSpacePastElementwise(SweepTransformation):
     """``D2S -> op`` -> ``op' -> D2S`` for an elementwise ``op`` (thresholds, scale, offset, ReLU) whose
     parameters are per output channel at most: each input channel takes its output channel's."""
 
-    def apply(self, model):
-        for n in model.graph.node:
-            if n.op_type not in SHUFFLE_OPS:
-                continue
-            nxt = sole_consumer(model, n.output[0])
-            groups = _groups(model, n)
-            if nxt is None or groups is None or nxt.op_type not in ELEMENTWISE_OPS or nxt.input[0] != n.output[0]:
-                continue
-            dest, c_in = groups
-            oshape = model.get_tensor_shape(n.output[0])
-            if nxt.op_type == "MultiThreshold":
-                thr = model.get_initializer(nxt.input[1])
-                if thr is None or attr(nxt, "data_layout", b"") not in (b"", "", b"NCHW", "NCHW"):  # channels on axis 1
-                    continue
-                if thr.shape[0] > 1:
-                    nxt.input[1] = new_const(model, thr[dest])
-            elif nxt.op_type != "Relu":
-                co = const_operand(model, nxt)
-                if co is None or co[0] != 0:
-                    continue
-                vec = channelwise_vector(np.asarray(co[2]), oshape, 1)
-                if vec is None:
-                    continue
-                nxt.input[1] = new_const(model, vec[dest].reshape(1, -1, 1, 1) if vec.size > 1 else vec.reshape(()))
-            swap_unary(model, n, nxt)
-            return refresh(model), True
-        return model, False
+    def rewrite(self, ed, n):
+        if n.op_type not in SHUFFLE_OPS:
+            return
+        nxt = sole_consumer(ed, n.output[0])
+        groups = _groups(ed, n)
+        if nxt is None or not ed.is_fresh(nxt) or groups is None or nxt.op_type not in ELEMENTWISE_OPS or nxt.input[0] != n.output[0]:
+            return
+        dest, _ = groups
+        oshape = ed.get_tensor_shape(n.output[0])
+        if nxt.op_type == "MultiThreshold":
+            thr = ed.get_initializer(nxt.input[1])
+            if thr is None or attr(nxt, "data_layout", b"") not in (b"", "", b"NCHW", "NCHW"):  # channels on axis 1
+                return
+            if thr.shape[0] > 1:
+                ed.rewire_input(nxt, 1, ed.new_const(thr[dest]))
+        elif nxt.op_type != "Relu":
+            co = const_operand(ed, nxt)
+            if co is None or co[0] != 0:
+                return
+            vec = channelwise_vector(np.asarray(co[2]), oshape, 1)
+            if vec is None:
+                return
+            ed.rewire_input(nxt, 1, ed.new_const(vec[dest].reshape(1, -1, 1, 1) if vec.size > 1 else vec.reshape(())))
+        ed.swap_unary(n, nxt)
