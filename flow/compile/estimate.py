@@ -14,7 +14,6 @@ A build with ``--rtlsim`` adds each layer's measured cycles (``sim_cycles``, or 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import partial
 
 from finn.analysis.fpgadataflow.dataflow_performance import dataflow_performance
@@ -24,50 +23,11 @@ from finn.transformation.fpgadataflow.annotate_cycles import AnnotateCycles
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
-from flow.compile.converters import Converter, finn_dwcs
+from flow.compile.converters import finn_dwcs
 from flow.compile.lut_model import layer_lut
+from flow.core.estimates import Estimates, LayerEstimate
 from flow.core.vocab import RESOURCES, finn_resources, is_hw_node
 from hw_targets import Target
-
-
-@dataclass(frozen=True)
-class LayerEstimate:
-    name: str
-    op_type: str
-    pe: int | None
-    simd: int | None
-    cycles: int
-    lut: float
-    bram_18k: float
-    uram: float
-    dsp: float
-    lut_basis: str = "finn"  # flow.compile.lut_model.BASES
-    sim_cycles: float | None = None  # measured cycles per frame (--rtlsim)
-    sim_note: str | None = None  # why the layer was not simulated, or what the simulation found
-
-
-@dataclass(frozen=True)
-class Estimates:
-    layers: list[LayerEstimate]
-    totals: dict[str, float]
-    budget: dict[str, int]
-    over_budget: list[str]
-    max_cycles: int
-    bottleneck: str
-    critical_path_cycles: int
-    throughput_fps: float
-    latency_us: float
-    clock_mhz: float
-    converters: list[Converter] = field(default_factory=list)
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def fits(self) -> bool:
-        return not self.over_budget
-
-    @property
-    def converter_totals(self) -> dict[str, float]:
-        return {k: float(sum(getattr(c, k) for c in self.converters)) for k in RESOURCES}
 
 
 def estimate(model: ModelWrapper, target: Target) -> Estimates:

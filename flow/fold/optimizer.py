@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
+from flow.compile.context import finn_config
 from flow.compile.specialize import apply_folding
 from flow.core.errors import InfeasibleDesignError
 from flow.core.fileio import atomic_write_json
@@ -201,7 +202,7 @@ def apply_auto_folding(model: ModelWrapper, ctx) -> ModelWrapper:
     wwidth = cfg.mvau_wwidth_max if "mvau_wwidth_max" in cfg.model_fields_set else None
     pinned = cfg.specialize_file is not None  # the user chose the variants
     plan = optimize(model, ctx.target, wwidth_max=wwidth, variants=not pinned, prefer="rtl" if cfg.prefer_rtl else None)
-    fcfg = ctx.finn_config()
+    fcfg = finn_config(ctx)
     path = Path(fcfg.output_dir) / "report" / "auto_folding_config.json"
     folded, rename = apply_folding(model, plan.folding, fcfg, path)
     summary = plan.summary() | {"bottleneck": rename.get(plan.predicted.bottleneck, plan.predicted.bottleneck)}

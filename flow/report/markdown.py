@@ -12,6 +12,7 @@ from flow.report.cells import (
     unsimulated,
 )
 from flow.report.schema import Report
+from flow.report.sections import section_rows
 
 
 def _stage_rows(report: Report) -> list[str]:
@@ -69,7 +70,7 @@ def render_markdown(report: Report) -> str:
             + f" {lut_cell(layer)} | {layer.bram_18k:g} | {layer.uram:g} | {layer.dsp:g} |"
         )
     lines += ["", LUT_LEGEND]
-    return "\n".join(lines + _rtlsim_rows(report) + _stage_rows(report)) + "\n"
+    return "\n".join(lines + _rtlsim_rows(report) + _stage_rows(report) + section_rows(report.sections)) + "\n"
 
 
 def _rtlsim_rows(report: Report) -> list[str]:

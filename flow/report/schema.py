@@ -66,10 +66,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flow.compile.converters import Converter
-from flow.compile.estimate import Estimates, LayerEstimate
 from flow.core.config import format_validation_error
 from flow.core.errors import ConfigError
+from flow.core.estimates import Converter, Estimates, LayerEstimate
 from flow.core.vocab import RESOURCES
 from flow.sim.rtlsim.design import DesignSim
 from flow.sim.rtlsim.toolchain import find_verilator
@@ -220,13 +219,14 @@ class Report(_Strict):
     timings_s: dict[str, float] = Field(default_factory=dict)
     rtlsim: RtlsimReport | None = None
     cycle_bound: CycleBound | None = None
+    sections: dict[str, dict[str, Any]] = Field(default_factory=dict)  # plug-in verifiers' own sections, by name
 
     @classmethod
     def from_estimates(
         cls, *, model: str, target: Target, est: Estimates, folding: FoldingInfo, stage: str,
         accuracy: float | None = None, verification: Verification | None = None,
         skipped: list[str] | None = None, timings: dict[str, float] | None = None, rtlsim: DesignSim | None = None,
-        cycle_bound: dict[str, Any] | None = None,
+        cycle_bound: dict[str, Any] | None = None, sections: dict[str, dict[str, Any]] | None = None,
     ) -> "Report":
         return cls(
             model=model,
@@ -249,6 +249,7 @@ class Report(_Strict):
             timings_s={k: round(v, 3) for k, v in (timings or {}).items()},
             rtlsim=RtlsimReport.of(rtlsim) if rtlsim is not None else None,
             cycle_bound=CycleBound.model_validate(cycle_bound) if cycle_bound is not None else None,
+            sections=sections or {},
         )
 
     def resources_used(self) -> dict[str, float]:
@@ -258,7 +259,7 @@ class Report(_Strict):
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict of report.json."""
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", exclude=set() if self.sections else {"sections"})
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "report") -> "Report":

@@ -10,7 +10,7 @@ import pytest
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
-from flow.builder.rtlsim import design_reference
+from flow.verifiers.rtlsim import design_reference
 from flow.cli import main
 from flow.compile.steps import assemble_design
 from flow.core.config import build_config
