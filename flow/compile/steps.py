@@ -42,8 +42,8 @@ from flow.compile.passes import (
 )
 from flow.compile.registry import model_step
 from flow.compile.specialize import check_specialize_file
-from flow.core.pipeline import BuildContext, StepSpec
 from flow.core.errors import InputDatatypeError, UnsupportedOpError
+from flow.core.pipeline import BuildContext, StepSpec
 from flow.core.stages import Stage
 from flow.core.vocab import HW_DOMAIN, IMPL_ATTR, PARTITION_OP, is_hw_node
 

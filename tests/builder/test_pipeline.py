@@ -12,7 +12,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from flow.builder import build, get_step, register_flow, register_step, register_verifier
 from flow.builder.registry import COMPILE_FLOW, REGISTRY
-from flow.cli import BITFILE_SKIPPED
+from flow.cli import BITFILE_SKIPPED, main
 from flow.compile.registry import model_step
 from flow.core.checks import StageCheck
 from flow.core.config import build_config
@@ -208,25 +208,23 @@ def test_a_default_build_has_no_sections_key(tiny_mlp_onnx, tmp_path):
     assert "sections" not in _report(tmp_path / "o")
 
 
-def test_cli_round_trip_and_one_line_per_step_without_a_terminal(tiny_mlp_onnx, tmp_path):
+def test_cli_round_trip_and_one_line_per_step_without_a_terminal(tiny_mlp_onnx, tmp_path, capsys):
     out = tmp_path / "o"
-    first = run_cli(["build", str(tiny_mlp_onnx), "--out", str(out), "--samples", "4", "--to-step", "convert_to_hw"])
-    assert first.code == 0, first.err
-    steps = [line.split()[0] for line in first.err.splitlines() if line.startswith("  ")]
-    assert steps == list(COMPILE_FLOW[:6])
-    assert all(line.rstrip().endswith(" s") for line in first.err.splitlines() if line.startswith("  "))
-    second = run_cli(["build", str(tiny_mlp_onnx), "--out", str(out), "--samples", "4", "--from-step", "create_dataflow_partition"])
-    assert second.code == 0, second.err
-    assert [line.split()[0] for line in second.err.splitlines() if line.startswith("  ")] == [
+    assert main(["build", str(tiny_mlp_onnx), "--out", str(out), "--samples", "4", "--to-step", "convert_to_hw"]) == 0
+    first = capsys.readouterr()
+    timed = [line for line in first.out.splitlines() if line.startswith("  ")]
+    assert [line.split()[0] for line in timed] == list(COMPILE_FLOW[:6]) and all(line.endswith(" s") for line in timed)
+    assert "stopped after convert_to_hw" in first.out and first.err == ""
+    assert main(["build", str(tiny_mlp_onnx), "--out", str(out), "--samples", "4", "--from-step", "create_dataflow_partition"]) == 0
+    second = capsys.readouterr()
+    assert [line.split()[0] for line in second.out.splitlines() if line.startswith("  ")] == [
         "create_dataflow_partition", "specialize_layers", "fold", "minimize_bit_width", "estimate", "verify"]
-    assert _report(out)["verification"]["passed"]
-    quiet = run_cli(["build", str(tiny_mlp_onnx), "--out", str(tmp_path / "q"), "--samples", "0", "--no-progress"])
-    assert quiet.code == 0 and quiet.err == ""
+    assert "verification passed" in second.out and _report(out)["verification"]["passed"]
+    assert main(["build", str(tiny_mlp_onnx), "--out", str(tmp_path / "q"), "--samples", "0", "--no-progress"]) == 0
+    assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
 
 
 def test_bitfile_without_vivado_prints_the_summary_then_what_was_skipped(tiny_mlp_onnx, tmp_path, capsys):
-    from flow.cli import main
-
     assert main(["build", str(tiny_mlp_onnx), "--out", str(tmp_path / "o"), "--samples", "0", "--stage", "bitfile", "--no-progress"]) == 5
     cap = capsys.readouterr()
     assert "FPS" in cap.out and "report:" in cap.out
