@@ -105,7 +105,7 @@ def _target(b):
 
 
 def _summary(e) -> dict:
-    """A flow.compile.estimate.Estimates as the benchmark records designs."""
+    """A flow.fold.estimate.Estimates as the benchmark records designs."""
     conv = e.converter_totals
     return {"max_cycles": e.max_cycles, "throughput_fps": e.throughput_fps, "fits": e.fits, "over_budget": e.over_budget,
             "lut": round(e.totals["lut"] + conv["lut"]), "dwc_lut": round(conv["lut"]),
@@ -133,9 +133,9 @@ def hand_child(net_name: str, board: str, partition: Path, out: Path, fe: Path) 
     ensure(out / "finn_tmp")
     from qonnx.core.modelwrapper import ModelWrapper
 
-    from flow.compile.context import finn_config
+    from flow.compat.finn_builder import finn_config
     from flow.core.pipeline import BuildContext
-    from flow.compile.estimate import estimate
+    from flow.fold.estimate import estimate
     from flow.core.config import build_config
     from flow.core.vocab import is_hw_node
     from flow.fold.rules import check_folding_rules

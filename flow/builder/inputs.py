@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
-from flow.compile.specialize import check_config_file
 from flow.core.config import MAX_VERIFY_SAMPLES, BuildConfig
 from flow.core.errors import ConfigError
 from flow.core.fileio import read_regular
 from flow.core.vocab import LABEL_OPS
 from flow.fold.rules import read_folding_file
+from flow.fold.specialize import check_config_file
 from flow.sim.inputs import MAX_VERIFY_BYTES, input_sample_shape
 from flow.sim.verify import StageOutputs
 

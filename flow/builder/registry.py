@@ -29,8 +29,9 @@ from flow.report import step as _report
 from flow.verifiers import builtin as _verifiers
 from flow.verifiers.registry import Verifier, verifier_step
 
-COMPILE_FLOW = tuple(s.name for s in _compile.STEPS)
-_FOLDED = (*COMPILE_FLOW, *(s.name for s in _fold.STEPS))
+#: Import to the specialized design: the compiler's steps, then the folding wing's first (``specialize_layers``).
+COMPILE_FLOW = (*(s.name for s in _compile.STEPS), _fold.STEPS[0].name)
+_FOLDED = (*(s.name for s in _compile.STEPS), *(s.name for s in _fold.STEPS))
 _VERIFY = tuple(s.name for s in _verifiers.STEPS)
 
 REGISTRY = StepRegistry(

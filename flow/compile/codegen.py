@@ -11,7 +11,7 @@ from pathlib import Path
 from qonnx.core.modelwrapper import ModelWrapper
 
 from flow.compat import finn as _finn_compat
-from flow.compile.context import finn_config
+from flow.compat.finn_builder import finn_config
 from flow.core.fileio import atomic_write_bytes
 from flow.core.pipeline import BuildContext, BuildState, StepSpec
 

@@ -1,4 +1,4 @@
-"""QONNX -> FINN-ONNX -> streamlined -> HW layers -> specialized: the compiler steps.
+"""QONNX -> FINN-ONNX -> streamlined -> HW layers -> the dataflow partition: the compiler steps.
 
 Each step is a plain function ``step_*(model, ctx) -> model`` built from FINN's and
 qonnx's own passes (FINN's builder steps are called directly where they fit), exported
@@ -11,7 +11,6 @@ checkpoints the model after each.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import finn.transformation.streamline.absorb as absorb
@@ -27,11 +26,11 @@ from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.transformation.insert_topk import InsertTopK
 
 from flow.compat import finn as _finn_compat
+from flow.compat.finn_builder import finn_config, finn_step
 from flow.compat.finn_shuffle import KeepOutputTransposeOnHost
 from flow.compat.finn_upsample import infer_upsample_layers
 from flow.compat.qonnx_index import IndexedModel
 from flow.compat.qonnx_linear import transforms_in_place
-from flow.compile.context import finn_config
 from flow.compile.host_input import keep_input_quantizer_on_host
 from flow.compile.load import check_quantized
 from flow.compile.passes import (
@@ -41,20 +40,12 @@ from flow.compile.passes import (
     streamline_structures,
 )
 from flow.compile.registry import model_step
-from flow.compile.specialize import check_specialize_file
 from flow.core.errors import InputDatatypeError, UnsupportedOpError
 from flow.core.pipeline import BuildContext, StepSpec
 from flow.core.stages import Stage
-from flow.core.vocab import HW_DOMAIN, IMPL_ATTR, PARTITION_OP, is_hw_node
+from flow.core.vocab import PARTITION_OP, is_hw_node
 
 PARENT_PROP = "qflow_dataflow_parent"
-
-
-def finn_step(name: str, model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
-    """FINN's builder step ``step_<name>`` on a private copy of ``model``, its transformations
-    rewriting that copy in place (:func:`flow.compat.qonnx_linear.transforms_in_place`)."""
-    with transforms_in_place():
-        return getattr(_finn_compat.build_steps(), f"step_{name}")(copy.deepcopy(model), finn_config(ctx))
 
 
 def step_qonnx_to_finn(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
@@ -206,23 +197,6 @@ def step_create_dataflow_partition(model: ModelWrapper, ctx: BuildContext) -> Mo
     return child
 
 
-def step_specialize_layers(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
-    """Choose HLS or RTL variants of each layer for the target part (FINN's step).
-
-    A ``specialize_file`` (FINN's specialize-layers config) is checked first: it must name
-    this design's HW layers and ask for ``hls`` or ``rtl``. With ``prefer_rtl`` every layer
-    asks for its RTL variant (FINN keeps HLS where RTL cannot be built; the file, applied
-    by FINN after this, wins where it names a layer).
-    """
-    if ctx.cfg.specialize_file is not None:
-        check_specialize_file(model, ctx.cfg.specialize_file)
-    if ctx.cfg.prefer_rtl:
-        for node in model.graph.node:
-            if node.domain == HW_DOMAIN:
-                getCustomOp(node).set_nodeattr(IMPL_ATTR, "rtl")
-    return finn_step("specialize_layers", model, ctx)
-
-
 def dataflow_parent(model: ModelWrapper) -> ModelWrapper | None:
     """The host-side parent graph of a dataflow partition, if the build recorded it."""
     path = model.get_metadata_prop(PARENT_PROP)
@@ -239,7 +213,7 @@ def assemble_design(child: ModelWrapper, child_path: Path) -> ModelWrapper:
     return parent
 
 
-#: The compiler's build steps, in the order of a build: QONNX in, a specialized dataflow partition out.
+#: The compiler's build steps, in the order of a build: QONNX in, the dataflow partition of HW layers out.
 STEPS: tuple[StepSpec, ...] = (
     model_step("qonnx_to_finn", step_qonnx_to_finn),
     model_step("set_input_datatype", step_set_input_datatype, produces=Stage.FINN_ONNX),
@@ -248,5 +222,4 @@ STEPS: tuple[StepSpec, ...] = (
     model_step("insert_label_select", step_insert_label_select, produces=Stage.STREAMLINED_INTEGER),
     model_step("convert_to_hw", step_convert_to_hw, produces=Stage.HW),
     model_step("create_dataflow_partition", step_create_dataflow_partition),
-    model_step("specialize_layers", step_specialize_layers),
 )

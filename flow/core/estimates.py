@@ -1,6 +1,6 @@
 """What an estimate of a folded design holds: per layer, per data-width converter, and in total.
 
-:func:`flow.compile.estimate.estimate` fills these from FINN's analyses; the report, the
+:func:`flow.fold.estimate.estimate` fills these from FINN's analyses; the report, the
 folding optimizer and the explorers read them.
 
 >>> c = Converter("a", "b", 8, 32, lut=12.0, bram_18k=0.0, uram=0.0, dsp=0.0)
@@ -46,7 +46,7 @@ class LayerEstimate:
     bram_18k: float
     uram: float
     dsp: float
-    lut_basis: str = "finn"  # flow.compile.lut_model.BASES
+    lut_basis: str = "finn"  # flow.fold.lut_model.BASES
     sim_cycles: float | None = None  # measured cycles per frame (--rtlsim)
     sim_note: str | None = None  # why the layer was not simulated, or what the simulation found
 

@@ -24,12 +24,12 @@ import numpy as np
 import torch
 
 from flow.builder.pipeline import BuildResult, build, output_dir, retire_build
-from flow.compile.specialize import check_config_file
 from flow.core.errors import QflowError
 from flow.core.fileio import atomic_write_json
 from flow.core.outdir import OutputDir
 from flow.explore.recipe import Recipe
 from flow.fold.rules import read_folding_file
+from flow.fold.specialize import check_config_file
 from flow.nn.data import Dataset, load_dataset
 from flow.nn.export import export_qonnx
 from flow.nn.techniques.base import Job

@@ -16,7 +16,7 @@ for when to stop raising SIMD, not a rule, and the cost model prices wide weight
 
 The data-width converters FINN inserts between layers whose stream words differ are part
 of the budget: layers plus converters must fit (converter prices are FINN's, see
-:mod:`flow.compile.converters`).
+:mod:`flow.fold.converters`).
 
 Algorithm: each unit (a layer, or a coupled SWG+Pool/VVAU pair, :mod:`flow.fold.units`)
 keeps its Pareto-optimal options (cycles vs. resources) per choice of its streams to
@@ -45,8 +45,7 @@ from typing import Any
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
-from flow.compile.context import finn_config
-from flow.compile.specialize import apply_folding
+from flow.compat.finn_builder import finn_config
 from flow.core.errors import InfeasibleDesignError
 from flow.core.fileio import atomic_write_json
 from flow.core.vocab import FINN_RESOURCE_KEYS, RESOURCES
@@ -55,6 +54,7 @@ from flow.fold.cost_model import CostEstimate, CostModel
 from flow.fold.program import Status
 from flow.fold.search import Outcome, solve
 from flow.fold.select import Selector, Unit
+from flow.fold.specialize import apply_folding
 from flow.fold.units import build_units
 from hw_targets import Target
 
@@ -191,7 +191,7 @@ def apply_auto_folding(model: ModelWrapper, ctx) -> ModelWrapper:
     """``step_fold``'s auto mode: optimize, then apply the plan with FINN's own steps.
 
     Layers the plan builds in their other variant (HLS/RTL) are re-specialized by FINN
-    first (:func:`flow.compile.specialize.apply_folding`), which renames them; the FINN folding
+    first (:func:`flow.fold.specialize.apply_folding`), which renames them; the FINN folding
     config, with the final names, goes to ``<out>/finn/report/auto_folding_config.json``
     and is applied by FINN's ``step_apply_folding_config``; ``<out>/auto_folding.json``
     records the plan. ``mvau_wwidth_max`` bounds SIMD x weight bits only when the build

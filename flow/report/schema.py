@@ -9,7 +9,7 @@ Schema (``schema_version`` 3)::
                                   cycles: FINN's estimate per frame; lut_basis: where ``lut`` comes
                                   from: finn | qflow-yosys-fit | qflow-structural | none (FINN has no
                                   model and neither has qflow: 0 counted, not an estimate), see
-                                  flow.compile.lut_model; sim_cycles: cycles per frame measured in
+                                  flow.fold.lut_model; sim_cycles: cycles per frame measured in
                                   RTL simulation (--rtlsim), null with the reason in sim_note
     totals, budget        {lut, bram_18k, uram, dsp}   sum of layers / target caps
     data_width_converters {count, totals: {lut, bram_18k, uram, dsp},

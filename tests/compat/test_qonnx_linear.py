@@ -51,9 +51,9 @@ from toposort import CircularDependencyError
 
 from flow.builder import build
 from flow.compat import finn as finn_compat
+from flow.compat.finn_builder import finn_config
 from flow.compat.qonnx_graph import int_allowed
 from flow.compat.qonnx_linear import REPLACEMENTS, linear_qonnx, transforms_in_place
-from flow.compile.context import finn_config
 from flow.core.config import build_config
 from flow.core.pipeline import BuildContext
 from flow.nn.export import export_qonnx

@@ -21,7 +21,7 @@ Modules, imports going down the list:
 ``chains``      FINN's converters and FIFOs inserted; chains of RTL nodes
 ``fifos``       FIFO occupancy peaks and depths in FINN's folding-config format
 ``design``      a whole design: layers, chains, FIFO sizing, the ``rtlsim`` verification stage
-``yosys``       Yosys ``synth_xilinx`` of a layer's HDL (calibrates :mod:`flow.compile.lut_model`)
+``yosys``       Yosys ``synth_xilinx`` of a layer's HDL (calibrates :mod:`flow.fold.lut_model`)
 ==============  =================================================================================
 
 >>> from flow.sim.rtlsim.design import simulate_design, stage_check      # doctest: +SKIP

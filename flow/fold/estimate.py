@@ -5,9 +5,9 @@ cycles per frame, and ``dataflow_performance`` (after ``AnnotateCycles``) the
 bottleneck and critical path. Totals are the sum over layers; throughput is
 clock / max_cycles. The data-width converters FINN inserts when it stitches the design
 (``InsertDWC``, after FINN's own estimate report) are priced separately with FINN's
-estimates (:func:`flow.compile.converters.finn_dwcs`); the design fits when layers plus converters do.
+estimates (:func:`flow.fold.converters.finn_dwcs`); the design fits when layers plus converters do.
 Where FINN's LUT estimate is 0 by construction (MVAU_rtl, Pool_hls, ...), a layer's LUTs are
-qflow's own count, and every layer says which (``lut_basis``, :mod:`flow.compile.lut_model`).
+qflow's own count, and every layer says which (``lut_basis``, :mod:`flow.fold.lut_model`).
 A build with ``--rtlsim`` adds each layer's measured cycles (``sim_cycles``, or the reason in
 ``sim_note`` when it could not be simulated).
 """
@@ -23,10 +23,10 @@ from finn.transformation.fpgadataflow.annotate_cycles import AnnotateCycles
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
-from flow.compile.converters import finn_dwcs
-from flow.compile.lut_model import layer_lut
 from flow.core.estimates import Estimates, LayerEstimate
 from flow.core.vocab import RESOURCES, finn_resources, is_hw_node
+from flow.fold.converters import finn_dwcs
+from flow.fold.lut_model import layer_lut
 from hw_targets import Target
 
 

@@ -7,7 +7,7 @@ stitches the design (after the estimate reports, so FINN's estimates leave them 
 folded design and prices every converter with FINN's estimates; :class:`DwcPricer` gives
 the same price from two stream widths without touching the graph (for the cost model).
 
->>> from flow.compile.converters import Stream
+>>> from flow.fold.converters import Stream
 >>> Stream(elems=4, width=8) == Stream(4, 8)
 True
 """
