@@ -9,7 +9,7 @@ Each wing exports its steps as a tuple; the builder assembles one :class:`StepRe
 
 >>> reg = StepRegistry()
 >>> def double(state, ctx): state.timings["x"] = 2 * state.timings.get("x", 1)
->>> reg.register_step(StepSpec("double", double, doc="doubles x"))
+>>> _ = reg.register_step(StepSpec("double", double, doc="doubles x"))
 >>> reg.register_flow("twice", ("double", "double"))
 >>> [s.name for s in reg.flow_steps("twice")]
 ['double', 'double']

@@ -9,8 +9,8 @@ network is exported and :func:`flow.builder.build` compiles and verifies it agai
 trained network's own outputs.
 
 >>> from flow.explore.run import run              # doctest: +SKIP
->>> result = run(load_recipe(), "runs/default")
->>> result.report.accuracy, result.report.throughput_fps
+>>> result = run(load_recipe(), "runs/default")  # doctest: +SKIP
+>>> result.report.accuracy, result.report.throughput_fps  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ kept when it is valid and otherwise refused, never overwritten. Every write is a
 second call with valid files in place does nothing.
 
 >>> from flow.nn.fetch import fetch_all          # doctest: +SKIP
->>> fetch_all(Path("data"), datasets=("mnist", "fashion-mnist"))
+>>> fetch_all(Path("data"), datasets=("mnist", "fashion-mnist"))  # doctest: +SKIP
 {'mnist': PosixPath('data/mnist'), 'fashion-mnist': PosixPath('data/fashion-mnist')}
 """
 

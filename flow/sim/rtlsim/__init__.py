@@ -25,6 +25,6 @@ Modules, imports going down the list:
 ==============  =================================================================================
 
 >>> from flow.sim.rtlsim.design import simulate_design, stage_check      # doctest: +SKIP
->>> sim = simulate_design(design, reference, part="xc7z020clg400-1", clk_ns=10.0, build_dir="build")
->>> stage_check(sim).passed, [c.cycles_per_frame for c in sim.chains]
+>>> sim = simulate_design(design, reference, part="xc7z020clg400-1", clk_ns=10.0, build_dir="build")  # doctest: +SKIP
+>>> stage_check(sim).passed, [c.cycles_per_frame for c in sim.chains]  # doctest: +SKIP
 """
