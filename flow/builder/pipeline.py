@@ -222,6 +222,6 @@ def _finish(state: BuildState, ctx: BuildContext) -> BuildResult:
     if ctx.cfg.strict and est is not None and not est.fits:
         raise OverBudgetError(
             f"design exceeds {ctx.target.name}'s caps on {', '.join(est.over_budget)} "
-            + ", ".join(f"{k} {est.totals[k]:,.0f} > {est.budget[k]:,}" for k in est.over_budget)
+            + ", ".join(f"{k} {est.totals[k]:,.0f} > {est.budget[k]:,.0f}" for k in est.over_budget)
         )
     return result

@@ -23,7 +23,7 @@ from finn.transformation.fpgadataflow.annotate_cycles import AnnotateCycles
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
-from flow.core.estimates import Estimates, LayerEstimate
+from flow.core.estimates import Estimates, LayerEstimate, Resources
 from flow.core.vocab import RESOURCES, finn_resources, is_hw_node
 from flow.fold.converters import finn_dwcs
 from flow.fold.lut_model import layer_lut
@@ -54,8 +54,8 @@ def estimate(model: ModelWrapper, target: Target) -> Estimates:
                 **r,
             )
         )
-    totals = {k: float(sum(getattr(layer, k) for layer in layers)) for k in RESOURCES}
-    budget = {k: v for k, v in target.budget().items() if k in RESOURCES}
+    totals = Resources.total(layers)
+    budget = Resources.of({k: v for k, v in target.budget().items() if k in RESOURCES})
     converters = finn_dwcs(model, target.part)
     over = [k for k in RESOURCES if totals[k] + sum(getattr(c, k) for c in converters) > budget[k]]
     max_cycles = int(perf["max_cycles"])

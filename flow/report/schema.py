@@ -68,8 +68,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flow.core.config import format_validation_error
 from flow.core.errors import ConfigError
-from flow.core.estimates import Converter, Estimates, LayerEstimate
-from flow.core.vocab import RESOURCES
+from flow.core.estimates import Converter, Estimates, LayerEstimate, Resources
 from flow.sim.rtlsim.design import DesignSim
 from flow.sim.rtlsim.toolchain import find_verilator
 from flow.sim.verify import Verification
@@ -92,7 +91,7 @@ class TargetInfo(_Strict):
 
 class ConverterSummary(_Strict):
     count: int = Field(ge=0)
-    totals: dict[str, float]
+    totals: Resources
     converters: list[Converter]
 
 
@@ -202,9 +201,9 @@ class Report(_Strict):
     model: str
     target: TargetInfo
     layers: list[LayerEstimate]
-    totals: dict[str, float]
+    totals: Resources
     data_width_converters: ConverterSummary
-    budget: dict[str, float]
+    budget: Resources
     fits: bool
     over_budget: list[str]
     max_cycles: int
@@ -252,10 +251,9 @@ class Report(_Strict):
             sections=sections or {},
         )
 
-    def resources_used(self) -> dict[str, float]:
+    def resources_used(self) -> Resources:
         """Layers plus data-width converters per resource: what ``fits`` compares with the budget."""
-        conv = self.data_width_converters.totals
-        return {k: float(self.totals.get(k, 0.0)) + float(conv.get(k, 0.0)) for k in RESOURCES}
+        return self.totals + self.data_width_converters.totals
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict of report.json."""
