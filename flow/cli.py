@@ -121,7 +121,8 @@ def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, fold
         else:
             skipped = None
     if result.report is None:
-        click.echo(f"stopped after {result.stopped_after}: checkpoints in {out_dir / 'checkpoints'} (no estimate yet, so no report)")
+        done = f"stopped after {result.stopped_after}" if result.stopped_after else f"{' '.join(cfg.steps or (cfg.flow,))} done"
+        click.echo(f"{done}: checkpoints in {out_dir / 'checkpoints'} (no estimate, so no report)")
         return
     _summary(result.report, out_dir)
     if result.stopped_after is not None:

@@ -42,6 +42,7 @@ from hw_targets import load_target
 BUILD_FILES = (*REPORT_FILES, *DESIGN_FILES, "design_codegen.onnx", "auto_folding.json", "finn.log", *VERIFIER_FILES)
 BUILD_TREES = ("finn",)
 BUILD_SCRATCH = ("checkpoints", "finn_build", "codegen")
+REPORT_NAMES = tuple(s.name for s in REPORT_STEPS)
 #: The instruments around every step, outermost first.
 INSTRUMENTS = (instruments.checkpoint, instruments.timing, instruments.errors)
 
@@ -57,7 +58,7 @@ class BuildResult:
     """
 
     out_dir: Path
-    report: Report
+    report: Report | None
     design: Path
     checkpoints: dict[str, Path] = field(default_factory=dict)
     stages: dict[Stage, Path] = field(default_factory=dict)
@@ -202,12 +203,13 @@ def _build(qonnx_model: ModelWrapper, steps: list[StepSpec], rest: list[StepSpec
     for step in steps:
         if step.active(ctx):
             instruments.run_step(step, state, ctx, chain)
-    if rest and state.report is None:
+    pending = [s.name for s in rest if s.active(ctx) and s.name not in REPORT_NAMES]
+    if pending:
         state.stopped_after = steps[-1].name
-        state.skipped.append(f"steps after {steps[-1].name}: not run (--to-step {steps[-1].name}): {', '.join(s.name for s in rest)}")
-        if state.estimate is not None:
-            for step in REPORT_STEPS:
-                instruments.run_step(step, state, ctx, chain)
+        state.skipped.append(f"steps after {steps[-1].name}: not run (--to-step {steps[-1].name}): {', '.join(pending)}")
+    if rest and state.report is None and state.estimate is not None:
+        for step in REPORT_STEPS:
+            instruments.run_step(step, state, ctx, chain)
 
 
 def _finish(state: BuildState, ctx: BuildContext) -> BuildResult:

@@ -123,7 +123,7 @@ def test_a_registered_step_runs_in_a_registered_flow_and_is_checkpointed(tiny_ml
 
 def test_the_compile_flow_stops_before_the_estimate_and_writes_no_report(tiny_mlp_onnx, tmp_path):
     res = build(tiny_mlp_onnx, build_config(flow="compile", verify_samples=0), tmp_path / "o")
-    assert res.report is None and not (tmp_path / "o" / "report.json").exists()
+    assert res.report is None and res.stopped_after is None and not (tmp_path / "o" / "report.json").exists()
     assert ModelWrapper(str(res.checkpoints["specialize_layers"])).graph.node[0].op_type.endswith(("_hls", "_rtl"))
 
 
@@ -143,7 +143,9 @@ def test_to_step_after_the_estimate_reports_where_it_stopped(tiny_mlp_onnx, tmp_
     res = build(tiny_mlp_onnx, build_config(target_fps=10_000, verify_samples=4), tmp_path / "o", to_step="estimate")
     r = _report(tmp_path / "o")
     assert res.stopped_after == "estimate" and r["verification"] is None
-    assert any(s.startswith("steps after estimate: not run") for s in r["skipped"])
+    assert "steps after estimate: not run (--to-step estimate): inputs, verify" in r["skipped"]
+    full = build(tiny_mlp_onnx, build_config(target_fps=10_000, verify_samples=0), tmp_path / "f", to_step="codegen")
+    assert full.stopped_after is None and _report(tmp_path / "f")["skipped"] == []  # nothing after codegen was to run
 
 
 def test_from_step_refuses_foreign_or_missing_checkpoints(tiny_mlp_onnx, tiny_cnn_onnx, tmp_path):
