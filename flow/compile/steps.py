@@ -2,8 +2,8 @@
 
 Each step is a plain function ``step_*(model, ctx) -> model`` built from FINN's and
 qonnx's own passes (FINN's builder steps are called directly where they fit), exported
-as build steps (:data:`STEPS`, :func:`flow.compile.registry.model_step`). :func:`flow.builder.build` runs them in order and
-checkpoints the model after each.
+as build steps (:data:`STEPS`, :func:`flow.compile.registry.model_step`).
+:func:`flow.builder.build` runs them in order and checkpoints the model after each.
 
 >>> [s.name for s in STEPS][:3]
 ['qonnx_to_finn', 'set_input_datatype', 'streamline']
