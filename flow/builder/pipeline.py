@@ -17,7 +17,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from flow.builder import instruments
 from flow.builder.inputs import check_option_files, check_reference_outputs, check_verify_inputs
 from flow.builder.registry import REGISTRY, VERIFIER_FILES
-from flow.builder.resume import Resume, read_resume, restore
+from flow.builder.resume import RESTORED, Resume, read_resume, restore
 from flow.compat import finn as _finn_compat
 from flow.compat.qonnx_linear import linear_qonnx
 from flow.compile.codegen import NO_VIVADO
@@ -27,7 +27,7 @@ from flow.core.config import BuildConfig
 from flow.core.errors import BitfileSkipped, ConfigError, OverBudgetError, QflowError
 from flow.core.fileio import atomic_write_bytes
 from flow.core.outdir import OutputDir, retire_results
-from flow.core.pipeline import BuildContext, BuildState, StepSpec, checkpoint_names, step_window
+from flow.core.pipeline import BuildContext, BuildState, StepSpec, check_requirements, checkpoint_names, step_window
 from flow.core.stages import Stage
 from flow.fold.step import DESIGN_FILES
 from flow.report.schema import Report
@@ -164,6 +164,7 @@ def build(
                 raise ConfigError("--reference-outputs needs --verify-inputs: reference outputs belong to known inputs")
             reference = check_reference_outputs(qonnx_model, reference_outputs, len(verify_inputs))
         ctx = BuildContext(cfg, target, out.path, out=out, inputs_given=verify_inputs is not None, log=log)
+        check_requirements(steps[start:stop], ctx, (*RESTORED, *(("inputs",) if verify_inputs is not None else ())))
         for step in steps[start:stop]:
             if step.preflight is not None and step.active(ctx):
                 step.preflight(ctx)

@@ -25,7 +25,7 @@ from flow.core.stages import Stage
 
 #: Largest checkpoint read back (bytes).
 MAX_CHECKPOINT_BYTES = 2**31
-#: State a resumed build restores from checkpoints; a step needing more cannot be resumed from.
+#: State a build starts with: the imported model (a resumed one: restored from checkpoints) and its stages.
 RESTORED = ("model", "stages")
 
 
@@ -49,10 +49,6 @@ def _proven(out: OutputDir, rel: str, step: str) -> bytes:
 def read_resume(out: OutputDir, steps: list[StepSpec], start: int, qonnx: ModelWrapper) -> Resume:
     """Check and read what resuming ``steps`` at index ``start`` needs from ``out`` (nothing is written)."""
     step = steps[start]
-    missing = [r for r in step.requires if r not in RESTORED]
-    if missing:
-        raise ConfigError(f"--from-step {step.name}: the step needs the build's {', '.join(missing)}, which no checkpoint holds; "
-                          "resume from an earlier step")
     names = checkpoint_names(steps)
     model_steps = [s for s in steps if s.checkpoint]
     done = [s for s in steps[:start] if s.checkpoint]

@@ -35,4 +35,4 @@ def model_step(name: str, fn: ModelFn, *, produces: Stage | None = None, doc: st
             state.model = fn(state.model, ctx)
 
     first = (doc or fn.__doc__ or "").strip().splitlines()
-    return StepSpec(name, run, produces=produces, checkpoint=True, requires=("model",), doc=first[0] if first else "")
+    return StepSpec(name, run, produces=produces, checkpoint=True, requires=("model",), provides=("model", "stages"), doc=first[0] if first else "")

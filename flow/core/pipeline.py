@@ -118,8 +118,8 @@ class StepSpec:
     """A registered step.
 
     ``checkpoint``: the step replaces ``state.model`` and its output is saved as
-    ``checkpoints/NN_<name>.onnx``; ``requires``: the state fields it reads (``--from-step``
-    restores them or refuses); ``when``: runs only when true for the build; ``shown``: listed in
+    ``checkpoints/NN_<name>.onnx``; ``requires``/``provides``: the state fields it reads and
+    fills (a build whose steps read a field no earlier step fills is refused); ``when``: runs only when true for the build; ``shown``: listed in
     progress and timed in the report; ``preflight``: checks what the step needs (a tool) before
     the output folder is touched.
     """
@@ -130,6 +130,7 @@ class StepSpec:
     checkpoint: bool = False
     requires: tuple[str, ...] = ()
     doc: str = ""
+    provides: tuple[str, ...] = ()
     when: StepWhen | None = None
     shown: bool = True
     preflight: Callable[[BuildContext], None] | None = None
@@ -198,6 +199,27 @@ def checkpoint_names(steps: Sequence[StepSpec]) -> list[str]:
     """``checkpoints/NN_<name>.onnx`` of the imported model (``00_qonnx``) and every model step of ``steps``."""
     names = ["qonnx", *(s.name for s in steps if s.checkpoint)]
     return [f"checkpoints/{i:02d}_{n}.onnx" for i, n in enumerate(names)]
+
+
+def check_requirements(steps: Sequence[StepSpec], ctx: BuildContext | None, available: Iterable[str]) -> None:
+    """Refuse (one line) a list of steps where an active step reads a state field that is not in
+    ``available`` at the start and that no earlier active step provides.
+
+    >>> s = [StepSpec("est", lambda st, c: None, provides=("estimate",)), StepSpec("report", lambda st, c: None, requires=("estimate",))]
+    >>> check_requirements(s, None, ("model",))
+    >>> check_requirements(s[1:], None, ("model",))
+    Traceback (most recent call last):
+    ...
+    flow.core.errors.ConfigError: step 'report' needs the build's estimate, which no step before it provides; start from an earlier step
+    """
+    have = set(available)
+    for s in steps:
+        if ctx is not None and not s.active(ctx):
+            continue
+        missing = [r for r in s.requires if r not in have]
+        if missing:
+            raise ConfigError(f"step {s.name!r} needs the build's {', '.join(missing)}, which no step before it provides; start from an earlier step")
+        have |= set(s.provides)
 
 
 def step_window(steps: Sequence[StepSpec], from_step: str | None, to_step: str | None) -> tuple[int, int]:

@@ -119,6 +119,6 @@ STEPS: tuple[StepSpec, ...] = (
     model_step("specialize_layers", step_specialize_layers),
     model_step("fold", step_fold),
     model_step("minimize_bit_width", step_minimize_bit_width),
-    StepSpec("design", write_design, requires=("model",), doc="write design.onnx, folding.json and specialize_layers.json", shown=False),
-    StepSpec("estimate", estimate_design, requires=("model",), doc="FINN's resource and cycle estimates of the folded design"),
+    StepSpec("design", write_design, requires=("model",), provides=("design",), doc="write design.onnx, folding.json and specialize_layers.json", shown=False),
+    StepSpec("estimate", estimate_design, requires=("model",), provides=("estimate",), doc="FINN's resource and cycle estimates of the folded design"),
 )

@@ -41,5 +41,5 @@ def _report(state: BuildState, ctx: BuildContext) -> None:
 
 
 STEPS: tuple[StepSpec, ...] = (
-    StepSpec("report", _report, requires=("estimate",), doc="report.md, report.html and report.json", shown=False),
+    StepSpec("report", _report, requires=("estimate",), provides=("report",), doc="report.md, report.html and report.json", shown=False),
 )

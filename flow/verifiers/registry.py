@@ -76,7 +76,7 @@ def verifier_step(v: Verifier) -> StepSpec:
             state.sections[v.name] = result.section
 
     doc = v.doc or (v.__doc__ or "").strip().split("\n")[0]
-    return StepSpec(v.name, run, requires=("model", "design", "inputs"), doc=doc, when=v.enabled, preflight=v.check)
+    return StepSpec(v.name, run, requires=("model", "design", "inputs"), provides=("checks",), doc=doc, when=v.enabled, preflight=v.check)
 
 
 def _input_stage(stages: dict[Stage, object]) -> object:
@@ -95,5 +95,5 @@ def inputs_step(verifiers: Sequence[Verifier]) -> StepSpec:
         if state.inputs is None:
             state.inputs = random_inputs(ModelWrapper(str(_input_stage(state.stages))), needed(ctx))
 
-    return StepSpec("inputs", run, requires=("stages",), doc="random verification inputs when none were given",
+    return StepSpec("inputs", run, requires=("stages",), provides=("inputs",), doc="random verification inputs when none were given",
                     when=lambda ctx: not ctx.inputs_given and needed(ctx) > 0, shown=False)

@@ -107,6 +107,8 @@ def test_unknown_flow_and_step_are_exit_2(tiny_mlp_onnx, tmp_path):
     assert out.code == 2 and "unknown build step 'nope'" in out.err
     out = run_cli(["build", str(tiny_mlp_onnx), "--out", str(tmp_path / "o"), "--from-step", "fold", "--to-step", "streamline"])
     assert out.code == 2 and "comes after --to-step" in out.err
+    out = run_cli(["build", str(tiny_mlp_onnx), "--out", str(tmp_path / "o"), "--steps", "qonnx_to_finn,verify"])
+    assert out.code == 2 and "step 'verify' needs the build's design, inputs, which no step before it provides" in out.err
     assert not (tmp_path / "o" / "report.json").exists()
 
 
