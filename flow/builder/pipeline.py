@@ -1,6 +1,8 @@
 """``qflow build``: a QONNX model to a folded, estimated, verified FINN dataflow design.
 
->>> from flow.builder import build                 # doctest: +SKIP
+The example is skipped when the doctests run: it needs an exported model (``tests/builder`` builds tiny ones).
+
+>>> from flow.builder import build
 >>> result = build("tfc.onnx", build_config(target="pynq-z1", target_fps=100_000), "out/tfc")  # doctest: +SKIP
 >>> result.report.throughput_fps  # doctest: +SKIP
 """

@@ -8,6 +8,8 @@ low-rank factorization and distillation prepare, the method trains or quantizes)
 network is exported and :func:`flow.builder.build` compiles and verifies it against the
 trained network's own outputs.
 
+The example is skipped when the doctests run: it trains a network on MNIST.
+
 >>> from flow.explore.run import run              # doctest: +SKIP
 >>> result = run(load_recipe(), "runs/default")  # doctest: +SKIP
 >>> result.report.accuracy, result.report.throughput_fps  # doctest: +SKIP

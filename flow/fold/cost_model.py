@@ -26,6 +26,8 @@ in a folding picks one. Each estimate also lists the data-width converters FINN'
 (:mod:`flow.fold.converters`); FINN's estimate report leaves them out, so ``totals`` do too and
 :meth:`CostEstimate.fits` adds them.
 
+The example is skipped when the doctests run: it needs a specialized design.
+
 >>> cm = CostModel(model, "xc7z020clg400-1")                     # doctest: +SKIP
 >>> cm.estimate({"MVAU_hls_0": {"PE": 16, "SIMD": 49}}).max_cycles  # doctest: +SKIP
 """

@@ -30,6 +30,8 @@ infeasible) say how far the result is from the limit (``FoldingPlan.limit``); th
 proven: a layer that alone breaks a cap, the cheapest settings per resource summed over a
 cap, an infeasible LP relaxation, or a MILP that proved no selection fits.
 
+The example is skipped when the doctests run: it needs a specialized design.
+
 >>> plan = optimize(specialized_model, load_target("pynq-z1"))   # doctest: +SKIP
 >>> plan.predicted.max_cycles, plan.folding["MVAU_hls_0"]          # doctest: +SKIP
 """
