@@ -17,6 +17,7 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
 from flow.builder import instruments
+from flow.builder.instruments import model_errors
 from flow.builder.inputs import check_option_files, check_reference_outputs, check_verify_inputs
 from flow.builder.registry import REGISTRY, VERIFIER_FILES
 from flow.builder.resume import RESTORED, Resume, read_resume, restore
@@ -100,8 +101,6 @@ def save_model(model: ModelWrapper, path: str | Path) -> None:
     """Write ``model`` to ``path`` atomically (a fresh temp file renamed over it)."""
     atomic_write_bytes(path, model.model.SerializeToString())
 
-
-model_errors = instruments.model_errors
 
 
 def build(
