@@ -231,13 +231,23 @@ def _step_bar(steps: list[str]):
         bar.update(completed=len(steps))
 
 
+def _cap_of(row: dict) -> str:
+    """``2,693/37,240 LUT (the cap: 70% of the board's 53,200)``; without the board's totals the budget alone."""
+    used = f"{row['label']} {row['used']:,.0f}/{row['budget']:,.0f}"
+    if row["cap"] is None or row["total"] is None:
+        return used
+    return f"{used} (the cap: {100 * row['cap']:g}% of the board's {row['total']:,})"
+
+
 def _summary(report, out: Path) -> None:
+    from flow.report.cells import bottleneck_text, resource_rows
+
     v, acc = report.verification, report.accuracy
-    used = report.resources_used()
+    rows = {row["key"]: row for row in resource_rows(report)}
     parts = [
         f"{report.model} on {report.target.name}:",
-        f"{report.throughput_fps:,.0f} FPS, latency {report.latency_us:.1f} us,",
-        f"LUT {used['lut']:,.0f}/{report.budget['lut']:,.0f}, BRAM18 {used['bram_18k']:g}/{report.budget['bram_18k']:g},",
+        f"{report.throughput_fps:,.0f} FPS ({bottleneck_text(report, limit=3)}), latency {report.latency_us:.1f} us,",
+        f"{_cap_of(rows['lut'])}, BRAM18 {rows['bram_18k']['used']:g}/{rows['bram_18k']['budget']:g},",
         f"fits={'yes' if report.fits else 'no (' + ', '.join(report.over_budget) + ')'}",
     ]
     b = report.cycle_bound
@@ -251,11 +261,14 @@ def _summary(report, out: Path) -> None:
         parts.append(f"accuracy {100 * acc:.2f}%")
     if v is not None:
         parts.append(f"verification {'passed' if v.passed else 'FAILED'}")
-    if report.rtlsim is not None:
-        chains = ", ".join(f"{c.cycles_per_frame:g}" for c in report.rtlsim.chains if c.cycles_per_frame is not None)
-        parts.append(f"(RTL: {report.rtlsim.layers_simulated}/{report.rtlsim.layers_hw} layers" + (f", chains at {chains} cycles/frame)" if chains else ")"))
+    s = report.rtlsim
+    if s is not None and s.skipped:
+        parts.append(f"(RTL simulation skipped: none of the {s.layers_hw} layers is an RTL layer; --prefer-rtl, --standalone-thresholds give RTL layers)")
+    elif s is not None:
+        chains = ", ".join(f"{c.cycles_per_frame:g}" for c in s.chains if c.cycles_per_frame is not None)
+        parts.append(f"(RTL: {s.layers_simulated}/{s.layers_hw} layers" + (f", chains at {chains} cycles/frame)" if chains else ")"))
     click.echo(" ".join(parts))
-    click.echo(f"report: {out / 'report.json'} and {out / 'report.md'}")
+    click.echo(f"report: {out / 'report.html'} (also report.md, report.json)")
 
 
 def _retire(command: str, out: str | Path) -> None:

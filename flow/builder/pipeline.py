@@ -293,8 +293,5 @@ def _build(qonnx_model, name, cfg: BuildConfig, target: Target, steps, out: Outp
             raise ToolMissingError(f"estimates and codegen written to {out.path}; skipped {skipped[0]}")
         run_vivado_steps(design, ctx)
     if cfg.strict and not est.fits:
-        raise OverBudgetError(
-            f"design exceeds {target.name}'s caps on {', '.join(est.over_budget)} "
-            + ", ".join(f"{k} {est.totals[k]:,.0f} > {est.budget[k]:,}" for k in est.over_budget)
-        )
+        raise OverBudgetError(f"design exceeds {target.name}'s caps: {result.report.over_caps()}; fold with --auto to fit them, or build for a larger --target")
     return result
