@@ -102,7 +102,9 @@ def _cards(r: Report) -> str:
         cards.append(_card("Verification", "not run", "", "na"))
     else:
         failed = [s.name for s in v.stages if not s.passed]
-        detail = f"failed: {_e(', '.join(failed))}" if failed else f"{len(v.stages)} stage(s)"
+        skipped = [s.name for s in v.stages if s.skipped]
+        detail = f"failed: {_e(', '.join(failed))}" if failed else f"{len(v.stages) - len(skipped)} stage(s)"
+        detail += f"; skipped: {_e(', '.join(skipped))}" if skipped else ""
         cards.append(_card("Verification", "passed" if v.passed else "FAILED", detail, "ok" if v.passed else "bad"))
     s = r.rtlsim
     if s is not None:

@@ -55,7 +55,9 @@ def render_markdown(report: Report) -> str:
     if report.accuracy is not None:
         lines.append(f"- Test accuracy: **{100 * report.accuracy:.2f}%**")
     if report.verification is not None:
-        lines.append(f"- Verification: **{'passed' if report.verification.passed else 'FAILED'}**")
+        skipped = [s.name for s in report.verification.stages if s.skipped]
+        lines.append(f"- Verification: **{'passed' if report.verification.passed else 'FAILED'}**"
+                     + (f" (skipped: {', '.join(skipped)})" if skipped else ""))
     lines += [f"- Skipped: {s}" for s in report.skipped]
     lines += ["", f"| resource | layers | data-width converters ({report.data_width_converters.count}) | budget (cap of the board) | use |",
               "|---|---:|---:|---:|---:|"]
