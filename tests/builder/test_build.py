@@ -23,7 +23,10 @@ def mlp_build(tiny_mlp_onnx, tmp_path_factory):
 def test_report_schema_and_totals_are_sums_of_layers(mlp_build):
     r = json.loads((mlp_build.out_dir / "report.json").read_text())
     assert set(r) >= {"model", "target", "layers", "totals", "budget", "fits", "max_cycles", "throughput_fps", "latency_us", "accuracy", "verification"}
-    assert r["target"] == {"name": "pynq-z1", "part": "xc7z020clg400-1", "clock_mhz": 100.0}
+    assert r["target"] == {"name": "pynq-z1", "part": "xc7z020clg400-1", "clock_mhz": 100.0,
+                           "resources": {"lut": 53200, "ff": 106400, "bram_18k": 280, "uram": 0, "dsp": 220},
+                           "caps": {"lut": 0.7, "ff": 0.5, "bram_18k": 0.8, "uram": 0.8, "dsp": 0.8}}
+    assert {k: r["budget"][k] for k in ("lut", "bram_18k", "uram", "dsp")} == {"lut": 37240, "bram_18k": 224, "uram": 0, "dsp": 176}
     for k in ("lut", "bram_18k", "uram", "dsp"):
         assert r["totals"][k] == pytest.approx(sum(layer[k] for layer in r["layers"]))
     assert r["max_cycles"] == max(layer["cycles"] for layer in r["layers"])
