@@ -249,7 +249,7 @@ def _step_bar(steps: list[str]):
 
 
 def _cap_of(row: dict) -> str:
-    """``2,693/37,240 LUT (the cap: 70% of the board's 53,200)``; without the board's totals the budget alone."""
+    """``LUT 2,693/37,240 (the cap: 70% of the board's 53,200)``; without the board's totals the budget alone."""
     used = f"{row['label']} {row['used']:,.0f}/{row['budget']:,.0f}"
     if row["cap"] is None or row["total"] is None:
         return used
