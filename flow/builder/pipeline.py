@@ -222,10 +222,7 @@ def _finish(state: BuildState, ctx: BuildContext) -> BuildResult:
     raise_on_failure(Verification(passed=all(c.passed for c in checks), stages=checks))
     if NO_VIVADO in state.skipped:
         raise BitfileSkipped(f"estimates and codegen written to {ctx.out_dir}; skipped {NO_VIVADO}", result)
-    est = state.estimate
-    if ctx.cfg.strict and est is not None and not est.fits:
-        raise OverBudgetError(
-            f"design exceeds {ctx.target.name}'s caps on {', '.join(est.over_budget)} "
-            + ", ".join(f"{k} {est.totals[k]:,.0f} > {est.budget[k]:,.0f}" for k in est.over_budget)
-        )
+    if ctx.cfg.strict and isinstance(state.report, Report) and not state.report.fits:
+        raise OverBudgetError(f"design exceeds {ctx.target.name}'s caps: {state.report.over_caps()}; "
+                              "fold with --auto to fit them, or build for a larger --target")
     return result

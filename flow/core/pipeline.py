@@ -45,6 +45,7 @@ class Board(Protocol):
     part: str
     clock_mhz: float
     finn_board: str | None
+    shell: str
 
     @property
     def clock_period_ns(self) -> float: ...
