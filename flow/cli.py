@@ -97,9 +97,9 @@ def compare(sweep: Path, out_dir: Path | None, no_progress: bool) -> None:
 @click.option("--standalone-thresholds", is_flag=True, help="Keep thresholds as separate layers (FINN's standalone_thresholds), so MVAUs can be built as RTL.")
 @click.option("--prefer-rtl", is_flag=True, help="Ask FINN for the RTL variant of every layer that has one (with --auto: keep it).")
 @click.option("--flow", "flow_name", default="default", show_default=True, help="Registered flow to run: default, compile, estimate, codegen, bitfile.")
-@click.option("--steps", default=None, help="Comma-separated registered steps to run instead of the flow's.")
-@click.option("--from-step", default=None, help="Resume from this step, on the checkpoints an earlier build of the same model left in --out.")
-@click.option("--to-step", default=None, help="Stop after this step (the report, when the estimate exists, says where the build stopped).")
+@click.option("--steps", default=None, help="Comma-separated registered steps to run instead of the flow's [the flow's].")
+@click.option("--from-step", default=None, help="Resume from this step, on the checkpoints an earlier build of the same model left in --out [none].")
+@click.option("--to-step", default=None, help="Stop after this step (the report, when the estimate exists, says where the build stopped) [none].")
 @click.option("--no-progress", is_flag=True, help="No progress bar and no per-step lines.")
 def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, folding_file, auto, specialize_file, verify_inputs, reference_file, verify_samples, stage, clock_mhz, strict,
           rtlsim, rtlsim_samples, standalone_thresholds, prefer_rtl, flow_name, steps, from_step, to_step, no_progress) -> None:
