@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from flow.core.errors import BitfileSkipped, ConfigError, QflowError
-from flow.core.progress import Bar
+from flow.core.progress import step_bar
 
 _debug = False
 #: How the line of a ``--stage bitfile`` build without Vivado starts (exit 5 after the summary).
@@ -123,7 +123,7 @@ def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, fold
         planned = planned_steps(cfg, verify=x is not None or cfg.verify_samples > 0, from_step=from_step, to_step=to_step)
     # logs and CI (no terminal): one line per step with its time, on stdout (stderr stays one line on error)
     lines = not no_progress and not sys.stderr.isatty()
-    with _step_bar(planned, enabled=not no_progress) as advance:
+    with step_bar(planned, enabled=not no_progress) as advance:
         try:
             result = build_design(model, cfg, out_dir, verify_inputs=x, reference_outputs=y, progress=advance,
                                   log=click.echo if lines else None, from_step=from_step, to_step=to_step)
@@ -259,21 +259,6 @@ def fetch_data(dest: Path, datasets: tuple[str, ...]) -> None:
 
     fetch_all(dest, datasets=datasets)
     _say(f"data ready in {dest}: {', '.join(datasets)}")
-
-
-@contextlib.contextmanager
-def _step_bar(steps: list[str], enabled: bool = True):
-    """A progress bar over a build's steps (on stderr, when it is a terminal: elsewhere the bar would
-    leave a blank line before an error); yields the callback that advances it."""
-    with Bar("build", len(steps), transient=True, enabled=enabled and sys.stderr.isatty()) as bar:
-        done: list[str] = []
-
-        def advance(step: str) -> None:
-            bar.update(advance=1 if done else 0, description=step)
-            done.append(step)
-
-        yield advance
-        bar.update(completed=len(steps))
 
 
 def _cap_of(row: dict) -> str:
