@@ -30,8 +30,8 @@ from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
 
 from flow.builder.pipeline import build  # noqa: E402
 from flow.compat import finn as _finn_compat  # noqa: E402
-from flow.compile.converters import finn_dwcs  # noqa: E402
-from flow.compile.specialize import apply_folding  # noqa: E402
+from flow.fold.converters import finn_dwcs  # noqa: E402
+from flow.fold.specialize import apply_folding  # noqa: E402
 from flow.core.config import build_config  # noqa: E402
 from flow.fold.cost_model import CostModel, random_folding  # noqa: E402
 from flow.nn.export import export_qonnx  # noqa: E402

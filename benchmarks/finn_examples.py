@@ -105,7 +105,7 @@ def _target(b):
 
 
 def _summary(e) -> dict:
-    """A flow.compile.estimate.Estimates as the benchmark records designs."""
+    """A flow.fold.estimate.Estimates as the benchmark records designs."""
     conv = e.converter_totals
     return {"max_cycles": e.max_cycles, "throughput_fps": e.throughput_fps, "fits": e.fits, "over_budget": e.over_budget,
             "lut": round(e.totals["lut"] + conv["lut"]), "dwc_lut": round(conv["lut"]),
@@ -133,8 +133,9 @@ def hand_child(net_name: str, board: str, partition: Path, out: Path, fe: Path) 
     ensure(out / "finn_tmp")
     from qonnx.core.modelwrapper import ModelWrapper
 
-    from flow.compile.context import BuildContext
-    from flow.compile.estimate import estimate
+    from flow.compat.finn_builder import finn_config
+    from flow.core.pipeline import BuildContext
+    from flow.fold.estimate import estimate
     from flow.core.config import build_config
     from flow.core.vocab import is_hw_node
     from flow.fold.rules import check_folding_rules
@@ -157,9 +158,9 @@ def hand_child(net_name: str, board: str, partition: Path, out: Path, fe: Path) 
         files[kind].write_text(json.dumps({"Defaults": cfg.get("Defaults", {}), **{k: cfg[k] for k in matched}}))
         if kind == "specialize":
             ctx = BuildContext(build_config(target=b.target, specialize_file=files[kind]), target, out)
-            model = steps.step_specialize_layers(model, ctx.finn_config())
+            model = steps.step_specialize_layers(model, finn_config(ctx))
     ctx = BuildContext(build_config(target=b.target, folding_file=files["folding"]), target, out)
-    fcfg = ctx.finn_config()
+    fcfg = finn_config(ctx)
     Path(fcfg.output_dir, "report").mkdir(parents=True, exist_ok=True)
     model = steps.step_apply_folding_config(model, fcfg)
     try:

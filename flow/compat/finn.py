@@ -174,7 +174,7 @@ def finn_lut_blind(inst) -> bool:
     Reason: ``MVAU_rtl``/``VVAU_rtl`` return 0 from their own ``lut_estimation``, and
     every op without one inherits ``HWCustomOp.lut_estimation``, which returns 0 (Pool_hls,
     FMPadding_rtl, LabelSelect_hls, ...). qflow gives its own count for some of them and
-    marks the others as not estimated (:mod:`flow.compile.lut_model`).
+    marks the others as not estimated (:mod:`flow.fold.lut_model`).
     """
     return inst.onnx_node.op_type in ZERO_LUT_OPS or type(inst).lut_estimation is HWCustomOp.lut_estimation
 

@@ -1,4 +1,8 @@
-"""Code generation (FINN's HLS/RTL sources for every layer) and, with Vivado, FINN's IP and bitfile steps."""
+"""Code generation (FINN's HLS/RTL sources for every layer) and, with Vivado, FINN's IP and bitfile steps.
+
+>>> [s.name for s in STEPS]
+['codegen', 'bitfile']
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from finn.transformation.qonnx.give_unique_node_names_recursive import GiveUniqu
 from qonnx.core.modelwrapper import ModelWrapper
 
 from flow.compat import finn as _finn_compat
-from flow.compile.context import BuildContext
+from flow.compat.finn_builder import finn_config
 from flow.core.fileio import atomic_write_bytes
+from flow.core.pipeline import BuildContext, BuildState, StepSpec
 
 
 def generate_code(design: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
@@ -20,13 +25,13 @@ def generate_code(design: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     design with the folders recorded, as written to ``design_codegen.onnx``."""
     codegen_dir = ctx.out_dir / "codegen"
     _finn_compat.ensure_finn_settings(codegen_dir)
-    fcfg = ctx.finn_config()
+    fcfg = finn_config(ctx)
     try:
         with _finn_compat.finn_output_to(ctx.out_dir / "finn.log"):
             design = design.transform(GiveUniqueNodeNamesRecursive())  # the names FINN's step gives, before folders are named
             _finn_compat.codegen_in_named_folders(design, codegen_dir, fcfg)
             model = _finn_compat.build_steps().step_hw_codegen(design, fcfg)
-        atomic_write_bytes(ctx.out_dir / "design_codegen.onnx", model.model.SerializeToString())
+        atomic_write_bytes(ctx.will_write("design_codegen.onnx"), model.model.SerializeToString())
     finally:
         _finn_compat.ensure_finn_settings(ctx.out_dir / "finn_build")
     return model
@@ -46,7 +51,7 @@ BITFILE_STEPS = ("step_hw_ipgen", "step_set_fifo_depths", "step_create_stitched_
 def bitfile_config(ctx: BuildContext) -> DataflowBuildConfig:
     """FINN's build config for the Vivado steps: the build's own, asking for :data:`BITFILE_OUTPUTS` with the board's shell flow.
     (FINN's stitching and synthesis steps skip themselves unless their output is asked for.)"""
-    return dataclasses.replace(ctx.finn_config(), generate_outputs=list(BITFILE_OUTPUTS), shell_flow_type=SHELL_FLOWS[ctx.target.shell])
+    return dataclasses.replace(finn_config(ctx), generate_outputs=list(BITFILE_OUTPUTS), shell_flow_type=SHELL_FLOWS[ctx.target.shell])
 
 
 def run_vivado_steps(design: ModelWrapper, ctx: BuildContext) -> ModelWrapper:  # pragma: no cover - needs Vivado
@@ -57,3 +62,30 @@ def run_vivado_steps(design: ModelWrapper, ctx: BuildContext) -> ModelWrapper:  
     for name in BITFILE_STEPS:
         design = getattr(steps, name)(design, fcfg)
     return design
+
+
+#: The ``skipped`` entry of a ``--stage bitfile`` build without Vivado.
+NO_VIVADO = "bitfile: Vivado is not on PATH, so IP generation, stitching, synthesis and the bitfile were skipped"
+
+
+def _codegen(state: BuildState, ctx: BuildContext) -> None:
+    assert state.model is not None
+    state.model = generate_code(state.model, ctx)
+
+
+def _bitfile(state: BuildState, ctx: BuildContext) -> None:
+    """FINN's Vivado steps on a verified design; without Vivado, a ``skipped`` entry (the build then stops with exit 5)."""
+    if not _finn_compat.vivado_available():
+        state.skipped.append(NO_VIVADO)
+    elif state.verified:  # pragma: no cover - needs Vivado
+        assert state.model is not None
+        state.model = run_vivado_steps(state.model, ctx)
+
+
+#: Code generation (``--stage codegen`` and ``bitfile``) and FINN's Vivado steps (``--stage bitfile``).
+STEPS: tuple[StepSpec, ...] = (
+    StepSpec("codegen", _codegen, requires=("model",), doc="FINN's HLS/RTL sources of every layer, into codegen/",
+             when=lambda ctx: ctx.cfg.stage in ("codegen", "bitfile")),
+    StepSpec("bitfile", _bitfile, requires=("model",), doc="FINN's IP generation, stitching, synthesis, driver and deployment package (Vivado)",
+             when=lambda ctx: ctx.cfg.stage == "bitfile", shown=False),
+)

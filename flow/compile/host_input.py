@@ -7,7 +7,7 @@ hardware: 784 inputs with 15 thresholds each cost an MLP four times its LUTs. qf
 that one node on the host instead (as FINN always does with nodes at the graph's ends), so
 the accelerator starts with integer streams and needs no ``--input-dtype``.
 
->>> from flow.compile.host_input import keep_input_quantizer_on_host   # doctest: +SKIP
+>>> from flow.compile.host_input import keep_input_quantizer_on_host
 """
 
 from __future__ import annotations

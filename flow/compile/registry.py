@@ -1,75 +1,38 @@
-"""Compiler steps registered by name, as FINN's builder registers its ``step_*`` functions.
+"""Model-to-model build steps in the shape of FINN's builder: ``step(model, ctx) -> model``.
 
-A step is ``step(model, ctx) -> model``. Registering it gives it a name (the build's
-checkpoint is ``checkpoints/NN_<name>.onnx``) and, when its output is one of the models
-verification compares, the :class:`~flow.core.stages.Stage` it produces. A build runs
-:data:`DEFAULT_STEPS` unless its config lists other step names; unknown names are a
-:class:`~flow.core.errors.ConfigError` naming the registered ones.
+:func:`model_step` makes such a function a :class:`~flow.core.pipeline.StepSpec`: it replaces
+the build's model, is checkpointed as ``checkpoints/NN_<name>.onnx`` and, when its output is
+one of the models verification compares, names the :class:`~flow.core.stages.Stage` it
+produces. It runs inside :func:`flow.compat.qonnx_linear.linear_qonnx` (qonnx's whole-graph
+passes in linear time).
 
->>> from flow.compile import steps   # registers the compiler steps
->>> get_step("streamline").produces.value
-'streamlined'
->>> get_step("no_such_step")
-Traceback (most recent call last):
-...
-flow.core.errors.ConfigError: unknown build step 'no_such_step'; registered steps: ...
+>>> from flow.compile.steps import step_streamline
+>>> spec = model_step("streamline", step_streamline, produces=Stage.STREAMLINED)
+>>> spec.checkpoint, spec.produces.value, spec.doc.startswith("FINN's streamlining")
+(True, 'streamlined', True)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from qonnx.core.modelwrapper import ModelWrapper
 
 from flow.compat.qonnx_linear import linear_qonnx
-from flow.core.errors import ConfigError
+from flow.core.pipeline import BuildContext, BuildState, StepSpec
 from flow.core.stages import Stage
 
-Step = Callable[[ModelWrapper, "object"], ModelWrapper]
+ModelFn = Callable[[ModelWrapper, BuildContext], ModelWrapper]
 
 
-@dataclass(frozen=True)
-class StepInfo:
-    """A registered step: its name, the function, and the stage its output model is (if any)."""
+def model_step(name: str, fn: ModelFn, *, produces: Stage | None = None, doc: str | None = None) -> StepSpec:
+    """The build step ``name`` that replaces the build's model by ``fn(model, ctx)``."""
 
-    name: str
-    fn: Step
-    produces: Stage | None = None
+    def run(state: BuildState, ctx: BuildContext) -> None:
+        if state.model is None:
+            raise ValueError(f"build step {name!r} needs a model")
+        with linear_qonnx():
+            state.model = fn(state.model, ctx)
 
-    def __call__(self, model: ModelWrapper, ctx) -> ModelWrapper:
-        with linear_qonnx():  # qonnx's whole-graph passes in linear time (flow.compat.qonnx_linear)
-            return self.fn(model, ctx)
-
-
-_STEPS: dict[str, StepInfo] = {}
-
-#: The steps of ``qflow build``, in order: compile (``flow.compile.steps``), then fold and
-#: minimize bit widths (``flow.fold.step``).
-DEFAULT_STEPS: tuple[str, ...] = (
-    "qonnx_to_finn", "set_input_datatype", "streamline", "flatten_input_on_host", "insert_label_select",
-    "convert_to_hw", "create_dataflow_partition", "specialize_layers", "fold", "minimize_bit_width",
-)
-
-
-def register_step(name: str, *, produces: Stage | None = None) -> Callable[[Step], Step]:
-    """Decorator registering ``fn`` as build step ``name``; a name registers once."""
-
-    def deco(fn: Step) -> Step:
-        if name in _STEPS and _STEPS[name].fn is not fn:
-            raise ValueError(f"build step {name!r} is already registered by {_STEPS[name].fn.__module__}")
-        _STEPS[name] = StepInfo(name, fn, produces)
-        return fn
-
-    return deco
-
-
-def get_step(name: str) -> StepInfo:
-    try:
-        return _STEPS[name]
-    except KeyError:
-        raise ConfigError(f"unknown build step {name!r}; registered steps: {', '.join(_STEPS)}") from None
-
-
-def registered_steps() -> tuple[str, ...]:
-    return tuple(_STEPS)
+    first = (doc or fn.__doc__ or "").strip().splitlines()
+    return StepSpec(name, run, produces=produces, checkpoint=True, requires=("model",), provides=("model", "stages"), doc=first[0] if first else "")

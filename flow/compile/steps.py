@@ -1,18 +1,16 @@
-"""QONNX -> FINN-ONNX -> streamlined -> HW layers -> specialized: the compiler steps.
+"""QONNX -> FINN-ONNX -> streamlined -> HW layers -> the dataflow partition: the compiler steps.
 
 Each step is a plain function ``step_*(model, ctx) -> model`` built from FINN's and
-qonnx's own passes (FINN's builder steps are called directly where they fit), registered
-by name (:mod:`flow.compile.registry`). :func:`flow.builder.build` runs them in order and
-checkpoints the model after each.
+qonnx's own passes (FINN's builder steps are called directly where they fit), exported
+as build steps (:data:`STEPS`, :func:`flow.compile.registry.model_step`).
+:func:`flow.builder.build` runs them in order and checkpoints the model after each.
 
->>> from flow.compile.registry import get_step
->>> get_step("convert_to_hw").fn is step_convert_to_hw
-True
+>>> [s.name for s in STEPS][:3]
+['qonnx_to_finn', 'set_input_datatype', 'streamline']
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import finn.transformation.streamline.absorb as absorb
@@ -28,11 +26,11 @@ from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.transformation.insert_topk import InsertTopK
 
 from flow.compat import finn as _finn_compat
+from flow.compat.finn_builder import finn_config, finn_step
 from flow.compat.finn_shuffle import KeepOutputTransposeOnHost
 from flow.compat.finn_upsample import infer_upsample_layers
 from flow.compat.qonnx_index import IndexedModel
 from flow.compat.qonnx_linear import transforms_in_place
-from flow.compile.context import BuildContext
 from flow.compile.host_input import keep_input_quantizer_on_host
 from flow.compile.load import check_quantized
 from flow.compile.passes import (
@@ -41,23 +39,15 @@ from flow.compile.passes import (
     prepare_qonnx,
     streamline_structures,
 )
-from flow.compile.registry import register_step
-from flow.compile.specialize import check_specialize_file
+from flow.compile.registry import model_step
 from flow.core.errors import InputDatatypeError, UnsupportedOpError
+from flow.core.pipeline import BuildContext, StepSpec
 from flow.core.stages import Stage
-from flow.core.vocab import HW_DOMAIN, IMPL_ATTR, PARTITION_OP, is_hw_node
+from flow.core.vocab import PARTITION_OP, is_hw_node
 
 PARENT_PROP = "qflow_dataflow_parent"
 
 
-def finn_step(name: str, model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
-    """FINN's builder step ``step_<name>`` on a private copy of ``model``, its transformations
-    rewriting that copy in place (:func:`flow.compat.qonnx_linear.transforms_in_place`)."""
-    with transforms_in_place():
-        return getattr(_finn_compat.build_steps(), f"step_{name}")(copy.deepcopy(model), ctx.finn_config())
-
-
-@register_step("qonnx_to_finn")
 def step_qonnx_to_finn(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     """QONNX cleanup and conversion to the FINN-ONNX dialect (FINN's steps), then tidy-up.
 
@@ -69,7 +59,6 @@ def step_qonnx_to_finn(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     return finn_step("tidy_up", finn_step("qonnx_to_finn", model, ctx), ctx)
 
 
-@register_step("set_input_datatype", produces=Stage.FINN_ONNX)
 def step_set_input_datatype(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     """Annotate the graph input with ``cfg.input_dtype`` (or keep the model's own annotation)."""
     name = model.graph.input[0].name
@@ -79,7 +68,6 @@ def step_set_input_datatype(model: ModelWrapper, ctx: BuildContext) -> ModelWrap
     return model
 
 
-@register_step("streamline", produces=Stage.STREAMLINED)
 def step_streamline(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     """FINN's streamlining, then thresholds rounded and clipped to the integer input range, then
     qflow's structure streamlining (residual joins, average pools, depthwise convs) and a check
@@ -100,7 +88,6 @@ def step_streamline(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     return model
 
 
-@register_step("insert_label_select", produces=Stage.STREAMLINED_INTEGER)
 def step_insert_label_select(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     """End a classifier with a top-1 (TopK) node, absorbing the final scalar scale into it."""
 
@@ -113,7 +100,6 @@ def step_insert_label_select(model: ModelWrapper, ctx: BuildContext) -> ModelWra
     return model.transform(InferShapes()).transform(InferDataTypes())
 
 
-@register_step("flatten_input_on_host")
 def step_flatten_input_on_host(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     """Drop a leading Flatten/Reshape of the graph input: the host sends flat vectors.
 
@@ -141,7 +127,6 @@ def step_flatten_input_on_host(model: ModelWrapper, ctx: BuildContext) -> ModelW
     return model.transform(InferShapes()).transform(InferDataLayouts())
 
 
-@register_step("convert_to_hw", produces=Stage.HW)
 def step_convert_to_hw(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     """FINN's conversion to HW layers (nearest-neighbour Resize included, :mod:`flow.compat.finn_upsample`),
     an input quantizer on a float input kept on the host (:mod:`flow.compile.host_input`), the float
@@ -196,7 +181,6 @@ def check_hw_coverage(model: ModelWrapper) -> None:
         )
 
 
-@register_step("create_dataflow_partition")
 def step_create_dataflow_partition(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     """Minimize bit widths, then cut the HW nodes into FINN's dataflow partition.
 
@@ -204,37 +188,13 @@ def step_create_dataflow_partition(model: ModelWrapper, ctx: BuildContext) -> Mo
     path recorded in the model's metadata so verification can run the whole design.
     """
     steps = _finn_compat.build_steps()
-    fcfg = ctx.finn_config()
+    fcfg = finn_config(ctx)
     (Path(fcfg.output_dir) / "intermediate_models").mkdir(parents=True, exist_ok=True)
     model = steps.step_minimize_bit_width_initial(model, fcfg)
     child = steps.step_create_dataflow_partition(model, fcfg)
     parent = Path(fcfg.output_dir) / "intermediate_models" / "dataflow_parent.onnx"
     child.set_metadata_prop(PARENT_PROP, str(parent.resolve()))
     return child
-
-
-@register_step("specialize_layers")
-def step_specialize_layers(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
-    """Choose HLS or RTL variants of each layer for the target part (FINN's step).
-
-    A ``specialize_file`` (FINN's specialize-layers config) is checked first: it must name
-    this design's HW layers and ask for ``hls`` or ``rtl``. With ``prefer_rtl`` every layer
-    asks for its RTL variant (FINN keeps HLS where RTL cannot be built; the file, applied
-    by FINN after this, wins where it names a layer).
-    """
-    if ctx.cfg.specialize_file is not None:
-        check_specialize_file(model, ctx.cfg.specialize_file)
-    if ctx.cfg.prefer_rtl:
-        for node in model.graph.node:
-            if node.domain == HW_DOMAIN:
-                getCustomOp(node).set_nodeattr(IMPL_ATTR, "rtl")
-    return finn_step("specialize_layers", model, ctx)
-
-
-@register_step("minimize_bit_width")
-def step_minimize_bit_width(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
-    """Tighten weight/accumulator widths for the chosen folding (FINN's step)."""
-    return finn_step("minimize_bit_width", model, ctx)
 
 
 def dataflow_parent(model: ModelWrapper) -> ModelWrapper | None:
@@ -251,3 +211,15 @@ def assemble_design(child: ModelWrapper, child_path: Path) -> ModelWrapper:
     for node in parent.get_nodes_by_op_type(PARTITION_OP):
         getCustomOp(node).set_nodeattr("model", str(Path(child_path).resolve()))
     return parent
+
+
+#: The compiler's build steps, in the order of a build: QONNX in, the dataflow partition of HW layers out.
+STEPS: tuple[StepSpec, ...] = (
+    model_step("qonnx_to_finn", step_qonnx_to_finn),
+    model_step("set_input_datatype", step_set_input_datatype, produces=Stage.FINN_ONNX),
+    model_step("streamline", step_streamline, produces=Stage.STREAMLINED),
+    model_step("flatten_input_on_host", step_flatten_input_on_host),
+    model_step("insert_label_select", step_insert_label_select, produces=Stage.STREAMLINED_INTEGER),
+    model_step("convert_to_hw", step_convert_to_hw, produces=Stage.HW),
+    model_step("create_dataflow_partition", step_create_dataflow_partition),
+)

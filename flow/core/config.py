@@ -80,7 +80,8 @@ class BuildConfig(BaseModel):
     rtlsim_samples: int = Field(8, ge=2, le=10_000, description="verification inputs streamed back to back through the RTL")
     mvau_wwidth_max: int = Field(36, gt=0, le=2**20)
     verify_samples: int = Field(1000, ge=0, le=MAX_VERIFY_SAMPLES, description="random or test inputs verified through every stage")
-    steps: tuple[str, ...] | None = Field(None, description="registered build steps to run instead of the default list (flow.compile.registry)")
+    flow: str = Field("default", description="the registered flow a build runs (flow.builder.registry): default, compile, estimate, codegen, bitfile")
+    steps: tuple[str, ...] | None = Field(None, description="registered build steps to run instead of the flow's (flow.builder.registry)")
     strict: bool = False
 
     _check_dtype = field_validator("input_dtype")(classmethod(lambda cls, v: check_datatype_name(v)))

@@ -84,3 +84,11 @@ class ToolMissingError(QflowError):
     """A stage needs a vendor tool (Vivado/Vitis) that is not on PATH."""
 
     exit_code = 5
+
+
+class BitfileSkipped(ToolMissingError):
+    """``--stage bitfile`` without Vivado: everything before the bitfile was written (``result``), the bitfile was not."""
+
+    def __init__(self, message: str, result: object):
+        super().__init__(message)
+        self.result = result

@@ -40,6 +40,7 @@ anywhere, hard links, a forged manifest. The rules:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -50,6 +51,8 @@ from flow.core import tree
 from flow.core.errors import ConfigError
 from flow.core.fileio import parse_json, read_regular, watch_writes
 from flow.core.places import refuse_place
+from flow.core.tree import inner_folder
+from flow.core.tree import plain_parts as _parts
 
 __all__ = ["MANIFEST", "OutputDir", "inner_folder", "refuse_place", "retire_results"]
 
@@ -66,42 +69,6 @@ def retire_results(path: str | Path, *, results: Iterable[str] = (), trees: Iter
         OutputDir(path, results=results, trees=trees, scratch=scratch).retire()
     except (ConfigError, OSError):
         pass
-
-
-def inner_folder(root: str | Path, rel: str, *, create: bool = True, option: str = "--out") -> Path:
-    """The folder ``root/rel``, e.g. for a nested run's own :class:`OutputDir`: created when ``create``
-    (``root`` too); no link and no file may stand on the way from ``root`` to it (ConfigError, one line)."""
-    root = Path(root)
-    parts = _parts(rel)
-    if parts is None:
-        raise ConfigError(f"{option} {root}: {rel!r} is not a path inside the folder")
-    if create:
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"{option} {root} cannot be created: {e.strerror or e}") from None
-    elif not root.is_dir():
-        return root / rel
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.close(tree.open_folder(fd, parts, create=create))
-    except FileNotFoundError:
-        pass
-    except tree.UnsafeEntry as e:
-        raise ConfigError(f"{option} {root}: {e.rel} is {e.what}; qflow writes only into real folders inside it: move it away") from None
-    except OSError as e:
-        raise ConfigError(f"{option} {root}: {rel} cannot be created: {e.strerror or e}") from None
-    finally:
-        os.close(fd)
-    return root / rel
-
-
-def _parts(rel: str) -> tuple[str, ...] | None:
-    """The components of a plain relative path (no ``..``, ``.``, empty or absolute parts), else None."""
-    if not isinstance(rel, str) or not rel or "\x00" in rel or rel.startswith("/") or len(rel) > 4096:
-        return None
-    parts = tuple(rel.split("/"))
-    return None if any(p in ("", ".", "..") for p in parts) else parts
 
 
 class OutputDir:
@@ -338,6 +305,25 @@ class OutputDir:
             os.close(fd)
         self._files.setdefault(rel, [])
         return self.path / rel
+
+    def read_proven(self, rel: str, limit: int) -> bytes | None:
+        """The bytes of ``rel`` (read without following links) when this kind of run writes it and they
+        match a SHA-256 the manifest records for it; None otherwise (absent, foreign, changed, too large)."""
+        parts = _parts(rel)
+        if parts is None or not self._writes(rel) or not self.path.is_dir():
+            return None
+        fd = self._root_fd()
+        try:
+            sub = tree.open_folder(fd, parts[:-1])
+            try:
+                data = read_regular(parts[-1], rel, ConfigError, limit=limit, follow=False, dir_fd=sub)
+            finally:
+                os.close(sub)
+            return data if hashlib.sha256(data).hexdigest() in self._read_manifest(fd)[0].get(rel, []) else None
+        except (ConfigError, tree.UnsafeEntry, OSError):
+            return None
+        finally:
+            os.close(fd)
 
     def folder(self, rel: str, *, create: bool = True) -> Path:
         """The folder ``rel`` inside this one (see :func:`inner_folder`)."""

@@ -8,6 +8,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -59,3 +63,18 @@ class Bar:
     def resume(self) -> None:
         if self._progress is not None:
             self._progress.start()
+
+
+@contextlib.contextmanager
+def step_bar(steps: list[str], enabled: bool = True) -> Iterator[Callable[[str], None]]:
+    """A progress bar over a build's steps (on stderr, when it is a terminal: elsewhere the bar would
+    leave a blank line before an error); yields the callback that advances it."""
+    with Bar("build", len(steps), transient=True, enabled=enabled and sys.stderr.isatty()) as bar:
+        done: list[str] = []
+
+        def advance(step: str) -> None:
+            bar.update(advance=1 if done else 0, description=step)
+            done.append(step)
+
+        yield advance
+        bar.update(completed=len(steps))

@@ -4,7 +4,7 @@ A stage is a model the flow computes with: the trained network (``pytorch``), th
 exported QONNX graph, FINN's dialect of it, the streamlined graph (float logits, then
 integer with its label select), the graph of hardware layers, the specialized and folded
 design, and the generated RTL simulated (``rtlsim``). Compiler steps declare the stage
-their output is (:func:`flow.compile.registry.register_step`); verification compares the
+their output is (:class:`flow.core.pipeline.StepSpec`); verification compares the
 stages in this order.
 
 >>> Stage.HW.value, Stage("qonnx") is Stage.QONNX

@@ -20,7 +20,9 @@ import errno
 import os
 import stat
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
+from flow.core.errors import ConfigError
 from flow.core.fileio import sha256_fd, temp_name
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -188,3 +190,39 @@ def write_at(dir_fd: int, name: str, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def inner_folder(root: str | Path, rel: str, *, create: bool = True, option: str = "--out") -> Path:
+    """The folder ``root/rel``, e.g. for a nested run's own :class:`OutputDir`: created when ``create``
+    (``root`` too); no link and no file may stand on the way from ``root`` to it (ConfigError, one line)."""
+    root = Path(root)
+    parts = plain_parts(rel)
+    if parts is None:
+        raise ConfigError(f"{option} {root}: {rel!r} is not a path inside the folder")
+    if create:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"{option} {root} cannot be created: {e.strerror or e}") from None
+    elif not root.is_dir():
+        return root / rel
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.close(open_folder(fd, parts, create=create))
+    except FileNotFoundError:
+        pass
+    except UnsafeEntry as e:
+        raise ConfigError(f"{option} {root}: {e.rel} is {e.what}; qflow writes only into real folders inside it: move it away") from None
+    except OSError as e:
+        raise ConfigError(f"{option} {root}: {rel} cannot be created: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+    return root / rel
+
+
+def plain_parts(rel: str) -> tuple[str, ...] | None:
+    """The components of a plain relative path (no ``..``, ``.``, empty or absolute parts), else None."""
+    if not isinstance(rel, str) or not rel or "\x00" in rel or rel.startswith("/") or len(rel) > 4096:
+        return None
+    parts = tuple(rel.split("/"))
+    return None if any(p in ("", ".", "..") for p in parts) else parts

@@ -8,9 +8,11 @@ low-rank factorization and distillation prepare, the method trains or quantizes)
 network is exported and :func:`flow.builder.build` compiles and verifies it against the
 trained network's own outputs.
 
+The example is skipped when the doctests run: it trains a network on MNIST.
+
 >>> from flow.explore.run import run              # doctest: +SKIP
->>> result = run(load_recipe(), "runs/default")
->>> result.report.accuracy, result.report.throughput_fps
+>>> result = run(load_recipe(), "runs/default")  # doctest: +SKIP
+>>> result.report.accuracy, result.report.throughput_fps  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ import numpy as np
 import torch
 
 from flow.builder.pipeline import BuildResult, build, output_dir, retire_build
-from flow.compile.specialize import check_config_file
 from flow.core.errors import QflowError
 from flow.core.fileio import atomic_write_json
 from flow.core.outdir import OutputDir
 from flow.explore.recipe import Recipe
 from flow.fold.rules import read_folding_file
+from flow.fold.specialize import check_config_file
 from flow.nn.data import Dataset, load_dataset
 from flow.nn.export import export_qonnx
 from flow.nn.techniques.base import Job

@@ -9,7 +9,7 @@ result (shared by layers whose attributes are then equal, such as a ResNet's rep
 blocks). Evaluating a whole folding is then a dictionary lookup per layer, a sum and a
 max, and agrees exactly with FINN (``tests/fold/test_cost_model.py`` checks it). Where
 FINN's LUT estimate is 0 by construction (MVAU_rtl, Pool_hls, ...), the LUTs are qflow's
-own count (:mod:`flow.compile.lut_model`), as in the report, so ``--auto`` does not treat
+own count (:mod:`flow.fold.lut_model`), as in the report, so ``--auto`` does not treat
 such a layer as free. A HW layer FINN has not specialized yet (a ``Shuffle``, which FINN
 decomposes after folding) counts as FINN's analyses count it: no resources, its annotated
 ``cycles_estimate`` (``AnnotateCycles`` skips it).
@@ -20,11 +20,13 @@ by FINN's bit-width minimization, and those do not depend on PE/SIMD/memory styl
 depend on ``runtime_writeable_weights``/``mem_mode`` (weights no longer fixed), which
 :meth:`CostModel.layer_cost` handles by running that node's own minimization methods.
 A layer FINN can build both as HLS and RTL is priced in both variants (the other one
-built by FINN's own ``SpecializeLayers``, see :mod:`flow.compile.specialize`); ``preferred_impl_style``
+built by FINN's own ``SpecializeLayers``, see :mod:`flow.fold.specialize`); ``preferred_impl_style``
 in a folding picks one. Each estimate also lists the data-width converters FINN's
 ``InsertDWC`` will put between layers whose stream words differ, at FINN's price
-(:mod:`flow.compile.converters`); FINN's estimate report leaves them out, so ``totals`` do too and
+(:mod:`flow.fold.converters`); FINN's estimate report leaves them out, so ``totals`` do too and
 :meth:`CostEstimate.fits` adds them.
+
+The example is skipped when the doctests run: it needs a specialized design.
 
 >>> cm = CostModel(model, "xc7z020clg400-1")                     # doctest: +SKIP
 >>> cm.estimate({"MVAU_hls_0": {"PE": 16, "SIMD": 49}}).max_cycles  # doctest: +SKIP
@@ -45,7 +47,7 @@ from qonnx.custom_op.registry import getCustomOp
 
 from flow.compat import finn as _finn_compat
 from flow.compat.finn_mvu import queue_overflow
-from flow.compile.converters import (
+from flow.fold.converters import (
     DwcPricer,
     Edge,
     Stream,
@@ -53,9 +55,9 @@ from flow.compile.converters import (
     out_stream,
     stream_edges,
 )
-from flow.compile.lut_model import qflow_resources
-from flow.compile.specialize import alternatives
 from flow.core.errors import FoldingError
+from flow.fold.lut_model import qflow_resources
+from flow.fold.specialize import alternatives
 from flow.core.vocab import (
     IMPL_ATTR,
     RESOURCES,
@@ -130,7 +132,7 @@ class CostModel:
     ``model`` is the specialized HW graph (before or after folding); bit-width minimization
     is applied to a copy first (as ``step_minimize_bit_width`` does after folding). Layers
     FINN can build both as HLS and RTL are priced in both variants (the variant FINN would
-    build if asked, via ``preferred_impl_style``, see :mod:`flow.compile.specialize`) unless
+    build if asked, via ``preferred_impl_style``, see :mod:`flow.fold.specialize`) unless
     ``variants=False``.
     """
 

@@ -17,7 +17,7 @@ Coupled layers (FINN's rule: a depthwise ``ConvolutionInputGenerator`` runs at t
 the ``VVAU``/``Pool`` it feeds) are one unit of the optimizer, see :mod:`flow.fold.units`.
 The data-width converters have no folding attribute: FINN sizes each from the words on its
 two sides, so they follow from their neighbours' settings and are priced with them
-(:mod:`flow.compile.converters`), as are FIFOs.
+(:mod:`flow.fold.converters`), as are FIFOs.
 
 >>> divisors(12)
 [1, 2, 3, 4, 6, 12]

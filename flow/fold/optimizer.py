@@ -16,7 +16,7 @@ for when to stop raising SIMD, not a rule, and the cost model prices wide weight
 
 The data-width converters FINN inserts between layers whose stream words differ are part
 of the budget: layers plus converters must fit (converter prices are FINN's, see
-:mod:`flow.compile.converters`).
+:mod:`flow.fold.converters`).
 
 Algorithm: each unit (a layer, or a coupled SWG+Pool/VVAU pair, :mod:`flow.fold.units`)
 keeps its Pareto-optimal options (cycles vs. resources) per choice of its streams to
@@ -29,6 +29,8 @@ infeasible) say how far the result is from the limit (``FoldingPlan.limit``); th
 ``optimal`` when the proven lower bound reaches it. "Nothing fits" is reported only when
 proven: a layer that alone breaks a cap, the cheapest settings per resource summed over a
 cap, an infeasible LP relaxation, or a MILP that proved no selection fits.
+
+The example is skipped when the doctests run: it needs a specialized design.
 
 >>> plan = optimize(specialized_model, load_target("pynq-z1"))   # doctest: +SKIP
 >>> plan.predicted.max_cycles, plan.folding["MVAU_hls_0"]          # doctest: +SKIP
@@ -45,7 +47,7 @@ from typing import Any
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
-from flow.compile.specialize import apply_folding
+from flow.compat.finn_builder import finn_config
 from flow.core.errors import InfeasibleDesignError
 from flow.core.fileio import atomic_write_json
 from flow.core.vocab import FINN_RESOURCE_KEYS, RESOURCES
@@ -54,6 +56,7 @@ from flow.fold.cost_model import CostEstimate, CostModel
 from flow.fold.program import Status
 from flow.fold.search import Outcome, solve
 from flow.fold.select import Selector, Unit
+from flow.fold.specialize import apply_folding
 from flow.fold.units import build_units
 from hw_targets import Target
 
@@ -190,7 +193,7 @@ def apply_auto_folding(model: ModelWrapper, ctx) -> ModelWrapper:
     """``step_fold``'s auto mode: optimize, then apply the plan with FINN's own steps.
 
     Layers the plan builds in their other variant (HLS/RTL) are re-specialized by FINN
-    first (:func:`flow.compile.specialize.apply_folding`), which renames them; the FINN folding
+    first (:func:`flow.fold.specialize.apply_folding`), which renames them; the FINN folding
     config, with the final names, goes to ``<out>/finn/report/auto_folding_config.json``
     and is applied by FINN's ``step_apply_folding_config``; ``<out>/auto_folding.json``
     records the plan. ``mvau_wwidth_max`` bounds SIMD x weight bits only when the build
@@ -201,7 +204,7 @@ def apply_auto_folding(model: ModelWrapper, ctx) -> ModelWrapper:
     wwidth = cfg.mvau_wwidth_max if "mvau_wwidth_max" in cfg.model_fields_set else None
     pinned = cfg.specialize_file is not None  # the user chose the variants
     plan = optimize(model, ctx.target, wwidth_max=wwidth, variants=not pinned, prefer="rtl" if cfg.prefer_rtl else None)
-    fcfg = ctx.finn_config()
+    fcfg = finn_config(ctx)
     path = Path(fcfg.output_dir) / "report" / "auto_folding_config.json"
     folded, rename = apply_folding(model, plan.folding, fcfg, path)
     summary = plan.summary() | {"bottleneck": rename.get(plan.predicted.bottleneck, plan.predicted.bottleneck)}

@@ -17,9 +17,9 @@ from finn.util.exception import FINNInternalError, FINNUserError
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
-from flow.compile.nodeconfig import DEFAULTS, expand_defaults, read_node_config, shown
 from flow.core.errors import FoldingError
 from flow.core.vocab import IMPL_ATTR, is_hw_node
+from flow.fold.nodeconfig import DEFAULTS, expand_defaults, read_node_config, shown
 
 # The node attributes FINN's builder writes to its folding-config JSON.
 FOLDING_ATTRS = (

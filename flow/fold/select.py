@@ -4,7 +4,7 @@ A :class:`Unit` is a layer (or a coupled sliding-window + Pool/VVAU pair) with i
 settings. Settings are pruned to those no other setting beats in cycles and every resource
 *among settings with the same streams to neighbouring units*, because the stream words
 decide which data-width converters FINN inserts between units (their price is FINN's, see
-:mod:`flow.compile.converters`). :class:`Selector` holds the units and the streams between
+:mod:`flow.fold.converters`). :class:`Selector` holds the units and the streams between
 them: :meth:`Selector.sweep` picks for all bounds at once under resource weights (no
 converters, a fast heuristic), :meth:`Selector.usage` prices a selection with its
 converters, and :mod:`flow.fold.program` states a bound's selection as an LP/MILP.

@@ -1,30 +1,62 @@
-"""The ``fold`` build step: FINN's SetFolding toward a frame rate, a folding file, qflow's optimizer, or FINN's defaults."""
+"""The folding wing's build steps: ``specialize_layers`` (HLS or RTL per layer, FINN's step), ``fold`` (FINN's SetFolding toward a frame rate, a folding file,
+qflow's optimizer, or FINN's defaults), ``minimize_bit_width``, ``design`` (the folded design and
+its FINN configs written out) and ``estimate`` (FINN's analyses of it).
+
+>>> [s.name for s in STEPS]
+['specialize_layers', 'fold', 'minimize_bit_width', 'design', 'estimate']
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
 
 from flow.compat import finn as _finn_compat
+from flow.compat.finn_builder import finn_config, finn_step
 from flow.compat.finn_mvu import queue_overflow
-from flow.compile.context import BuildContext
-from flow.compile.registry import register_step
-from flow.compile.specialize import apply_folding, respecialize
-from flow.fold.optimizer import apply_auto_folding
-from flow.fold.rules import check_folding_rules, read_folding_file, resolve_folding
+from flow.compile.registry import model_step
+from flow.core.fileio import atomic_write_bytes, atomic_write_json
+from flow.core.pipeline import BuildContext, BuildState, StepSpec
+from flow.core.stages import Stage
+from flow.core.vocab import HW_DOMAIN, IMPL_ATTR
+from flow.fold.estimate import estimate
+from flow.fold.optimizer import apply_auto_folding, cycle_bound
+from flow.fold.rules import check_folding_rules, extract_folding, read_folding_file, resolve_folding
+from flow.fold.specialize import apply_folding, check_specialize_file, respecialize, specialize_config
+
+#: What the ``design`` step writes: the folded partition and FINN's configs that rebuild it.
+DESIGN_FILES = ("design.onnx", "folding.json", "specialize_layers.json")
 
 
-@register_step("fold")
+def step_specialize_layers(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
+    """Choose HLS or RTL variants of each layer for the target part (FINN's step).
+
+    A ``specialize_file`` (FINN's specialize-layers config) is checked first: it must name
+    this design's HW layers and ask for ``hls`` or ``rtl``. With ``prefer_rtl`` every layer
+    asks for its RTL variant (FINN keeps HLS where RTL cannot be built; the file, applied
+    by FINN after this, wins where it names a layer).
+    """
+    if ctx.cfg.specialize_file is not None:
+        check_specialize_file(model, ctx.cfg.specialize_file)
+    if ctx.cfg.prefer_rtl:
+        for node in model.graph.node:
+            if node.domain == HW_DOMAIN:
+                getCustomOp(node).set_nodeattr(IMPL_ATTR, "rtl")
+    return finn_step("specialize_layers", model, ctx)
+
+
 def step_fold(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     """Set PE/SIMD (and memory/implementation options) of every layer, then check FINN's rules.
 
     A folding (file or optimizer) may also set a layer's ``preferred_impl_style``; such
-    layers are re-specialized by FINN first (:func:`flow.compile.specialize.apply_folding`).
+    layers are re-specialized by FINN first (:func:`flow.fold.specialize.apply_folding`).
     """
-    fcfg = ctx.finn_config()
+    fcfg = finn_config(ctx)
     Path(fcfg.output_dir, "report").mkdir(parents=True, exist_ok=True)
     mode = ctx.cfg.folding_mode
     if mode == "fps":
@@ -57,3 +89,36 @@ def avoid_mvu_queue_overflow(model: ModelWrapper, part: str, clk_ns: float) -> M
         log.warning(note)
     model.set_metadata_prop(RTL_TO_HLS_PROP, json.dumps(moved))
     return model
+
+
+def step_minimize_bit_width(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
+    """Tighten weight/accumulator widths for the chosen folding (FINN's step)."""
+    return finn_step("minimize_bit_width", model, ctx)
+
+
+def write_design(state: BuildState, ctx: BuildContext) -> None:
+    """Write the folded dataflow partition (``design.onnx``) and FINN's folding and specialize-layers
+    configs that rebuild it (``--specialize specialize_layers.json --folding folding.json``)."""
+    assert state.model is not None
+    state.design = ctx.will_write("design.onnx")
+    atomic_write_bytes(state.design, state.model.model.SerializeToString())
+    state.stages[Stage.SPECIALIZED] = state.design
+    atomic_write_json(ctx.will_write("folding.json"), extract_folding(state.model))
+    atomic_write_json(ctx.will_write("specialize_layers.json"), specialize_config(state.model))
+
+
+def estimate_design(state: BuildState, ctx: BuildContext) -> None:
+    """FINN's resource and cycle estimates of the folded design (and, with ``--auto``, the optimizer's cycle bound)."""
+    assert state.model is not None
+    est = estimate(state.model, ctx.target)
+    state.estimate = replace(est, cycle_bound=cycle_bound(state.model)) if ctx.cfg.auto else est
+
+
+#: The folding wing's build steps, in the order of a build.
+STEPS: tuple[StepSpec, ...] = (
+    model_step("specialize_layers", step_specialize_layers),
+    model_step("fold", step_fold),
+    model_step("minimize_bit_width", step_minimize_bit_width),
+    StepSpec("design", write_design, requires=("model",), provides=("design",), doc="write design.onnx, folding.json and specialize_layers.json", shown=False),
+    StepSpec("estimate", estimate_design, requires=("model",), provides=("estimate",), doc="FINN's resource and cycle estimates of the folded design"),
+)

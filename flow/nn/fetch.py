@@ -11,8 +11,10 @@ may stand on the way to those folders, and a file already there under a dataset'
 kept when it is valid and otherwise refused, never overwritten. Every write is atomic and a
 second call with valid files in place does nothing.
 
+The example is skipped when the doctests run: it copies datasets into ``data/``.
+
 >>> from flow.nn.fetch import fetch_all          # doctest: +SKIP
->>> fetch_all(Path("data"), datasets=("mnist", "fashion-mnist"))
+>>> fetch_all(Path("data"), datasets=("mnist", "fashion-mnist"))  # doctest: +SKIP
 {'mnist': PosixPath('data/mnist'), 'fashion-mnist': PosixPath('data/fashion-mnist')}
 """
 

@@ -8,7 +8,7 @@ A LUT count that is not FINN's carries a mark (``*`` qflow's count calibrated on
 
 from __future__ import annotations
 
-from flow.compile.estimate import LayerEstimate
+from flow.core.estimates import LayerEstimate
 from flow.core.vocab import RESOURCE_LABELS
 from flow.report.schema import Report
 

@@ -17,6 +17,7 @@ from flow.report.cells import (
     use_text,
 )
 from flow.report.schema import Report
+from flow.report.sections import section_rows
 from flow.sim.rtlsim.design import NO_RTL_HINT
 
 
@@ -78,7 +79,7 @@ def render_markdown(report: Report) -> str:
             + f" {lut_cell(layer)} | {layer.bram_18k:g} | {layer.uram:g} | {layer.dsp:g} |"
         )
     lines += ["", LUT_LEGEND]
-    return "\n".join(lines + _rtlsim_rows(report) + _stage_rows(report)) + "\n"
+    return "\n".join(lines + _rtlsim_rows(report) + _stage_rows(report) + section_rows(report.sections)) + "\n"
 
 
 def _rtlsim_rows(report: Report) -> list[str]:

@@ -11,7 +11,7 @@ Schema (``schema_version`` 4)::
                                   cycles: FINN's estimate per frame; lut_basis: where ``lut`` comes
                                   from: finn | qflow-yosys-fit | qflow-structural | none (FINN has no
                                   model and neither has qflow: 0 counted, not an estimate), see
-                                  flow.compile.lut_model; sim_cycles: cycles per frame measured in
+                                  flow.fold.lut_model; sim_cycles: cycles per frame measured in
                                   RTL simulation (--rtlsim), null with the reason in sim_note
     totals, budget        {lut, bram_18k, uram, dsp}   sum of layers / target caps
     data_width_converters {count, totals: {lut, bram_18k, uram, dsp},
@@ -72,11 +72,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from flow.compile.converters import Converter
-from flow.compile.estimate import Estimates, LayerEstimate
 from flow.core.config import format_validation_error
 from flow.core.errors import ConfigError
-from flow.core.vocab import RESOURCE_LABELS, RESOURCES
+from flow.core.estimates import Converter, Estimates, LayerEstimate, Resources
+from flow.core.vocab import RESOURCE_LABELS
 from flow.sim.rtlsim.design import DesignSim
 from flow.sim.rtlsim.toolchain import find_verilator
 from flow.sim.verify import Verification
@@ -107,7 +106,7 @@ class TargetInfo(_Strict):
 
 class ConverterSummary(_Strict):
     count: int = Field(ge=0)
-    totals: dict[str, float]
+    totals: Resources
     converters: list[Converter]
 
 
@@ -225,9 +224,9 @@ class Report(_Strict):
     model: str
     target: TargetInfo
     layers: list[LayerEstimate]
-    totals: dict[str, float]
+    totals: Resources
     data_width_converters: ConverterSummary
-    budget: dict[str, float]
+    budget: Resources
     fits: bool
     over_budget: list[str]
     max_cycles: int
@@ -243,13 +242,14 @@ class Report(_Strict):
     timings_s: dict[str, float] = Field(default_factory=dict)
     rtlsim: RtlsimReport | None = None
     cycle_bound: CycleBound | None = None
+    sections: dict[str, dict[str, Any]] = Field(default_factory=dict)  # plug-in verifiers' own sections, by name
 
     @classmethod
     def from_estimates(
         cls, *, model: str, target: Target, est: Estimates, folding: FoldingInfo, stage: str,
         accuracy: float | None = None, verification: Verification | None = None,
         skipped: list[str] | None = None, timings: dict[str, float] | None = None, rtlsim: DesignSim | None = None,
-        cycle_bound: dict[str, Any] | None = None,
+        cycle_bound: dict[str, Any] | None = None, sections: dict[str, dict[str, Any]] | None = None,
     ) -> "Report":
         return cls(
             model=model,
@@ -273,6 +273,7 @@ class Report(_Strict):
             timings_s={k: round(v, 3) for k, v in (timings or {}).items()},
             rtlsim=RtlsimReport.of(rtlsim) if rtlsim is not None else None,
             cycle_bound=CycleBound.model_validate(cycle_bound) if cycle_bound is not None else None,
+            sections=sections or {},
         )
 
     @model_validator(mode="before")
@@ -293,14 +294,13 @@ class Report(_Strict):
             parts.append(f"{RESOURCE_LABELS.get(k, k)} {used[k]:,.0f} > {self.budget.get(k, 0):,.0f}{split}")
         return ", ".join(parts)
 
-    def resources_used(self) -> dict[str, float]:
+    def resources_used(self) -> Resources:
         """Layers plus data-width converters per resource: what ``fits`` compares with the budget."""
-        conv = self.data_width_converters.totals
-        return {k: float(self.totals.get(k, 0.0)) + float(conv.get(k, 0.0)) for k in RESOURCES}
+        return self.totals + self.data_width_converters.totals
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict of report.json."""
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", exclude=set() if self.sections else {"sections"})
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "report") -> "Report":

@@ -10,7 +10,7 @@ import pytest
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
-from flow.builder.rtlsim import design_reference
+from flow.builder import build
 from flow.cli import main
 from flow.compile.steps import assemble_design
 from flow.core.config import build_config
@@ -19,6 +19,7 @@ from flow.explore.recipe import recipe_from_dict
 from flow.report.schema import Report
 from flow.sim.rtlsim import toolchain
 from flow.sim.rtlsim.design import simulate_design, stage_check
+from flow.verifiers.rtlsim import design_reference
 
 PART = "xc7z020clg400-1"
 
@@ -108,3 +109,15 @@ def test_recipes_and_options_validate_rtlsim():
     assert r.build.rtlsim and r.build.rtlsim_samples == 4
     with pytest.raises(ConfigError, match="rtlsim_samples"):
         build_config(rtlsim=True, rtlsim_samples=1)
+
+
+@pytest.mark.rtlsim
+def test_rtlsim_progress_reaches_the_log(tiny_mlp_onnx, tmp_path):
+    """Without a terminal a build logs each step with its time, and the simulation layer by layer."""
+    lines: list[str] = []
+    cfg = build_config(standalone_thresholds=True, prefer_rtl=True, verify_samples=4, rtlsim=True, rtlsim_samples=2)
+    build(tiny_mlp_onnx, cfg, tmp_path / "o", log=lines.append)
+    sim = [line for line in lines if "rtlsim: " in line]
+    assert sim[0].endswith("alone on 2 frames") and "verilating and simulating chains" in " ".join(sim)
+    assert any("MVAU_rtl" in line and "simulated in" in line for line in sim)
+    assert [line.split()[0] for line in lines if line.endswith(" s") and "rtlsim: " not in line][-2:] == ["verify", "rtlsim"]

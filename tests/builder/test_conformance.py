@@ -20,10 +20,10 @@ import pytest
 from qonnx.core.modelwrapper import ModelWrapper
 
 from flow.builder.pipeline import BuildResult, build
-from flow.compile.context import BuildContext
-from flow.compile.estimate import estimate
-from flow.compile.registry import get_step
+from flow.builder.registry import get_step
 from flow.core.config import build_config
+from flow.core.pipeline import BuildContext
+from flow.fold.estimate import estimate
 from hw_targets import load_target
 from tests.corpus.cases import CASES, Case, materialize
 

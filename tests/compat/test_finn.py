@@ -68,7 +68,7 @@ def test_finn_warns_when_it_keeps_a_variant_and_the_silencer_hides_it(specialize
 
     from finn.builder.build_dataflow_config import DataflowBuildConfig
 
-    from flow.compile.specialize import unspecialize
+    from flow.fold.specialize import unspecialize
 
     label = next(n.name for n in specialized_mlp.graph.node if n.op_type.startswith("LabelSelect"))
     generic = unspecialize(specialized_mlp, {label: "rtl"})  # LabelSelect has no RTL variant

@@ -51,10 +51,11 @@ from toposort import CircularDependencyError
 
 from flow.builder import build
 from flow.compat import finn as finn_compat
+from flow.compat.finn_builder import finn_config
 from flow.compat.qonnx_graph import int_allowed
 from flow.compat.qonnx_linear import REPLACEMENTS, linear_qonnx, transforms_in_place
-from flow.compile.context import BuildContext
 from flow.core.config import build_config
+from flow.core.pipeline import BuildContext
 from flow.nn.export import export_qonnx
 from hw_targets import load_target
 
@@ -356,7 +357,7 @@ def test_finn_streamlining_copies_the_model_for_every_transform_and_in_place_giv
     finn_compat.ensure_finn_settings(tmp_path / "finn_build")
     steps = finn_compat.build_steps()
     cfg = build_config(target="pynq-z1", target_fps=10_000, verify_samples=0)
-    fcfg = BuildContext(cfg=cfg, target=load_target("pynq-z1"), out_dir=tmp_path).finn_config()
+    fcfg = finn_config(BuildContext(cfg=cfg, target=load_target("pynq-z1"), out_dir=tmp_path))
     for name, stages in checkpoints.items():
         model = ModelWrapper(str(stages["qonnx_to_finn"]))
         outs, copies = [], []

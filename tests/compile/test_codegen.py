@@ -11,9 +11,10 @@ from finn.builder.build_dataflow_config import DataflowOutputType, ShellFlowType
 from qonnx.core.modelwrapper import ModelWrapper
 
 from flow.compat import finn as _finn_compat
+from flow.compat.finn_builder import finn_config
 from flow.compile.codegen import BITFILE_OUTPUTS, BITFILE_STEPS, bitfile_config
-from flow.compile.context import BuildContext
 from flow.core.config import build_config
+from flow.core.pipeline import BuildContext
 from hw_targets import load_target
 
 
@@ -22,7 +23,7 @@ def _ctx(board: str, tmp_path) -> BuildContext:
 
 
 def test_finn_skips_the_bitfile_unless_it_is_asked_for(tiny_mlp_onnx, tmp_path, caplog):
-    estimates_only = _ctx("pynq-z1", tmp_path).finn_config()
+    estimates_only = finn_config(_ctx("pynq-z1", tmp_path))
     assert DataflowOutputType.BITFILE not in estimates_only.generate_outputs
     model = ModelWrapper(str(tiny_mlp_onnx))
     with caplog.at_level(logging.WARNING, logger="finn_logger"):

@@ -18,14 +18,14 @@ from onnx_graphs import QONNX, graph, ints, same_outputs, thresholds
 from qonnx.core.modelwrapper import ModelWrapper
 
 import flow.compile.steps  # noqa: F401  (registers the compiler steps)
+from flow.builder.registry import get_step
 from flow.compat import finn as finn_compat
 from flow.compat.finn_streamline import MoveEqualTransposesPastJoinAdd
-from flow.compile.context import BuildContext
 from flow.compile.load import load_onnx
 from flow.compile.normalize import normalize
 from flow.compile.passes.transposes import PushTransposesDownstream
-from flow.compile.registry import get_step
 from flow.core.config import build_config
+from flow.core.pipeline import BuildContext
 from flow.nn.export import export_qonnx
 from hw_targets import load_target
 

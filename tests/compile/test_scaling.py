@@ -24,12 +24,12 @@ from torch import nn
 
 import flow.compile.passes.streamline as passes_streamline
 import flow.compile.steps as compile_steps
+from flow.builder.registry import get_step
 from flow.compat import finn as finn_compat
-from flow.compile.context import BuildContext
 from flow.compile.load import load_onnx
 from flow.compile.normalize import normalize
-from flow.compile.registry import get_step
 from flow.core.config import build_config
+from flow.core.pipeline import BuildContext
 from flow.nn.export import export_qonnx
 from hw_targets import load_target
 

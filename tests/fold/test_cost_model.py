@@ -3,7 +3,7 @@
 Property test (numpy RNG, fixed seeds): random PE/SIMD divisors and implementation
 choices (HLS/RTL variant, memory, multipliers) per layer, applied with FINN
 (re-specialization, ApplyConfig, step_minimize_bit_width, as the flow does), then FINN's
-res_estimation/exp_cycles_per_layer and flow.compile.estimate compared with CostModel.estimate per
+res_estimation/exp_cycles_per_layer and flow.fold.estimate compared with CostModel.estimate per
 layer and in total, and the data-width converters FINN's InsertDWC adds compared with the
 cost model's.
 """
@@ -20,12 +20,12 @@ from qonnx.custom_op.registry import getCustomOp
 
 from flow.builder.pipeline import build
 from flow.compat import finn as _finn_compat
-from flow.compile.converters import finn_dwcs
-from flow.compile.estimate import estimate
-from flow.compile.lut_model import qflow_resources
 from flow.core.config import build_config
 from flow.core.errors import FoldingError
+from flow.fold.converters import finn_dwcs
 from flow.fold.cost_model import RESOURCES, CostModel, random_folding
+from flow.fold.estimate import estimate
+from flow.fold.lut_model import qflow_resources
 from flow.fold.rules import check_folding_rules
 from flow.nn.export import export_qonnx
 from hw_targets import load_target
@@ -56,7 +56,7 @@ def _finn_apply(model: ModelWrapper, folding: dict, part: str, tmp_path) -> tupl
     """FINN's result for ``folding``: re-specialized where it picks other variants, folded, minimized."""
     from finn.builder.build_dataflow_config import DataflowBuildConfig
 
-    from flow.compile.specialize import apply_folding
+    from flow.fold.specialize import apply_folding
 
     cfg = DataflowBuildConfig(output_dir=str(tmp_path / "finn"), fpga_part=part, generate_outputs=[])
     m, rename = apply_folding(ModelWrapper(copy.deepcopy(model.model)), folding, cfg, tmp_path / "folding.json")
@@ -168,14 +168,14 @@ def test_estimates_are_memoized(networks):
 def test_module_docstrings_run():
     import doctest
 
-    import flow.compile.converters
-    import flow.compile.specialize
+    import flow.fold.converters
+    import flow.fold.specialize
     import flow.fold.cost_model
     import flow.fold.dims
     import flow.fold.optimizer
     import flow.fold.program
     import flow.fold.select
 
-    mods = (flow.fold.cost_model, flow.fold.dims, flow.fold.optimizer, flow.fold.program, flow.fold.select, flow.compile.converters, flow.compile.specialize)
+    mods = (flow.fold.cost_model, flow.fold.dims, flow.fold.optimizer, flow.fold.program, flow.fold.select, flow.fold.converters, flow.fold.specialize)
     for mod in mods:
         assert doctest.testmod(mod, optionflags=doctest.ELLIPSIS).failed == 0, mod.__name__

@@ -10,11 +10,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from flow.compile.converters import Edge, Stream
 from flow.core.errors import InfeasibleDesignError
 from flow.fold import program as program_mod
 from flow.fold import search as search_mod
 from flow.fold.bound import caps_bound, lp_fits
+from flow.fold.converters import Edge, Stream
 from flow.fold.cost_model import LayerCost
 from flow.fold.optimizer import fastest_selection
 from flow.fold.program import Status, exact

@@ -18,8 +18,8 @@ from flow.cli import main
 from flow.core.config import build_config
 from flow.core.errors import ConfigError, FoldingError, InfeasibleDesignError
 from flow.fold.cost_model import CostModel
-from flow.fold.optimizer import optimize
 from flow.fold.dims import fold_limits
+from flow.fold.optimizer import optimize
 from flow.fold.rules import extract_folding
 from hw_targets import load_target
 
@@ -116,7 +116,7 @@ def test_auto_build_fits_per_finns_own_estimate(tiny_cnn_onnx, tmp_path):
 
 
 def test_converters_between_layers_count_against_the_caps(cnn, tmp_path, monkeypatch):
-    from flow.compile.converters import DwcPricer
+    from flow.fold.converters import DwcPricer
 
     model, cm = cnn
     broken = 0

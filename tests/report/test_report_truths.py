@@ -10,7 +10,7 @@ import re
 import pytest
 
 from flow.cli import main
-from flow.compile.estimate import Estimates, LayerEstimate
+from flow.core.estimates import Estimates, LayerEstimate
 from flow.report.cells import bottleneck_text, resource_rows
 from flow.report.html import render_html
 from flow.report.markdown import render_markdown

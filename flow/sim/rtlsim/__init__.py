@@ -21,10 +21,12 @@ Modules, imports going down the list:
 ``chains``      FINN's converters and FIFOs inserted; chains of RTL nodes
 ``fifos``       FIFO occupancy peaks and depths in FINN's folding-config format
 ``design``      a whole design: layers, chains, FIFO sizing, the ``rtlsim`` verification stage
-``yosys``       Yosys ``synth_xilinx`` of a layer's HDL (calibrates :mod:`flow.compile.lut_model`)
+``yosys``       Yosys ``synth_xilinx`` of a layer's HDL (calibrates :mod:`flow.fold.lut_model`)
 ==============  =================================================================================
 
+The example is skipped when the doctests run: it needs a folded design, its Python reference and Verilator.
+
 >>> from flow.sim.rtlsim.design import simulate_design, stage_check      # doctest: +SKIP
->>> sim = simulate_design(design, reference, part="xc7z020clg400-1", clk_ns=10.0, build_dir="build")
->>> stage_check(sim).passed, [c.cycles_per_frame for c in sim.chains]
+>>> sim = simulate_design(design, reference, part="xc7z020clg400-1", clk_ns=10.0, build_dir="build")  # doctest: +SKIP
+>>> stage_check(sim).passed, [c.cycles_per_frame for c in sim.chains]  # doctest: +SKIP
 """

@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,7 +226,8 @@ def _chains(ctx: _Ctx, design: ModelWrapper, reference, size_fifos: bool) -> tup
 
 
 def simulate_design(design: ModelWrapper, reference: dict[str, np.ndarray], *, part: str, clk_ns: float, build_dir: str | Path,
-                    cache_dir: str | Path | None = None, chains: bool = True, size_fifos: bool = True, forks: bool = False) -> DesignSim:
+                    cache_dir: str | Path | None = None, chains: bool = True, size_fifos: bool = True, forks: bool = False,
+                    log: Callable[[str], None] | None = None) -> DesignSim:
     """Simulate the RTL of ``design`` (a folded FINN dataflow partition) on ``reference``.
 
     ``reference`` maps every tensor of ``design`` to its Python values on the batch
@@ -235,7 +238,11 @@ def simulate_design(design: ModelWrapper, reference: dict[str, np.ndarray], *, p
     ctx = _Ctx(part, clk_ns, Path(build_dir), Path(cache_dir) if cache_dir is not None else None, forks)
     frames = len(reference[design.graph.input[0].name])
     reference = streams.in_stream_order(design, reference)
-    layers = simulate_layers(design, reference, part=part, clk_ns=clk_ns, build_dir=build_dir, cache_dir=cache_dir)
+    if log is not None:
+        log(f"verilating and simulating the RTL layers of {design.graph.name or 'the design'} alone on {frames} frames")
+    layers = simulate_layers(design, reference, part=part, clk_ns=clk_ns, build_dir=build_dir, cache_dir=cache_dir, log=log)
+    if log is not None and chains:
+        log("verilating and simulating chains of RTL layers with FINN's converters and FIFOs")
     chain_sims, config = _chains(ctx, design, reference, size_fifos) if chains else ([], current_config(design))
     seconds = {
         "verilate": round(sum(r.verilate_seconds for r in layers) + sum(c.verilate_seconds for c in chain_sims), 3),

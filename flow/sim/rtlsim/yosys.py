@@ -2,7 +2,7 @@
 
 FINN estimates 0 LUT for MVAU_rtl ("DSP-based"), yet the core has pipeline registers, an
 adder tree over the DSP outputs, a replay buffer and stream control in fabric. qflow's
-structural count (:mod:`flow.compile.lut_model`) is calibrated against this synthesis
+structural count (:mod:`flow.fold.lut_model`) is calibrated against this synthesis
 (``benchmarks/rtl_luts.py``), which is too slow to run in every build (seconds to minutes
 per layer).
 

@@ -15,7 +15,7 @@ carries its basis (:data:`BASES`):
 - ``none``: FINN has no model for the op and qflow none either; the 0 is counted but not
   stated as an estimate (reports print it as not estimated).
 
-The cost model (:mod:`flow.fold.cost_model`) and the report (:mod:`flow.compile.estimate`)
+The cost model (:mod:`flow.fold.cost_model`) and the report (:mod:`flow.fold.estimate`)
 both use :func:`layer_lut`, so ``--auto`` prices what the report shows.
 
 MVAU_rtl (the fabric around the DSP chain; weight memory is FINN's BRAM/LUTRAM estimate):

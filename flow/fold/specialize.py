@@ -33,10 +33,10 @@ from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.general import GiveUniqueNodeNames
 
 from flow.compat import finn as _finn_compat
-from flow.compile.nodeconfig import DEFAULTS, read_node_config, shown
 from flow.core.errors import FoldingError
 from flow.core.fileio import atomic_write_json
 from flow.core.vocab import HW_DOMAIN, IMPL_ATTR, IMPL_STYLES, impl_style
+from flow.fold.nodeconfig import DEFAULTS, read_node_config, shown
 
 STYLES = IMPL_STYLES
 

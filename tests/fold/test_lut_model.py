@@ -10,7 +10,7 @@ import pytest
 import rtl_designs as designs
 from qonnx.custom_op.registry import getCustomOp
 
-from flow.compile import lut_model
+from flow.fold import lut_model
 from flow.sim.rtlsim.yosys import find_yosys
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "rtl_luts.json"

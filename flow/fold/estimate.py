@@ -5,16 +5,15 @@ cycles per frame, and ``dataflow_performance`` (after ``AnnotateCycles``) the
 bottleneck and critical path. Totals are the sum over layers; throughput is
 clock / max_cycles. The data-width converters FINN inserts when it stitches the design
 (``InsertDWC``, after FINN's own estimate report) are priced separately with FINN's
-estimates (:func:`flow.compile.converters.finn_dwcs`); the design fits when layers plus converters do.
+estimates (:func:`flow.fold.converters.finn_dwcs`); the design fits when layers plus converters do.
 Where FINN's LUT estimate is 0 by construction (MVAU_rtl, Pool_hls, ...), a layer's LUTs are
-qflow's own count, and every layer says which (``lut_basis``, :mod:`flow.compile.lut_model`).
+qflow's own count, and every layer says which (``lut_basis``, :mod:`flow.fold.lut_model`).
 A build with ``--rtlsim`` adds each layer's measured cycles (``sim_cycles``, or the reason in
 ``sim_note`` when it could not be simulated).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import partial
 
 from finn.analysis.fpgadataflow.dataflow_performance import dataflow_performance
@@ -24,50 +23,11 @@ from finn.transformation.fpgadataflow.annotate_cycles import AnnotateCycles
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
-from flow.compile.converters import Converter, finn_dwcs
-from flow.compile.lut_model import layer_lut
+from flow.core.estimates import Estimates, LayerEstimate, Resources
 from flow.core.vocab import RESOURCES, finn_resources, is_hw_node
+from flow.fold.converters import finn_dwcs
+from flow.fold.lut_model import layer_lut
 from hw_targets import Target
-
-
-@dataclass(frozen=True)
-class LayerEstimate:
-    name: str
-    op_type: str
-    pe: int | None
-    simd: int | None
-    cycles: int
-    lut: float
-    bram_18k: float
-    uram: float
-    dsp: float
-    lut_basis: str = "finn"  # flow.compile.lut_model.BASES
-    sim_cycles: float | None = None  # measured cycles per frame (--rtlsim)
-    sim_note: str | None = None  # why the layer was not simulated, or what the simulation found
-
-
-@dataclass(frozen=True)
-class Estimates:
-    layers: list[LayerEstimate]
-    totals: dict[str, float]
-    budget: dict[str, int]
-    over_budget: list[str]
-    max_cycles: int
-    bottleneck: str
-    critical_path_cycles: int
-    throughput_fps: float
-    latency_us: float
-    clock_mhz: float
-    converters: list[Converter] = field(default_factory=list)
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def fits(self) -> bool:
-        return not self.over_budget
-
-    @property
-    def converter_totals(self) -> dict[str, float]:
-        return {k: float(sum(getattr(c, k) for c in self.converters)) for k in RESOURCES}
 
 
 def estimate(model: ModelWrapper, target: Target) -> Estimates:
@@ -94,8 +54,8 @@ def estimate(model: ModelWrapper, target: Target) -> Estimates:
                 **r,
             )
         )
-    totals = {k: float(sum(getattr(layer, k) for layer in layers)) for k in RESOURCES}
-    budget = {k: v for k, v in target.budget().items() if k in RESOURCES}
+    totals = Resources.total(layers)
+    budget = Resources.of({k: v for k, v in target.budget().items() if k in RESOURCES})
     converters = finn_dwcs(model, target.part)
     over = [k for k in RESOURCES if totals[k] + sum(getattr(c, k) for c in converters) > budget[k]]
     max_cycles = int(perf["max_cycles"])

@@ -7,14 +7,13 @@ stitches the design (after the estimate reports, so FINN's estimates leave them 
 folded design and prices every converter with FINN's estimates; :class:`DwcPricer` gives
 the same price from two stream widths without touching the graph (for the cost model).
 
->>> from flow.compile.converters import Stream
+>>> from flow.fold.converters import Stream
 >>> Stream(elems=4, width=8) == Stream(4, 8)
 True
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
 
@@ -26,6 +25,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.util.basic import qonnx_make_model
 
+from flow.core.estimates import Converter
 from flow.core.vocab import FINN_RESOURCE_KEYS, HW_DOMAIN, RESOURCES, is_hw_node
 
 DWC_OP = "StreamingDataWidthConverter"
@@ -46,23 +46,6 @@ class Edge(NamedTuple):
     out_idx: int
     consumer: str
     in_idx: int
-
-
-@dataclass(frozen=True)
-class Converter:
-    """A data-width converter FINN inserts, with FINN's estimate of its resources."""
-
-    after: str
-    before: str
-    in_width: int
-    out_width: int
-    lut: float
-    bram_18k: float
-    uram: float
-    dsp: float
-
-    def resources(self) -> tuple[float, float, float, float]:
-        return (self.lut, self.bram_18k, self.uram, self.dsp)
 
 
 def stream_edges(model: ModelWrapper) -> list[Edge]:

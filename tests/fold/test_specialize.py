@@ -14,8 +14,8 @@ from qonnx.custom_op.registry import getCustomOp
 from flow.builder.pipeline import build
 from flow.cli import main
 from flow.compat import finn as _finn_compat
-from flow.compile.lut_model import qflow_resources
-from flow.compile.specialize import (
+from flow.fold.lut_model import qflow_resources
+from flow.fold.specialize import (
     IMPL_ATTR,
     alternatives,
     apply_folding,
