@@ -350,6 +350,20 @@ def main() -> None:
     nets = [example(n) for n in a.networks] if a.networks else list(NETWORKS.values())
     nets = [n for n in nets if not (a.skip_large and n.large)]
     rows, t0 = [], time.perf_counter()
+    previous = json.loads(out.read_text())["rows"] if out.is_file() else []
+
+    def save() -> dict:
+        """Write every row measured so far, keeping the earlier rows of networks this run has not measured."""
+        measured = {(r["network"], r["board"]) for r in rows}
+        payload = {"what": "finn-examples networks: qflow --auto vs FINN SetFolding (best fitting target_fps) vs finn-examples' "
+                           "folding configs applied by FINN vs FINN's builder with finn-examples' steps; FINN estimates, same caps",
+                   "goal": "qflow --auto FPS >= finn-examples' hand folding FPS on every network, within the board's caps",
+                   "finn_examples": str(a.finn_examples) if a.finn_examples else None, "samples": a.samples,
+                   "seconds_total": round(time.perf_counter() - t0),
+                   "rows": [r for r in previous if (r["network"], r["board"]) not in measured] + rows}
+        write_results(out, payload)
+        return payload
+
     with tempfile.TemporaryDirectory() as tmp:
         work = a.work or Path(tmp)
         fe = finn_examples_dir(a.finn_examples, work)
@@ -358,16 +372,9 @@ def main() -> None:
             for b in net.boards if a.all_boards else net.boards[:1]:
                 row = measure(net, b, model, work / "runs" / f"{net.name}-{b.target}", fe, a)
                 rows.append(row)
+                save()  # a run stopped part-way keeps what it measured
                 print(table({"rows": [row]}).splitlines()[-1], flush=True)
-    measured = {(r["network"], r["board"]) for r in rows}
-    kept = [r for r in (json.loads(out.read_text())["rows"] if out.is_file() else []) if (r["network"], r["board"]) not in measured]
-    rows = kept + rows  # a run refreshes the rows it measured and keeps the others
-    payload = {"what": "finn-examples networks: qflow --auto vs FINN SetFolding (best fitting target_fps) vs finn-examples' "
-                       "folding configs applied by FINN vs FINN's builder with finn-examples' steps; FINN estimates, same caps",
-               "goal": "qflow --auto FPS >= finn-examples' hand folding FPS on every network, within the board's caps",
-               "finn_examples": str(a.finn_examples) if a.finn_examples else None, "samples": a.samples,
-               "seconds_total": round(time.perf_counter() - t0), "rows": rows}
-    write_results(out, payload)
+    payload = save()
     print(f"results: {out}\n" + table(payload))
 
 
