@@ -223,6 +223,7 @@ def result_row(name: str, recipe: Recipe, report: Report, costs: Mapping[str, fl
         "accuracy": report.accuracy,
         **costs,
         **{k: report.totals.get(k) for k in RESOURCES},
+        "lut_with_converters": report.resources_used()["lut"],
         "target": report.target.name,
         "fits": report.fits,
         "throughput_fps": report.throughput_fps,

@@ -40,14 +40,15 @@ ROW_FILE = "row.json"
 #: Largest row.json read back.
 MAX_ROW_BYTES = 16 * 2**20
 #: The numbers of a result row that come from the row's report.
-REPORT_KEYS = ("accuracy", *RESOURCES, "target", "fits", "throughput_fps", "latency_us", "verified")
+REPORT_KEYS = ("accuracy", *RESOURCES, "lut_with_converters", "target", "fits", "throughput_fps", "latency_us", "verified")
 COST_KEYS = ("weight_mem_bits", "bops", "macs", "weight_mem_bits_nonzero", "bops_nonzero")
 
 
 def report_numbers(report: Report) -> dict[str, Any]:
     """The values a result row takes from ``report`` (see :data:`REPORT_KEYS`)."""
     v = report.verification
-    return {"accuracy": report.accuracy, **{k: report.totals.get(k) for k in RESOURCES}, "target": report.target.name,
+    return {"accuracy": report.accuracy, **{k: report.totals.get(k) for k in RESOURCES},
+            "lut_with_converters": report.resources_used()["lut"], "target": report.target.name,
             "fits": report.fits, "throughput_fps": report.throughput_fps, "latency_us": report.latency_us,
             "verified": None if v is None else v.passed}
 

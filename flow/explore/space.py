@@ -186,7 +186,8 @@ def point_recipe(recipe: Recipe, point: Point, *, target: str, name: str | None 
     """``recipe`` at ``point``: its bits, widths and technique, for ``target``, optional training overrides.
 
     Folded with qflow's optimizer (``auto``: the fastest folding that fits), or, with ``fold_to_fps``,
-    with FINN's SetFolding toward that frame rate (rounded up to a whole frame)."""
+    with FINN's SetFolding toward that frame rate, rounded down to a whole frame: FINN turns it into
+    ``int(clock / target_fps)`` cycles per frame, so rounding up could ask for one cycle fewer than needed."""
     d = recipe.model_dump(mode="json", exclude_unset=True)
     for section in ("model", "train", "build"):
         d.setdefault(section, {})
@@ -205,7 +206,7 @@ def point_recipe(recipe: Recipe, point: Point, *, target: str, name: str | None 
     b = d["build"]
     for key in ("target_fps", "folding_file", "specialize_file", "auto"):  # the search folds and picks each point's variants
         b.pop(key, None)
-    b.update(target=target, **({"auto": True} if fold_to_fps is None else {"target_fps": math.ceil(fold_to_fps)}))
+    b.update(target=target, **({"auto": True} if fold_to_fps is None else {"target_fps": max(1, math.floor(fold_to_fps))}))
     if verify_samples is not None:
         b["verify_samples"] = verify_samples
     return recipe_from_dict(d, source="search point")

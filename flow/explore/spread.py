@@ -42,7 +42,7 @@ SPREAD = ("mean over seeds; spread = the seed range [min, max] (std: sample stan
           "a difference is inside the spread when the two rows' seed ranges overlap")
 #: Numbers averaged over seeds.
 MEAN_KEYS = ("weight_mem_bits", "bops", "macs", "weight_mem_bits_nonzero", "bops_nonzero", "lut", "bram_18k", "uram", "dsp",
-             "throughput_fps", "latency_us", "train_seconds", "quantize_seconds")
+             "lut_with_converters", "throughput_fps", "latency_us", "train_seconds", "quantize_seconds")
 Row = Mapping[str, Any]
 
 
