@@ -102,8 +102,8 @@ def eligible(designs: list[dict[str, Any]], board: str) -> list[dict[str, Any]]:
             and all(d.get(k) is not None for k in ("accuracy", "fps", "lut"))]
 
 
-def judge(row: dict[str, Any], designs: list[dict[str, Any]]) -> dict[str, Any]:
-    """``row`` against the designs: the cheapest dominating one, or the closest one's losing axes."""
+def judge(row: dict[str, Any], designs: list[dict[str, Any]], reports: dict[str, str] | None = None) -> dict[str, Any]:
+    """``row`` against the designs: the cheapest dominating one (with its report's path from ``reports``), or the closest one's losing axes."""
     entry: dict[str, Any] = {"row": row["name"], "accuracy": row["accuracy"], "accuracy_max": row.get("accuracy_max"),
                              "seeds": row.get("seeds"), "throughput_fps": row["throughput_fps"], "lut": row["lut_with_converters"],
                              "dominated_by": None, "losses": None}
@@ -115,7 +115,7 @@ def judge(row: dict[str, Any], designs: list[dict[str, Any]]) -> dict[str, Any]:
         d = winners[0]
         beyond = row.get("accuracy_max") is None or d["accuracy"] > row["accuracy_max"]
         entry["dominated_by"] = {"design": d["name"], "accuracy": d["accuracy"], "throughput_fps": d["fps"], "lut": d["lut"],
-                                 "accuracy_above_best_seed": beyond}
+                                 "accuracy_above_best_seed": beyond, "report": (reports or {}).get(d["name"])}
     else:
         d = scored[0]
         entry["losses"] = {"design": d["name"], "axes": shortfalls(d, row)}
@@ -188,7 +188,8 @@ def main() -> None:
     hand = hand_rows(args.survey)  # read again: the survey may have been rerun while the search ran
     if any("lut_with_converters" not in r for r in hand):
         sys.exit(f"error: {args.survey} predates LUT with converters; rerun the survey, then this script with --reuse")
-    rows = [judge(r, designs) for r in hand]
+    reports = write_designs(out_json.parent / out_json.stem, designs)
+    rows = [judge(r, designs, reports) for r in hand]
     reference = {"accuracy": REFERENCE_ACCURACY, "throughput_fps": 0.0, "lut": float(tgt.budget()["lut"])}
     payload = {
         "target": tgt.name, "frame_rate_floor": min_fps,
@@ -205,7 +206,7 @@ def main() -> None:
         },
         "hand_rows": rows,
     }
-    payload["reports"] = write_designs(out_json.parent / out_json.stem, designs)
+    payload["reports"] = reports
     write_results(out_json, payload)
     for e in rows:
         d = e["dominated_by"]

@@ -26,8 +26,9 @@ def test_more_accurate_and_as_fast_but_larger_is_not_domination():
 
 def test_the_cheapest_design_better_on_all_three_axes_dominates_and_says_if_it_beats_the_best_seed():
     designs = [_design("a", 0.986, 1.02e6, 30000.0), _design("b", 0.990, 1.05e6, 29000.0), _design("c", 0.99, 1.0e6, 1000.0)]
-    e = judge(HAND, designs)
+    e = judge(HAND, designs, {"b": "search_vs_hand/designs/b/report.json"})
     assert e["dominated_by"]["design"] == "b" and e["dominated_by"]["accuracy_above_best_seed"]
+    assert e["dominated_by"]["report"] == "search_vs_hand/designs/b/report.json"
     assert judge(HAND, designs[:1])["dominated_by"]["accuracy_above_best_seed"] is False  # 0.986 < 0.987: inside the seed range
     assert shortfalls(designs[2], HAND) == {"throughput_fps": pytest.approx(-2e4)}
 
