@@ -13,7 +13,9 @@ results go to ``benchmarks/results/.scratch/``. The survey runs first, because
 run folders gets ``design-nodes.onnx.gz`` beside its ``report.json`` (``benchmarks/_designs.py``),
 so that ``tests/benchmarks/test_committed_reports.py`` can price every committed report again.
 The survey reuses its finished runs (``rows/<row>/seed<s>/row.json``) as ``qflow compare`` does;
-delete ``rows/`` to retrain everything.
+delete ``rows/`` to retrain everything. After a change to the builder alone, ``--rebuild`` rebuilds
+the survey's finished designs from their trained weights (:mod:`flow.explore.rebuild`), without
+training again.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from _common import RESULTS, SCRATCH  # noqa: E402
 from _designs import NODES, write_nodes  # noqa: E402
+
+from flow.explore.rebuild import rebuild  # noqa: E402
 
 SWEEP = ROOT / "benchmarks" / "sweeps" / "survey_mnist.toml"
 #: Every checked-in result: name -> (its script, or None for the survey; how long it took here, where measured).
@@ -78,6 +82,9 @@ def main() -> int:
     ap.add_argument("--update", action="store_true", help="replace the committed results (default: benchmarks/results/.scratch/)")
     ap.add_argument("--only", nargs="+", choices=list(JOBS), default=list(JOBS), metavar="NAME", help=f"among: {', '.join(JOBS)}")
     ap.add_argument("--list", action="store_true", help="print what would run, and exit")
+    ap.add_argument("--rebuild", action="store_true",
+                    help="survey: rebuild every finished run's design from its weights with today's builder instead of running qflow compare "
+                         "(no training; after a builder change)")
     args = ap.parse_args()
     names = [n for n in JOBS if n in args.only]
     if args.list:
@@ -86,9 +93,14 @@ def main() -> int:
         return 0
     for n in names:
         cmd = command(n, args.update)
-        print(f"== {n}: {' '.join(cmd)}", flush=True)
         t0 = time.perf_counter()
-        code = subprocess.call(cmd, cwd=ROOT)
+        if n == "survey" and args.rebuild:
+            print(f"== survey: rebuilding the finished runs in {cmd[cmd.index('--out') + 1]}", flush=True)
+            rebuild(SWEEP, cmd[cmd.index("--out") + 1])
+            code = 0
+        else:
+            print(f"== {n}: {' '.join(cmd)}", flush=True)
+            code = subprocess.call(cmd, cwd=ROOT)
         if code != 0:
             print(f"== {n} failed (exit {code}) after {time.perf_counter() - t0:.0f} s; stopping", flush=True)
             return code

@@ -88,7 +88,8 @@ def _equal(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _read(path: Path, what: str, limit: int) -> Any:
+def read_record(path: Path, what: str, limit: int) -> Any:
+    """A JSON file qflow wrote into a run folder, read as untrusted (regular file, no links, bounded); ConfigError otherwise."""
     return parse_json(read_regular(path, what, ConfigError, limit=limit, follow=False), f"{what} {path}", ConfigError)
 
 
@@ -97,10 +98,10 @@ def reusable_row(row_dir: Path, recipe: Recipe) -> dict[str, Any] | None:
     if not (row_dir / ROW_FILE).exists() and not (row_dir / ROW_FILE).is_symlink():
         return None
     try:
-        saved = _read(row_dir / ROW_FILE, "row", MAX_ROW_BYTES)
+        saved = read_record(row_dir / ROW_FILE, "row", MAX_ROW_BYTES)
         if not isinstance(saved, dict) or saved.get("name") != recipe.name or not same_recipe(saved.get("recipe"), recipe):
             return None
-        report = Report.from_dict(_read(row_dir / "report.json", "report", MAX_REPORT_BYTES), source=str(row_dir / "report.json"))
+        report = Report.from_dict(read_record(row_dir / "report.json", "report", MAX_REPORT_BYTES), source=str(row_dir / "report.json"))
         board = load_target(recipe.build.target).name
     except QflowError:
         return None
@@ -121,4 +122,5 @@ def reusable_row(row_dir: Path, recipe: Recipe) -> dict[str, Any] | None:
     return saved
 
 
-__all__ = ["COST_KEYS", "REPORT_KEYS", "ROW_FILE", "inference_costs", "report_numbers", "reusable_row", "same_recipe"]
+__all__ = ["COST_KEYS", "MAX_ROW_BYTES", "REPORT_KEYS", "ROW_FILE", "inference_costs", "read_record", "report_numbers", "reusable_row",
+           "same_recipe"]
