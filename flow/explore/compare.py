@@ -35,6 +35,11 @@ same recipe (fields added to the recipe format later take their defaults) and to
 Every row folder that would be rebuilt is checked before anything is written or removed: a
 file there that qflow cannot prove it wrote stops the sweep with one line.
 
+A sweep may say ``seeds = [0, 1, 2]`` (then neither ``[defaults]`` nor a row sets ``seed``): every row
+runs once per seed, into ``rows/<name>/seed<s>/``, each run reused on its own, and a result row is the
+row's runs folded together (:func:`flow.explore.spread.aggregate`: mean accuracy, its standard
+deviation and seed range, and every run).
+
 >>> sweep = load_sweep(SMOKE_SWEEP)
 >>> list(sweep.rows), sweep.rows["w1a1"].model.weight_bits
 (['w1a1', 'w2a2'], 1)
