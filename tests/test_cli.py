@@ -104,7 +104,7 @@ def test_strict_over_budget_exits_4(tiny_mlp_onnx, tmp_path, capsys):
     board.write_text('display_name = "Tiny"\npart = "xc7z020clg400-1"\nfinn_board = "Pynq-Z1"\nshell = "zynq"\nclock_mhz = 100.0\n'
                      "[resources]\nlut = 100\nff = 200\nbram_18k = 0\nuram = 0\ndsp = 0\n")
     rc, out, err = _run(["build", str(tiny_mlp_onnx), "--target", str(board), "--out", str(tmp_path / "o"), "--strict", "--samples", "0"], capsys)
-    _one_line_error(rc, err, 4, "exceeds .* caps on lut")
+    _one_line_error(rc, err, 4, "exceeds .* caps: LUT [0-9,]+ > ")
     assert json.loads((tmp_path / "o" / "report.json").read_text())["fits"] is False
 
 

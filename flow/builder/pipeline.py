@@ -269,7 +269,7 @@ def _build(qonnx_model, name, cfg: BuildConfig, target: Target, steps, out: Outp
         t0 = time.perf_counter()
         out.will_write("design_codegen.onnx")
         with model_errors("code generation"):
-            generate_code(design, ctx)
+            coded = generate_code(design, ctx)
         timings["codegen"] = time.perf_counter() - t0
     if cfg.stage == "bitfile" and not _finn_compat.vivado_available():
         skipped.append("bitfile: Vivado is not on PATH, so IP generation, stitching, synthesis and the bitfile were skipped")
@@ -291,10 +291,7 @@ def _build(qonnx_model, name, cfg: BuildConfig, target: Target, steps, out: Outp
     if cfg.stage == "bitfile":
         if skipped:
             raise ToolMissingError(f"estimates and codegen written to {out.path}; skipped {skipped[0]}")
-        run_vivado_steps(design, ctx)
+        run_vivado_steps(coded, ctx)
     if cfg.strict and not est.fits:
-        raise OverBudgetError(
-            f"design exceeds {target.name}'s caps on {', '.join(est.over_budget)} "
-            + ", ".join(f"{k} {est.totals[k]:,.0f} > {est.budget[k]:,}" for k in est.over_budget)
-        )
+        raise OverBudgetError(f"design exceeds {target.name}'s caps: {result.report.over_caps()}; fold with --auto to fit them, or build for a larger --target")
     return result

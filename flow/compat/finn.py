@@ -11,6 +11,7 @@ import copy
 import io
 import logging
 import os
+import re
 import shutil
 import stat
 import warnings
@@ -21,6 +22,8 @@ from typing import Any
 import finn.util.settings as finn_settings
 from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
 from finn.interface.settings import FINNSettings
+from finn.util.fpgadataflow import is_hls_node, is_rtl_node
+from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
 from flow.core.errors import ConfigError, ToolMissingError
@@ -204,3 +207,47 @@ def cached_attr_instance(node):
     inst.get_nodeattr = get_cached
     inst.set_nodeattr = set_cached
     return inst
+
+
+#: A node name that is also a plain folder name.
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}")
+
+
+def _fresh_folder(root: Path, name: str) -> Path:
+    """A new, empty folder ``root/name`` made here (``name-2``, ``name-3``, ... when something else holds the name)."""
+    for i in range(1, 10_000):
+        folder = root / (name if i == 1 else f"{name}-{i}")
+        try:
+            folder.mkdir()  # never follows a link at the name: an existing entry of any kind is FileExistsError
+            return folder
+        except FileExistsError:
+            continue
+    raise ConfigError(f"{root}: no free folder name for {name}; empty the folder")  # pragma: no cover - 10,000 entries
+
+
+def codegen_in_named_folders(model: ModelWrapper, root: Path, cfg) -> dict[str, Path]:
+    """Generate every HLS/RTL layer's sources into a fresh folder named after the layer, ``root/MVAU_hls_0``;
+    returns layer -> folder.
+
+    Reason: FINN's ``PrepareIP`` (``step_hw_codegen``) makes each layer's folder with
+    ``tempfile.mkdtemp(prefix="code_gen_ipgen_<layer>_")``, a new random name on every build
+    (``code_gen_ipgen_MVAU_hls_0_sy62enka``), and skips a layer whose ``code_gen_dir_ipgen`` already
+    names a folder. So the folder is made here, recorded in the layer's ``code_gen_dir_ipgen``, and
+    the layer's own ``code_generation_ipgen`` fills it, as ``PrepareIP`` would: every path FINN records
+    (``code_gen_dir_ipgen``, ``ipgen_path``, ``ip_path``) and writes into the sources is the final one.
+    FINN's step afterwards finds every layer done. A name that is not a plain folder name becomes
+    ``node_<index>``; a name already taken in ``root`` gets a suffix, so nothing there is written into.
+    ``cfg`` is FINN's ``DataflowBuildConfig``, whose part and clock ``step_hw_codegen`` would use.
+    """
+    fpgapart, clk_ns = cfg._resolve_fpga_part(), cfg._resolve_hls_clk_period()
+    folders: dict[str, Path] = {}
+    for index, node in enumerate(model.graph.node):
+        if not (is_hls_node(node) or is_rtl_node(node)):
+            continue
+        name = node.name if _FOLDER_NAME.fullmatch(node.name or "") and node.name not in (".", "..") else f"node_{index}"
+        folder = _fresh_folder(root, name)
+        inst = getCustomOp(node)
+        inst.set_nodeattr("code_gen_dir_ipgen", str(folder))
+        inst.code_generation_ipgen(model, fpgapart, clk_ns)
+        folders[node.name] = folder
+    return folders

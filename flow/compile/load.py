@@ -133,7 +133,7 @@ def _check_domains(p: Path, proto: onnx.ModelProto) -> None:
                 )
             known = onnx.defs.has(node.op_type) if node.domain in ("", "ai.onnx") else is_custom_op(node.domain, node.op_type)
             if not known:
-                raise ModelFileError(f"{where}: {node.op_type[:40]!r} is neither an ONNX operator nor a QONNX custom op; re-export the model")
+                raise ModelFileError(f"{where}: its op type is neither an ONNX operator nor a QONNX custom op; re-export the model")
 
 
 def _check_finite(p: Path, proto: onnx.ModelProto) -> None:

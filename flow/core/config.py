@@ -12,6 +12,7 @@ build) are :mod:`flow.explore.recipe`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,8 +40,9 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     where = ".".join(str(p) for p in first["loc"])
     value = first.get("input")
     shown = repr(value)
-    got = "" if isinstance(value, (dict, list)) else f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
     msg = first["msg"].removeprefix("Value error, ")
+    says_what = isinstance(value, (dict, list)) or re.search(r"\bgot\b", msg)  # a validator's message that names the value already
+    got = "" if says_what else f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
     return f"{source}: {where}: {msg}{got}" if where else f"{source}: {msg}{got}"
 
 

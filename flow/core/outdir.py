@@ -209,7 +209,7 @@ class OutputDir:
         odd = [(rel, what) for rel, what in foreign if what is not None]
         if odd:
             rel, what = odd[0]
-            raise self._fail(f"{rel} is {what}, where qflow writes{' a file' if what == 'a folder' else ''}; qflow writes only "
+            raise self._fail(f"{rel} is {what}, where qflow writes{' a file' if what == 'a folder' else ''}; it writes only "
                              "regular files in real folders inside --out: move it away or choose another folder")
         names = [rel for rel, _ in foreign]
         shown = ", ".join(names[:_SHOWN]) + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")

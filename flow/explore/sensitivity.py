@@ -116,7 +116,7 @@ def sensitivity(recipe: Recipe, out_dir: str | Path, *, bits: Sequence[int | str
                     trial_bits[layer][kind] = k
                     acc = _finetune(prep, reference, _at(recipe, trial_bits), epochs)
                     drops.setdefault(layer, {}).setdefault(kind, {})[str(k)] = round(100 * (ref_acc - acc), 3)
-                    log(f"{layer} {kind} = {k}: {100 * acc:.2f}% ({drops[layer][kind][str(k)]:+.2f} pt)")
+                    log(f"{layer} {kind} = {k}: {100 * acc:.2f}% ({against_reference(drops[layer][kind][str(k)])})")
         mins = {layer: {kind: minimum_precision(d, tolerance) for kind, d in per.items()} for layer, per in drops.items()}
         payload = {"recipe": recipe.model_dump(mode="json"), "reference_bits": reference_bits, "reference_accuracy": ref_acc,
                    "fine_tune_epochs": epochs, "tolerance_points": tolerance, "validation_samples": len(val), "drops": drops,
@@ -150,12 +150,23 @@ def plot(drops: dict[str, dict[str, dict[str, float]]], tolerance: float, *, tit
     return fig
 
 
+def against_reference(drop: float) -> str:
+    """An accuracy drop in points as words: a drop is a drop, a negative drop a gain.
+
+    >>> against_reference(0.3), against_reference(-0.3), against_reference(0.0)
+    ('a drop of 0.30 pt', 'a gain of 0.30 pt', 'no change')
+    """
+    if round(drop, 2) == 0:
+        return "no change"
+    return f"a {'drop' if drop > 0 else 'gain'} of {abs(drop):.2f} pt"
+
+
 def markdown(drops: dict[str, dict[str, dict[str, float]]], mins: dict[str, dict[str, Any]], tolerance: float) -> str:
     keys = sorted({k for per in drops.values() for d in per.values() for k in d}, key=lambda k: WEIGHT_RANK["ternary" if k == "ternary" else int(k)])
-    lines = [f"Accuracy drop in points against the reference; minimum precision = lowest within {tolerance:g} pt.", "",
+    lines = [f"Accuracy drop in points against the reference (a negative drop is a gain); minimum precision = lowest within {tolerance:g} pt.", "",
              "| layer | kind | " + " | ".join(keys) + " | minimum |", "|---|---|" + "---:|" * (len(keys) + 1)]
     for layer, per in drops.items():
         for kind, d in per.items():
-            cells = [f"{d[k]:+.2f}" if k in d else "-" for k in keys]
+            cells = [f"{d[k]:.2f}" if k in d else "-" for k in keys]
             lines.append(f"| {layer} | {kind} | " + " | ".join(cells) + f" | {mins[layer][kind] if mins[layer][kind] is not None else 'none'} |")
     return "\n".join(lines) + "\n"

@@ -51,6 +51,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
 from flow.core.vocab import PARTITION_OP, is_hw_node
+from flow.report.cells import bottleneck_names, bottleneck_text
 from flow.report.schema import Report
 from flow.report.style import BLUE, GREY, PALETTE, RED, figure, text
 
@@ -354,8 +355,9 @@ def cycle_profile(report: Report, *, top: int = 5):
     for op in ops:
         xs = [i for i, layer in enumerate(layers) if layer.op_type == op]
         ax.bar(xs, [max(layers[i].cycles, 1) for i in xs], width=0.9, color=color[op], label=text(op))
+    hot = set(bottleneck_names(report))
     for i, layer in enumerate(layers):
-        if layer.name == report.bottleneck:
+        if layer.name in hot:
             ax.bar([i], [max(layer.cycles, 1)], width=0.9, color=RED)
     for layer in slowest(layers, top):
         i = layers.index(layer)
@@ -365,7 +367,7 @@ def cycle_profile(report: Report, *, top: int = 5):
     ax.set_xlim(-1, max(len(layers), 1))
     ax.set_xlabel(f"layer in dataflow order ({len(layers)} layers)")
     ax.set_ylabel("cycles per frame")
-    ax.set_title(text(f"Cycles of every layer: {report.model} on {report.target.name}; bottleneck {report.bottleneck} in red"), fontsize=10)
+    ax.set_title(text(f"Cycles of every layer: {report.model} on {report.target.name}; {bottleneck_text(report, limit=3)} in red"), fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     if ops:
         ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.005, 1.0), frameon=False)  # beside the bars, never over them

@@ -10,19 +10,24 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from flow.core.vocab import RESOURCE_LABELS
 from flow.report.cells import (
     CHAIN_HEAD,
+    FF_NOTE,
     LUT_LEGEND,
+    bottleneck_names,
+    bottleneck_text,
     chain_rows,
     lut_cell,
+    resource_rows,
     sim_cell,
     unsimulated,
+    use_text,
 )
 from flow.report.graphs import cycle_profile, slowest
 from flow.report.plots import cycles_per_layer, resource_use
 from flow.report.schema import Report
 from flow.report.style import png_data_uri
+from flow.sim.rtlsim.design import NO_RTL_HINT
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0;
@@ -73,13 +78,6 @@ def _num(x: Any, fmt: str = ",.0f") -> str:
     return "-" if x is None else format(x, fmt)
 
 
-def _util(total: float, budget: float) -> tuple[float | None, str]:
-    """Fraction of the cap used (None when there is no cap) and its label."""
-    if budget:
-        return total / budget, f"{100 * total / budget:.1f}%"
-    return None, ("over (cap 0)" if total > 0 else "n/a (cap 0)")
-
-
 def _card(key: str, value: str, detail: str = "", cls: str = "") -> str:
     d = f'<div class="d">{detail}</div>' if detail else ""
     return f'<div class="card {cls}"><div class="k">{key}</div><div class="v">{value}</div>{d}</div>'
@@ -89,7 +87,7 @@ def _cards(r: Report) -> str:
     over = ", ".join(r.over_budget)
     cards = [
         _card("Throughput", f"{_num(r.throughput_fps)} FPS",
-              f"bottleneck {_e(r.bottleneck)}, {_num(r.max_cycles)} cycles/frame"),
+              f"{_e(bottleneck_text(r))}, {_num(r.max_cycles)} cycles/frame"),
         _card("Latency", f"{_num(r.latency_us, '.2f')} µs"),
         _card("Fits the board", "yes" if r.fits else "no",
               f"over: {_e(over)}" if over else "within every cap", "ok" if r.fits else "bad"),
@@ -104,11 +102,16 @@ def _cards(r: Report) -> str:
         cards.append(_card("Verification", "not run", "", "na"))
     else:
         failed = [s.name for s in v.stages if not s.passed]
-        detail = f"failed: {_e(', '.join(failed))}" if failed else f"{len(v.stages)} stage(s)"
+        skipped = [s.name for s in v.stages if s.skipped]
+        detail = f"failed: {_e(', '.join(failed))}" if failed else f"{len(v.stages) - len(skipped)} stage(s)"
+        detail += f"; skipped: {_e(', '.join(skipped))}" if skipped else ""
         cards.append(_card("Verification", "passed" if v.passed else "FAILED", detail, "ok" if v.passed else "bad"))
     s = r.rtlsim
     if s is not None:
         rates = ", ".join(f"{c.cycles_per_frame:,.4g}" for c in s.chains if c.cycles_per_frame is not None)
+        if s.skipped:
+            cards.append(_card("RTL simulation", "skipped", _e(f"no RTL layer among {s.layers_hw}"), "na"))
+            return '<div class="cards">' + "".join(cards) + "</div>"
         detail = f"{s.layers_simulated} of {s.layers_hw} layers" + (f"; chains at {rates} cycles/frame" if rates else "")
         cards.append(_card("RTL simulation", "bit-exact" if s.passed else "FAILED", _e(detail), "ok" if s.passed else "bad"))
     return '<div class="cards">' + "".join(cards) + "</div>"
@@ -128,9 +131,9 @@ def _layer_table(r: Report, layers=None, rank: bool = False) -> str:
     head = ("<tr>" + ("<th class=n>rank</th>" if rank else "") + "<th>layer</th><th>op</th><th class=n>PE</th><th class=n>SIMD</th><th class=n>cycles (FINN)</th>"
             + ("<th class=n>cycles (RTL sim)</th>" if sim else "")
             + "<th class=n>LUT</th><th class=n>BRAM18</th><th class=n>URAM</th><th class=n>DSP</th></tr>")
-    rows = []
+    rows, bottlenecks = [], set(bottleneck_names(r))
     for layer in r.layers if layers is None else layers:
-        hot = layer.name == r.bottleneck
+        hot = layer.name in bottlenecks
         mark = " (bottleneck)" if hot else ""
         cells = [f"<td class=n>{order[layer.name]}</td>"] if rank else []
         cells.append(f"<td>{_e(layer.name)}{mark}</td><td>{_e(layer.op_type)}</td>")
@@ -176,6 +179,8 @@ def _rtlsim(r: Report) -> str:
     s = r.rtlsim
     if s is None:
         return '<p class="muted">RTL simulation: not run (<code>qflow build --rtlsim</code>).</p>'
+    if s.skipped:
+        return f'<p>{_e(s.simulator)}: <b>skipped</b>, none of the {s.layers_hw} layers is an RTL layer; {_e(NO_RTL_HINT)}.</p>'
     verdict = '<span class="pass">passed</span>' if s.passed else '<span class="fail">FAILED</span>'
     out = (f"<p>{_e(s.simulator)}, {s.samples} frames back to back: {s.layers_simulated} of {s.layers_hw} layers simulated alone, "
            f"{verdict}; FIFO depths sized by simulation in <code>{_e(s.fifo_depths_file)}</code>.</p>")
@@ -191,17 +196,22 @@ def _rtlsim(r: Report) -> str:
 
 
 def _util_table(r: Report) -> str:
+    """Each resource of the board: what the layers and converters use, the cap (its fraction of the
+    board's total) and the use of the cap; FF against the board only (FINN estimates none)."""
     rows = []
-    used = r.resources_used()
-    for key, label in RESOURCE_LABELS.items():
-        layers, budget = r.totals.get(key, 0.0), r.budget.get(key, 0)
-        frac, text = _util(used.get(key, 0), budget)
-        bad = (frac is None and used.get(key, 0) > 0) or (frac is not None and frac > 1)
-        rows.append(f"<tr><td>{label}</td><td class=n>{layers:,.0f}</td><td class=n>{used.get(key, 0) - layers:,.0f}</td>"
-                    f'<td class=n>{budget:,.0f}</td><td class="n {"fail" if bad else ""}">{_e(text)}</td></tr>')
+    table = resource_rows(r)
+    for row in table:
+        bad = row["used"] is not None and ((row["use"] is None and row["used"] > 0) or (row["use"] or 0) > 1)
+        cells = ("<td class=n>n/e</td>" * 3 if row["used"] is None else
+                 f"<td class=n>{row['layers']:,.0f}</td><td class=n>{row['converters']:,.0f}</td><td class=n>{row['used']:,.0f}</td>")
+        cap = "-" if row["cap"] is None else f"{100 * row['cap']:g}%"
+        rows.append(f"<tr><td>{row['label']}</td>{cells}<td class=n>{_num(row['total'])}</td><td class=n>{cap}</td>"
+                    f'<td class=n>{_num(row["budget"])}</td><td class="n {"fail" if bad else ""}">{_e(use_text(row))}</td></tr>')
     n = r.data_width_converters.count
-    return (f"<table><tr><th>resource</th><th class=n>layers</th><th class=n>converters ({n})</th><th class=n>cap</th><th class=n>use</th></tr>"
-            + "".join(rows) + "</table>")
+    note = f'<p class="muted">{_e(FF_NOTE)}</p>' if any(row["used"] is None for row in table) else ""
+    return (f"<table><tr><th>resource</th><th class=n>layers</th><th class=n>converters ({n})</th><th class=n>used</th>"
+            "<th class=n>board total</th><th class=n>cap (of the board)</th><th class=n>budget (total x cap)</th><th class=n>use of the budget</th></tr>"
+            + "".join(rows) + "</table>" + note)
 
 
 def _note(note: str | None, keep: int = 240) -> str:
@@ -219,7 +229,9 @@ def _verification(r: Report) -> str:
             "<th class=n>max abs err</th><th class=n>label match</th><th>note</th></tr>")
     rows = []
     for s in v.stages:
-        if s.passed:
+        if s.skipped:
+            res = '<span class="muted">skipped</span>'
+        elif s.passed:
             res = '<span class="pass">pass</span>' + (" (bit-exact)" if s.bit_exact else "")
         else:
             res = '<span class="fail">FAIL</span>'

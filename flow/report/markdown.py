@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from flow.core.vocab import RESOURCE_LABELS
 from flow.report.cells import (
     CHAIN_HEAD,
+    FF_NOTE,
     LUT_LEGEND,
+    bottleneck_names,
+    bottleneck_text,
+    cap_text,
     chain_rows,
     lut_cell,
+    resource_rows,
     sim_cell,
     unsimulated,
+    use_text,
 )
 from flow.report.schema import Report
+from flow.sim.rtlsim.design import NO_RTL_HINT
 
 
 def _stage_rows(report: Report) -> list[str]:
@@ -22,7 +28,7 @@ def _stage_rows(report: Report) -> list[str]:
     for s in v.stages:
         err = "-" if s.max_abs_err is None else f"{s.max_abs_err:.3g}"
         lm = "-" if s.label_match is None else f"{100 * s.label_match:.2f}%"
-        res = ("pass" + (" (bit-exact)" if s.bit_exact else "")) if s.passed else "FAIL"
+        res = "skipped" if s.skipped else ("pass" + (" (bit-exact)" if s.bit_exact else "")) if s.passed else "FAIL"
         if s.first_mismatch is not None:
             res += f", first mismatch at sample {s.first_mismatch}" + (f" in {s.layer}" if s.layer else "")
         if s.ties:
@@ -39,7 +45,7 @@ def render_markdown(report: Report) -> str:
     lines = [
         f"# qflow report: {report.model} on {t.name} ({t.part}, {t.clock_mhz:g} MHz)",
         "",
-        f"- Throughput: **{report.throughput_fps:,.0f} FPS** (bottleneck {report.bottleneck}, "
+        f"- Throughput: **{report.throughput_fps:,.0f} FPS** ({bottleneck_text(report)}, "
         f"{report.max_cycles} cycles/frame); latency {report.latency_us:.2f} us",
         f"- Fits the board's caps: **{'yes' if report.fits else 'no'}**"
         + (f" (over: {', '.join(report.over_budget)})" if report.over_budget else ""),
@@ -49,20 +55,23 @@ def render_markdown(report: Report) -> str:
     if report.accuracy is not None:
         lines.append(f"- Test accuracy: **{100 * report.accuracy:.2f}%**")
     if report.verification is not None:
-        lines.append(f"- Verification: **{'passed' if report.verification.passed else 'FAILED'}**")
+        skipped = [s.name for s in report.verification.stages if s.skipped]
+        lines.append(f"- Verification: **{'passed' if report.verification.passed else 'FAILED'}**"
+                     + (f" (skipped: {', '.join(skipped)})" if skipped else ""))
     lines += [f"- Skipped: {s}" for s in report.skipped]
-    dwc = report.data_width_converters
-    lines += ["", f"| resource | layers | data-width converters ({dwc.count}) | budget | use |", "|---|---:|---:|---:|---:|"]
-    used = report.resources_used()
-    for k, label in RESOURCE_LABELS.items():
-        total, b, conv = report.totals.get(k, 0.0), report.budget.get(k, 0), dwc.totals.get(k, 0.0)
-        use = f"{100 * used[k] / b:.1f}%" if b else ("-" if used[k] == 0 else "over")
-        lines.append(f"| {label} | {total:,.0f} | {conv:,.0f} | {b:,.0f} | {use} |")
-    sim = report.rtlsim is not None
+    lines += ["", f"| resource | layers | data-width converters ({report.data_width_converters.count}) | budget (cap of the board) | use |",
+              "|---|---:|---:|---:|---:|"]
+    rows = resource_rows(report)
+    for row in rows:
+        layers, conv = ("n/e", "n/e") if row["used"] is None else (f"{row['layers']:,.0f}", f"{row['converters']:,.0f}")
+        lines.append(f"| {row['label']} | {layers} | {conv} | {cap_text(row)} | {use_text(row)} |")
+    if any(row["used"] is None for row in rows):
+        lines += ["", FF_NOTE]
+    sim, hot = report.rtlsim is not None, set(bottleneck_names(report))
     lines += ["", "| layer | op | PE | SIMD | cycles (FINN) |" + (" cycles (RTL sim) |" if sim else "") + " LUT | BRAM18 | URAM | DSP |",
               "|---|---|---:|---:|---:|" + ("---:|" if sim else "") + "---:|---:|---:|---:|"]
     for layer in report.layers:
-        mark = " **(bottleneck)**" if layer.name == report.bottleneck else ""
+        mark = " **(bottleneck)**" if layer.name in hot else ""
         lines.append(
             f"| {layer.name}{mark} | {layer.op_type} | {layer.pe or '-'} | {layer.simd or '-'} | {layer.cycles} |"
             + (f" {sim_cell(layer)} |" if sim else "")
@@ -76,6 +85,8 @@ def _rtlsim_rows(report: Report) -> list[str]:
     r = report.rtlsim
     if r is None:
         return []
+    if r.skipped:
+        return ["", f"RTL simulation ({r.simulator}): **skipped**, none of the {r.layers_hw} layers is an RTL layer; {NO_RTL_HINT}."]
     lines = ["", f"RTL simulation ({r.simulator}, {r.samples} frames back to back): {r.layers_simulated} of {r.layers_hw} layers "
              f"simulated alone, **{'passed' if r.passed else 'FAILED'}**; FIFO depths sized by simulation in {r.fifo_depths_file}."]
     lines += [f"- not simulated: {u}" for u in unsimulated(report)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from flow.core.vocab import RESOURCE_LABELS as RESOURCES
+from flow.report.cells import bottleneck_names, bottleneck_text
 from flow.report.schema import Report
 from flow.report.style import BLUE as _BLUE
 from flow.report.style import GREEN as _GREEN
@@ -30,7 +31,7 @@ def _subtitle(report: Report) -> str:
 
 
 def cycles_per_layer(report: Report, *, log: bool = False):
-    """Horizontal bars of each layer's cycles per frame; the bottleneck layer in red.
+    """Horizontal bars of each layer's cycles per frame; the bottleneck layers (every one tied at the maximum) in red.
 
     The slowest layer sets the throughput (clock / its cycles), which the title states.
     ``log=True`` uses a logarithmic axis (useful when one layer dwarfs the rest).
@@ -38,8 +39,8 @@ def cycles_per_layer(report: Report, *, log: bool = False):
     layers = list(report.layers)
     names = [_text(layer.name) for layer in layers]
     cycles = [int(layer.cycles or 0) for layer in layers]
-    bottleneck = report.bottleneck
-    colors = [_RED if layer.name == bottleneck else _BLUE for layer in layers]
+    bottlenecks = set(bottleneck_names(report))
+    colors = [_RED if layer.name in bottlenecks else _BLUE for layer in layers]
     fig = _figure(7.0, max(2.2, 0.9 + 0.34 * len(layers)))
     ax = fig.add_subplot()
     y = list(range(len(layers)))
@@ -50,7 +51,7 @@ def cycles_per_layer(report: Report, *, log: bool = False):
     fps = report.throughput_fps
     title = f"Cycles per layer: {_text(_subtitle(report))}"
     if fps:
-        title += f"\nbottleneck {_text(bottleneck)} -> {fps:,.0f} FPS"
+        title += f"\n{_text(bottleneck_text(report, limit=3))} -> {fps:,.0f} FPS"
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     top = max(cycles, default=0) or 1

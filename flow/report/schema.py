@@ -1,9 +1,11 @@
 """The build report as a typed object, serialised to report.json in a stable, documented schema.
 
-Schema (``schema_version`` 3)::
+Schema (``schema_version`` 4)::
 
     model                 str     model name or file stem
-    target                {name, part, clock_mhz}
+    target                {name, part, clock_mhz, resources, caps}
+                                  resources: the device's totals {lut, ff, bram_18k, uram, dsp}; caps: the
+                                  fraction of each a design may use (the budget is floor(total x cap))
     layers                [{name, op_type, pe, simd, cycles, lut, bram_18k, uram, dsp,
                             lut_basis, sim_cycles, sim_note}]
                                   cycles: FINN's estimate per frame; lut_basis: where ``lut`` comes
@@ -18,23 +20,26 @@ Schema (``schema_version`` 3)::
     fits                  bool    layers + converters within budget on every resource
     over_budget           [str]   resources over the caps
     max_cycles            int     cycles per frame of the slowest layer
-    bottleneck            str     that layer
+    bottleneck            str     that layer (the first in dataflow order when several tie)
+    bottlenecks           [str]   every layer at max_cycles: speeding up one of several gains nothing
     throughput_fps        float   clock / max_cycles
     latency_us            float   critical-path cycles / clock
     accuracy              float | null   test accuracy, when the flow trained the model
     verification          {passed, stages: [{name, reference, samples, passed, max_abs_err,
-                           label_match, bit_exact, first_mismatch, ties, note, layer}]} | null
+                           label_match, bit_exact, first_mismatch, ties, note, layer, rounding_ties,
+                           skipped}]} | null
                                   stage "rtlsim" (--rtlsim): the generated RTL against the
                                   specialized design's Python execution; ``layer`` names the layer
-                                  of the first mismatch
-    rtlsim                {simulator, samples, passed, layers_hw, layers_rtl, layers_simulated,
+                                  of the first mismatch; ``skipped``: nothing was simulated (no RTL
+                                  layer), so nothing failed and nothing was checked
+    rtlsim                {simulator, samples, passed, skipped, layers_hw, layers_rtl, layers_simulated,
                            chains: [{name, layers, nodes, fifos, dwcs, status, passed, bit_exact,
                                      cycles_per_frame, latency, exp_cycles, deep_cycles_per_frame,
                                      deep_latency, fifo_depth_deep, fifo_depth_sized, fifo_depths,
                                      fifo_peaks, rate_kept, backpressure_bit_exact, note}],
                            fifo_depths_file, verilate_s, simulate_s} | null
                                   RTL simulation (--rtlsim): chains of RTL layers stitched with FINN's
-                                  converters and FIFOs; cycles in clock cycles per frame, latency in
+                                  converters and FIFOs (``skipped``: nothing simulated); cycles in clock cycles per frame, latency in
                                   cycles for the first frame; FIFO depths sized from simulated peaks
     folding               {mode, target_fps, file, specialize_file}
     cycle_bound           {cycles, source, layer, fraction, input_stream_cycles, input_layer,
@@ -53,8 +58,9 @@ Schema (``schema_version`` 3)::
 
 :meth:`Report.load` reads a report.json back, validated (a file in an output folder is
 untrusted input); :meth:`Report.to_dict` is the JSON-ready dict. Reports of schema version 1
-(before ``lut_basis``, ``sim_cycles``, ``rtlsim``) and 2 (before ``cycle_bound``) load with
-those fields at their defaults.
+(before ``lut_basis``, ``sim_cycles``, ``rtlsim``), 2 (before ``cycle_bound``) and 3 (before
+``bottlenecks``, the target's ``resources`` and ``caps``, the stage's ``skipped``) load with those fields
+at their defaults (``bottlenecks`` as ``[bottleneck]``).
 """
 
 from __future__ import annotations
@@ -64,19 +70,19 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from flow.compile.converters import Converter
 from flow.compile.estimate import Estimates, LayerEstimate
 from flow.core.config import format_validation_error
 from flow.core.errors import ConfigError
-from flow.core.vocab import RESOURCES
+from flow.core.vocab import RESOURCE_LABELS, RESOURCES
 from flow.sim.rtlsim.design import DesignSim
 from flow.sim.rtlsim.toolchain import find_verilator
 from flow.sim.verify import Verification
-from hw_targets import Target
+from hw_targets import RESOURCE_KEYS, Target
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Largest report.json :meth:`Report.load` reads.
 MAX_REPORT_BYTES = 64 * 2**20
 
@@ -89,6 +95,14 @@ class TargetInfo(_Strict):
     name: str
     part: str
     clock_mhz: float = Field(gt=0, allow_inf_nan=False)
+    resources: dict[str, int] | None = None
+    caps: dict[str, float] | None = None
+
+    @classmethod
+    def of(cls, target: Target) -> "TargetInfo":
+        return cls(name=target.name, part=target.part, clock_mhz=target.clock_mhz,
+                   resources={k: getattr(target.resources, k) for k in RESOURCE_KEYS},
+                   caps={k: getattr(target.caps, k) for k in RESOURCE_KEYS})
 
 
 class ConverterSummary(_Strict):
@@ -165,6 +179,7 @@ class RtlsimReport(_Strict):
     simulator: str
     samples: int
     passed: bool
+    skipped: bool = False
     layers_hw: int
     layers_rtl: int
     layers_simulated: int
@@ -176,7 +191,8 @@ class RtlsimReport(_Strict):
     @classmethod
     def of(cls, sim: DesignSim) -> "RtlsimReport":
         chains = [ChainReport(**{k: getattr(c, k) for k in ChainReport.model_fields if k != "passed"}, passed=c.passed) for c in sim.chains]
-        return cls(simulator=f"Verilator {find_verilator().version}", samples=sim.samples, passed=sim.passed, layers_hw=len(sim.layers),
+        return cls(simulator=f"Verilator {find_verilator().version}", samples=sim.samples, passed=sim.passed,
+                   skipped=not sim.chains and not any(r.simulated for r in sim.layers), layers_hw=len(sim.layers),
                    layers_rtl=sum(r.op_type.endswith("_rtl") for r in sim.layers), layers_simulated=sum(r.simulated for r in sim.layers),
                    chains=chains, fifo_depths_file="fifo_depths.json", verilate_s=sim.seconds.get("verilate", 0.0),
                    simulate_s=sim.seconds.get("simulate", 0.0))
@@ -196,6 +212,12 @@ def with_sim_cycles(layers: list[LayerEstimate], sim: DesignSim) -> list[LayerEs
     return out
 
 
+def tied_bottlenecks(est: Estimates) -> list[str]:
+    """Every layer whose cycles per frame equal the design's maximum, FINN's bottleneck first."""
+    tied = [layer.name for layer in est.layers if layer.cycles == est.max_cycles and layer.name != est.bottleneck]
+    return [est.bottleneck, *tied] if est.bottleneck else tied
+
+
 class Report(_Strict):
     """One build: its target, per-layer estimates, converters, verification and timings."""
 
@@ -210,6 +232,7 @@ class Report(_Strict):
     over_budget: list[str]
     max_cycles: int
     bottleneck: str
+    bottlenecks: list[str] = Field(default_factory=list)
     throughput_fps: float = Field(allow_inf_nan=False)
     latency_us: float = Field(allow_inf_nan=False)
     accuracy: float | None = Field(None, allow_inf_nan=False)
@@ -230,7 +253,7 @@ class Report(_Strict):
     ) -> "Report":
         return cls(
             model=model,
-            target=TargetInfo(name=target.name, part=target.part, clock_mhz=target.clock_mhz),
+            target=TargetInfo.of(target),
             layers=with_sim_cycles(list(est.layers), rtlsim) if rtlsim is not None else list(est.layers),
             totals=est.totals,
             data_width_converters=ConverterSummary(count=len(est.converters), totals=est.converter_totals, converters=list(est.converters)),
@@ -239,6 +262,7 @@ class Report(_Strict):
             over_budget=est.over_budget,
             max_cycles=est.max_cycles,
             bottleneck=est.bottleneck,
+            bottlenecks=tied_bottlenecks(est),
             throughput_fps=est.throughput_fps,
             latency_us=est.latency_us,
             accuracy=accuracy,
@@ -250,6 +274,24 @@ class Report(_Strict):
             rtlsim=RtlsimReport.of(rtlsim) if rtlsim is not None else None,
             cycle_bound=CycleBound.model_validate(cycle_bound) if cycle_bound is not None else None,
         )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bottlenecks(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "bottlenecks" not in data and isinstance(data.get("bottleneck"), str) and data["bottleneck"]:
+            return {**data, "bottlenecks": [data["bottleneck"]]}  # a report of schema version 1 to 3
+        return data
+
+    def over_caps(self) -> str:
+        """Why the design does not fit, in the summary's totals (layers plus converters), e.g.
+        ``LUT 2,693 > 700 (layers 2,621 + converters 72)``; empty when it fits."""
+        used, conv = self.resources_used(), self.data_width_converters.totals
+        parts = []
+        for k in self.over_budget:
+            c = float(conv.get(k, 0.0))
+            split = f" (layers {used[k] - c:,.0f} + converters {c:,.0f})" if c else ""
+            parts.append(f"{RESOURCE_LABELS.get(k, k)} {used[k]:,.0f} > {self.budget.get(k, 0):,.0f}{split}")
+        return ", ".join(parts)
 
     def resources_used(self) -> dict[str, float]:
         """Layers plus data-width converters per resource: what ``fits`` compares with the budget."""

@@ -132,13 +132,29 @@ def quantizers(model: ModelWrapper) -> list[Quantizer]:
     return found
 
 
-def _layout(a: np.ndarray, b: np.ndarray):
-    """A function taking ``b``-shaped arrays to ``a``'s layout (same, or NHWC -> NCHW), or None."""
-    if a.shape == b.shape:
-        return lambda v: v
-    if a.ndim == b.ndim == 4 and b.shape == (a.shape[0], a.shape[2], a.shape[3], a.shape[1]):
-        return lambda v: np.transpose(v, (0, 3, 1, 2))
-    return None
+def _layout_of(q: Quantizer, ndim: int) -> str:
+    """The data layout of ``q``'s output: a MultiThreshold's ``data_layout``, else the tensor's layout annotation."""
+    if q.node.op_type == "MultiThreshold":
+        a = _attr(q.node, "data_layout", b"")
+        a = a.decode() if isinstance(a, bytes) else str(a)
+        if a:
+            return a
+    layout = q.model.get_tensor_layout(q.out)
+    if layout:
+        return "".join(str(d) for d in layout)
+    return {4: "NCHW"}.get(ndim, "")
+
+
+def _layout(ref: Quantizer, cur: Quantizer, a: np.ndarray, b: np.ndarray):
+    """A function taking ``cur``'s ``b``-shaped outputs to ``ref``'s layout of ``a`` (e.g. NHWC -> NCHW), or None.
+
+    The layouts come from the graphs, not the shapes: at C == H == W an NHWC tensor has an NCHW tensor's shape.
+    """
+    lr, lc = _layout_of(ref, a.ndim), _layout_of(cur, b.ndim)
+    if a.ndim == b.ndim == 4 and sorted(lr) == sorted(lc) == sorted("NCHW") and lr != lc:
+        perm = tuple(lc.index(d) for d in lr)
+        return (lambda v: np.transpose(v, perm)) if tuple(b.shape[i] for i in perm) == a.shape else None
+    return (lambda v: v) if a.shape == b.shape else None
 
 
 @dataclass
@@ -156,7 +172,7 @@ def _pair(qr: list[Quantizer], qc: list[Quantizer], ref: dict, cur: dict) -> lis
         lr = q.levels(ref[q.out])
         for k in range(j, min(j + 3, len(qc))):
             c = qc[k]
-            to_ref = _layout(lr, cur[c.out])
+            to_ref = _layout(q, c, lr, cur[c.out])
             if to_ref is None:
                 continue
             lc = to_ref(c.levels(cur[c.out]))

@@ -74,6 +74,7 @@ class StageCheck:
     note: str | None = None
     layer: str | None = None  # the layer of the first mismatch, where the stage checks layer by layer (rtlsim)
     rounding_ties: int | None = None  # float stages: samples that differ only by values on a rounding boundary
+    skipped: bool = False  # nothing was checked (rtlsim of a design with no RTL layer): nothing failed, nothing passed
 
 
 @dataclass

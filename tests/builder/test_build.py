@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
 
 from flow.builder.pipeline import build
 from flow.compat import finn as _finn_compat
@@ -22,7 +23,10 @@ def mlp_build(tiny_mlp_onnx, tmp_path_factory):
 def test_report_schema_and_totals_are_sums_of_layers(mlp_build):
     r = json.loads((mlp_build.out_dir / "report.json").read_text())
     assert set(r) >= {"model", "target", "layers", "totals", "budget", "fits", "max_cycles", "throughput_fps", "latency_us", "accuracy", "verification"}
-    assert r["target"] == {"name": "pynq-z1", "part": "xc7z020clg400-1", "clock_mhz": 100.0}
+    assert r["target"] == {"name": "pynq-z1", "part": "xc7z020clg400-1", "clock_mhz": 100.0,
+                           "resources": {"lut": 53200, "ff": 106400, "bram_18k": 280, "uram": 0, "dsp": 220},
+                           "caps": {"lut": 0.7, "ff": 0.5, "bram_18k": 0.8, "uram": 0.8, "dsp": 0.8}}
+    assert {k: r["budget"][k] for k in ("lut", "bram_18k", "uram", "dsp")} == {"lut": 37240, "bram_18k": 224, "uram": 0, "dsp": 176}
     for k in ("lut", "bram_18k", "uram", "dsp"):
         assert r["totals"][k] == pytest.approx(sum(layer[k] for layer in r["layers"]))
     assert r["max_cycles"] == max(layer["cycles"] for layer in r["layers"])
@@ -103,14 +107,22 @@ def test_cnn_builds_and_verifies(tiny_cnn_onnx, tmp_path):
     assert r.target.part == "xczu7ev-ffvc1156-2-e"
 
 
-def test_codegen_writes_every_layers_sources(tiny_mlp_onnx, tmp_path):
+def test_codegen_writes_every_layers_sources_into_a_folder_named_after_it(tiny_mlp_onnx, tmp_path):
     r = build(tiny_mlp_onnx, build_config(stage="codegen", verify_samples=0), tmp_path).report
     gen = tmp_path / "codegen"
+    assert sorted(p.name for p in gen.iterdir()) == sorted(layer.name for layer in r.layers)
     for layer in r.layers:
-        dirs = list(gen.glob(f"code_gen_ipgen_{layer.name}_*"))
-        assert len(dirs) == 1, layer.name
-        sources = [p for p in dirs[0].iterdir() if p.suffix in (".cpp", ".v", ".sv", ".vh")]
+        sources = [p for p in (gen / layer.name).iterdir() if p.suffix in (".cpp", ".v", ".sv", ".vh")]
         assert sources, f"no HLS/RTL source for {layer.name}"
+    model = ModelWrapper(str(tmp_path / "design_codegen.onnx"))
+    for node in model.graph.node:  # every path FINN recorded is the named folder
+        inst = getCustomOp(node)
+        assert inst.get_nodeattr("code_gen_dir_ipgen") == str(gen / node.name)
+        for attr in ("ipgen_path", "ip_path"):
+            if attr in inst.get_nodeattr_types() and inst.get_nodeattr(attr):
+                assert inst.get_nodeattr(attr) == str(gen / node.name), (node.name, attr)
+    again = build(tiny_mlp_onnx, build_config(stage="codegen", verify_samples=0), tmp_path).report
+    assert sorted(p.name for p in gen.iterdir()) == sorted(layer.name for layer in again.layers)  # the same names on a rebuild
 
 
 @pytest.mark.skipif(_finn_compat.vivado_available(), reason="checks the behaviour without Vivado")

@@ -127,7 +127,7 @@ def test_over_budget_design_reports_fits_false(tiny_mlp_onnx, tmp_path):
 
 
 def test_strict_over_budget_raises(tiny_mlp_onnx, tmp_path):
-    with pytest.raises(OverBudgetError, match="lut"):
+    with pytest.raises(OverBudgetError, match=r"caps: LUT [0-9,]+ > 70"):
         build(tiny_mlp_onnx, _cfg(target=str(_tiny_board(tmp_path)), strict=True), tmp_path / "out")
 
 

@@ -96,3 +96,46 @@ def test_finn_estimates_reread_attributes_and_the_cached_instance_agrees(special
     assert cached.node_res_estimation("xc7z020clg400-1") == plain
     cached.set_nodeattr("PE", 2)  # writes still reach FINN (on the private copy only)
     assert cached.get_nodeattr("PE") == 2 and getCustomOp(node).get_nodeattr("PE") == inst.get_nodeattr("PE")
+
+
+def test_finn_names_codegen_folders_at_random_and_named_folders_hold_its_sources(tiny_mlp_onnx, tmp_path):
+    import re
+    from pathlib import Path
+
+    from finn.builder.build_dataflow_config import DataflowBuildConfig
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    from flow.builder import build
+    from flow.core.config import build_config
+
+    design = build(tiny_mlp_onnx, build_config(verify_samples=0), tmp_path / "b").design
+    cfg = DataflowBuildConfig(output_dir=str(tmp_path / "unused"), fpga_part="xc7z020clg400-1", synth_clk_period_ns=10.0, generate_outputs=[])
+    _finn_compat.ensure_finn_settings(tmp_path / "finn")
+    finn = _finn_compat.build_steps().step_hw_codegen(ModelWrapper(str(design)), cfg)
+    theirs = {n.name: Path(getCustomOp(n).get_nodeattr("code_gen_dir_ipgen")) for n in finn.graph.node}
+    for name, folder in theirs.items():  # a new random name on every build: why qflow names the folders
+        assert re.fullmatch(rf"code_gen_ipgen_{name}_\w{{8}}", folder.name), folder
+
+    (tmp_path / "named").mkdir()
+    ours = ModelWrapper(str(design))
+    folders = _finn_compat.codegen_in_named_folders(ours, tmp_path / "named", cfg)
+    assert {k: v.name for k, v in folders.items()} == {k: k for k in theirs}
+    for node in ours.graph.node:
+        folder = folders[node.name]
+        assert getCustomOp(node).get_nodeattr("code_gen_dir_ipgen") == str(folder)
+        mine = {p.name: p.read_bytes().replace(str(folder).encode(), b"<dir>") for p in folder.iterdir() if p.is_file()}
+        same = {p.name: p.read_bytes().replace(str(theirs[node.name]).encode(), b"<dir>") for p in theirs[node.name].iterdir() if p.is_file()}
+        assert mine == same and mine, node.name  # the very sources FINN writes, the folder's path apart
+    before = sorted((tmp_path / "finn").iterdir())
+    done = _finn_compat.build_steps().step_hw_codegen(ours, cfg)  # FINN's step finds every layer done
+    assert sorted((tmp_path / "finn").iterdir()) == before
+    assert {n.name: getCustomOp(n).get_nodeattr("code_gen_dir_ipgen") for n in done.graph.node} == {k: str(v) for k, v in folders.items()}
+
+
+def test_a_name_held_by_something_else_gets_a_suffix_and_is_left_alone(tmp_path):
+    (tmp_path / "MVAU_hls_0").mkdir()
+    (tmp_path / "MVAU_hls_0" / "notes.txt").write_text("mine")
+    (tmp_path / "MVAU_hls_0-2").symlink_to(tmp_path / "elsewhere")
+    assert _finn_compat._fresh_folder(tmp_path, "MVAU_hls_0") == tmp_path / "MVAU_hls_0-3"
+    assert (tmp_path / "MVAU_hls_0" / "notes.txt").read_text() == "mine" and not (tmp_path / "elsewhere").exists()

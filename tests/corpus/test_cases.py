@@ -16,7 +16,7 @@ def test_every_catalogue_network_is_a_case_for_its_first_board():
     for name, net in NETWORKS.items():
         case = cases["fe_" + name.replace("-", "_")]
         assert case.target == net.boards[0].target and case.input_dtype == net.input_dtype
-        assert (case.slow or not net.large) and case.data == ("mnist" if net.weights == "mnist" else "synthetic")
+        assert case.large == net.large and case.data == ("mnist" if net.weights == "mnist" else "synthetic")
 
 
 @pytest.mark.parametrize("name", ["fe_kws_mlp_w3a3", pytest.param("fe_tfc_w1a1", marks=pytest.mark.slow)])

@@ -17,7 +17,7 @@ from flow.fold.cost_model import CostModel
 from flow.fold.dims import fold_values
 from flow.fold.optimizer import optimize
 from flow.report.markdown import render_markdown
-from flow.report.schema import Report
+from flow.report.schema import SCHEMA_VERSION, Report
 from hw_targets import load_target
 from tests.fold.test_optimizer import _board, _setfolding_best
 
@@ -83,7 +83,7 @@ def test_a_design_on_its_input_bound_says_so_everywhere(tiny_mlp_onnx, tmp_path,
     report = Report.load(out / "report.json")
     b = report.cycle_bound
     assert b.source == "input_stream" and b.fraction == 1.0 and b.cycles == report.max_cycles and b.optimal
-    assert json.loads((out / "report.json").read_text())["schema_version"] == 3
+    assert json.loads((out / "report.json").read_text())["schema_version"] == SCHEMA_VERSION
     assert "on its input-stream bound (1 cycles/frame)" in line
     md = (out / "report.md").read_text()
     assert "Distance from the limit: lower bound 1 cycles/frame from the input stream into" in md and "on its input-stream bound" in md

@@ -95,3 +95,32 @@ def test_the_input_for_a_level_quantizes_to_it():
     for quantizer, want in ((q, levels), (t, counts)):
         got = execute_batched(quantizer.model, quantizer.input_for(x, want).astype(np.float32), outputs=[quantizer.out])[quantizer.out]
         np.testing.assert_array_equal(quantizer.levels(got), want)
+
+
+def _nchw_quant():
+    """x (1, 2, 2, 2) -> Quant(0.5) -> y: channels, height and width of one size."""
+    return graph([quant("x", "y", "s")], {"x": (1, 2, 2, 2)}, {"y": (1, 2, 2, 2)},
+                 {"s": np.float32(S), "zp": np.float32(0), "bw": np.float32(4)})
+
+
+def _nhwc_thresholds(eps):
+    """The same quantizer as NHWC thresholds between two Transposes (as streamlining leaves them), ``+ eps`` in front."""
+    thr = ((np.arange(15) - 8 + 0.5) * S).astype(np.float32).reshape(1, 15)
+    nodes = [
+        helper.make_node("Add", ["x", "e"], ["xe"]),
+        helper.make_node("Transpose", ["xe"], ["xt"], perm=[0, 2, 3, 1]),
+        helper.make_node("MultiThreshold", ["xt", "t"], ["l"], domain=QONNX, out_dtype="INT4", out_bias=-8.0, data_layout="NHWC"),
+        helper.make_node("Transpose", ["l"], ["lt"], perm=[0, 3, 1, 2]),
+        helper.make_node("Mul", ["lt", "s"], ["y"]),
+    ]
+    return graph(nodes, {"x": (1, 2, 2, 2)}, {"y": (1, 2, 2, 2)}, {"e": np.float32(eps), "t": thr, "s": np.float32(S)})
+
+
+def test_quantizers_are_paired_by_their_layouts_when_nhwc_and_nchw_shapes_coincide():
+    ref, cur = _nchw_quant(), _nhwc_thresholds(1e-6)
+    x = np.array([0.3, -1.1, 0.8, 1.6, 1.25, 0.4, -0.7, 2.9], np.float32).reshape(1, 2, 2, 2)  # 1.25: 2.5 steps, a tie
+    want = execute_batched(cur, x)["y"]
+    assert not np.array_equal(execute_batched(ref, x)["y"], want)
+    rep = replay_roundings(ref, cur, x, x)
+    assert rep is not None and rep.flips == 1
+    np.testing.assert_array_equal(execute_batched(rep.model, x)["y"], want)

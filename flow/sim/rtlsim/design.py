@@ -244,9 +244,15 @@ def simulate_design(design: ModelWrapper, reference: dict[str, np.ndarray], *, p
     return DesignSim(frames, layers, chain_sims, config, seconds)
 
 
+#: How to get layers RTL simulation can run, for a design that has none.
+NO_RTL_HINT = ("to get RTL layers, build with --prefer-rtl (FINN's RTL variant of every layer that has one) and "
+               "--standalone-thresholds (thresholds as separate layers, so MVAUs can be RTL)")
+
+
 def stage_check(sim: DesignSim, reference: str = "specialized") -> StageCheck:
     """The ``rtlsim`` verification stage: passed when every simulated layer and chain is bit-exact
-    and no chain deadlocked; the first mismatch names its layer and sample."""
+    and no chain deadlocked; the first mismatch names its layer and sample. With nothing simulated
+    the stage is ``skipped`` (nothing failed, nothing was checked), its note says how to get RTL layers."""
     rtl = [r for r in sim.layers if r.simulated]
     skipped = [r for r in sim.layers if not r.simulated]
     first = next(((r.mismatch.sample if r.mismatch else None, r.layer) for r in rtl if not r.passed), None)
@@ -260,6 +266,10 @@ def stage_check(sim: DesignSim, reference: str = "specialized") -> StageCheck:
         parts.append(f"chain {c.name} ({c.nodes} nodes): {rate}")
     failures = [f"{r.layer}: {r.note}" for r in rtl if not r.passed] + [f"chain {c.name}: {c.note}" for c in sim.chains if not c.passed]
     parts += failures[:3]
+    if not rtl and not sim.chains:
+        parts[0] = f"skipped: no layer was simulated ({len(sim.layers)} layers, none of them an RTL layer Verilator can run)"
+        parts.append(NO_RTL_HINT)
+        return StageCheck(name="rtlsim", reference=reference, samples=sim.samples, passed=True, skipped=True, note="; ".join(parts))
     exact = all(r.bit_exact for r in rtl) and all(c.bit_exact and c.backpressure_bit_exact is not False for c in sim.chains)
     return StageCheck(name="rtlsim", reference=reference, samples=sim.samples, passed=sim.passed,
-                      bit_exact=exact if rtl or sim.chains else None, first_mismatch=first[0], layer=first[1], note="; ".join(parts))
+                      bit_exact=exact, first_mismatch=first[0], layer=first[1], note="; ".join(parts))
