@@ -8,7 +8,11 @@ run's files), writes the two files back unchanged, tests the weights again on th
 and builds and verifies the QONNX file against the network's own outputs, as ``qflow run``
 does after training. ``row.json`` keeps the recorded training times and gets today's report
 numbers. :func:`rebuild` does this for every finished run of a sweep and rewrites its
-results files; a run that has not finished is left for ``qflow compare``.
+results files; a run that has not finished is left for ``qflow compare``. The weights are
+loaded into the recipe's network as built, before the folder is touched: a technique that
+changes the network's structure while it trains (low-rank factorization) leaves weights that
+do not fit it, and such a run is refused with the folder unchanged (ModelFileError); rerun it
+with ``qflow compare``.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ def rebuild_run(name: str, recipe: Recipe, row_dir: Path, *, log: Callable[[str]
     weights = read_regular(row_dir / "model.pt", "weights", ConfigError, limit=MAX_MODEL_BYTES, follow=False)
     qonnx = read_regular(row_dir / onnx_name, "QONNX model", ConfigError, limit=MAX_MODEL_BYTES, follow=False)
     prep = check_recipe(recipe, load_train=False, progress=False, log=lambda _: None)
+    model = load_checkpoint(prep.model, row_dir / "model.pt")  # before anything changes: weights that do not fit stop here
+    accuracy = evaluate(model, prep.test_set)
     out = run_output_dir(recipe, row_dir, extra_files=(ROW_FILE,))
     out.check()  # a file qflow cannot prove it wrote stops here, before claiming removes the weights read above
     out.claim()
@@ -53,8 +59,6 @@ def rebuild_run(name: str, recipe: Recipe, row_dir: Path, *, log: Callable[[str]
         atomic_write_bytes(out.will_write("model.pt"), weights)
         atomic_write_bytes(out.will_write(onnx_name), qonnx)
         atomic_write_json(out.will_write("recipe.json"), recipe.model_dump(mode="json"))
-        model = load_checkpoint(prep.model, row_dir / "model.pt")
-        accuracy = evaluate(model, prep.test_set)
         n = min(recipe.build.verify_samples, len(prep.test_set.labels))
         x = prep.test_set.images[:n].astype(np.float32)
         try:
