@@ -22,8 +22,9 @@ A hand row is *dominated* by a searched design that is verified, fits the same b
 at least as accurate (test accuracy against the hand row's mean), at least as fast and at most
 as large in LUT (layers plus converters) as the row; the cheapest such design is named, with
 whether its accuracy is also above the hand row's best seed. For a hand row no design
-dominates, ``losses`` gives, for the design that loses on the fewest axes, each losing axis
-and by how much. Both sets get a hypervolume in the same units (accuracy points above the
+dominates, ``losses`` gives, for the design that loses on the fewest axes (then by the least,
+each shortfall as a fraction of the row's value), each losing axis and by how much, and the
+same for every design. Both sets get a hypervolume in the same units (accuracy points above the
 reference x MFPS x kLUT below the reference), from the fixed reference point written in the
 JSON. Every verified design's ``report.json`` and ``design-nodes.onnx.gz`` are written next to
 the JSON (``search_vs_hand/designs/<name>/``).
@@ -96,6 +97,11 @@ def shortfalls(design: dict[str, Any], row: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def relative_shortfall(design: dict[str, Any], row: dict[str, Any]) -> float:
+    """The sum of ``design``'s shortfalls against ``row``, each as a fraction of the row's value."""
+    return sum(abs(v) / abs(row[AXES[axis][0]]) for axis, v in shortfalls(design, row).items() if row[AXES[axis][0]])
+
+
 def eligible(designs: list[dict[str, Any]], board: str) -> list[dict[str, Any]]:
     """Searched designs that count: verified, fitting, on ``board``, with all three numbers."""
     return [d for d in designs if d.get("verified") and d.get("fits") and d.get("target") == board
@@ -109,7 +115,7 @@ def judge(row: dict[str, Any], designs: list[dict[str, Any]], reports: dict[str,
                              "dominated_by": None, "losses": None}
     if not designs:
         return entry
-    scored = sorted(designs, key=lambda d: (len(shortfalls(d, row)), d["lut"], -d["accuracy"]))
+    scored = sorted(designs, key=lambda d: (len(shortfalls(d, row)), relative_shortfall(d, row), d["lut"]))
     winners = [d for d in scored if not shortfalls(d, row)]
     if winners:
         d = winners[0]
@@ -118,7 +124,8 @@ def judge(row: dict[str, Any], designs: list[dict[str, Any]], reports: dict[str,
                                  "accuracy_above_best_seed": beyond, "report": (reports or {}).get(d["name"])}
     else:
         d = scored[0]
-        entry["losses"] = {"design": d["name"], "axes": shortfalls(d, row)}
+        entry["losses"] = {"design": d["name"], "axes": shortfalls(d, row),
+                           "every_design": {x["name"]: shortfalls(x, row) for x in scored}}
     return entry
 
 

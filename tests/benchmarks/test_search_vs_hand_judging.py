@@ -21,7 +21,15 @@ def _design(name, acc, fps, lut, **kw):
 def test_more_accurate_and_as_fast_but_larger_is_not_domination():
     big = _design("big", 0.986, 1.02e6, 36500.0)
     e = judge(HAND, [big])
-    assert e["dominated_by"] is None and e["losses"] == {"design": "big", "axes": {"lut": pytest.approx(5500.0)}}
+    assert e["dominated_by"] is None and e["losses"]["design"] == "big" and e["losses"]["axes"] == {"lut": pytest.approx(5500.0)}
+
+
+def test_the_closest_design_loses_on_the_fewest_axes_then_by_the_least():
+    near = _design("near", 0.983, 1.02e6, 21000.0)  # 0.2 points short: 0.2% of the row's accuracy
+    small = _design("small", 0.90, 1.02e6, 5000.0)  # 8.5 points short
+    big = _design("big", 0.99, 1.02e6, 40000.0)  # 9,000 LUT over: 29%
+    e = judge(HAND, [small, big, near])
+    assert e["losses"]["design"] == "near" and set(e["losses"]["every_design"]) == {"near", "small", "big"}
 
 
 def test_the_cheapest_design_better_on_all_three_axes_dominates_and_says_if_it_beats_the_best_seed():
