@@ -1,7 +1,17 @@
-"""Helpers shared by the benchmark scripts: machine info and atomic JSON results."""
+"""Helpers shared by the benchmark scripts: where results go, machine info, atomic JSON results.
+
+Every benchmark writes its JSON to a scratch folder by default (``benchmarks/results/.scratch/``,
+ignored by git, or ``--out FILE``) and replaces its committed result in ``benchmarks/results/``
+only with ``--update`` (:func:`add_output_args`, :func:`result_path`). A result is stamped with
+the machine and date it was measured on (:func:`machine_info`); rewriting a file with the same
+numbers keeps the file as it is (:func:`write_results`), and benchmarks that keep rows from an
+earlier run stamp each row they measure (:func:`stamp`), so a kept row keeps its own date.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 from datetime import datetime, timezone
@@ -12,6 +22,8 @@ from typing import Any
 from flow.core.fileio import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: Where a benchmark writes unless told ``--update`` or ``--out``.
+SCRATCH = RESULTS / ".scratch"
 
 
 def machine_info() -> dict[str, Any]:
@@ -24,8 +36,38 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def stamp(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with ``measured`` (date and platform) set: for rows a rerun may keep from an earlier run."""
+    info = machine_info()
+    return {**row, "measured": {"date": info["date"], "platform": info["platform"], "cpus": info["cpus"]}}
+
+
+def add_output_args(ap: argparse.ArgumentParser, name: str) -> None:
+    """``--out FILE`` (default ``benchmarks/results/.scratch/NAME``) and ``--update`` (the committed ``benchmarks/results/NAME``)."""
+    ap.add_argument("--out", type=Path, default=None, help=f"write the results here (default: {SCRATCH.relative_to(RESULTS.parent.parent)}/{name})")
+    ap.add_argument("--update", action="store_true", help=f"replace the committed benchmarks/results/{name}")
+
+
+def result_path(args: argparse.Namespace, name: str) -> Path:
+    """Where this run writes: the committed file with ``--update``, else ``--out`` or the scratch folder."""
+    if args.update and args.out is not None:
+        raise SystemExit(f"error: --update writes benchmarks/results/{name}; give either --update or --out, not both")
+    return RESULTS / name if args.update else (args.out or SCRATCH / name)
+
+
+def _same(path: Path, payload: dict[str, Any]) -> bool:
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(old, dict) and {k: v for k, v in old.items() if k != "machine"} == json.loads(json.dumps(payload))
+
+
 def write_results(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` plus machine info atomically as JSON."""
+    """Write ``payload`` plus machine info atomically as JSON; a file that already holds exactly this
+    payload is left as it is (its machine and date stay those of the run that measured it)."""
     p = Path(path)
+    if _same(p, payload):
+        return p
     atomic_write_json(p, {"machine": machine_info(), **payload})
     return p

@@ -5,9 +5,11 @@ Each row runs the full flow (train -> export -> build for Pynq-Z1 -> verify) thr
 time and the design's estimates. TFC trains 30 epochs (batch 128, one-cycle); SFC-w2a2 trains
 18 epochs at batch 256 with one-cycle and random shifts (2 px) and rotations (10 degrees) of
 the training images. The test set is only evaluated. Finished rows are kept when the script
-is rerun with the same settings (delete the JSON to start over).
+is rerun with the same settings (delete the JSON to start over); each row records the machine
+and date it was measured on, so kept rows keep theirs.
 
-    python benchmarks/accuracy.py --out benchmarks/results/accuracy.json
+    python benchmarks/accuracy.py             # -> benchmarks/results/.scratch/accuracy.json
+    python benchmarks/accuracy.py --update    # -> benchmarks/results/accuracy.json
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, write_results  # noqa: E402
+from _common import add_output_args, result_path, stamp, write_results  # noqa: E402
 
 from flow.explore.recipe import recipe_from_dict  # noqa: E402
 from flow.explore.run import run  # noqa: E402
@@ -37,10 +39,11 @@ CASES = {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=RESULTS / "accuracy.json")
+    add_output_args(ap, "accuracy.json")
     ap.add_argument("--data", type=Path, default=Path("data"))
     ap.add_argument("--cases", nargs="*", default=list(CASES))
     args = ap.parse_args()
+    args.out = result_path(args, "accuracy.json")
     done = {}
     if args.out.exists():
         done = {r["case"]: r for r in json.loads(args.out.read_text()).get("rows", []) if r.get("train") == CASES.get(r["case"], [None] * 5)[4]}
@@ -60,13 +63,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             result = run(recipe, tmp, progress=False)
         rep = result.report
-        rows.append({
+        rows.append(stamp({
             "case": label, "model": name, "weight_bits": wb, "act_bits": ab, "epochs": train["epochs"], "train": train,
             "accuracy_pct": round(100 * result.accuracy, 2), "published_pct": published,
             "train_seconds": round(result.train_seconds, 1), "train_cpu_seconds": round(result.train_cpu_seconds, 1),
             "verified": rep.verification.passed, "fits": rep.fits,
             "estimated_fps": rep.throughput_fps, "lut": rep.totals["lut"], "bram_18k": rep.totals["bram_18k"],
-        })
+        }))
         print(f"{label}: {100 * result.accuracy:.2f}% (published {published}%) in {result.train_cpu_seconds:.0f} CPU-s")
         write_results(args.out, {"benchmark": "mnist_accuracy", "dataset": "MNIST 60k/10k", "rows": rows})
     write_results(args.out, {"benchmark": "mnist_accuracy", "dataset": "MNIST 60k/10k", "rows": rows})

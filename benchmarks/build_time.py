@@ -1,7 +1,7 @@
 """Build time from a QONNX file to report.json, for TFC and CNV (untrained weights: the
 build does not depend on weight values).
 
-    python benchmarks/build_time.py --out benchmarks/results/build_time.json
+    python benchmarks/build_time.py --update      # -> benchmarks/results/build_time.json (default: results/.scratch/)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, write_results  # noqa: E402
+from _common import add_output_args, result_path, write_results  # noqa: E402
 
 from flow.builder.pipeline import build  # noqa: E402
 from flow.core.config import build_config  # noqa: E402
@@ -33,9 +33,10 @@ CASES = [
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=RESULTS / "build_time.json")
+    add_output_args(ap, "build_time.json")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    args.out = result_path(args, "build_time.json")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, name, wb, ab, fps in CASES:

@@ -1,6 +1,6 @@
 """Conformance: FINN's builder and qflow side by side on every model of the corpus (tests/corpus).
 
-    python benchmarks/conformance.py [--only NAME ...] [--out benchmarks/results/conformance.json]
+    python benchmarks/conformance.py [--only NAME ...] [--update | --out FILE]
 
 For each model, on this machine:
 
@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from _common import RESULTS, write_results  # noqa: E402
+from _common import add_output_args, result_path, write_results  # noqa: E402
 
 PART, CLOCK_NS, FPS, AUTO_SAMPLES = "xc7z020clg400-1", 10.0, 10_000, 100
 
@@ -180,12 +180,13 @@ def table(payload: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=RESULTS / "conformance.json")
+    add_output_args(ap, "conformance.json")
     ap.add_argument("--only", nargs="*", default=None, help="case names (default: all)")
     ap.add_argument("--work", type=Path, default=None, help="keep exports and build folders here, and reuse FINN's results found there (default: a temporary folder)")
     ap.add_argument("--table", action="store_true", help="print the README table of --out and exit")
     ap.add_argument("--finn-child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    a.out = result_path(a, "conformance.json")
     if a.finn_child:
         name, model, out = a.finn_child
         print(json.dumps(finn_child(name, Path(model), Path(out))))

@@ -8,7 +8,7 @@ Cost model: ``cold`` = first evaluation of each folding on an empty table (FINN'
 methods are called for settings not seen yet); ``warm`` = evaluations once the settings are
 tabulated (what the optimizer does); ``table`` = time to tabulate every legal setting.
 
-    python benchmarks/cost_model.py            # -> benchmarks/results/cost_model.json
+    python benchmarks/cost_model.py --update   # -> benchmarks/results/cost_model.json
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from _common import RESULTS, write_results  # noqa: E402
+from _common import add_output_args, result_path, write_results  # noqa: E402
 from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
 
 from flow.builder.pipeline import build  # noqa: E402
@@ -130,10 +130,11 @@ def run_case(label, name, wb, ab, target_name, tmp: Path, n_finn: int, warm_seco
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=RESULTS / "cost_model.json")
+    add_output_args(ap, "cost_model.json")
     ap.add_argument("--foldings", type=int, default=20, help="random foldings per network evaluated by FINN")
     ap.add_argument("--warm-seconds", type=float, default=2.0)
     args = ap.parse_args()
+    args.out = result_path(args, "cost_model.json")
     _finn_compat.quiet_finn_logging()
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run_case(*case, Path(tmp), args.foldings, args.warm_seconds) for case in CASES]

@@ -44,9 +44,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from _common import RESULTS, write_results  # noqa: E402
+from _common import add_output_args, result_path, stamp, write_results  # noqa: E402
 
-SCRATCH = Path(tempfile.gettempdir()) / "qflow-benchmarks" / "finn_examples.json"
 FIFO_OPS = ("StreamingFIFO", "StreamingDataWidthConverter")
 
 
@@ -327,12 +326,11 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="keep exports and builds here (default: a temporary folder)")
     ap.add_argument("--samples", type=int, default=20, help="qflow verification samples per build")
     ap.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per child process")
-    ap.add_argument("--out", type=Path, default=SCRATCH)
-    ap.add_argument("--update", action="store_true", help=f"write {RESULTS / 'finn_examples.json'}")
+    add_output_args(ap, "finn_examples.json")
     ap.add_argument("--table", action="store_true", help="print the README table of --out (or the committed results with --update) and exit")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    out = RESULTS / "finn_examples.json" if a.update else a.out
+    out = result_path(a, "finn_examples.json")
     if a.child:
         kind, name, board, *rest = a.child
         fn = {"sweep": lambda: sweep_child(name, board, Path(rest[0]), Path(rest[1]), int(rest[2])),
@@ -371,7 +369,7 @@ def main() -> None:
             model = materialize(BY_NAME["fe_" + net.name.replace("-", "_")], work / "models" / net.name)
             for b in net.boards if a.all_boards else net.boards[:1]:
                 row = measure(net, b, model, work / "runs" / f"{net.name}-{b.target}", fe, a)
-                rows.append(row)
+                rows.append(stamp(row))
                 save()  # a run stopped part-way keeps what it measured
                 print(table({"rows": [row]}).splitlines()[-1], flush=True)
     payload = save()

@@ -23,7 +23,7 @@ folded by ``--auto`` and by ``--fps`` at each ``--fps-rate``, with the build's o
 bit-width steps and FINN's estimates; its rows also say whether the optimizer's prediction
 equals FINN's re-estimate.
 
-    python benchmarks/folding_optimizer.py     # -> benchmarks/results/folding_optimizer.json
+    python benchmarks/folding_optimizer.py --update  # -> benchmarks/results/folding_optimizer.json
     python benchmarks/folding_optimizer.py --no-networks --checkpoint resnet50 ckpt.onnx alveo-u250 --fps-rate 5000 --out x.json
 """
 
@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import RESULTS, write_results  # noqa: E402
+from _common import add_output_args, result_path, write_results  # noqa: E402
 from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
 
 from flow.builder.pipeline import build  # noqa: E402
@@ -172,13 +172,14 @@ def setfolding_sweep(spec: ModelWrapper, target, tmp: Path, bisect_steps: int) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=RESULTS / "folding_optimizer.json")
+    add_output_args(ap, "folding_optimizer.json")
     ap.add_argument("--bisect", type=int, default=8)
     ap.add_argument("--no-networks", action="store_true", help="Only the --checkpoint designs.")
     ap.add_argument("--checkpoint", nargs=3, action="append", default=[], metavar=("LABEL", "FILE", "TARGET"),
                     help="A specialized design to fold with --auto and --fps (repeatable).")
     ap.add_argument("--fps-rate", type=int, action="append", default=None, help="--fps rates for the --checkpoint designs [5000].")
     args = ap.parse_args()
+    args.out = result_path(args, "folding_optimizer.json")
     _finn_compat.quiet_finn_logging()
     rows, t_start = [], time.perf_counter()
     with tempfile.TemporaryDirectory() as tmpd:

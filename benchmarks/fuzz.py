@@ -2,7 +2,7 @@
 
 Records, per family of hostile inputs, how many inputs were tried, how many of them were valid
 (the family's oracle says the run must succeed) and succeeded, the exit codes, the slowest run,
-and which families broke an invariant (tests/fuzzing.py), in benchmarks/results/fuzz.json:
+and which families broke an invariant (tests/fuzzing.py), in benchmarks/results/fuzz.json (with --update):
 
     python benchmarks/fuzz.py --examples 150 --process-examples 10
 
@@ -25,7 +25,7 @@ from xml.etree import ElementTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, write_results  # noqa: E402
+from _common import add_output_args, result_path, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,8 +53,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--examples", type=int, default=150, help="inputs per fuzz family")
     ap.add_argument("--process-examples", type=int, default=10, help="inputs per family that runs a child process per input")
-    ap.add_argument("--out", type=Path, default=RESULTS / "fuzz.json")
+    add_output_args(ap, "fuzz.json")
     args = ap.parse_args()
+    args.out = result_path(args, "fuzz.json")
     with tempfile.TemporaryDirectory() as tmp:
         stats = Path(tmp) / "stats.jsonl"
         junit = Path(tmp) / "junit.xml"

@@ -13,7 +13,7 @@ rounding boundary in each stage, and the difference left after replaying them. T
 images also go through a whole ``--auto`` build for the ZCU104 (about 10 minutes here) with
 the network's PyTorch outputs as the first stage, and every stage's check is recorded.
 
-    python benchmarks/rounding_ties.py --out benchmarks/results/rounding_ties.json [--images 8] [--build 4]
+    python benchmarks/rounding_ties.py --update [--images 8] [--build 4]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import RESULTS, write_results  # noqa: E402
+from _common import add_output_args, result_path, write_results  # noqa: E402
 
 MEAN, STD = (0.485, 0.456, 0.406), 0.226
 
@@ -112,10 +112,11 @@ def first_quantized(model, x):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(RESULTS / "rounding_ties.json"))
+    add_output_args(ap, "rounding_ties.json")
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--build", type=int, default=0, help="images through a whole --auto build (0: none)")
     args = ap.parse_args()
+    args.out = result_path(args, "rounding_ties.json")
     warnings.simplefilter("ignore")
 
     from flow.sim.rounding import quantizers, replay_roundings

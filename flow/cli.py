@@ -181,16 +181,20 @@ def targets() -> None:
 @click.option("--techniques", default="", help="Also search the technique: comma-separated registered names [the recipe's technique].")
 @click.option("--min-fps", type=float, default=None, help="Frame rate a design must reach [the recipe's build.target_fps, else 0].")
 @click.option("--pruner", type=click.Choice(["hyperband", "halving", "none"]), default="hyperband", show_default=True,
-              help="Optuna pruner that stops weak trials early.")
+              help="Optuna pruner that stops weak trials early; with --objective accuracy only (Optuna prunes single-objective studies only).")
 @click.option("--finalists", type=int, default=3, show_default=True, help="Front points retrained at the full budget, rebuilt and verified (0 = none).")
 @click.option("--sensitivity", "sensitivity", type=click.Path(dir_okay=False, path_type=Path), default=None, help="A `qflow sensitivity` map: per-layer precision floors, and its minimum point tried first [none].")
 @click.option("--cost", type=click.Choice(["lut", "util"]), default="lut", show_default=True, help="Cost axis of the front: LUT or mean utilisation.")
-@click.option("--acc-tolerance", type=float, default=0.0, show_default=True, help="Chosen design: cheapest verified finalist within this accuracy of the best.")
+@click.option("--objective", type=click.Choice(["pareto", "accuracy"]), default="pareto", show_default=True,
+              help="pareto: validation accuracy, frames/s and cost together; accuracy: validation accuracy alone (with --pruner).")
+@click.option("--folding", type=click.Choice(["auto", "fps"]), default="auto", show_default=True,
+              help="Fold every point with qflow's optimizer (fastest that fits) or FINN's SetFolding toward --min-fps.")
+@click.option("--acc-tolerance", type=float, default=0.0, show_default=True, help="Chosen design: the cheapest verified finalist within this validation accuracy of the best.")
 @click.option("--heartbeat", type=int, default=10, show_default=True, help="Trial heartbeat (s); a dead worker's trial is re-queued after 3 heartbeats.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def search(recipe, target, trials, workers, storage, study_name, out_dir, epochs, max_train_samples, val_samples, bits, act_bits, widths,
-           techniques, min_fps, pruner, finalists, sensitivity, cost, acc_tolerance, heartbeat, no_progress) -> None:
-    """Search per-layer precision, widths and technique of RECIPE for the most accurate designs a board runs at a frame rate."""
+           techniques, min_fps, pruner, finalists, sensitivity, cost, objective, folding, acc_tolerance, heartbeat, no_progress) -> None:
+    """Search per-layer precision, widths and technique of RECIPE for the designs that trade accuracy, frames/s and cost best on a board."""
     from flow.explore.recipe import load_recipe
     from flow.explore.search import search as run_search
     from flow.explore.space import parse_bits
@@ -207,13 +211,14 @@ def search(recipe, target, trials, workers, storage, study_name, out_dir, epochs
     res = run_search(
         r, target, out, trials=trials, workers=workers, storage=storage, study_name=study_name, epochs=epochs,
         max_train_samples=max_train_samples, val_samples=val_samples, cost=cost, weight_bits=weight_choices,
-        act_bits=act_choices, widths=width_choices, pruner=pruner, finalists=finalists,
+        act_bits=act_choices, widths=width_choices, pruner=pruner, finalists=finalists, objective=objective, folding=folding,
         techniques=tuple(t.strip() for t in techniques.split(",") if t.strip()), acc_tolerance=acc_tolerance,
         heartbeat_interval=heartbeat, sensitivity=sensitivity, progress=not no_progress, log=_say, **extra,
     )
     click.echo(f"pareto: {out / 'pareto.json'} ({len(res.pareto)} points); all trials: {out / 'all_trials.csv'}")
     if res.chosen is not None:
-        click.echo(f"chosen: trial {res.chosen['trial']}, test accuracy {100 * res.chosen['accuracy']:.2f}%, "
+        click.echo(f"chosen: trial {res.chosen['trial']} (validation accuracy {100 * res.chosen['search_accuracy']:.2f}%), "
+                   f"test accuracy {100 * res.chosen['accuracy']:.2f}%, "
                    f"{res.chosen['fps']:,.0f} FPS, verified; report {res.chosen['report']}")
 
 

@@ -11,7 +11,9 @@ import importlib.util
 import warnings
 from pathlib import Path
 
+import numpy as np
 import optuna
+from optuna._hypervolume import compute_hypervolume
 from optuna.storages._rdb.models import TrialHeartbeatModel
 from optuna.trial import TrialState
 
@@ -85,3 +87,17 @@ def fail_trials_without_heartbeat(study, grace_seconds: float) -> int:
             optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, study._storage.get_trial(t._trial_id))
             failed += 1
     return failed
+
+
+def hypervolume(losses, reference) -> float:
+    """The hypervolume dominated by ``losses`` (rows of objective values, every one minimized) up to ``reference``.
+
+    Reason: Optuna 5.0 computes hypervolumes (WFG, exact in any dimension) only in its private
+    ``optuna._hypervolume`` module, which its own ``plot_hypervolume_history`` imports; it has
+    no public function for it. Points not strictly better than ``reference`` on every
+    objective add nothing and are left out.
+    """
+    pts = np.asarray(losses, dtype=float).reshape(-1, len(reference))
+    ref = np.asarray(reference, dtype=float)
+    pts = pts[np.all(pts < ref, axis=1)]
+    return float(compute_hypervolume(pts, ref)) if len(pts) else 0.0

@@ -35,6 +35,11 @@ same recipe (fields added to the recipe format later take their defaults) and to
 Every row folder that would be rebuilt is checked before anything is written or removed: a
 file there that qflow cannot prove it wrote stops the sweep with one line.
 
+A sweep may say ``seeds = [0, 1, 2]`` (then neither ``[defaults]`` nor a row sets ``seed``): every row
+runs once per seed, into ``rows/<name>/seed<s>/``, each run reused on its own, and a result row is the
+row's runs folded together (:func:`flow.explore.spread.aggregate`: mean accuracy, its standard
+deviation and seed range, and every run).
+
 >>> sweep = load_sweep(SMOKE_SWEEP)
 >>> list(sweep.rows), sweep.rows["w1a1"].model.weight_bits
 (['w1a1', 'w2a2'], 1)
@@ -50,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from flow.core.config import format_validation_error
 from flow.core.errors import (
@@ -68,6 +73,7 @@ from flow.explore.recipe import Recipe, read_toml, recipe_from_dict
 from flow.explore.results import COMPARE_FILES, PLOTS, markdown_table, pareto_front, results_unchanged, write_results
 from flow.explore.reuse import ROW_FILE, inference_costs, reusable_row
 from flow.explore.run import check_recipe, run, run_output_dir
+from flow.explore.spread import aggregate
 from flow.report.schema import Report
 
 __all__ = ["PLOTS", "SMOKE_SWEEP", "Sweep", "check_sweep", "compare", "deep_merge", "load_sweep", "markdown_table",
@@ -89,18 +95,37 @@ class _SweepSpec(BaseModel):
     name: str | None = Field(None, pattern=_ROW_NAME)
     description: str = ""
     defaults: dict[str, Any] = Field(default_factory=dict)
+    seeds: list[int] | None = Field(None, min_length=1, max_length=100, description="run every row once per seed")
     rows: list[_RowSpec] = Field(min_length=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None:
+            if any(isinstance(s, bool) or not 0 <= s < 2**32 for s in v):
+                raise ValueError("seeds are integers from 0 to 2**32 - 1")
+            if len(set(v)) != len(v):
+                raise ValueError(f"seeds must differ from each other, got {v}")
+        return v
 
 
 @dataclass(frozen=True)
 class Sweep:
-    """A validated sweep: resolved recipes by row name, in file order."""
+    """A validated sweep: resolved recipes by row name, in file order; ``seeds``: every row once per seed
+    (each run in ``rows/<name>/seed<s>/``), or None: each row once with its own seed (in ``rows/<name>/``)."""
 
     name: str
     rows: dict[str, Recipe]
     description: str = ""
     source: str = "sweep"
     base_dir: Path | None = field(default=None, compare=False)
+    seeds: tuple[int, ...] | None = None
+
+    def runs(self) -> list[tuple[str, str, Recipe]]:
+        """(row name, folder under ``rows/``, recipe) of every run, row by row, seed by seed."""
+        if self.seeds is None:
+            return [(name, name, r) for name, r in self.rows.items()]
+        return [(name, f"{name}/seed{s}", r.model_copy(update={"seed": s})) for name, r in self.rows.items() for s in self.seeds]
 
 
 def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,7 +164,10 @@ def sweep_from_dict(data: Mapping[str, Any], source: str = "sweep", base_dir: Pa
             raise ConfigError(f"{source}: rows.{i}.name: duplicate row name {row.name!r} (also rows.{first})")
         merged = {**deep_merge(spec.defaults, row.model_extra or {}), "name": row.name}
         rows[row.name] = recipe_from_dict(merged, source=f"{source}: row {row.name!r}", base_dir=base_dir)
-    sweep = Sweep(spec.name or "sweep", rows, spec.description, source, base_dir)
+    seeds = None if spec.seeds is None else tuple(spec.seeds)
+    if seeds is not None and ("seed" in spec.defaults or any("seed" in (r.model_extra or {}) for r in spec.rows)):
+        raise ConfigError(f"{source}: seeds: the sweep runs every row once per seed in `seeds`; remove `seed` from [defaults] and the rows")
+    sweep = Sweep(spec.name or "sweep", rows, spec.description, source, base_dir, seeds)
     if check:
         check_sweep(sweep)
     return sweep
@@ -200,6 +228,7 @@ def result_row(name: str, recipe: Recipe, report: Report, costs: Mapping[str, fl
         "accuracy": report.accuracy,
         **costs,
         **{k: report.totals.get(k) for k in RESOURCES},
+        "lut_with_converters": report.resources_used()["lut"],
         "target": report.target.name,
         "fits": report.fits,
         "throughput_fps": report.throughput_fps,
@@ -244,19 +273,31 @@ def compare_output_dir(out_dir: str | Path) -> OutputDir:
 
 
 def plan_rows(sw: Sweep, out: OutputDir) -> dict[str, dict[str, Any] | OutputDir]:
-    """Each row's reusable result, or the folder it will be built in, checked (nothing is changed):
-    a folder holding files qflow cannot prove it wrote stops the sweep before anything is removed."""
+    """Each run's reusable result, or the folder it will be built in, by its folder under ``rows/``, checked
+    (nothing is changed): a folder holding files qflow cannot prove it wrote stops the sweep before anything is removed."""
     plan: dict[str, dict[str, Any] | OutputDir] = {}
-    for name, recipe in sw.rows.items():
-        row_dir = out.folder(f"rows/{name}", create=False)
+    for _, rel, recipe in sw.runs():
+        row_dir = out.folder(f"rows/{rel}", create=False)
         done = reusable_row(row_dir, recipe)
         if done is None:
             row_out = run_output_dir(recipe, row_dir, extra_files=(ROW_FILE,))
             row_out.check()
-            plan[name] = row_out
+            plan[rel] = row_out
         else:
-            plan[name] = done
+            plan[rel] = done
     return plan
+
+
+def sweep_rows(sw: Sweep, finished: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The result rows of the sweep from its finished runs (by folder): one per row, over its seeds when the
+    sweep has seeds (:func:`flow.explore.spread.aggregate`); rows with no finished run are left out."""
+    if sw.seeds is None:
+        return [finished[name] for name in sw.rows if name in finished]
+    by_row: dict[str, list[dict[str, Any]]] = {}
+    for name, rel, _ in sw.runs():
+        if rel in finished:
+            by_row.setdefault(name, []).append(finished[rel])
+    return [aggregate(runs) for runs in by_row.values()]
 
 
 def compare(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path, *, progress: bool = True,
@@ -277,36 +318,40 @@ def compare(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path, 
     except QflowError:
         retire_results(out_dir, results=COMPARE_FILES)
         raise
-    if all(isinstance(p, dict) for p in plan.values()) and results_unchanged(out.path, list(plan.values()), name=sw.name,
-                                                                              description=sw.description):
-        log(f"all {len(plan)} rows finished before and reused; {out.path / 'results.json'} is up to date")
-        return list(plan.values())  # type: ignore[arg-type]
+    runs = sw.runs()
+    if all(isinstance(p, dict) for p in plan.values()):
+        rows = sweep_rows(sw, plan)  # type: ignore[arg-type]
+        if results_unchanged(out.path, rows, name=sw.name, description=sw.description, seeds=sw.seeds):
+            log(f"all {len(plan)} runs finished before and reused; {out.path / 'results.json'} is up to date")
+            return rows
     out.claim()
-    results: list[dict[str, Any]] = []
+    finished: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
     try:
-        with Bar("sweep", len(sw.rows), enabled=progress) as bar:
-            for i, (name, recipe) in enumerate(sw.rows.items(), 1):
-                done = plan[name]
-                bar.update(description=f"row {name}")
+        with Bar("sweep", len(runs), enabled=progress) as bar:
+            for i, (name, rel, recipe) in enumerate(runs, 1):
+                done = plan[rel]
+                seed = "" if sw.seeds is None else f" (seed {recipe.seed})"
+                bar.update(description=f"row {name}{seed}")
                 bar.pause()
                 if isinstance(done, dict):
-                    log(f"[{i}/{len(sw.rows)}] {name}: finished before, reusing {out.path / 'rows' / name / ROW_FILE}")
-                    results.append(done)
+                    log(f"[{i}/{len(runs)}] {name}{seed}: finished before, reusing {out.path / 'rows' / rel / ROW_FILE}")
+                    finished[rel] = done
                 else:
-                    log(f"[{i}/{len(sw.rows)}] {name}: {recipe.model.name} {precision_label(recipe)}, "
+                    log(f"[{i}/{len(runs)}] {name}{seed}: {recipe.model.name} {precision_label(recipe)}, "
                         f"{technique_label(recipe)}, {recipe.data.dataset}")
-                    out.folder(f"rows/{name}")
+                    out.folder(f"rows/{rel}")
                     done.claim()
                     try:
-                        results.append(run_row(name, recipe, done, progress=progress, log=log))
+                        finished[rel] = run_row(name, recipe, done, progress=progress, log=log)
                     finally:
                         done.close()
-                bar.update(advance=1, description=f"{name} {'reused' if isinstance(done, dict) else 'done'}")
+                bar.update(advance=1, description=f"{name}{seed} {'reused' if isinstance(done, dict) else 'done'}")
                 bar.resume()
     finally:
-        if results:
-            write_results(results, out.path, name=sw.name, description=sw.description, source=sw.source,
-                          seconds=time.perf_counter() - t0, complete=len(results) == len(sw.rows))
+        rows = sweep_rows(sw, finished)
+        if rows:
+            write_results(rows, out.path, name=sw.name, description=sw.description, source=sw.source,
+                          seconds=time.perf_counter() - t0, complete=len(finished) == len(runs), seeds=sw.seeds)
         out.close()
-    return results
+    return rows

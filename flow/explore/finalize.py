@@ -2,12 +2,14 @@
 
 Trials train briefly (few epochs, a subset) and are scored on a validation split. The
 Pareto front over (validation accuracy, cost, frames/s) of the completed trials names the
-candidates; the ``finalists`` most accurate front points that fit the board and reach
-``min_fps`` are retrained with the recipe's own training budget on the full training set,
-tested on the test set, rebuilt with auto folding and verified stage by stage
-(:func:`flow.explore.run.run`), each into ``OUT/final/<name>/`` with a full report. The
-chosen design is the most accurate verified finalist (the cheapest within ``acc_tolerance``
-of it).
+candidates. Of the front points that fit the board and reach ``min_fps``, the ``finalists``
+are, in a three-objective search, the ones that together cover the most of the front
+(greedy hypervolume: each next finalist adds the most dominated volume, :func:`spread`), and
+otherwise the most accurate. Each is retrained with the recipe's own training budget on the
+full training set, tested on the test set, rebuilt (folded as in the search) and verified
+stage by stage (:func:`flow.explore.run.run`), into ``OUT/final/<name>/`` with a full report.
+The chosen design is the verified, fitting finalist with the best *validation* accuracy (the
+cheapest within ``acc_tolerance`` of it): the test set scores the finalists but never picks one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from flow.compat import optuna as optuna_compat
 from flow.core import pareto as fronts
 from flow.core.errors import QflowError
 from flow.core.outdir import inner_folder
@@ -38,29 +43,52 @@ def front(rows: list[dict[str, Any]], space: SearchSpace) -> list[dict[str, Any]
     return sorted(fronts.front(ok, OBJECTIVES), key=lambda r: (-r["accuracy"], r["cost"], -r["fps"], r["number"]))
 
 
-def finalists(front_rows: list[dict[str, Any]], k: int, min_fps: float) -> list[dict[str, Any]]:
-    """The ``k`` most accurate front points that fit and reach ``min_fps``."""
-    return [r for r in front_rows if r.get("fits") and (r.get("fps") or 0) >= min_fps][:k]
+def losses(rows: list[dict[str, Any]]) -> np.ndarray:
+    """The front's objectives as losses (every column minimized): -accuracy, -frames/s, cost."""
+    return np.array([[-r["accuracy"], -r["fps"], r["cost"]] for r in rows], dtype=float).reshape(-1, 3)
+
+
+def spread(rows: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """``k`` of ``rows`` chosen greedily by hypervolume: each next one adds the most volume to those chosen
+    (ties: the more accurate). The reference point is 0 accuracy, 0 frames/s and 1.1x the largest cost."""
+    if len(rows) <= k:
+        return list(rows)
+    pts = losses(rows)
+    ref = np.array([0.0, 0.0, 1.1 * max(float(pts[:, 2].max()), 0.0) + 1.0])
+    chosen: list[int] = []
+    for _ in range(k):
+        base = optuna_compat.hypervolume(pts[chosen], ref) if chosen else 0.0
+        gain = {i: optuna_compat.hypervolume(pts[[*chosen, i]], ref) - base for i in range(len(rows)) if i not in chosen}
+        chosen.append(max(gain, key=lambda i: (gain[i], rows[i]["accuracy"], -i)))
+    return sorted((rows[i] for i in chosen), key=lambda r: (-r["accuracy"], r["cost"], -r["fps"], r["number"]))
+
+
+def finalists(front_rows: list[dict[str, Any]], k: int, min_fps: float, *, spread_out: bool = False) -> list[dict[str, Any]]:
+    """``k`` front points that fit and reach ``min_fps``: spread over the front (:func:`spread`), or the most accurate."""
+    ok = [r for r in front_rows if r.get("fits") and (r.get("fps") or 0) >= min_fps]
+    return spread(ok, k) if spread_out else ok[:k]
 
 
 def choose(results: list[dict[str, Any]], acc_tolerance: float = 0.0) -> dict[str, Any] | None:
-    """The most accurate verified, fitting finalist; the cheapest (then fastest) within ``acc_tolerance`` of it."""
+    """The verified, fitting finalist with the best validation accuracy (``search_accuracy``); the cheapest
+    (then fastest) within ``acc_tolerance`` of it. Test accuracy plays no part."""
     good = [r for r in results if r.get("verified") and r.get("fits")]
     if not good:
         return None
-    best = max(r["accuracy"] for r in good)
-    near = [r for r in good if r["accuracy"] >= best - acc_tolerance - 1e-12]
-    return min(near, key=lambda r: (r["cost"], -r["fps"], -r["accuracy"], r["trial"]))
+    best = max(r["search_accuracy"] for r in good)
+    near = [r for r in good if r["search_accuracy"] >= best - acc_tolerance - 1e-12]
+    return min(near, key=lambda r: (r["cost"], -r["fps"], -r["search_accuracy"], r["trial"]))
 
 
 def retrain(base: Recipe, space: SearchSpace, rows: list[dict[str, Any]], *, target: str, out: Path, cost_of,
-            log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+            fold_to_fps: float | None = None, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Retrain, rebuild and verify each finalist row at the recipe's full budget (see the module docstring)."""
     results = []
     for r in rows:
         point = space.point({k: r[k] for k in space.params})
         name = f"{base.name}-t{r['number']:04d}"
-        recipe = point_recipe(base, point, target=target, name=name, verify_samples=base.build.verify_samples or 1000)
+        recipe = point_recipe(base, point, target=target, name=name, verify_samples=base.build.verify_samples or 1000,
+                              fold_to_fps=fold_to_fps)
         log(f"finalist trial {r['number']}: retraining at the full budget into {out / 'final' / name}")
         entry: dict[str, Any] = {"trial": r["number"], "name": name, "search_accuracy": r["accuracy"],
                                  "report": str(out / "final" / name / "report.json")}

@@ -39,6 +39,7 @@ from typing import Any
 from flow.core import pareto
 from flow.core.errors import ConfigError
 from flow.core.fileio import atomic_write_json, atomic_write_text, parse_json, read_regular
+from flow.explore.spread import SPREAD, overlapping, twin_comparisons
 from flow.report.style import save_png
 from flow.report.tradeoff import tradeoff_plot
 
@@ -117,6 +118,18 @@ def _yes(v: Any) -> str:
     return "-" if v is None else ("yes" if v else "**no**")
 
 
+def _acc(r: Mapping[str, Any]) -> str:
+    acc, std = r.get("accuracy"), r.get("accuracy_std")
+    if acc is None:
+        return "-"
+    return f"{100 * acc:.2f}" + ("" if std is None else f" ± {100 * std:.2f}")
+
+
+def _range(r: Mapping[str, Any]) -> str:
+    lo, hi = r.get("accuracy_min"), r.get("accuracy_max")
+    return "-" if lo is None or hi is None else f"{100 * lo:.2f}-{100 * hi:.2f}"
+
+
 def markdown_table(rows: list[Mapping[str, Any]]) -> str:
     """A Markdown table of result rows (``*`` marks the per-dataset Pareto fronts: L = LUT, F = FPS).
 
@@ -124,15 +137,18 @@ def markdown_table(rows: list[Mapping[str, Any]]) -> str:
     ...     "technique": "QAT", "accuracy": 0.9, "lut": 1500.0, "throughput_fps": 1e5, "pareto_lut": True}]).splitlines()[2])
     | a | tfc | digits | w1a1 | QAT | 90.00 | - | - | - | 1.5k | - | - | - | 100k | - | - | - | - | L |
     """
-    cols = ["row", "model", "data", "precision", "technique", "acc %", "weight bits", "BOPs", "MACs", "LUT",
+    seeded = any("seeds" in r for r in rows)
+    overlap = overlapping(rows) if seeded else {}
+    cols = ["row", "model", "data", "precision", "technique", "acc %", *(["seeds", "acc range %", "inside the spread of"] if seeded else []),
+            "weight bits", "BOPs", "MACs", "LUT",
             "BRAM18", "URAM", "DSP", "FPS", "latency us", "fits", "verified", "train s", "Pareto"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" if i < 5 else "---:" for i in range(len(cols))) + "|"]
     for r in rows:
-        acc = r.get("accuracy")
         train = r.get("train_seconds")
         pareto = "".join(s for s, k in (("L", "pareto_lut"), ("F", "pareto_fps")) if r.get(k)) or "-"
         cells = [r["name"], r.get("model", "-"), r.get("dataset", "-"), r.get("precision", "-"), r.get("technique", "-"),
-                 "-" if acc is None else f"{100 * acc:.2f}", _si(r.get("weight_mem_bits")), _si(r.get("bops")),
+                 _acc(r), *([len(r.get("seeds") or ()), _range(r), ", ".join(overlap.get(r["name"], ())) or "-"] if seeded else []),
+                 _si(r.get("weight_mem_bits")), _si(r.get("bops")),
                  _si(r.get("macs")), _si(r.get("lut")), _si(r.get("bram_18k")), _si(r.get("uram")), _si(r.get("dsp")),
                  _si(r.get("throughput_fps")), _si(r.get("latency_us")), _yes(r.get("fits")), _yes(r.get("verified")),
                  "-" if train is None else f"{train + (r.get('quantize_seconds') or 0):.0f}", pareto]
@@ -140,7 +156,24 @@ def markdown_table(rows: list[Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def results_unchanged(out_dir: str | Path, rows: list[dict[str, Any]], *, name: str, description: str = "") -> bool:
+def twins_markdown(rows: list[Mapping[str, Any]]) -> str:
+    """Each technique row against its QAT twin (:func:`flow.explore.spread.twin_comparisons`), one line each."""
+    lines, comparisons = [], twin_comparisons(rows)
+    for c in comparisons:
+        delta = "-" if c["delta"] is None else f"{100 * c['delta']:+.2f} points"
+        verdict = {"better": "better beyond the seed spread", "worse": "worse beyond the seed spread",
+                   "inside the spread": "inside the seed spread: not shown to differ"}.get(c["verdict"], "unknown")
+        lines.append(f"- {c['row']} ({c['technique']}) vs its QAT twin {c['twin']}: {delta}, {verdict} ({c['seeds']} seed(s))")
+    distill = [c for c in comparisons if "KD" in str(c["technique"])]
+    if distill:
+        wins = [c["row"] for c in distill if c["verdict"] == "better"]
+        lines.append("- Distillation " + (f"beats its QAT twin beyond the seed spread in: {', '.join(wins)}" if wins else
+                                          "does not beat its QAT twin beyond the seed spread in any configuration"))
+    return ("## Against the QAT twin\n\n" + "\n".join(lines) + "\n\n") if lines else ""
+
+
+def results_unchanged(out_dir: str | Path, rows: list[dict[str, Any]], *, name: str, description: str = "",
+                      seeds: Sequence[int] | None = None) -> bool:
     """True when ``out_dir`` already holds the results files of exactly these rows (same sweep,
     description, rows and fronts): rewriting them would change nothing but their time stamps."""
     out = Path(out_dir)
@@ -153,16 +186,18 @@ def results_unchanged(out_dir: str | Path, rows: list[dict[str, Any]], *, name: 
         return False
     new = copy.deepcopy(rows)
     fronts = mark_pareto(new)
-    return isinstance(old, dict) and (old.get("sweep"), old.get("description"), old.get("pareto"), old.get("rows")) == (
-        name, description, fronts, new)
+    return isinstance(old, dict) and (old.get("sweep"), old.get("description"), old.get("seeds"), old.get("pareto"), old.get("rows")) == (
+        name, description, None if seeds is None else list(seeds), fronts, new)
 
 
 def write_results(rows: list[dict[str, Any]], out_dir: str | Path, *, name: str = "sweep", description: str = "",
-                  source: str | None = None, seconds: float | None = None, complete: bool = True) -> list[Path]:
+                  source: str | None = None, seconds: float | None = None, complete: bool = True,
+                  seeds: Sequence[int] | None = None) -> list[Path]:
     """Write ``results.json``, ``results.csv``, ``results.md`` and the plots into ``out_dir`` (atomically).
 
     Marks each row's ``pareto_lut`` / ``pareto_fps`` in place (see :func:`mark_pareto`).
     ``complete`` is false when the sweep stopped before its last row (``results.json`` says so).
+    ``seeds``: the sweep's seeds, when its rows are means over them (:func:`flow.explore.spread.aggregate`).
     """
     out = Path(out_dir)
     fronts = mark_pareto(rows)
@@ -170,10 +205,11 @@ def write_results(rows: list[dict[str, Any]], out_dir: str | Path, *, name: str 
         "sweep": name, "description": description, "source": source,
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": seconds, "row_seconds_total": sum(r.get("row_seconds") or 0 for r in rows),
-        "complete": complete, "pareto": fronts, "rows": rows,
+        "complete": complete, "seeds": None if seeds is None else list(seeds),
+        **({"spread": SPREAD} if seeds is not None else {}), "twins": twin_comparisons(rows), "pareto": fronts, "rows": rows,
     })
     buf = io.StringIO()
-    keys = [k for k in rows[0] if k != "recipe"] + ["recipe"]
+    keys = [k for k in rows[0] if k not in ("recipe", "runs")] + ["recipe"]
     writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in rows:
@@ -184,6 +220,11 @@ def write_results(rows: list[dict[str, Any]], out_dir: str | Path, *, name: str 
         head += "**Incomplete**: the sweep stopped before its last row; these are the rows it finished.\n\n"
     notes = ("Pareto (per dataset, maximize accuracy): L = minimize LUT, F = maximize FPS. Weight bits and BOPs "
              "count every weight (qonnx inference cost); LUT..DSP, FPS and latency are FINN's estimates.\n\n")
+    if seeds is not None:
+        notes += (f"Seeds {', '.join(map(str, seeds))}: accuracy is the mean ± the sample standard deviation over the seeds, "
+                  "and every other number the mean; the acc range is the seeds' [min, max]. A difference between two rows "
+                  "is inside the spread when their ranges overlap (\"inside the spread of\" names those rows).\n\n")
+    notes += twins_markdown(rows)
     plots = "".join(f"![{title}]({file})\n" for file, (_, _, title) in PLOTS.items())
     atomic_write_text(out / "results.md", head + markdown_table(rows) + "\n" + notes + plots)
     written = [out / "results.json", out / "results.csv", out / "results.md"]

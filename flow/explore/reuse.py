@@ -40,14 +40,15 @@ ROW_FILE = "row.json"
 #: Largest row.json read back.
 MAX_ROW_BYTES = 16 * 2**20
 #: The numbers of a result row that come from the row's report.
-REPORT_KEYS = ("accuracy", *RESOURCES, "target", "fits", "throughput_fps", "latency_us", "verified")
+REPORT_KEYS = ("accuracy", *RESOURCES, "lut_with_converters", "target", "fits", "throughput_fps", "latency_us", "verified")
 COST_KEYS = ("weight_mem_bits", "bops", "macs", "weight_mem_bits_nonzero", "bops_nonzero")
 
 
 def report_numbers(report: Report) -> dict[str, Any]:
     """The values a result row takes from ``report`` (see :data:`REPORT_KEYS`)."""
     v = report.verification
-    return {"accuracy": report.accuracy, **{k: report.totals.get(k) for k in RESOURCES}, "target": report.target.name,
+    return {"accuracy": report.accuracy, **{k: report.totals.get(k) for k in RESOURCES},
+            "lut_with_converters": report.resources_used()["lut"], "target": report.target.name,
             "fits": report.fits, "throughput_fps": report.throughput_fps, "latency_us": report.latency_us,
             "verified": None if v is None else v.passed}
 
@@ -87,7 +88,8 @@ def _equal(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _read(path: Path, what: str, limit: int) -> Any:
+def read_record(path: Path, what: str, limit: int) -> Any:
+    """A JSON file qflow wrote into a run folder, read as untrusted (regular file, no links, bounded); ConfigError otherwise."""
     return parse_json(read_regular(path, what, ConfigError, limit=limit, follow=False), f"{what} {path}", ConfigError)
 
 
@@ -96,10 +98,10 @@ def reusable_row(row_dir: Path, recipe: Recipe) -> dict[str, Any] | None:
     if not (row_dir / ROW_FILE).exists() and not (row_dir / ROW_FILE).is_symlink():
         return None
     try:
-        saved = _read(row_dir / ROW_FILE, "row", MAX_ROW_BYTES)
+        saved = read_record(row_dir / ROW_FILE, "row", MAX_ROW_BYTES)
         if not isinstance(saved, dict) or saved.get("name") != recipe.name or not same_recipe(saved.get("recipe"), recipe):
             return None
-        report = Report.from_dict(_read(row_dir / "report.json", "report", MAX_REPORT_BYTES), source=str(row_dir / "report.json"))
+        report = Report.from_dict(read_record(row_dir / "report.json", "report", MAX_REPORT_BYTES), source=str(row_dir / "report.json"))
         board = load_target(recipe.build.target).name
     except QflowError:
         return None
@@ -120,4 +122,5 @@ def reusable_row(row_dir: Path, recipe: Recipe) -> dict[str, Any] | None:
     return saved
 
 
-__all__ = ["COST_KEYS", "REPORT_KEYS", "ROW_FILE", "inference_costs", "report_numbers", "reusable_row", "same_recipe"]
+__all__ = ["COST_KEYS", "MAX_ROW_BYTES", "REPORT_KEYS", "ROW_FILE", "inference_costs", "read_record", "report_numbers", "reusable_row",
+           "same_recipe"]

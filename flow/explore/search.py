@@ -5,11 +5,13 @@ ternary, 2..8), hidden widths and the technique. Every trial (:mod:`flow.explore
 builds its point's untrained network first and skips training when nothing fits, when it is
 slower than ``min_fps`` or when a point at least as precise is already as good on hardware;
 otherwise it trains briefly, reporting validation accuracy to Optuna after every epoch so the
-pruner stops weak trials. The study (:mod:`flow.explore.study`: TPE, Hyperband, SQLite or
-PostgreSQL storage, resumable after ``kill -9``, parallel workers) maximizes validation
-accuracy. At the end (:mod:`flow.explore.finalize`) the Pareto front over accuracy, cost and
-frames/s is written, and its best points are retrained at the recipe's full budget, tested,
-rebuilt and verified into ``OUT/final/``; the chosen design is the most accurate verified one.
+pruner stops weak trials. The study (:mod:`flow.explore.study`: TPE, SQLite or PostgreSQL storage, resumable after
+``kill -9``, parallel workers) optimizes validation accuracy, frames/s and cost together
+(Optuna multi-objective), or validation accuracy alone with a pruner (Hyperband).
+At the end (:mod:`flow.explore.finalize`) the Pareto front over accuracy, cost and frames/s is
+written, and finalists spread over it are retrained at the recipe's full budget, tested,
+rebuilt and verified into ``OUT/final/``; the chosen design is the verified finalist with the
+best validation accuracy (the test set is only reported).
 
 A sensitivity map (``qflow sensitivity``) sets per-layer precision floors and its minimum
 precision point is enqueued as the first trial.
@@ -78,6 +80,11 @@ def space_of(opts: SearchOptions, base: Recipe) -> SearchSpace:
     return search_space(base, opts.weight_bits, opts.act_bits, opts.techniques, opts.widths, opts.floors)
 
 
+def fold_to_fps(opts: SearchOptions) -> float | None:
+    """The frame rate every point is folded toward (``folding="fps"``), or None (qflow's optimizer)."""
+    return opts.min_fps if opts.folding == "fps" else None
+
+
 def trial_budget(opts: SearchOptions, base: Recipe) -> int:
     return opts.epochs if opts.epochs is not None else base.train.epochs
 
@@ -93,11 +100,12 @@ def objective(opts: SearchOptions, base: Recipe, space: SearchSpace):
                 for k in (*METRICS, "hardware_report"):
                     trial.set_user_attr(k, t.user_attrs.get(k))
                 trial.set_user_attr("duplicate_of", t.number)
-                return t.value
+                return t.values if opts.multi else t.value
         t0 = time.perf_counter()
         try:
             recipe = point_recipe(base, point, target=opts.target, name=f"{base.name}-t{trial.number:04d}",
-                                  epochs=trial_budget(opts, base), max_train_samples=opts.max_train_samples, threads=opts.threads)
+                                  epochs=trial_budget(opts, base), max_train_samples=opts.max_train_samples, threads=opts.threads,
+                                  fold_to_fps=fold_to_fps(opts))
             trial_dir = inner_folder(out, f"trials/{trial.number:04d}")
             return run_trial(trial, recipe, point, space, trial_dir, min_fps=opts.min_fps,
                              val_samples=opts.val_samples, cost=opts.cost, cost_weights=opts.cost_weights)
@@ -206,17 +214,21 @@ def write_outputs(study, opts: SearchOptions, base: Recipe, space: SearchSpace, 
     write_csv(out / "pareto.csv", front_rows, cols[:-3])
     c = counts(study)
     meta = {"study": opts.study_name, "storage": url, "target": target_name, "trials": opts.trials, "counts": c, "seconds": round(seconds, 1),
-            "objective": "validation accuracy (held-out training samples), under the board's caps and min_fps",
+            "objective": ("validation accuracy (held-out training samples), frames/s and cost together (Optuna multi-objective)"
+                          if opts.multi else "validation accuracy (held-out training samples)") + ", under the board's caps and min_fps",
+            "directions": {"accuracy": "maximize", "fps": "maximize", "cost": f"minimize ({opts.cost})"} if opts.multi else {"accuracy": "maximize"},
+            "folding": "qflow's optimizer (auto)" if opts.folding == "auto" else f"FINN SetFolding toward {opts.min_fps:,.0f} FPS",
             "front": {"accuracy": "maximize", "cost": f"minimize ({opts.cost})", "fps": "maximize"},
-            "space": {k: list(v) for k, v in space.params.items()}, "min_fps": opts.min_fps, "pruner": opts.pruner,
+            "space": {k: list(v) for k, v in space.params.items()}, "min_fps": opts.min_fps,
+            "pruner": opts.pruner if not opts.multi else "none (Optuna prunes single-objective studies only)",
             "budget": {"trial_epochs": trial_budget(opts, base), "max_train_samples": opts.max_train_samples, "val_samples": opts.val_samples,
                        "final_epochs": base.train.epochs}}
     pts = [{**{k: r[k] for k in cols[:-3] if k not in space.params}, "params": {k: r[k] for k in space.params},
             "point": asdict(space.point({k: r[k] for k in space.params}))} for r in front_rows]
     atomic_write_json(out / "pareto.json", {**meta, "front": pts})
-    final_rows = finalists(front_rows, opts.finalists, opts.min_fps)
+    final_rows = finalists(front_rows, opts.finalists, opts.min_fps, spread_out=opts.multi)
     results = retrain(base, space, final_rows, target=opts.target, out=out, cost_of=lambda rep: cost_of(rep, opts.cost, opts.cost_weights),
-                      log=log) if final_rows else []
+                      fold_to_fps=fold_to_fps(opts), log=log) if final_rows else []
     chosen = choose(results, opts.acc_tolerance)
     marker = TECHNIQUE_PARAM if len(space.techniques) > 1 else None
     title = f"{opts.study_name}: {c['done']} trials ({c['trained']} trained) on {target_name}"

@@ -5,7 +5,9 @@ hidden layer's activation bits, the hidden widths of an MLP (when width choices 
 and, when several techniques are given, the technique (registered names, see
 :mod:`flow.nn.techniques.registry`). The input quantizer uses the first layer's activation
 bits. Folding is not a search variable: every point is compiled with ``auto=True``, so
-qflow's optimizer picks the fastest folding that fits the board.
+qflow's optimizer picks the fastest folding that fits the board, or (``fold_to_fps``) folded by
+FINN's SetFolding toward the search's frame-rate floor, so that its cost is what that
+precision costs at the required throughput.
 
 A sensitivity map (``qflow sensitivity``) can set per-layer floors: choices below a layer's
 minimum precision are left out of the space.
@@ -22,6 +24,7 @@ minimum precision are left out of the space.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,8 +181,13 @@ def search_space(recipe: Recipe, weight_bits=WEIGHT_CHOICES, act_bits=ACT_CHOICE
 
 
 def point_recipe(recipe: Recipe, point: Point, *, target: str, name: str | None = None, epochs: int | None = None,
-                 max_train_samples: int | None = None, threads: int | None = None, verify_samples: int | None = None) -> Recipe:
-    """``recipe`` at ``point``: its bits, widths and technique, auto folding for ``target``, optional training overrides."""
+                 max_train_samples: int | None = None, threads: int | None = None, verify_samples: int | None = None,
+                 fold_to_fps: float | None = None) -> Recipe:
+    """``recipe`` at ``point``: its bits, widths and technique, for ``target``, optional training overrides.
+
+    Folded with qflow's optimizer (``auto``: the fastest folding that fits), or, with ``fold_to_fps``,
+    with FINN's SetFolding toward that frame rate, rounded down to a whole frame: FINN turns it into
+    ``int(clock / target_fps)`` cycles per frame, so rounding up could ask for one cycle fewer than needed."""
     d = recipe.model_dump(mode="json", exclude_unset=True)
     for section in ("model", "train", "build"):
         d.setdefault(section, {})
@@ -196,9 +204,9 @@ def point_recipe(recipe: Recipe, point: Point, *, target: str, name: str | None 
         if value is not None:
             d["train"][key] = value
     b = d["build"]
-    b.update(target=target, auto=True)
-    for key in ("target_fps", "folding_file", "specialize_file"):  # the optimizer folds and picks each point's variants
+    for key in ("target_fps", "folding_file", "specialize_file", "auto"):  # the search folds and picks each point's variants
         b.pop(key, None)
+    b.update(target=target, **({"auto": True} if fold_to_fps is None else {"target_fps": max(1, math.floor(fold_to_fps))}))
     if verify_samples is not None:
         b["verify_samples"] = verify_samples
     return recipe_from_dict(d, source="search point")

@@ -9,10 +9,13 @@ worker about to start a trial that would exceed the budget (counting finished tr
 earlier RUNNING ones) records it as FAIL with user attr ``surplus`` and stops, so exactly
 ``trials`` evaluations finish even with several workers.
 
-The study maximizes validation accuracy (trials report it after every epoch, which Optuna
-allows for single-objective studies only); its sampler is TPE (multivariate, with a
-constant liar so parallel workers spread out) and its pruner successive halving, Hyperband
-or none.
+The study (``objective``) is either ``"pareto"`` (the default): three objectives at once,
+validation accuracy and frames/s maximized and the cost (LUT of layers plus converters, or
+the weighted utilisation) minimized, with Optuna's multi-objective TPE; or ``"accuracy"``:
+validation accuracy alone, reported after every epoch so that successive halving or Hyperband
+stop weak trials (Optuna prunes single-objective studies only: in a three-objective study
+every trained point trains its whole trial budget). The sampler is TPE (multivariate, with a
+constant liar so parallel workers spread out).
 """
 
 from __future__ import annotations
@@ -39,6 +42,12 @@ from flow.core.progress import Bar
 
 PRUNERS = ("hyperband", "halving", "none")
 COSTS = ("lut", "util")
+#: What a study optimizes: all three axes, or validation accuracy alone.
+OBJECTIVES = ("pareto", "accuracy")
+#: Optuna's directions of a three-objective study: validation accuracy, frames/s, cost.
+PARETO_DIRECTIONS = ("maximize", "maximize", "minimize")
+#: How each point is folded: qflow's optimizer (the fastest folding that fits) or FINN's SetFolding toward min_fps.
+FOLDINGS = ("auto", "fps")
 
 
 @dataclass
@@ -57,6 +66,8 @@ class SearchOptions:
     val_samples: int = 5000
     threads: int | None = None
     cost: str = "lut"
+    objective: str = "pareto"
+    folding: str = "auto"
     cost_weights: dict[str, float] | None = None
     weight_bits: tuple[int | str, ...] = (1, "ternary", 2, 3, 4, 5, 6, 7, 8)
     act_bits: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
@@ -69,6 +80,11 @@ class SearchOptions:
     heartbeat_interval: int = 10
     grace_period: int | None = None
     acc_tolerance: float = 0.0
+
+    @property
+    def multi(self) -> bool:
+        """Whether the study optimizes accuracy, frames/s and cost together."""
+        return self.objective == "pareto"
 
     @property
     def grace(self) -> int:
@@ -85,6 +101,12 @@ def check_options(opts: SearchOptions) -> None:
             raise ConfigError(f"search: --{name} must be an integer from {lo:,} to {hi:,}, got {value!r}")
     if opts.cost not in COSTS:
         raise ConfigError(f"search: --cost must be one of {', '.join(COSTS)}, got {opts.cost!r}")
+    if opts.objective not in OBJECTIVES:
+        raise ConfigError(f"search: --objective must be one of {', '.join(OBJECTIVES)}, got {opts.objective!r}")
+    if opts.folding not in FOLDINGS:
+        raise ConfigError(f"search: --folding must be one of {', '.join(FOLDINGS)}, got {opts.folding!r}")
+    if opts.folding == "fps" and not opts.min_fps:
+        raise ConfigError("search: --folding fps folds every point toward --min-fps; give a frame rate above 0")
     if opts.pruner not in PRUNERS:
         raise ConfigError(f"search: --pruner must be one of {', '.join(PRUNERS)}, got {opts.pruner!r}")
     if not (isinstance(opts.min_fps, (int, float)) and 0 <= opts.min_fps <= 1e12):
@@ -164,6 +186,8 @@ def storage(opts: SearchOptions):
 
 
 def make_pruner(opts: SearchOptions, max_epochs: int):
+    if opts.multi:
+        return optuna.pruners.NopPruner()
     if opts.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, max_epochs), reduction_factor=3)
     if opts.pruner == "halving":
@@ -176,8 +200,9 @@ def load_study(opts: SearchOptions, *, sampler=None, max_epochs: int = 1):
     rdb, url = storage(opts)
     try:
         with optuna_compat.quiet():
+            directions = list(PARETO_DIRECTIONS) if opts.multi else ["maximize"]
             return optuna.create_study(study_name=opts.study_name, storage=rdb, sampler=sampler, pruner=make_pruner(opts, max_epochs),
-                                       load_if_exists=True, direction="maximize")
+                                       load_if_exists=True, directions=directions)
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError, ValueError) as e:
         detail = " ".join(str(getattr(e, "orig", None) or e).split())[:200]
         raise ConfigError(f"study storage {_shown(url)} cannot hold the study ({type(e).__name__}: {detail})") from None
@@ -255,7 +280,7 @@ class Monitor:
         ok = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         info = f"{c.get('COMPLETE', 0)} complete, {c.get('PRUNED', 0)} pruned, {c['trained']} trained"
         if ok:
-            info += f" | best val acc {100 * max(t.value for t in ok):.2f}%"
+            info += f" | best val acc {100 * max(t.values[0] for t in ok):.2f}%"
         self.bar.update(completed=min(c["done"], self.opts.trials), info=info)
 
 

@@ -11,9 +11,10 @@ qflow's exact cost model): :func:`estimate_hardware`. It is not trained when
   not give a point the front lacks (:func:`dominated_by`).
 
 Otherwise it trains with the recipe's technique on the training set minus a held-out
-validation split, reporting validation accuracy to Optuna after every epoch; Optuna's pruner
-(successive halving or Hyperband) stops weak trials early. The trial's value is its final
-validation accuracy; the test set is left for the finalists (:mod:`flow.explore.finalize`).
+validation split. In a single-objective study it reports validation accuracy to Optuna after
+every epoch and Optuna's pruner (successive halving or Hyperband) stops weak trials early. The
+trial's values are its final validation accuracy, and in a three-objective study also its
+frames/s and cost; the test set is left for the finalists (:mod:`flow.explore.finalize`).
 """
 
 from __future__ import annotations
@@ -119,12 +120,16 @@ def with_validation(prep: Prepared, n_val: int, seed: int) -> Prepared:
 
 
 def train_trial(trial: optuna.Trial, recipe: Recipe, *, val_samples: int) -> dict[str, Any]:
-    """Train ``recipe`` reporting validation accuracy to ``trial`` after every epoch; raise TrialPruned when Optuna says so."""
+    """Train ``recipe``; in a single-objective study, report validation accuracy to ``trial`` after every
+    epoch and raise TrialPruned when Optuna says so (Optuna prunes single-objective studies only)."""
     prep = with_validation(check_recipe(recipe, progress=False, log=lambda _: None), val_samples, recipe.seed)
     epochs_run = [0]
+    single = len(trial.study.directions) == 1
 
     def report_epoch(epoch: int, model: torch.nn.Module) -> None:
         epochs_run[0] = epoch
+        if not single:
+            return
         acc = evaluate(model, prep.test_set)
         trial.report(acc, epoch)
         if trial.should_prune():
@@ -142,9 +147,14 @@ def prune_before_training(trial: optuna.Trial, reason_key: str, reason: str) -> 
     raise optuna.TrialPruned(reason)
 
 
+def trial_values(trial, accuracy: float, fps: float, cost: float) -> float | tuple[float, float, float]:
+    """What a trial reports to its study: validation accuracy, or (accuracy, frames/s, cost) in a three-objective study."""
+    return float(accuracy) if len(trial.study.directions) == 1 else (float(accuracy), float(fps), float(cost))
+
+
 def run_trial(trial: optuna.Trial, recipe: Recipe, point: Point, space: SearchSpace, trial_dir: Path, *, min_fps: float,
-              val_samples: int, cost: str, cost_weights: dict[str, float] | None) -> float:
-    """Hardware first, then training (see the module docstring); returns the validation accuracy."""
+              val_samples: int, cost: str, cost_weights: dict[str, float] | None) -> float | tuple[float, float, float]:
+    """Hardware first, then training (see the module docstring); returns :func:`trial_values`."""
     try:
         hw = estimate_hardware(recipe, trial_dir, cost=cost, cost_weights=cost_weights)
     except InfeasibleDesignError as e:
@@ -160,7 +170,7 @@ def run_trial(trial: optuna.Trial, recipe: Recipe, point: Point, space: SearchSp
     result = train_trial(trial, recipe, val_samples=val_samples)
     for k, v in result.items():
         trial.set_user_attr(k, v)
-    return result["accuracy"]
+    return trial_values(trial, result["accuracy"], hw.fps, hw.cost)
 
 
 def reason(t) -> str | None:

@@ -56,3 +56,16 @@ def test_a_recent_trial_without_heartbeat_is_left_running(tmp_path, grace):
     study = optuna.create_study(storage=storage)
     storage.create_new_trial(study._study_id)
     assert optuna_compat.fail_trials_without_heartbeat(study, grace_seconds=grace) == 0
+
+
+def test_optuna_has_no_public_hypervolume_and_its_private_one_is_exact():
+    """qflow's search measures fronts by hypervolume; Optuna 5.0 keeps it in ``optuna._hypervolume`` only."""
+    import numpy as np
+
+    assert not hasattr(optuna, "hypervolume") and not hasattr(optuna.study, "compute_hypervolume")
+    # two boxes from the origin to (-1, -2, -3)... in losses: reference (0, 0, 0), points inside it
+    pts = np.array([[-1.0, -2.0, -3.0], [-2.0, -1.0, -1.0]])
+    union = 1 * 2 * 3 + 2 * 1 * 1 - 1 * 1 * 1  # inclusion-exclusion: the overlap is 1 x 1 x 1
+    assert optuna_compat.hypervolume(pts, (0.0, 0.0, 0.0)) == pytest.approx(union)
+    assert optuna_compat.hypervolume(np.array([[1.0, -1.0, -1.0]]), (0.0, 0.0, 0.0)) == 0.0  # outside the reference: nothing
+    assert optuna_compat.hypervolume(np.empty((0, 3)), (0.0, 0.0, 0.0)) == 0.0

@@ -44,10 +44,12 @@ def test_the_readme_survey_command_reuses_every_committed_row_and_changes_nothin
     monkeypatch.setenv("QFLOW_DATA", str(stub_data))
     out = Path(shutil.copytree(SURVEY, tmp_path / "survey"))
     before = _files(out)
-    rows = len(json.loads((out / "results.json").read_text())["rows"])
+    data = json.loads((out / "results.json").read_text())
+    runs = len(data["rows"]) * len(data["seeds"])
+    assert runs == len(list(out.glob("rows/*/seed*/row.json")))
     code, err = _compare(out, capsys)
     assert code == 0, err
-    assert err.count("finished before, reusing") == rows or f"all {rows} rows finished before and reused" in err, err
+    assert f"all {runs} runs finished before and reused" in err, err
     assert _files(out) == before
 
 
@@ -57,21 +59,21 @@ def test_a_committed_row_json_edited_by_hand_is_not_reused_and_no_row_file_is_de
     the sweep's summary files, which no longer describe a finished sweep, are retired."""
     monkeypatch.setenv("QFLOW_DATA", str(stub_data))
     out = Path(shutil.copytree(SURVEY, tmp_path / "survey"))
-    row = out / "rows" / "tfc-w1a1" / "row.json"
+    row = out / "rows" / "tfc-w1a1" / "seed1" / "row.json"
     data = json.loads(row.read_text())
     data.update(accuracy=0.9999, lut=1.0)
     row.write_text(json.dumps(data))
     before = _files(out / "rows")
     code, err = _compare(out, capsys)
-    assert code == 2 and err.count("\n") == 1 and "rows/tfc-w1a1" in err and "row.json" in err, err
+    assert code == 2 and err.count("\n") == 1 and "rows/tfc-w1a1/seed1" in err and "row.json" in err, err
     assert _files(out / "rows") == before
     assert not (out / "results.json").exists() and (out / ".gitignore").exists()
 
 
 def test_a_recipe_recorded_before_the_format_gained_fields_is_the_same_recipe():
-    saved = json.loads((SURVEY / "rows" / "tfc-w1a1" / "row.json").read_text())["recipe"]
-    assert "rtlsim" not in saved["build"]  # recorded before build.rtlsim existed
+    saved = json.loads((SURVEY / "rows" / "tfc-w1a1" / "seed0" / "row.json").read_text())["recipe"]
     now = Recipe.model_validate(saved)
+    saved["build"] = {k: v for k, v in saved["build"].items() if k != "rtlsim"}  # as recorded before build.rtlsim existed
     assert same_recipe(saved, now)
     changed = now.model_copy(update={"build": now.build.model_copy(update={"rtlsim": True})})
     assert not same_recipe(saved, changed)
