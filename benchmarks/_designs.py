@@ -7,7 +7,7 @@ and threshold *values* are not read by any estimate, and they are most of its by
 each committed ``report.json`` the benchmarks keep ``design-nodes.onnx.gz``
 (:func:`write_nodes`): the design with every initializer's values set to zero (shapes and
 datatypes kept), gzip-compressed, a few kilobytes. :func:`reprice` prices it with today's
-estimates (:func:`flow.compile.estimate.estimate`, the numbers a build writes into its report)
+estimates (:func:`flow.fold.estimate.estimate`, the numbers a build writes into its report)
 and lists every number of the report that differs.
 """
 
@@ -23,7 +23,7 @@ import onnx
 from onnx import numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
 
-from flow.compile.estimate import estimate
+from flow.fold.estimate import estimate
 from flow.core.fileio import atomic_write_bytes
 from flow.core.vocab import RESOURCES
 from flow.report.schema import SCHEMA_VERSION

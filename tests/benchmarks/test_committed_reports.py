@@ -2,7 +2,7 @@
 
 Each committed report sits next to ``design-nodes.onnx.gz`` (its folded design with the weight
 values zeroed: every node attribute, shape and datatype the estimates read). The check prices
-that design with today's :func:`flow.compile.estimate.estimate` and compares every layer's
+that design with today's :func:`flow.fold.estimate.estimate` and compares every layer's
 cycles, LUT, BRAM, URAM and DSP, the converters, the totals, ``fits`` and the frame rate with
 the report (``benchmarks/_designs.py``). Regenerate with ``python benchmarks/regenerate.py --update``.
 """
