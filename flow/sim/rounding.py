@@ -66,12 +66,16 @@ class Quantizer:
     def _param(self, i: int, x: np.ndarray) -> np.ndarray:
         return np.broadcast_to(np.asarray(self.model.get_initializer(self.node.input[i]), np.float64), x.shape)
 
+    @property
+    def data_layout(self) -> str:
+        """The node's ``data_layout`` attribute (a MultiThreshold's), or ``""`` without one."""
+        layout = _attr(self.node, "data_layout", b"")
+        return layout.decode() if isinstance(layout, bytes) else str(layout)
+
     def _channel_thresholds(self, x: np.ndarray) -> tuple[np.ndarray, int]:
         """The thresholds as (values with the channel axis last, channel axis of ``x``)."""
         t = np.asarray(self.model.get_initializer(self.node.input[1]), np.float64)
-        layout = _attr(self.node, "data_layout", b"")
-        layout = layout.decode() if isinstance(layout, bytes) else str(layout)
-        layout = layout or {2: "NC", 3: "NWC", 4: "NCHW"}.get(x.ndim, "NC")
+        layout = self.data_layout or {2: "NC", 3: "NWC", 4: "NCHW"}.get(x.ndim, "NC")
         return t, layout.index("C") if "C" in layout else 1
 
     def levels(self, out: np.ndarray) -> np.ndarray:
@@ -134,11 +138,8 @@ def quantizers(model: ModelWrapper) -> list[Quantizer]:
 
 def _layout_of(q: Quantizer, ndim: int) -> str:
     """The data layout of ``q``'s output: a MultiThreshold's ``data_layout``, else the tensor's layout annotation."""
-    if q.node.op_type == "MultiThreshold":
-        a = _attr(q.node, "data_layout", b"")
-        a = a.decode() if isinstance(a, bytes) else str(a)
-        if a:
-            return a
+    if q.node.op_type == "MultiThreshold" and q.data_layout:
+        return q.data_layout
     layout = q.model.get_tensor_layout(q.out)
     if layout:
         return "".join(str(d) for d in layout)
