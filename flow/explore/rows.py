@@ -194,8 +194,8 @@ class SweepRow:
                                              "accuracy_min", "accuracy_max")},
             lut=lut, lut_layers=lut_layers, recipe=recipe,
             **{k: _bool(d, k, what) for k in ("fits", "verified", "pareto_lut", "pareto_fps")},
-            seeds=None if seeds is None else tuple(_int({"seed": s}, "seeds", what) for s in seeds),
-            accuracy_by_seed=None if by_seed is None else tuple(_num({"a": a}, "a", f"{what} accuracy_by_seed") for a in by_seed),
+            seeds=None if seeds is None else tuple(_int({"seeds": s}, "seeds", what) for s in seeds),
+            accuracy_by_seed=None if by_seed is None else tuple(_num({"accuracy_by_seed": a}, "accuracy_by_seed", what) for a in by_seed),
             runs=None if runs is None else tuple(cls.from_json(r, f"{what} run") for r in runs),
         )
 
