@@ -263,7 +263,7 @@ def _build_info(r: Report) -> str:
     timings = r.timings_s
     if timings:
         items.append("<li>Timings: " + ", ".join(
-            f"{_e(k)} {v:.2f} s" for k, v in timings.items()) + f" (total {sum(timings.values()):.2f} s)</li>")
+            f"{_e(k)} {v:.2f} s" for k, v in timings.items()) + f" (total {timings.total:.2f} s)</li>")
     return "<ul>" + "".join(items) + "</ul>"
 
 

@@ -54,7 +54,7 @@ Schema (``schema_version`` 4)::
                                   is on its bound); ``optimal``: proven fastest within the caps
     stage                 estimates | codegen | bitfile
     skipped               [str]   steps not run, with the reason
-    timings_s             {step: seconds}
+    timings_s             {step: seconds}   every shown step, in the order it ran (:class:`flow.core.timings.Timings`)
 
 :meth:`Report.load` reads a report.json back, validated (a file in an output folder is
 untrusted input); :meth:`Report.to_dict` is the JSON-ready dict. Reports of schema version 1
@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -75,6 +76,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from flow.core.config import format_validation_error
 from flow.core.errors import ConfigError
 from flow.core.estimates import Converter, Estimates, LayerEstimate, Resources
+from flow.core.timings import Timings
 from flow.core.vocab import RESOURCE_LABELS
 from flow.sim.rtlsim.design import DesignSim
 from flow.sim.rtlsim.toolchain import find_verilator
@@ -239,7 +241,7 @@ class Report(_Strict):
     folding: FoldingInfo
     stage: str
     skipped: list[str] = Field(default_factory=list)
-    timings_s: dict[str, float] = Field(default_factory=dict)
+    timings_s: Timings = Field(default_factory=Timings)
     rtlsim: RtlsimReport | None = None
     cycle_bound: CycleBound | None = None
     sections: dict[str, dict[str, Any]] = Field(default_factory=dict)  # plug-in verifiers' own sections, by name
@@ -248,7 +250,7 @@ class Report(_Strict):
     def from_estimates(
         cls, *, model: str, target: Target, est: Estimates, folding: FoldingInfo, stage: str,
         accuracy: float | None = None, verification: Verification | None = None,
-        skipped: list[str] | None = None, timings: dict[str, float] | None = None, rtlsim: DesignSim | None = None,
+        skipped: list[str] | None = None, timings: Mapping[str, float] | None = None, rtlsim: DesignSim | None = None,
         cycle_bound: dict[str, Any] | None = None, sections: dict[str, dict[str, Any]] | None = None,
     ) -> "Report":
         return cls(
@@ -270,7 +272,7 @@ class Report(_Strict):
             folding=folding,
             stage=stage,
             skipped=skipped or [],
-            timings_s={k: round(v, 3) for k, v in (timings or {}).items()},
+            timings_s=Timings.of(timings or {}).rounded(3),
             rtlsim=RtlsimReport.of(rtlsim) if rtlsim is not None else None,
             cycle_bound=CycleBound.model_validate(cycle_bound) if cycle_bound is not None else None,
             sections=sections or {},
