@@ -13,8 +13,8 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.inference_cost import inference_cost as _qonnx_inference_cost
 
 
-def compacted(model: ModelWrapper, serialized: bytes | None = None) -> ModelWrapper:
-    """A fresh ``ModelWrapper`` of the same model (``serialized``: its bytes, when the caller has them already).
+def compacted(model: ModelWrapper) -> ModelWrapper:
+    """A fresh ``ModelWrapper`` of the same model (:func:`compacted_from` its bytes).
 
     Reason: with protobuf's upb backend (the default), a message's memory lives in its arena
     until the whole message is freed. qonnx's ``set_initializer`` removes the old
@@ -24,7 +24,12 @@ def compacted(model: ModelWrapper, serialized: bytes | None = None) -> ModelWrap
     Parsing the model's bytes again starts a new arena holding only what the model uses; the
     old one is freed when the caller drops ``model``.
     """
-    return ModelWrapper(model.model.SerializeToString() if serialized is None else serialized)
+    return compacted_from(model.model.SerializeToString())
+
+
+def compacted_from(serialized: bytes) -> ModelWrapper:
+    """The model of ``serialized`` in a new arena (:func:`compacted`), for a caller that has dropped the old one."""
+    return ModelWrapper(serialized)
 
 
 def _libc_trim():
