@@ -121,12 +121,12 @@ def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, fold
             raise ConfigError("--reference-outputs needs --verify-inputs: reference outputs belong to known inputs")
         y = None if reference_file is None else read_npy(reference_file, "--reference-outputs")
         planned = planned_steps(cfg, verify=x is not None or cfg.verify_samples > 0, from_step=from_step, to_step=to_step)
-    # logs and CI (no terminal): one line per step with its time, on stdout (stderr stays one line on error)
+    # logs and CI (no terminal): one line per step with its time, on stderr as `qflow run` prints them
     lines = not no_progress and not sys.stderr.isatty()
     with step_bar(planned, enabled=not no_progress) as advance:
         try:
             result = build_design(model, cfg, out_dir, verify_inputs=x, reference_outputs=y, progress=advance,
-                                  log=click.echo if lines else None, from_step=from_step, to_step=to_step)
+                                  log=_say if lines else None, from_step=from_step, to_step=to_step)
         except BitfileSkipped as e:
             result = e.result
             skipped = e

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import ContextManager
 
 from flow.compat import finn as _finn_compat
+from flow.compat.qonnx import compacted_from, release_memory
 from flow.core.errors import CompileError, QflowError
 from flow.core.fileio import atomic_write_bytes
 from flow.core.pipeline import BuildContext, BuildState, StepSpec
@@ -55,7 +56,13 @@ def checkpoint(step: StepSpec, state: BuildState, ctx: BuildContext) -> Iterator
     yield
     if step.checkpoint and state.model is not None:
         path = ctx.will_write(f"checkpoints/{len(state.checkpoints):02d}_{step.name}.onnx")
-        atomic_write_bytes(path, state.model.model.SerializeToString())
+        data = state.model.model.SerializeToString()
+        atomic_write_bytes(path, data)
+        # the step's replaced weights freed (flow.compat.qonnx): the model dropped before it is parsed again
+        state.model = None
+        release_memory()
+        state.model = compacted_from(data)
+        del data
         state.checkpoints[step.name] = path
         if step.produces is not None:
             state.stages[step.produces] = path

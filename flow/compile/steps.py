@@ -29,6 +29,7 @@ from flow.compat import finn as _finn_compat
 from flow.compat.finn_builder import finn_config, finn_step
 from flow.compat.finn_shuffle import KeepOutputTransposeOnHost
 from flow.compat.finn_upsample import infer_upsample_layers
+from flow.compat.qonnx import compacted_from, release_memory
 from flow.compat.qonnx_index import IndexedModel
 from flow.compat.qonnx_linear import transforms_in_place
 from flow.compile.host_input import keep_input_quantizer_on_host
@@ -83,7 +84,12 @@ def step_streamline(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     model = finn_step("streamline", model, ctx)
     with transforms_in_place():  # the model is finn_step's private copy
         model = model.transform(RoundAndClipThresholds()).transform(InferDataTypes())
-    model = streamline_structures(model)
+    data = model.model.SerializeToString()  # the weights FINN's passes replaced, freed (flow.compat.qonnx)
+    del model
+    release_memory()
+    model = compacted_from(data)
+    del data
+    model = streamline_structures(model, owned=True)
     check_mappable(model)
     return model
 
@@ -96,8 +102,9 @@ def step_insert_label_select(model: ModelWrapper, ctx: BuildContext) -> ModelWra
     out_shape = model.get_tensor_shape(model.graph.output[0].name)
     if len(out_shape) != 2 or out_shape[1] < 2:  # one output (a score, a bipolar verdict) picks no class
         return model
-    model = model.transform(InsertTopK(k=1)).transform(absorb.AbsorbScalarMulAddIntoTopK())
-    return model.transform(InferShapes()).transform(InferDataTypes())
+    with transforms_in_place():  # the step's own model (the pipeline's, checkpointed after the step)
+        model = model.transform(InsertTopK(k=1)).transform(absorb.AbsorbScalarMulAddIntoTopK())
+        return model.transform(InferShapes()).transform(InferDataTypes())
 
 
 def step_flatten_input_on_host(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:

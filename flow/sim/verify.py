@@ -31,11 +31,12 @@ A mismatch names the stage and the first differing sample.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
+from flow.compat.qonnx import release_memory
 from flow.core.checks import StageCheck, StageOutputs, Verification
 from flow.core.errors import VerificationError
 from flow.core.vocab import LABEL_OPS
@@ -261,14 +262,26 @@ def check_integer_valued(stage: StageOutputs) -> StageCheck | None:
     return StageCheck(stage.name, "integer", len(v), False, first_mismatch=int(bad[0]), note="streamlined outputs are not integers")
 
 
+#: A stage's model, or a function loading it when its turn comes.
+StageModel = ModelWrapper | Callable[[], ModelWrapper]
+
+
+def _loaded(stage: StageModel) -> ModelWrapper:
+    return stage if isinstance(stage, ModelWrapper) else stage()
+
+
 def verify_stages(
     x: np.ndarray,
     *,
-    float_stages: list[tuple[str, ModelWrapper]],
-    integer_stages: list[tuple[str, ModelWrapper]],
+    float_stages: Sequence[tuple[str, StageModel]],
+    integer_stages: Sequence[tuple[str, StageModel]],
     reference: StageOutputs | None = None,
 ) -> Verification:
     """Run each stage on ``x`` and compare it with the stage before.
+
+    A stage's model may be given as a function that loads it: it is then loaded when its
+    turn comes and dropped when no longer needed, so that at most two stages (one compared
+    with the one before) are in memory at once.
 
     ``float_stages`` run in order (e.g. QONNX, FINN-ONNX, streamlined); ``reference`` (e.g.
     PyTorch logits or labels) comes first when given. ``integer_stages`` (streamlined with its
@@ -277,7 +290,8 @@ def verify_stages(
     """
     checks: list[StageCheck] = []
     prev, prev_model = reference, None
-    for name, model in float_stages:
+    for name, stage in float_stages:
+        model = _loaded(stage)
         cur = run_float_stage(name, model, x)
         if prev is not None:
             if prev is reference and cur.labels is None and prev.logits is not None:  # outputs, not class scores
@@ -285,9 +299,13 @@ def verify_stages(
             ties = rounding_tie_finder(prev_model, model, x, cur, prev.name) if prev_model is not None else None
             checks.append(compare_float(cur, prev, ties))
         prev, prev_model = cur, model
+        del model
+        release_memory()
+    prev_model = None
     int_ref = None
-    for name, model in integer_stages:
-        cur = run_integer_stage(name, model, x)
+    for name, stage in integer_stages:
+        cur = run_integer_stage(name, _loaded(stage), x)
+        release_memory()
         if int_ref is None:
             int_ref = cur
             bad = check_integer_valued(cur)

@@ -6,6 +6,7 @@ per class, later integer stages bit for bit, labels up to argmax ties (:mod:`flo
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
@@ -31,8 +32,8 @@ def verify_design(stages: dict[Stage, Path], design: ModelWrapper, x: np.ndarray
         warnings.simplefilter("ignore")
         return verify_stages(
             x,
-            float_stages=[(s.value, model_of(s)) for s in FLOAT_STAGES if s in stages],
-            integer_stages=[(s.value, model_of(s)) for s in INTEGER_STAGES if s in stages],
+            float_stages=[(s.value, functools.partial(model_of, s)) for s in FLOAT_STAGES if s in stages],
+            integer_stages=[(s.value, functools.partial(model_of, s)) for s in INTEGER_STAGES if s in stages],
             reference=reference,
         )
 

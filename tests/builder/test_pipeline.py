@@ -216,16 +216,17 @@ def test_cli_round_trip_and_one_line_per_step_without_a_terminal(tiny_mlp_onnx, 
     out = tmp_path / "o"
     assert main(["build", str(tiny_mlp_onnx), "--out", str(out), "--samples", "4", "--to-step", "convert_to_hw"]) == 0
     first = capsys.readouterr()
-    timed = [line for line in first.out.splitlines() if line.startswith("  ")]
+    timed = [line for line in first.err.splitlines() if line.startswith("  ")]
     assert [line.split()[0] for line in timed] == list(COMPILE_FLOW[:6]) and all(line.endswith(" s") for line in timed)
-    assert "stopped after convert_to_hw" in first.out and first.err == ""
+    assert "stopped after convert_to_hw" in first.out and first.err == "".join(f"{line}\n" for line in timed)
     assert main(["build", str(tiny_mlp_onnx), "--out", str(out), "--samples", "4", "--from-step", "create_dataflow_partition"]) == 0
     second = capsys.readouterr()
-    assert [line.split()[0] for line in second.out.splitlines() if line.startswith("  ")] == [
+    assert [line.split()[0] for line in second.err.splitlines() if line.startswith("  ")] == [
         "create_dataflow_partition", "specialize_layers", "fold", "minimize_bit_width", "estimate", "verify"]
     assert "verification passed" in second.out and _report(out)["verification"]["passed"]
     assert main(["build", str(tiny_mlp_onnx), "--out", str(tmp_path / "q"), "--samples", "0", "--no-progress"]) == 0
-    assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    quiet = capsys.readouterr()
+    assert not [line for line in quiet.out.splitlines() + quiet.err.splitlines() if line.startswith("  ")]
 
 
 def test_bitfile_without_vivado_prints_the_summary_then_what_was_skipped(tiny_mlp_onnx, tmp_path, capsys):

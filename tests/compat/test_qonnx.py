@@ -1,4 +1,7 @@
-"""The qonnx workaround is still needed, and works."""
+"""The qonnx workarounds are still needed, and work."""
+
+import subprocess
+import sys
 
 import numpy as np
 from onnx import TensorProto, helper
@@ -34,3 +37,74 @@ def test_qonnx_counts_scaled_bipolar_weights_as_32_bit(tmp_path):
 def test_costs_count_bipolar_weights_as_one_bit(tmp_path):
     cost = qonnx_compat.inference_cost(_bipolar_matmul(tmp_path, 0.25), discount_sparsity=False)["total_cost"]
     assert cost["total_mem_w_bits"] == 8 * 4
+
+
+_ARENA_PROBE = """
+import numpy as np
+from onnx import TensorProto, helper
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.util.basic import qonnx_make_model
+from flow.compat.qonnx import compacted, release_memory
+
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+vi = helper.make_tensor_value_info
+g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                      [vi("x", TensorProto.FLOAT, [1, 4096])], [vi("y", TensorProto.FLOAT, [1, 4096])])
+model = ModelWrapper(qonnx_make_model(g))
+model.set_initializer("w", np.zeros((4096, 4096), np.float32))  # 64 MB
+release_memory()
+start = rss_mb()
+for k in range(8):  # what a streamlining pass does to a weight it moves a scale into
+    model.set_initializer("w", np.full((4096, 4096), k, np.float32))
+release_memory()
+grown = rss_mb()
+model = compacted(model)
+release_memory()
+print(start, grown, rss_mb(), float(model.get_initializer("w")[0, 0]))
+"""
+
+
+def test_replaced_weights_stay_allocated_until_the_model_is_parsed_again():
+    """Why compacted and release_memory exist: upb keeps every replaced initializer in the model's arena."""
+    out = subprocess.run([sys.executable, "-c", _ARENA_PROBE], capture_output=True, text=True, check=True, timeout=120).stdout
+    start, grown, after, value = map(float, out.split())
+    assert grown - start > 6 * 64, (start, grown)  # 7 replaced 64 MB weights still held
+    assert after - start < 2 * 64, (start, after)  # one weight's worth, and the model's bytes freed
+    assert value == 7.0
+
+
+def test_compacted_is_the_same_model():
+    vi = helper.make_tensor_value_info
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [vi("x", TensorProto.FLOAT, [1, 4])], [vi("y", TensorProto.FLOAT, [1, 4])])
+    model = ModelWrapper(qonnx_make_model(g))
+    model.set_initializer("unused", np.arange(4, dtype=np.float32))
+    again = qonnx_compat.compacted(model)
+    assert again is not model and again.model.SerializeToString() == model.model.SerializeToString()
+
+
+_HEAP_PROBE = """
+from flow.compat.qonnx import release_memory
+
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+start = rss_mb()
+blocks = [bytearray(64 * 1024) for _ in range(8000)]  # 500 MB from the C heap, as an arena's blocks
+last = blocks[-1]  # one block still in use at the heap's top
+del blocks
+freed = rss_mb()
+release_memory()
+print(start, freed, rss_mb())
+"""
+
+
+def test_freed_heap_memory_stays_with_the_process_until_released():
+    """Why release_memory exists: glibc keeps freed heap blocks, so a dropped model's memory is not given back."""
+    start, freed, released = map(float, subprocess.run([sys.executable, "-c", _HEAP_PROBE], capture_output=True, text=True,
+                                                       check=True, timeout=120).stdout.split())
+    assert freed - start > 400, (start, freed)
+    assert released - start < 100, (start, released)

@@ -136,7 +136,7 @@ class Tracked(Transformation):
         return model, changed
 
 
-def streamline_structures(model: ModelWrapper, max_rounds: int = MAX_ROUNDS) -> ModelWrapper:
+def streamline_structures(model: ModelWrapper, max_rounds: int = MAX_ROUNDS, *, owned: bool = False) -> ModelWrapper:
     """Streamline residual joins, average pools and depthwise convs; run after FINN's streamlining.
 
     Repeats :func:`structure_passes` until a full round leaves the graph unchanged or brings
@@ -147,11 +147,14 @@ def streamline_structures(model: ModelWrapper, max_rounds: int = MAX_ROUNDS) -> 
 
     The passes rewrite one private copy of ``model`` in place (qonnx's ``transform`` would copy
     every weight for every pass), and identity ops are removed after each pass that changed
-    the graph: a round costs the same whatever the number of moves.
+    the graph: a round costs the same whatever the number of moves. ``owned``: the caller
+    hands ``model`` over (a build step's own model), which is then rewritten without a copy
+    and returned even when no structure changed.
     """
     start = graph_digest(model)
     with transforms_in_place():
-        work = copy.deepcopy(model).transform(GiveUniqueParameterTensors()).transform(RemoveIdentityOps())
+        work = model if owned else copy.deepcopy(model)
+        work = work.transform(GiveUniqueParameterTensors()).transform(RemoveIdentityOps())
         work = refresh(work)
         seen = {graph_digest(work)}
         for _ in range(max_rounds):
@@ -166,7 +169,7 @@ def streamline_structures(model: ModelWrapper, max_rounds: int = MAX_ROUNDS) -> 
                 break
             seen.add(digest)
         if len(seen) == 1 or graph_digest(work) == start:
-            return model
+            return work if owned else model
         work = work.transform(RoundAndClipThresholds()).transform(NameUnnamedNodes())
         return refresh(work)
 
