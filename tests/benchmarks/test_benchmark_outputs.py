@@ -44,6 +44,13 @@ def test_rewriting_the_same_numbers_keeps_the_file_and_its_machine_stamp(tmp_pat
     assert new["rows"] == [{"a": 2.5}] and new["machine"]["date"] != "2000-01-01T00:00:00+00:00"
 
 
+def test_a_result_records_the_load_average_at_the_start_and_end_of_its_run(tmp_path):
+    path = write_results(tmp_path / "r.json", {"rows": []})
+    load = json.loads(path.read_text())["machine"]["load_average"]
+    assert set(load) == {"start", "end"}
+    assert all(len(v) == 3 and all(isinstance(x, float) and x >= 0 for x in v) for v in load.values())
+
+
 def test_a_measured_row_carries_its_own_date_and_machine():
     row = stamp({"case": "x"})
     assert row["case"] == "x" and set(row["measured"]) == {"date", "platform", "cpus"}
