@@ -42,7 +42,7 @@ JOBS: dict[str, tuple[str | None, str]] = {
     "accuracy": ("accuracy.py", "not timed here"),
     "build_time": ("build_time.py", "not timed here"),
     "verify_throughput": ("verify_throughput.py", "not timed here"),
-    "cost_model": ("cost_model.py", "not timed here"),
+    "cost_model": ("cost_model.py", "55 s (2026-12-07, load average 4-5)"),
     "folding_optimizer": ("folding_optimizer.py", "not timed here"),
     "rounding_ties": ("rounding_ties.py", "its ZCU104 build about 10 minutes"),
     "fuzz": ("fuzz.py", "not timed here"),
