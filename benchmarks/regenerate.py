@@ -40,7 +40,7 @@ JOBS: dict[str, tuple[str | None, str]] = {
     "survey": (None, "17 rows x 3 seeds: see the README's survey paragraph"),
     "search_vs_hand": ("search_vs_hand.py", "see the README's search paragraph"),
     "accuracy": ("accuracy.py", "not timed here"),
-    "build_time": ("build_time.py", "not timed here"),
+    "build_time": ("build_time.py", "46 s (2026-12-07, load average 6-7.5)"),
     "verify_throughput": ("verify_throughput.py", "not timed here"),
     "cost_model": ("cost_model.py", "55 s (2026-12-07, load average 4-5)"),
     "folding_optimizer": ("folding_optimizer.py", "251 s (2026-12-07, load average 4-5.5)"),
