@@ -41,7 +41,7 @@ JOBS: dict[str, tuple[str | None, str]] = {
     "search_vs_hand": ("search_vs_hand.py", "see the README's search paragraph"),
     "accuracy": ("accuracy.py", "not timed here"),
     "build_time": ("build_time.py", "46 s (2026-12-07, load average 6-7.5)"),
-    "verify_throughput": ("verify_throughput.py", "not timed here"),
+    "verify_throughput": ("verify_throughput.py", "742 s (2026-12-07, load average 3.5-7)"),
     "cost_model": ("cost_model.py", "55 s (2026-12-07, load average 4-5)"),
     "folding_optimizer": ("folding_optimizer.py", "251 s (2026-12-07, load average 4-5.5)"),
     "rounding_ties": ("rounding_ties.py", "its ZCU104 build about 10 minutes"),
