@@ -53,6 +53,9 @@ JOBS: dict[str, tuple[str | None, str]] = {
     "finn_examples": ("finn_examples.py", "per network in the README's finn-examples table"),
 }
 
+#: Options a script needs to reproduce every part of its committed result (rounding_ties.json's whole build).
+OPTIONS: dict[str, list[str]] = {"rounding_ties": ["--build", "4"]}
+
 
 def survey_nodes(survey: Path) -> int:
     """Write each survey run's ``design-nodes.onnx.gz`` beside its report (from its ``design.onnx``); how many."""
@@ -69,7 +72,7 @@ def command(name: str, update: bool) -> list[str]:
     if script is None:
         out = (RESULTS if update else SCRATCH) / "survey"
         return [sys.executable, "-m", "flow", "compare", str(SWEEP), "--out", str(out), "--no-progress"]
-    args = [sys.executable, str(ROOT / "benchmarks" / script)]
+    args = [sys.executable, str(ROOT / "benchmarks" / script), *OPTIONS.get(name, [])]
     if update:
         args.append("--update")
     elif name == "search_vs_hand":

@@ -70,3 +70,11 @@ def test_a_benchmarks_help_names_its_scratch_default():
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "build_time.py"), "--help"], capture_output=True, text=True, check=True,
                          cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert "--update" in out.stdout and ".scratch/build_time.json" in out.stdout
+
+
+def test_regenerate_runs_rounding_ties_with_its_whole_build():
+    from regenerate import command
+
+    cmd = command("rounding_ties", update=True)
+    assert cmd[-3:] == ["--build", "4", "--update"] and cmd[1].endswith("rounding_ties.py")
+    assert "--build" not in command("build_time", update=True)
