@@ -3,7 +3,9 @@
 Every benchmark writes its JSON to a scratch folder by default (``benchmarks/results/.scratch/``,
 ignored by git, or ``--out FILE``) and replaces its committed result in ``benchmarks/results/``
 only with ``--update`` (:func:`add_output_args`, :func:`result_path`). A result is stamped with
-the machine and date it was measured on (:func:`machine_info`); rewriting a file with the same
+the machine and date it was measured on, with the load average when the script started and when
+it wrote its result, so that a reader can judge how contended a timed run was
+(:func:`machine_info`); rewriting a file with the same
 numbers keeps the file as it is (:func:`write_results`), and benchmarks that keep rows from an
 earlier run stamp each row they measure (:func:`stamp`), so a kept row keeps its own date.
 """
@@ -24,11 +26,19 @@ from flow.core.fileio import atomic_write_json
 RESULTS = Path(__file__).resolve().parent / "results"
 #: Where a benchmark writes unless told ``--update`` or ``--out``.
 SCRATCH = RESULTS / ".scratch"
+#: The 1/5/15-minute load average when the benchmark process started (this module is imported first).
+START_LOAD = os.getloadavg()
+
+
+def load_average() -> dict[str, list[float]]:
+    """The 1/5/15-minute load average at the start of this run and now."""
+    return {"start": [round(x, 2) for x in START_LOAD], "end": [round(x, 2) for x in os.getloadavg()]}
 
 
 def machine_info() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),
+        "load_average": load_average(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "versions": {p: version(p) for p in ("torch", "brevitas", "qonnx", "finn-plus", "onnxruntime", "numpy")},

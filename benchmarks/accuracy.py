@@ -40,7 +40,7 @@ CASES = {
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_output_args(ap, "accuracy.json")
-    ap.add_argument("--data", type=Path, default=Path("data"))
+    ap.add_argument("--data", type=Path, default=None, help="dataset folder (default: $QFLOW_DATA, else the checkout's data/)")
     ap.add_argument("--cases", nargs="*", default=list(CASES))
     args = ap.parse_args()
     args.out = result_path(args, "accuracy.json")
@@ -56,7 +56,7 @@ def main() -> None:
         recipe = recipe_from_dict({
             "name": label, "seed": 0,
             "model": {"name": name, "weight_bits": wb, "act_bits": ab},
-            "data": {"dataset": "mnist", "root": str(args.data)},
+            "data": {"dataset": "mnist", **({"root": str(args.data)} if args.data else {})},
             "train": train,
             "build": {"target": "pynq-z1", "target_fps": 1_000_000, "verify_samples": 1000},
         })

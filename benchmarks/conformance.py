@@ -15,7 +15,10 @@ For each model, on this machine:
   against the PyTorch outputs with ``--reference-outputs``) and with ``--auto`` (verified on
   random inputs). Recorded: builds, verified, ``max_cycles``, LUT, ties.
 
-``--table`` prints the README table from an existing JSON without building anything.
+The full-size finn-examples networks of the corpus (``large``: ResNet-50, MobileNet-v1, ...,
+minutes and gigabytes per build) run only with ``--large`` or ``--only``;
+``benchmarks/finn_examples.py`` measures them. ``--table`` prints the README table from an
+existing JSON without building anything.
 """
 
 from __future__ import annotations
@@ -181,7 +184,9 @@ def table(payload: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_output_args(ap, "conformance.json")
-    ap.add_argument("--only", nargs="*", default=None, help="case names (default: all)")
+    ap.add_argument("--only", nargs="*", default=None, help="case names (default: all but the large ones)")
+    ap.add_argument("--large", action="store_true",
+                    help="also the full-size finn-examples networks (hours and gigabytes each; benchmarks/finn_examples.py measures them)")
     ap.add_argument("--work", type=Path, default=None, help="keep exports and build folders here, and reuse FINN's results found there (default: a temporary folder)")
     ap.add_argument("--table", action="store_true", help="print the README table of --out and exit")
     ap.add_argument("--finn-child", nargs=3, help=argparse.SUPPRESS)
@@ -200,7 +205,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
-    cases = [BY_NAME[n] for n in a.only] if a.only else CASES
+    cases = [BY_NAME[n] for n in a.only] if a.only else [c for c in CASES if a.large or not c.large]
     with tempfile.TemporaryDirectory() as tmp:
         work = a.work or Path(tmp)
         rows = []

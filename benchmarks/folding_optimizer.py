@@ -52,6 +52,7 @@ from flow.fold.estimate import estimate  # noqa: E402
 from flow.core.config import build_config  # noqa: E402
 from flow.core.pipeline import BuildContext  # noqa: E402
 from flow.nn.export import export_qonnx  # noqa: E402
+from flow.report.schema import tied_bottlenecks  # noqa: E402
 from hw_targets import load_target  # noqa: E402
 from models import build_model  # noqa: E402
 
@@ -89,7 +90,7 @@ HAND = {
 
 def _summary(report) -> dict:
     d = report.to_dict()
-    return {k: d[k] for k in ("throughput_fps", "max_cycles", "totals", "budget", "fits", "over_budget", "bottleneck")}
+    return {k: d[k] for k in ("throughput_fps", "max_cycles", "totals", "budget", "fits", "over_budget", "bottleneck", "bottlenecks")}
 
 
 def _plan(case_dir: Path) -> dict:
@@ -110,7 +111,8 @@ def fold_checkpoint(spec: Path, target, out: Path, **cfg) -> tuple[dict, float]:
         model = get_step("minimize_bit_width")(model, ctx)
         est = estimate(model, target)
     used = {k: est.totals[k] + est.converter_totals[k] for k in est.totals}
-    summary = {"max_cycles": est.max_cycles, "throughput_fps": est.throughput_fps, "bottleneck": est.bottleneck, "fits": est.fits,
+    summary = {"max_cycles": est.max_cycles, "throughput_fps": est.throughput_fps, "bottleneck": est.bottleneck,
+               "bottlenecks": tied_bottlenecks(est), "fits": est.fits,
                "totals": est.totals, "converters": est.converter_totals, "lut_fraction_of_device": used["lut"] / target.resources.lut}
     return summary, seconds
 

@@ -44,6 +44,13 @@ def test_rewriting_the_same_numbers_keeps_the_file_and_its_machine_stamp(tmp_pat
     assert new["rows"] == [{"a": 2.5}] and new["machine"]["date"] != "2000-01-01T00:00:00+00:00"
 
 
+def test_a_result_records_the_load_average_at_the_start_and_end_of_its_run(tmp_path):
+    path = write_results(tmp_path / "r.json", {"rows": []})
+    load = json.loads(path.read_text())["machine"]["load_average"]
+    assert set(load) == {"start", "end"}
+    assert all(len(v) == 3 and all(isinstance(x, float) and x >= 0 for x in v) for v in load.values())
+
+
 def test_a_measured_row_carries_its_own_date_and_machine():
     row = stamp({"case": "x"})
     assert row["case"] == "x" and set(row["measured"]) == {"date", "platform", "cpus"}
@@ -63,3 +70,11 @@ def test_a_benchmarks_help_names_its_scratch_default():
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "build_time.py"), "--help"], capture_output=True, text=True, check=True,
                          cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert "--update" in out.stdout and ".scratch/build_time.json" in out.stdout
+
+
+def test_regenerate_runs_rounding_ties_with_its_whole_build():
+    from regenerate import command
+
+    cmd = command("rounding_ties", update=True)
+    assert cmd[-3:] == ["--build", "4", "--update"] and cmd[1].endswith("rounding_ties.py")
+    assert "--build" not in command("build_time", update=True)
