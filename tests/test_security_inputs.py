@@ -136,7 +136,8 @@ def _npy(path: Path, header: bytes) -> Path:
 @pytest.mark.parametrize("header", [b"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 1, 8, 8, }\n",
                                     b"{'descr': '<f4', 'fortran_order': False, 'shape': ((((}\n",
                                     b"{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776,), }\n",
-                                    b"{'descr': '|O', 'fortran_order': False, 'shape': (2,), }\n"])
+                                    b"{'descr': '|O', 'fortran_order': False, 'shape': (2,), }\n",
+                                    b"{'descr': '<f4', 'fortran_order': False, 'shape': (-2, -8), }\n"])
 @pytest.mark.parametrize("option", ["--verify-inputs", "--reference-outputs"])
 def test_a_malformed_npy_is_one_line_and_retires_the_previous_report(tmp_path, previous, tiny_mlp_onnx, header, option):
     bad = _npy(tmp_path / "bad.npy", header)
@@ -211,6 +212,23 @@ def test_nesting_too_deep_to_parse_is_one_line(tmp_path, tiny_mlp_onnx, kind):
         (tmp_path / "b.toml").write_text(f"a = {deep}\n")
         args = ["build", str(tiny_mlp_onnx), "--out", str(tmp_path / "o"), "--target", str(tmp_path / "b.toml")]
     _one_error(run_cli(args))
+
+
+@pytest.mark.parametrize("kind", ["folding", "recipe", "target"])
+def test_numbers_too_long_to_convert_are_one_line(tmp_path, tiny_mlp_onnx, kind):
+    """Python refuses to convert an integer of more than 4,300 digits (ValueError): one line, not an internal error."""
+    digits = "9" * 5000
+    if kind == "folding":
+        (tmp_path / "f.json").write_text(f'{{"Defaults": {{}}, "MVAU_hls_0": {{"PE": {digits}}}}}')
+        args = ["build", str(tiny_mlp_onnx), "--out", str(tmp_path / "o"), "--folding", str(tmp_path / "f.json")]
+    elif kind == "recipe":
+        (tmp_path / "r.toml").write_text(f"a = {digits}\n")
+        args = ["run", str(tmp_path / "r.toml"), "--out", str(tmp_path / "o")]
+    else:
+        (tmp_path / "b.toml").write_text(f"a = {digits}\n")
+        args = ["build", str(tiny_mlp_onnx), "--out", str(tmp_path / "o"), "--target", str(tmp_path / "b.toml")]
+    _one_error(run_cli(args), "not valid")
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_gzip_bomb_stops_at_the_bound(tmp_path, monkeypatch):

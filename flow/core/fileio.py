@@ -28,6 +28,7 @@ import json
 import os
 import secrets
 import stat
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,20 @@ def parse_json(data: bytes, what: str, error: type[Exception]) -> Any:
         raise error(f"{what} is nested too deeply to be a config; flatten it") from None
     except ValueError as e:
         raise error(f"{what} is not valid JSON: {' '.join(str(e).split())[:200]}") from None
+
+
+def parse_toml(data: bytes, what: str, error: type[Exception]) -> dict[str, Any]:
+    """Parse untrusted TOML bytes: UTF-8, nesting a parser can take, integers Python converts; else ``error`` (one line)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"{what} is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise error(f"{what} is nested too deeply to be a config; flatten it") from None
+    except ValueError as e:  # TOMLDecodeError, and an integer too long to convert
+        raise error(f"{what} is not valid TOML: {' '.join(str(e).split())[:200]}") from None
 
 
 def read_json(path: str | Path, what: str, error: type[Exception], *, limit: int = MAX_JSON_BYTES) -> Any:
