@@ -227,7 +227,7 @@ def test_numbers_too_long_to_convert_are_one_line(tmp_path, tiny_mlp_onnx, kind)
     else:
         (tmp_path / "b.toml").write_text(f"a = {digits}\n")
         args = ["build", str(tiny_mlp_onnx), "--out", str(tmp_path / "o"), "--target", str(tmp_path / "b.toml")]
-    _one_error(run_cli(args), "not valid")
+    _one_error(run_cli(args), "more than 4,300 digits", "fix the number")
     assert not (tmp_path / "o").exists()
 
 
