@@ -223,7 +223,8 @@ def test_search_refuses_a_users_file_with_an_output_name(tmp_path, name):
     assert (tmp_path / "out" / name).read_text() == "mine" and not (tmp_path / "out" / "study.db").exists()
 
 
-@pytest.mark.parametrize("link", ["trials", "final", "study.db", "study.db-journal", "trials/0000", "final/dig-t0000"])
+@pytest.mark.parametrize("link", ["trials", "final", "study.db", "study.db-journal", "study.db-wal", "study.db-shm", "trials/0000", "final/dig-t0000",
+                                  "trials/0000/build", "trials/0000/build/finn", "final/dig-t0000/checkpoints", "trials/0000/untrained.qonnx.onnx"])
 def test_search_never_writes_through_a_planted_link(tmp_path, outside, link):
     (tmp_path / "out" / Path(link).parent).mkdir(parents=True, exist_ok=True)
     (tmp_path / "out" / link).symlink_to(outside if "." not in link else outside / "secret.txt")
