@@ -182,6 +182,7 @@ def test_an_opset_1_model_is_one_line_without_onnxruntime_noise(tmp_path, tiny_m
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("qflow: error: ") and "\x1b" not in proc.stderr, proc.stderr
+    assert "re-export the model with a current ONNX opset" in proc.stderr, proc.stderr
 
 
 # --------------------------------------------------------------------------- models, nesting, decompression
