@@ -53,27 +53,31 @@ from _common import RESULTS, add_output_args, result_path, write_results  # noqa
 from _designs import NODES, write_nodes  # noqa: E402
 
 from flow.compat import optuna as optuna_compat  # noqa: E402
+from flow.core.errors import ConfigError  # noqa: E402
 from flow.core.fileio import atomic_write_bytes  # noqa: E402
 from flow.core.outdir import OutputDir  # noqa: E402
 from flow.explore.compare import load_sweep  # noqa: E402
 from flow.explore.recipe import recipe_from_dict  # noqa: E402
+from flow.explore.rows import SweepRow  # noqa: E402
 from flow.explore.search import search  # noqa: E402
 from flow.explore.space import parse_bits  # noqa: E402
 from hw_targets import load_target  # noqa: E402
 
 SWEEP = ROOT / "benchmarks" / "sweeps" / "survey_mnist.toml"
 SURVEY = RESULTS / "survey" / "results.json"
-#: The axes of domination: key in a hand row, key in a searched design, better when larger.
-AXES = {"accuracy": ("accuracy", "accuracy", True), "throughput_fps": ("throughput_fps", "fps", True),
-        "lut": ("lut_with_converters", "lut", False)}
+#: The axes of domination: field of a hand row, key in a searched design, better when larger (LUT: layers + converters in both).
+AXES = {"accuracy": ("accuracy", "accuracy", True), "throughput_fps": ("throughput_fps", "fps", True), "lut": ("lut", "lut", False)}
 #: Hypervolume reference: accuracy and frames/s below it, and LUT above it, add nothing (LUT: the board's budget).
 REFERENCE_ACCURACY = 0.90
 
 
-def hand_rows(survey: Path, dataset: str = "mnist") -> list[dict[str, Any]]:
-    """The survey's rows on ``dataset`` that fit the board and were built."""
-    rows = json.loads(survey.read_text())["rows"]
-    return [r for r in rows if r.get("dataset") == dataset and r.get("fits") and not r.get("error")]
+def hand_rows(survey: Path, dataset: str = "mnist") -> list[SweepRow]:
+    """The survey's rows on ``dataset`` that fit the board and were built (a survey too old to read exits with one line)."""
+    try:
+        rows = [SweepRow.from_json(r, f"{survey} row") for r in json.loads(survey.read_text())["rows"]]
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+    return [r for r in rows if r.dataset == dataset and r.fits and not r.error]
 
 
 def base_recipe(sweep_path: Path, target: str, verify_samples: int):
@@ -87,19 +91,19 @@ def base_recipe(sweep_path: Path, target: str, verify_samples: int):
     return recipe_from_dict(d, source="search-vs-hand recipe")
 
 
-def shortfalls(design: dict[str, Any], row: dict[str, Any]) -> dict[str, float]:
+def shortfalls(design: dict[str, Any], row: SweepRow) -> dict[str, float]:
     """Each axis on which ``design`` is worse than ``row``: by how much (design minus row; LUT: positive = more LUT)."""
     out = {}
     for axis, (hand_key, key, larger) in AXES.items():
-        diff = design[key] - row[hand_key]
+        diff = design[key] - getattr(row, hand_key)
         if (diff < 0) if larger else (diff > 0):
             out[axis] = diff
     return out
 
 
-def relative_shortfall(design: dict[str, Any], row: dict[str, Any]) -> float:
+def relative_shortfall(design: dict[str, Any], row: SweepRow) -> float:
     """The sum of ``design``'s shortfalls against ``row``, each as a fraction of the row's value."""
-    return sum(abs(v) / abs(row[AXES[axis][0]]) for axis, v in shortfalls(design, row).items() if row[AXES[axis][0]])
+    return sum(abs(v) / abs(getattr(row, AXES[axis][0])) for axis, v in shortfalls(design, row).items() if getattr(row, AXES[axis][0]))
 
 
 def eligible(designs: list[dict[str, Any]], board: str) -> list[dict[str, Any]]:
@@ -108,10 +112,10 @@ def eligible(designs: list[dict[str, Any]], board: str) -> list[dict[str, Any]]:
             and all(d.get(k) is not None for k in ("accuracy", "fps", "lut"))]
 
 
-def judge(row: dict[str, Any], designs: list[dict[str, Any]], reports: dict[str, str] | None = None) -> dict[str, Any]:
+def judge(row: SweepRow, designs: list[dict[str, Any]], reports: dict[str, str] | None = None) -> dict[str, Any]:
     """``row`` against the designs: the cheapest dominating one (with its report's path from ``reports``), or the closest one's losing axes."""
-    entry: dict[str, Any] = {"row": row["name"], "accuracy": row["accuracy"], "accuracy_max": row.get("accuracy_max"),
-                             "seeds": row.get("seeds"), "throughput_fps": row["throughput_fps"], "lut": row["lut_with_converters"],
+    entry: dict[str, Any] = {"row": row.name, "accuracy": row.accuracy, "accuracy_max": row.accuracy_max,
+                             "seeds": None if row.seeds is None else list(row.seeds), "throughput_fps": row.throughput_fps, "lut": row.lut,
                              "dominated_by": None, "losses": None}
     if not designs:
         return entry
@@ -119,7 +123,7 @@ def judge(row: dict[str, Any], designs: list[dict[str, Any]], reports: dict[str,
     winners = [d for d in scored if not shortfalls(d, row)]
     if winners:
         d = winners[0]
-        beyond = row.get("accuracy_max") is None or d["accuracy"] > row["accuracy_max"]
+        beyond = row.accuracy_max is None or d["accuracy"] > row.accuracy_max
         entry["dominated_by"] = {"design": d["name"], "accuracy": d["accuracy"], "throughput_fps": d["fps"], "lut": d["lut"],
                                  "accuracy_above_best_seed": beyond, "report": (reports or {}).get(d["name"])}
     else:
@@ -177,9 +181,9 @@ def main() -> None:
     hand = hand_rows(args.survey)
     if not hand:
         sys.exit(f"error: no MNIST row of {args.survey} fits; run the survey first (qflow compare {SWEEP} --out {SURVEY.parent})")
-    min_fps = max(r["throughput_fps"] for r in hand)
+    min_fps = max(r.throughput_fps for r in hand)
     recipe = base_recipe(args.sweep, tgt.name, verify_samples=1000)
-    print(f"{len(hand)} hand rows fit {tgt.name}; best {max(r['accuracy'] for r in hand):.4f} accuracy; frame-rate floor {min_fps:,.0f} FPS")
+    print(f"{len(hand)} hand rows fit {tgt.name}; best {max(r.accuracy for r in hand):.4f} accuracy; frame-rate floor {min_fps:,.0f} FPS")
     if args.reuse:
         done = json.loads((args.work / "search.json").read_text())
     else:
@@ -193,8 +197,6 @@ def main() -> None:
     designs = eligible(finalists, tgt.name)
 
     hand = hand_rows(args.survey)  # read again: the survey may have been rerun while the search ran
-    if any("lut_with_converters" not in r for r in hand):
-        sys.exit(f"error: {args.survey} predates LUT with converters; rerun the survey, then this script with --reuse")
     reports = write_designs(out_json.parent / out_json.stem, designs)
     rows = [judge(r, designs, reports) for r in hand]
     reference = {"accuracy": REFERENCE_ACCURACY, "throughput_fps": 0.0, "lut": float(tgt.budget()["lut"])}
@@ -209,7 +211,7 @@ def main() -> None:
         "hypervolume": {
             "reference": reference, "units": "accuracy points above the reference x MFPS x kLUT below the reference",
             "search": hypervolume([(d["accuracy"], d["fps"], d["lut"]) for d in designs], reference),
-            "hand": hypervolume([(r["accuracy"], r["throughput_fps"], r["lut_with_converters"]) for r in hand], reference),
+            "hand": hypervolume([(r.accuracy, r.throughput_fps, r.lut) for r in hand], reference),
         },
         "hand_rows": rows,
     }

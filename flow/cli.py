@@ -217,9 +217,9 @@ def search(recipe, target, trials, workers, storage, study_name, out_dir, epochs
     )
     click.echo(f"pareto: {out / 'pareto.json'} ({len(res.pareto)} points); all trials: {out / 'all_trials.csv'}")
     if res.chosen is not None:
-        click.echo(f"chosen: trial {res.chosen['trial']} (validation accuracy {100 * res.chosen['search_accuracy']:.2f}%), "
-                   f"test accuracy {100 * res.chosen['accuracy']:.2f}%, "
-                   f"{res.chosen['fps']:,.0f} FPS, verified; report {res.chosen['report']}")
+        click.echo(f"chosen: trial {res.chosen.trial} (validation accuracy {100 * res.chosen.search_accuracy:.2f}%), "
+                   f"test accuracy {100 * res.chosen.accuracy:.2f}%, "
+                   f"{res.chosen.fps:,.0f} FPS, verified; report {res.chosen.report}")
 
 
 @cli.command()
@@ -276,6 +276,7 @@ def _cap_of(row: dict) -> str:
 
 def _summary(report, out: Path) -> None:
     from flow.report.cells import bottleneck_text, resource_rows
+    from flow.report.sections import summaries
 
     v, acc = report.verification, report.accuracy
     rows = {row["key"]: row for row in resource_rows(report)}
@@ -296,12 +297,7 @@ def _summary(report, out: Path) -> None:
         parts.append(f"accuracy {100 * acc:.2f}%")
     if v is not None:
         parts.append(f"verification {'passed' if v.passed else 'FAILED'}")
-    s = report.rtlsim
-    if s is not None and s.skipped:
-        parts.append(f"(RTL simulation skipped: none of the {s.layers_hw} layers is an RTL layer; --prefer-rtl, --standalone-thresholds give RTL layers)")
-    elif s is not None:
-        chains = ", ".join(f"{c.cycles_per_frame:g}" for c in s.chains if c.cycles_per_frame is not None)
-        parts.append(f"(RTL: {s.layers_simulated}/{s.layers_hw} layers" + (f", chains at {chains} cycles/frame)" if chains else ")"))
+    parts += summaries(report)
     click.echo(" ".join(parts))
     click.echo(f"report: {out / 'report.html'} (also report.md, report.json)")
 

@@ -69,7 +69,7 @@ def timing(step: StepSpec, state: BuildState, ctx: BuildContext) -> Iterator[Non
     t0 = time.perf_counter()
     yield
     if step.shown:
-        state.timings[step.name] = time.perf_counter() - t0
+        state.timings.record(step.name, time.perf_counter() - t0)
         ctx.say(f"  {step.name:<26} {state.timings[step.name]:8.2f} s")
 
 

@@ -222,7 +222,7 @@ def _finish(state: BuildState, ctx: BuildContext) -> BuildResult:
     raise_on_failure(Verification(passed=all(c.passed for c in checks), stages=checks))
     if NO_VIVADO in state.skipped:
         raise BitfileSkipped(f"estimates and codegen written to {ctx.out_dir}; skipped {NO_VIVADO}", result)
-    if ctx.cfg.strict and isinstance(state.report, Report) and not state.report.fits:
+    if ctx.cfg.strict and state.report is not None and not state.report.fits:
         raise OverBudgetError(f"design exceeds {ctx.target.name}'s caps: {state.report.over_caps()}; "
                               "fold with --auto to fit them, or build for a larger --target")
     return result

@@ -2,8 +2,8 @@
 
 A point dominates another when it is at least as good on every objective and strictly
 better on one. :func:`non_dominated` works on a numeric array (the folding optimizer's
-options: cycles and resources, all minimized); :func:`front` on result rows (dicts) with
-named objectives, each to ``"min"`` or ``"max"`` (a sweep's accuracy vs LUT, a search's
+options: cycles and resources, all minimized); :func:`front` on result rows (dicts, or typed
+records whose attributes are the objectives) with named objectives, each to ``"min"`` or ``"max"`` (a sweep's accuracy vs LUT, a search's
 accuracy, cost and frames/s). Rows missing an objective or holding a non-finite value are
 left out of the front.
 
@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
 Sense = Literal["min", "max"]
+R = TypeVar("R")
 
 
 def non_dominated(points: np.ndarray) -> list[int]:
@@ -44,15 +45,15 @@ def non_dominated(points: np.ndarray) -> list[int]:
     return kept
 
 
-def value(row: Mapping[str, Any], key: str) -> float | None:
-    """``row[key]`` as a finite float, or None (missing, bool, non-numeric, NaN or infinite)."""
-    v = row.get(key)
+def value(row: Any, key: str) -> float | None:
+    """``row[key]`` (a mapping) or ``row.key`` (a record) as a finite float, or None (missing, bool, non-numeric, NaN or infinite)."""
+    v = row.get(key) if isinstance(row, Mapping) else getattr(row, key, None)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         return None
     return float(v)
 
 
-def _signed(row: Mapping[str, Any], objectives: Mapping[str, Sense]) -> tuple[float, ...] | None:
+def _signed(row: Any, objectives: Mapping[str, Sense]) -> tuple[float, ...] | None:
     vals = []
     for key, sense in objectives.items():
         v = value(row, key)
@@ -62,7 +63,7 @@ def _signed(row: Mapping[str, Any], objectives: Mapping[str, Sense]) -> tuple[fl
     return tuple(vals)
 
 
-def dominates(a: Mapping[str, Any], b: Mapping[str, Any], objectives: Mapping[str, Sense]) -> bool:
+def dominates(a: Any, b: Any, objectives: Mapping[str, Sense]) -> bool:
     """Whether row ``a`` is at least as good as ``b`` on every objective and better on one."""
     pa, pb = _signed(a, objectives), _signed(b, objectives)
     if pa is None or pb is None:
@@ -70,7 +71,7 @@ def dominates(a: Mapping[str, Any], b: Mapping[str, Any], objectives: Mapping[st
     return all(x >= y for x, y in zip(pa, pb)) and any(x > y for x, y in zip(pa, pb))
 
 
-def front(rows: Sequence[Mapping[str, Any]], objectives: Mapping[str, Sense]) -> list[Mapping[str, Any]]:
+def front(rows: Sequence[R], objectives: Mapping[str, Sense]) -> list[R]:
     """The rows no other row dominates (rows with equal values are all kept), in input order."""
     pts = [(p, r) for r in rows if (p := _signed(r, objectives)) is not None]
     return [r for p, r in pts if not any(all(x >= y for x, y in zip(q, p)) and q != p for q, _ in pts)]

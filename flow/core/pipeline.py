@@ -8,7 +8,7 @@ tuple of step names, as FINN's ``estimate_only_dataflow_steps`` and hls4ml's flo
 Each wing exports its steps as a tuple; the builder assembles one :class:`StepRegistry`.
 
 >>> reg = StepRegistry()
->>> def double(state, ctx): state.timings["x"] = 2 * state.timings.get("x", 1)
+>>> def double(state, ctx): state.timings.record("x", 2 * state.timings.get("x", 1))
 >>> _ = reg.register_step(StepSpec("double", double, doc="doubles x"))
 >>> reg.register_flow("twice", ("double", "double"))
 >>> [s.name for s in reg.flow_steps("twice")]
@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flow.core.checks import StageCheck, StageOutputs
 from flow.core.config import BuildConfig
@@ -32,6 +32,7 @@ from flow.core.errors import ConfigError
 from flow.core.estimates import Estimates
 from flow.core.outdir import OutputDir
 from flow.core.stages import Stage
+from flow.core.timings import Timings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,6 +52,17 @@ class Board(Protocol):
     def clock_period_ns(self) -> float: ...
 
     def budget(self) -> dict[str, int]: ...
+
+
+class BuildReport(Protocol):
+    """What the build reads of its report (:class:`flow.report.schema.Report` is one)."""
+
+    @property
+    def fits(self) -> bool: ...
+
+    def over_caps(self) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -83,7 +95,8 @@ class BuildState:
     """What a build has computed so far; each step reads what it ``requires`` and adds its part.
 
     ``checks``/``sections``: each verifier's stage checks and its own report section, by name.
-    ``report`` is the :class:`flow.report.schema.Report` once the report step ran.
+    ``timings``: seconds per shown step, in the order they ran. ``report`` is the
+    :class:`flow.report.schema.Report` once the report step ran.
     """
 
     name: str
@@ -97,10 +110,10 @@ class BuildState:
     accuracy: float | None = None
     checks: dict[str, list[StageCheck]] = field(default_factory=dict)
     sections: dict[str, object] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: Timings = field(default_factory=Timings)
     skipped: list[str] = field(default_factory=list)
     stopped_after: str | None = None
-    report: object | None = None
+    report: BuildReport | None = None
 
     @property
     def verified(self) -> bool:

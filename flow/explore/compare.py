@@ -23,9 +23,10 @@ after the row and validated as a recipe. Every row is validated and its model bu
 training), with its technique checked against it, before the first row trains: a bad row
 fails the sweep at once with its name in the message.
 
-Each row runs :func:`flow.explore.run.run` into ``DIR/rows/<name>/`` and yields one result dict:
-accuracy, weight memory (bits), BOPs and MACs (qonnx's inference cost of the exported QONNX
-model), the LUT/BRAM/URAM/DSP totals, frames/s and latency on the target, verification,
+Each row runs :func:`flow.explore.run.run` into ``DIR/rows/<name>/`` and yields one result row
+(:class:`flow.explore.rows.SweepRow`): accuracy, weight memory (bits), BOPs and MACs (qonnx's
+inference cost of the exported QONNX model), the LUT/BRAM/URAM/DSP totals of the layers plus the
+data-width converters (``lut_layers``: the layers' own LUT), frames/s and latency on the target, verification,
 training/quantization time, the seed and the full resolved recipe. ``DIR`` gets
 ``results.json``, ``results.csv``, ``results.md`` and two plots (``accuracy_vs_lut.png``,
 ``accuracy_vs_fps.png``) with the Pareto fronts (per dataset) marked. A finished row leaves
@@ -44,7 +45,7 @@ deviation and seed range, and every run).
 >>> list(sweep.rows), sweep.rows["w1a1"].model.weight_bits
 (['w1a1', 'w2a2'], 1)
 >>> rows = compare(sweep, "runs/smoke", progress=False)       # doctest: +SKIP
->>> rows[0]["accuracy"], rows[0]["lut"], rows[0]["bops"]        # doctest: +SKIP
+>>> rows[0].accuracy, rows[0].lut, rows[0].bops        # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -68,10 +69,10 @@ from flow.core.errors import (
 from flow.core.fileio import atomic_write_json
 from flow.core.outdir import OutputDir, retire_results
 from flow.core.progress import Bar
-from flow.core.vocab import RESOURCES
 from flow.explore.recipe import Recipe, read_toml, recipe_from_dict
-from flow.explore.results import COMPARE_FILES, PLOTS, markdown_table, pareto_front, results_unchanged, write_results
-from flow.explore.reuse import ROW_FILE, inference_costs, reusable_row
+from flow.explore.results import COMPARE_FILES, PLOTS, mark_pareto, markdown_table, pareto_front, results_unchanged, write_results
+from flow.explore.reuse import ROW_FILE, inference_costs, report_numbers, reusable_row
+from flow.explore.rows import SweepRow
 from flow.explore.run import check_recipe, run, run_output_dir
 from flow.explore.spread import aggregate
 from flow.report.schema import Report
@@ -215,34 +216,15 @@ def technique_label(recipe: Recipe) -> str:
 
 def result_row(name: str, recipe: Recipe, report: Report, costs: Mapping[str, float], *,
                train_seconds: float | None, quantize_seconds: float | None, row_seconds: float,
-               error: str | None = None) -> dict[str, Any]:
-    """The result dict of one finished row (the schema of ``results.json``'s rows)."""
-    v = report.verification
-    return {
-        "name": name,
-        "model": recipe.model.name,
-        "dataset": recipe.data.dataset,
-        "precision": precision_label(recipe),
-        "technique": technique_label(recipe),
-        "seed": recipe.seed,
-        "accuracy": report.accuracy,
-        **costs,
-        **{k: report.totals.get(k) for k in RESOURCES},
-        "lut_with_converters": report.resources_used()["lut"],
-        "target": report.target.name,
-        "fits": report.fits,
-        "throughput_fps": report.throughput_fps,
-        "latency_us": report.latency_us,
-        "verified": None if v is None else v.passed,
-        "train_seconds": train_seconds,
-        "quantize_seconds": quantize_seconds,
-        "row_seconds": row_seconds,
-        "error": error,
-        "recipe": recipe.model_dump(mode="json"),
-    }
+               error: str | None = None) -> SweepRow:
+    """The result of one finished row (a row of ``results.json``); resources are layers plus converters."""
+    return SweepRow(name=name, model=recipe.model.name, dataset=recipe.data.dataset, precision=precision_label(recipe),
+                    technique=technique_label(recipe), seed=recipe.seed, **costs, **report_numbers(report),
+                    train_seconds=train_seconds, quantize_seconds=quantize_seconds, row_seconds=row_seconds, error=error,
+                    recipe=recipe.model_dump(mode="json"))
 
 
-def run_row(name: str, recipe: Recipe, out: OutputDir, *, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
+def run_row(name: str, recipe: Recipe, out: OutputDir, *, progress: bool, log: Callable[[str], None]) -> SweepRow:
     """Run one row through :func:`flow.explore.run.run` into its claimed folder ``out``, then write
     ``row.json`` (atomically, recorded in the folder's manifest) and return its result.
 
@@ -263,7 +245,7 @@ def run_row(name: str, recipe: Recipe, out: OutputDir, *, progress: bool, log: C
     costs = inference_costs(out.path / f"{recipe.name}.qonnx.onnx")
     row = result_row(name, recipe, report, costs, train_seconds=train_s, quantize_seconds=quant_s,
                      row_seconds=time.perf_counter() - t0, error=error)
-    atomic_write_json(out.will_write(ROW_FILE), row)
+    atomic_write_json(out.will_write(ROW_FILE), row.to_json())
     return row
 
 
@@ -272,10 +254,10 @@ def compare_output_dir(out_dir: str | Path) -> OutputDir:
     return OutputDir(out_dir, results=COMPARE_FILES)
 
 
-def plan_rows(sw: Sweep, out: OutputDir) -> dict[str, dict[str, Any] | OutputDir]:
+def plan_rows(sw: Sweep, out: OutputDir) -> dict[str, SweepRow | OutputDir]:
     """Each run's reusable result, or the folder it will be built in, by its folder under ``rows/``, checked
     (nothing is changed): a folder holding files qflow cannot prove it wrote stops the sweep before anything is removed."""
-    plan: dict[str, dict[str, Any] | OutputDir] = {}
+    plan: dict[str, SweepRow | OutputDir] = {}
     for _, rel, recipe in sw.runs():
         row_dir = out.folder(f"rows/{rel}", create=False)
         done = reusable_row(row_dir, recipe)
@@ -288,12 +270,12 @@ def plan_rows(sw: Sweep, out: OutputDir) -> dict[str, dict[str, Any] | OutputDir
     return plan
 
 
-def sweep_rows(sw: Sweep, finished: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def sweep_rows(sw: Sweep, finished: Mapping[str, SweepRow]) -> list[SweepRow]:
     """The result rows of the sweep from its finished runs (by folder): one per row, over its seeds when the
     sweep has seeds (:func:`flow.explore.spread.aggregate`); rows with no finished run are left out."""
     if sw.seeds is None:
         return [finished[name] for name in sw.rows if name in finished]
-    by_row: dict[str, list[dict[str, Any]]] = {}
+    by_row: dict[str, list[SweepRow]] = {}
     for name, rel, _ in sw.runs():
         if rel in finished:
             by_row.setdefault(name, []).append(finished[rel])
@@ -301,7 +283,7 @@ def sweep_rows(sw: Sweep, finished: Mapping[str, dict[str, Any]]) -> list[dict[s
 
 
 def compare(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path, *, progress: bool = True,
-            log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+            log: Callable[[str], None] = print) -> list[SweepRow]:
     """Run every row of ``sweep`` (a path, a dict or a :class:`Sweep`) into ``out_dir``; return the result rows.
 
     Every row is validated, and every row folder checked, before anything is written or removed.
@@ -319,13 +301,13 @@ def compare(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path, 
         retire_results(out_dir, results=COMPARE_FILES)
         raise
     runs = sw.runs()
-    if all(isinstance(p, dict) for p in plan.values()):
-        rows = sweep_rows(sw, plan)  # type: ignore[arg-type]
+    if all(isinstance(p, SweepRow) for p in plan.values()):
+        rows = mark_pareto(sweep_rows(sw, plan))[0]  # type: ignore[arg-type]
         if results_unchanged(out.path, rows, name=sw.name, description=sw.description, seeds=sw.seeds):
             log(f"all {len(plan)} runs finished before and reused; {out.path / 'results.json'} is up to date")
             return rows
     out.claim()
-    finished: dict[str, dict[str, Any]] = {}
+    finished: dict[str, SweepRow] = {}
     t0 = time.perf_counter()
     try:
         with Bar("sweep", len(runs), enabled=progress) as bar:
@@ -334,7 +316,7 @@ def compare(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path, 
                 seed = "" if sw.seeds is None else f" (seed {recipe.seed})"
                 bar.update(description=f"row {name}{seed}")
                 bar.pause()
-                if isinstance(done, dict):
+                if isinstance(done, SweepRow):
                     log(f"[{i}/{len(runs)}] {name}{seed}: finished before, reusing {out.path / 'rows' / rel / ROW_FILE}")
                     finished[rel] = done
                 else:
@@ -346,10 +328,10 @@ def compare(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path, 
                         finished[rel] = run_row(name, recipe, done, progress=progress, log=log)
                     finally:
                         done.close()
-                bar.update(advance=1, description=f"{name}{seed} {'reused' if isinstance(done, dict) else 'done'}")
+                bar.update(advance=1, description=f"{name}{seed} {'reused' if isinstance(done, SweepRow) else 'done'}")
                 bar.resume()
     finally:
-        rows = sweep_rows(sw, finished)
+        rows = mark_pareto(sweep_rows(sw, finished))[0]
         if rows:
             write_results(rows, out.path, name=sw.name, description=sw.description, source=sw.source,
                           seconds=time.perf_counter() - t0, complete=len(finished) == len(runs), seeds=sw.seeds)

@@ -14,9 +14,9 @@ cheapest within ``acc_tolerance`` of it): the test set scores the finalists but 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from flow.core import pareto as fronts
 from flow.core.errors import QflowError
 from flow.core.outdir import inner_folder
 from flow.explore.recipe import Recipe
+from flow.explore.rows import Finalist, TrialRow
 from flow.explore.run import run
 from flow.explore.space import SearchSpace, point_recipe
 
@@ -32,23 +33,27 @@ from flow.explore.space import SearchSpace, point_recipe
 OBJECTIVES = {"accuracy": "max", "cost": "min", "fps": "max"}
 
 
-def front(rows: list[dict[str, Any]], space: SearchSpace) -> list[dict[str, Any]]:
+def _order(r: TrialRow) -> tuple:
+    return (-(r.accuracy or 0.0), r.cost, -(r.fps or 0.0), r.number)
+
+
+def front(rows: list[TrialRow], space: SearchSpace) -> list[TrialRow]:
     """The non-dominated COMPLETE rows, one per distinct point (lowest trial number), most accurate first."""
     seen, ok = set(), []
-    for r in sorted((r for r in rows if r["state"] == "COMPLETE" and r["accuracy"] is not None), key=lambda r: r["number"]):
-        key = tuple(str(r[k]) for k in space.params)
+    for r in sorted((r for r in rows if r.state == "COMPLETE" and r.accuracy is not None), key=lambda r: r.number):
+        key = tuple(str(r.params.get(k)) for k in space.params)
         if key not in seen:
             seen.add(key)
             ok.append(r)
-    return sorted(fronts.front(ok, OBJECTIVES), key=lambda r: (-r["accuracy"], r["cost"], -r["fps"], r["number"]))
+    return sorted(fronts.front(ok, OBJECTIVES), key=_order)
 
 
-def losses(rows: list[dict[str, Any]]) -> np.ndarray:
+def losses(rows: list[TrialRow]) -> np.ndarray:
     """The front's objectives as losses (every column minimized): -accuracy, -frames/s, cost."""
-    return np.array([[-r["accuracy"], -r["fps"], r["cost"]] for r in rows], dtype=float).reshape(-1, 3)
+    return np.array([[-r.accuracy, -r.fps, r.cost] for r in rows], dtype=float).reshape(-1, 3)  # type: ignore[operator]
 
 
-def spread(rows: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+def spread(rows: list[TrialRow], k: int) -> list[TrialRow]:
     """``k`` of ``rows`` chosen greedily by hypervolume: each next one adds the most volume to those chosen
     (ties: the more accurate). The reference point is 0 accuracy, 0 frames/s and 1.1x the largest cost."""
     if len(rows) <= k:
@@ -59,51 +64,50 @@ def spread(rows: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
     for _ in range(k):
         base = optuna_compat.hypervolume(pts[chosen], ref) if chosen else 0.0
         gain = {i: optuna_compat.hypervolume(pts[[*chosen, i]], ref) - base for i in range(len(rows)) if i not in chosen}
-        chosen.append(max(gain, key=lambda i: (gain[i], rows[i]["accuracy"], -i)))
-    return sorted((rows[i] for i in chosen), key=lambda r: (-r["accuracy"], r["cost"], -r["fps"], r["number"]))
+        chosen.append(max(gain, key=lambda i: (gain[i], rows[i].accuracy, -i)))
+    return sorted((rows[i] for i in chosen), key=_order)
 
 
-def finalists(front_rows: list[dict[str, Any]], k: int, min_fps: float, *, spread_out: bool = False) -> list[dict[str, Any]]:
+def finalists(front_rows: list[TrialRow], k: int, min_fps: float, *, spread_out: bool = False) -> list[TrialRow]:
     """``k`` front points that fit and reach ``min_fps``: spread over the front (:func:`spread`), or the most accurate."""
-    ok = [r for r in front_rows if r.get("fits") and (r.get("fps") or 0) >= min_fps]
+    ok = [r for r in front_rows if r.fits and (r.fps or 0) >= min_fps]
     return spread(ok, k) if spread_out else ok[:k]
 
 
-def choose(results: list[dict[str, Any]], acc_tolerance: float = 0.0) -> dict[str, Any] | None:
+def choose(results: list[Finalist], acc_tolerance: float = 0.0) -> Finalist | None:
     """The verified, fitting finalist with the best validation accuracy (``search_accuracy``); the cheapest
     (then fastest) within ``acc_tolerance`` of it. Test accuracy plays no part."""
-    good = [r for r in results if r.get("verified") and r.get("fits")]
+    good = [r for r in results if r.verified and r.fits]
     if not good:
         return None
-    best = max(r["search_accuracy"] for r in good)
-    near = [r for r in good if r["search_accuracy"] >= best - acc_tolerance - 1e-12]
-    return min(near, key=lambda r: (r["cost"], -r["fps"], -r["search_accuracy"], r["trial"]))
+    best = max(r.search_accuracy for r in good)
+    near = [r for r in good if r.search_accuracy >= best - acc_tolerance - 1e-12]
+    return min(near, key=lambda r: (r.cost, -(r.fps or 0.0), -r.search_accuracy, r.trial))
 
 
-def retrain(base: Recipe, space: SearchSpace, rows: list[dict[str, Any]], *, target: str, out: Path, cost_of,
-            fold_to_fps: float | None = None, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+def retrain(base: Recipe, space: SearchSpace, rows: list[TrialRow], *, target: str, out: Path, cost_of,
+            fold_to_fps: float | None = None, log: Callable[[str], None] = print) -> list[Finalist]:
     """Retrain, rebuild and verify each finalist row at the recipe's full budget (see the module docstring)."""
     results = []
     for r in rows:
-        point = space.point({k: r[k] for k in space.params})
-        name = f"{base.name}-t{r['number']:04d}"
+        point = space.point({k: r.params.get(k) for k in space.params})
+        name = f"{base.name}-t{r.number:04d}"
         recipe = point_recipe(base, point, target=target, name=name, verify_samples=base.build.verify_samples or 1000,
                               fold_to_fps=fold_to_fps)
-        log(f"finalist trial {r['number']}: retraining at the full budget into {out / 'final' / name}")
-        entry: dict[str, Any] = {"trial": r["number"], "name": name, "search_accuracy": r["accuracy"],
-                                 "report": str(out / "final" / name / "report.json")}
+        log(f"finalist trial {r.number}: retraining at the full budget into {out / 'final' / name}")
+        entry = Finalist(trial=r.number, name=name, search_accuracy=r.accuracy, report=str(out / "final" / name / "report.json"))  # type: ignore[arg-type]
         try:
             res = run(recipe, inner_folder(out, f"final/{name}"), progress=False, log=lambda _: None)
         except QflowError as e:
-            entry.update(error=f"{type(e).__name__}: {' '.join(str(e).split())[:300]}", verified=False)
-            log(f"finalist trial {r['number']} failed: {entry['error']}")
+            entry = dataclasses.replace(entry, error=f"{type(e).__name__}: {' '.join(str(e).split())[:300]}", verified=False)
+            log(f"finalist trial {r.number} failed: {entry.error}")
             results.append(entry)
             continue
         rep = res.report
         v = rep.verification
-        entry.update(accuracy=res.accuracy, fps=rep.throughput_fps, cost=cost_of(rep), lut=rep.resources_used()["lut"],
-                     fits=rep.fits, verified=bool(v and v.passed), train_s=round(res.train_seconds, 1))
-        log(f"finalist trial {r['number']}: test accuracy {100 * res.accuracy:.2f}%, {rep.throughput_fps:,.0f} FPS, "
-            f"verified {entry['verified']}")
+        entry = dataclasses.replace(entry, accuracy=res.accuracy, fps=rep.throughput_fps, cost=cost_of(rep), lut=rep.resources_used()["lut"],
+                                    fits=rep.fits, verified=bool(v and v.passed), train_s=round(res.train_seconds, 1))
+        log(f"finalist trial {r.number}: test accuracy {100 * res.accuracy:.2f}%, {rep.throughput_fps:,.0f} FPS, "
+            f"verified {entry.verified}")
         results.append(entry)
     return results

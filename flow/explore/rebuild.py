@@ -29,8 +29,9 @@ from flow.core.errors import ConfigError, OverBudgetError, ToolMissingError, Ver
 from flow.core.fileio import atomic_write_bytes, atomic_write_json, read_regular
 from flow.explore.compare import Sweep, compare_output_dir, load_sweep, result_row, sweep_from_dict, sweep_rows
 from flow.explore.recipe import Recipe
-from flow.explore.results import write_results
-from flow.explore.reuse import MAX_ROW_BYTES, ROW_FILE, inference_costs, read_record, same_recipe
+from flow.explore.results import mark_pareto, write_results
+from flow.explore.reuse import ROW_FILE, inference_costs, read_row, same_recipe
+from flow.explore.rows import SweepRow
 from flow.explore.run import check_recipe, run_output_dir, torch_reference
 from flow.nn.train import evaluate, load_checkpoint
 from flow.report.schema import Report
@@ -39,10 +40,10 @@ from flow.report.schema import Report
 MAX_MODEL_BYTES = 1 << 30
 
 
-def rebuild_run(name: str, recipe: Recipe, row_dir: Path, *, log: Callable[[str], None] = print) -> dict[str, Any]:
+def rebuild_run(name: str, recipe: Recipe, row_dir: Path, *, log: Callable[[str], None] = print) -> SweepRow:
     """Rebuild one finished run in ``row_dir`` from its weights and QONNX file (see the module docstring); its new result row."""
-    saved = read_record(row_dir / ROW_FILE, "row", MAX_ROW_BYTES)
-    if not isinstance(saved, dict) or saved.get("name") != name or not same_recipe(saved.get("recipe"), recipe):
+    saved = read_row(row_dir)
+    if saved.name != name or not same_recipe(saved.recipe, recipe):
         raise ConfigError(f"{row_dir / ROW_FILE} does not record row {name!r} with its recipe today; run qflow compare instead")
     onnx_name = f"{recipe.name}.qonnx.onnx"
     weights = read_regular(row_dir / "model.pt", "weights", ConfigError, limit=MAX_MODEL_BYTES, follow=False)
@@ -69,21 +70,21 @@ def rebuild_run(name: str, recipe: Recipe, row_dir: Path, *, log: Callable[[str]
                 raise
             report, error = Report.load(row_dir / "report.json"), " ".join(str(e).split())
             log(f"{name}: {type(e).__name__}: {error}")
-        row = result_row(name, recipe, report, inference_costs(row_dir / onnx_name), train_seconds=saved.get("train_seconds"),
-                         quantize_seconds=saved.get("quantize_seconds"), row_seconds=saved.get("row_seconds") or 0.0, error=error)
-        row["rebuild_seconds"] = time.perf_counter() - t0
-        atomic_write_json(out.will_write(ROW_FILE), row)
+        row = result_row(name, recipe, report, inference_costs(row_dir / onnx_name), train_seconds=saved.train_seconds,
+                         quantize_seconds=saved.quantize_seconds, row_seconds=saved.row_seconds or 0.0, error=error)
+        row = row.replace(rebuild_seconds=time.perf_counter() - t0)
+        atomic_write_json(out.will_write(ROW_FILE), row.to_json())
     finally:
         out.close()
     return row
 
 
-def rebuild(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path, *, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+def rebuild(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path, *, log: Callable[[str], None] = print) -> list[SweepRow]:
     """Rebuild every finished run of ``sweep`` in ``out_dir`` and rewrite the sweep's results files; the result rows."""
     sw = sweep if isinstance(sweep, Sweep) else sweep_from_dict(sweep) if isinstance(sweep, Mapping) else load_sweep(sweep)
     out = compare_output_dir(out_dir)
     out.check()
-    finished: dict[str, dict[str, Any]] = {}
+    finished: dict[str, SweepRow] = {}
     runs = sw.runs()
     for i, (name, rel, recipe) in enumerate(runs, 1):
         row_dir = out.folder(f"rows/{rel}", create=False)
@@ -92,7 +93,7 @@ def rebuild(sweep: str | Path | Mapping[str, Any] | Sweep, out_dir: str | Path, 
             continue
         log(f"[{i}/{len(runs)}] {rel}: rebuilding from its weights and QONNX file")
         finished[rel] = rebuild_run(name, recipe, row_dir, log=log)
-    rows = sweep_rows(sw, finished)
+    rows = mark_pareto(sweep_rows(sw, finished))[0]
     out.claim()
     try:
         if rows:

@@ -13,8 +13,10 @@ finished row is reused only when
   equals the row's resolved recipe;
 * ``report.json`` is a valid report of that design: it names the row, the recipe's board
   and output stage, and its folding target;
-* every number the results take from the report (accuracy, LUT/BRAM/URAM/DSP, fits, frames/s,
-  latency, verification) equals the one ``row.json`` records; when the row's QONNX file is
+* every number the results take from the report (accuracy, LUT/BRAM/URAM/DSP of the layers plus
+  converters, the layers' own LUT, fits, frames/s, latency, verification) equals the one
+  ``row.json`` records (a ``row.json`` from before LUT counted the converters is read in
+  today's meaning, :class:`flow.explore.rows.SweepRow`); when the row's QONNX file is
   there, it is loaded like any model qflow is given (:func:`flow.compile.load.load_onnx`: no
   domain that would import code, no external data outside the folder), and its weight bits,
   BOPs and MACs are recomputed and must match too.
@@ -27,6 +29,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +40,8 @@ from flow.compile.load import MAX_MODEL_BYTES, load_onnx
 from flow.core.errors import ConfigError, QflowError
 from flow.core.fileio import parse_json, read_regular
 from flow.core.outdir import OutputDir
-from flow.core.vocab import RESOURCES
 from flow.explore.recipe import Recipe
+from flow.explore.rows import COST_FIELDS, RESOURCE_FIELDS, SweepRow
 from flow.report.schema import MAX_REPORT_BYTES, Report
 from hw_targets import load_target
 
@@ -46,15 +49,15 @@ ROW_FILE = "row.json"
 #: Largest row.json read back.
 MAX_ROW_BYTES = 16 * 2**20
 #: The numbers of a result row that come from the row's report.
-REPORT_KEYS = ("accuracy", *RESOURCES, "lut_with_converters", "target", "fits", "throughput_fps", "latency_us", "verified")
-COST_KEYS = ("weight_mem_bits", "bops", "macs", "weight_mem_bits_nonzero", "bops_nonzero")
+REPORT_KEYS = ("accuracy", *RESOURCE_FIELDS, "lut_layers", "target", "fits", "throughput_fps", "latency_us", "verified")
+COST_KEYS = COST_FIELDS
 
 
 def report_numbers(report: Report) -> dict[str, Any]:
-    """The values a result row takes from ``report`` (see :data:`REPORT_KEYS`)."""
-    v = report.verification
-    return {"accuracy": report.accuracy, **{k: report.totals.get(k) for k in RESOURCES},
-            "lut_with_converters": report.resources_used()["lut"], "target": report.target.name,
+    """The values a result row takes from ``report`` (see :data:`REPORT_KEYS`): resources are layers plus converters."""
+    v, used = report.verification, report.resources_used()
+    return {"accuracy": report.accuracy, **{k: used.get(k) for k in RESOURCE_FIELDS},
+            "lut_layers": report.totals.get("lut"), "target": report.target.name,
             "fits": report.fits, "throughput_fps": report.throughput_fps, "latency_us": report.latency_us,
             "verified": None if v is None else v.passed}
 
@@ -80,10 +83,10 @@ def inference_costs(onnx_path: str | Path) -> dict[str, float]:
 def same_recipe(saved: Any, recipe: Recipe) -> bool:
     """True when ``saved`` (a recipe as recorded) validates today and equals ``recipe``: fields the
     recipe format gained since then take their defaults, so they do not change a row's identity."""
-    if not isinstance(saved, dict):
+    if not isinstance(saved, Mapping):
         return False
     try:
-        then = Recipe.model_validate(saved)
+        then = Recipe.model_validate(dict(saved))
     except (ValidationError, ValueError, TypeError):
         return False
     return then.model_dump(mode="json") == recipe.model_dump(mode="json")
@@ -100,7 +103,12 @@ def read_record(path: Path, what: str, limit: int) -> Any:
     return parse_json(read_regular(path, what, ConfigError, limit=limit, follow=False), f"{what} {path}", ConfigError)
 
 
-def reusable_row(row_dir: Path, recipe: Recipe) -> dict[str, Any] | None:
+def read_row(row_dir: Path) -> SweepRow:
+    """The result recorded in ``row_dir/row.json``, read as untrusted; ConfigError (one line) when it is not one."""
+    return SweepRow.from_json(read_record(row_dir / ROW_FILE, "row", MAX_ROW_BYTES), f"row {row_dir / ROW_FILE}")
+
+
+def reusable_row(row_dir: Path, recipe: Recipe) -> SweepRow | None:
     """The row's recorded result when it proves it belongs to ``recipe`` and its report (see the module docstring), else None."""
     if not (row_dir / ROW_FILE).exists() and not (row_dir / ROW_FILE).is_symlink():
         return None
@@ -113,8 +121,8 @@ def reusable_row(row_dir: Path, recipe: Recipe) -> dict[str, Any] | None:
     if row_bytes is None or report_bytes is None:
         return None
     try:
-        saved = parse_json(row_bytes, f"row {row_dir / ROW_FILE}", ConfigError)
-        if not isinstance(saved, dict) or saved.get("name") != recipe.name or not same_recipe(saved.get("recipe"), recipe):
+        saved = SweepRow.from_json(parse_json(row_bytes, f"row {row_dir / ROW_FILE}", ConfigError), f"row {row_dir / ROW_FILE}")
+        if saved.name != recipe.name or not same_recipe(saved.recipe, recipe):
             return None
         report = Report.from_dict(parse_json(report_bytes, f"report {row_dir / 'report.json'}", ConfigError), source=str(row_dir / "report.json"))
         board = load_target(recipe.build.target).name
@@ -124,7 +132,7 @@ def reusable_row(row_dir: Path, recipe: Recipe) -> dict[str, Any] | None:
         return None
     if report.folding.target_fps != recipe.build.target_fps:
         return None
-    if not all(_equal(saved.get(k), v) for k, v in report_numbers(report).items()):
+    if not all(_equal(getattr(saved, k), v) for k, v in report_numbers(report).items()):
         return None
     if (row_dir / qonnx).exists() or (row_dir / qonnx).is_symlink():
         if files.read_proven(qonnx, MAX_MODEL_BYTES) is None:
@@ -133,10 +141,10 @@ def reusable_row(row_dir: Path, recipe: Recipe) -> dict[str, Any] | None:
             costs = inference_costs(row_dir / qonnx)
         except Exception:  # noqa: BLE001 - a damaged or refused model file only means the row is not reusable
             return None
-        if not all(_equal(saved.get(k), v) for k, v in costs.items()):
+        if not all(_equal(getattr(saved, k), v) for k, v in costs.items()):
             return None
     return saved
 
 
-__all__ = ["COST_KEYS", "MAX_ROW_BYTES", "REPORT_KEYS", "ROW_FILE", "inference_costs", "read_record", "report_numbers", "reusable_row",
+__all__ = ["COST_KEYS", "MAX_ROW_BYTES", "REPORT_KEYS", "ROW_FILE", "inference_costs", "read_record", "read_row", "report_numbers", "reusable_row",
            "same_recipe"]

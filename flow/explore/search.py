@@ -36,6 +36,7 @@ from flow.core.outdir import OutputDir, inner_folder, retire_results
 from flow.explore.finalize import choose, finalists, front, retrain
 from flow.explore.recipe import Recipe, recipe_from_dict
 from flow.explore.results import write_csv
+from flow.explore.rows import Finalist
 from flow.explore.space import TECHNIQUE_PARAM, SearchSpace, point_recipe, search_space
 from flow.explore.study import (
     Monitor,
@@ -72,8 +73,8 @@ class SearchResult:
     out_dir: Path
     counts: dict[str, int]
     pareto: list[dict[str, Any]]
-    finalists: list[dict[str, Any]]
-    chosen: dict[str, Any] | None
+    finalists: list[Finalist]
+    chosen: Finalist | None
     files: dict[str, str] = field(default_factory=dict)
 
 
@@ -216,8 +217,8 @@ def write_outputs(study, opts: SearchOptions, base: Recipe, space: SearchSpace, 
     rows = trial_rows(study, space)
     front_rows = front(rows, space)
     cols = ["number", "state", *space.params, *METRICS, "retry_of", "duplicate_of", "reason"]
-    write_csv(out / "all_trials.csv", rows, cols)
-    write_csv(out / "pareto.csv", front_rows, cols[:-3])
+    write_csv(out / "all_trials.csv", [r.to_json() for r in rows], cols)
+    write_csv(out / "pareto.csv", [r.to_json() for r in front_rows], cols[:-3])
     c = counts(study)
     meta = {"study": opts.study_name, "storage": url, "target": target_name, "trials": opts.trials, "counts": c, "seconds": round(seconds, 1),
             "objective": ("validation accuracy (held-out training samples), frames/s and cost together (Optuna multi-objective)"
@@ -229,8 +230,7 @@ def write_outputs(study, opts: SearchOptions, base: Recipe, space: SearchSpace, 
             "pruner": opts.pruner if not opts.multi else "none (Optuna prunes single-objective studies only)",
             "budget": {"trial_epochs": trial_budget(opts, base), "max_train_samples": opts.max_train_samples, "val_samples": opts.val_samples,
                        "final_epochs": base.train.epochs}}
-    pts = [{**{k: r[k] for k in cols[:-3] if k not in space.params}, "params": {k: r[k] for k in space.params},
-            "point": asdict(space.point({k: r[k] for k in space.params}))} for r in front_rows]
+    pts = [{**r.metrics_json(), "params": dict(r.params), "point": asdict(space.point(dict(r.params)))} for r in front_rows]
     atomic_write_json(out / "pareto.json", {**meta, "front": pts})
     final_rows = finalists(front_rows, opts.finalists, opts.min_fps, spread_out=opts.multi)
     results = retrain(base, space, final_rows, target=opts.target, out=out, cost_of=lambda rep: cost_of(rep, opts.cost, opts.cost_weights),
@@ -238,14 +238,15 @@ def write_outputs(study, opts: SearchOptions, base: Recipe, space: SearchSpace, 
     chosen = choose(results, opts.acc_tolerance)
     marker = TECHNIQUE_PARAM if len(space.techniques) > 1 else None
     title = f"{opts.study_name}: {c['done']} trials ({c['trained']} trained) on {target_name}"
-    save_png(front_plot([r for r in rows if r["state"] == "COMPLETE"], front_rows, chosen and {**chosen, "number": chosen["trial"]}, title,
-                        marker_key=marker), out / "pareto.png")
+    save_png(front_plot([r.to_json() for r in rows if r.state == "COMPLETE"], [r.to_json() for r in front_rows],
+                        chosen and {**chosen.to_json(), "number": chosen.trial}, title, marker_key=marker), out / "pareto.png")
     files = {k: str(out / k) for k in ("all_trials.csv", "pareto.csv", "pareto.json", "pareto.png")}
     if chosen is not None:
-        files["chosen"] = chosen["report"]
+        files["chosen"] = chosen.report
     log(f"{c['done']} trials ({c.get('COMPLETE', 0)} complete, {c.get('PRUNED', 0)} pruned, {c['trained']} trained), {len(front_rows)} on the front, "
-        f"{sum(bool(r.get('verified')) for r in results)} of {len(results)} finalists verified")
-    atomic_write_json(out / "search.json", {**meta, "finalists": results, "chosen": chosen, "files": files})
+        f"{sum(r.verified for r in results)} of {len(results)} finalists verified")
+    atomic_write_json(out / "search.json", {**meta, "finalists": [r.to_json() for r in results],
+                                            "chosen": None if chosen is None else chosen.to_json(), "files": files})
     return SearchResult(opts.study_name, url, out, c, pts, results, chosen, files)
 
 

@@ -33,6 +33,7 @@ from flow.core.errors import InfeasibleDesignError
 from flow.core.outdir import OutputDir
 from flow.core.vocab import RESOURCES
 from flow.explore.recipe import Recipe
+from flow.explore.rows import TRIAL_METRICS, TrialRow
 from flow.explore.run import Prepared, check_recipe, train_recipe
 from flow.explore.space import Point, SearchSpace
 from flow.nn.export import export_qonnx
@@ -40,8 +41,8 @@ from flow.nn.train import evaluate
 from flow.report.schema import Report
 
 COSTS = ("lut", "util")
-#: Metrics a trial records (user attributes), besides its parameters.
-METRICS = ("accuracy", "cost", "fps", *RESOURCES, "latency_us", "max_cycles", "fits", "epochs_run", "train_s", "build_s")
+#: Metrics a trial records (user attributes), besides its parameters; resources are layers plus converters.
+METRICS = TRIAL_METRICS
 
 
 def cost_of(report: Report, cost: str, weights: dict[str, float] | None = None) -> float:
@@ -188,12 +189,9 @@ def reason(t) -> str | None:
     return None
 
 
-def trial_rows(study, space: SearchSpace) -> list[dict[str, Any]]:
-    """One flat row per trial: number, state, parameters, metrics and why it did not complete."""
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        row: dict[str, Any] = {"number": t.number, "state": t.state.name, **{k: t.params.get(k) for k in space.params}}
-        row.update({k: t.user_attrs.get(k) for k in METRICS})
-        row.update(retry_of=t.system_attrs.get("failed_trial"), duplicate_of=t.user_attrs.get("duplicate_of"), reason=reason(t))
-        rows.append(row)
-    return rows
+def trial_rows(study, space: SearchSpace) -> list[TrialRow]:
+    """One row per trial: number, state, parameters, metrics and why it did not complete."""
+    return [TrialRow(number=t.number, state=t.state.name, params={k: t.params.get(k) for k in space.params},
+                     **{k: t.user_attrs.get(k) for k in METRICS}, retry_of=t.system_attrs.get("failed_trial"),
+                     duplicate_of=t.user_attrs.get("duplicate_of"), reason=reason(t))
+            for t in study.get_trials(deepcopy=False)]

@@ -11,23 +11,19 @@ from html import escape
 from typing import Any
 
 from flow.report.cells import (
-    CHAIN_HEAD,
     FF_NOTE,
     LUT_LEGEND,
     bottleneck_names,
     bottleneck_text,
-    chain_rows,
     lut_cell,
     resource_rows,
-    sim_cell,
-    unsimulated,
     use_text,
 )
 from flow.report.graphs import cycle_profile, slowest
 from flow.report.plots import cycles_per_layer, resource_use
 from flow.report.schema import Report
+from flow.report.sections import cards, html_parts, layer_columns
 from flow.report.style import png_data_uri
-from flow.sim.rtlsim.design import NO_RTL_HINT
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0;
@@ -85,7 +81,7 @@ def _card(key: str, value: str, detail: str = "", cls: str = "") -> str:
 
 def _cards(r: Report) -> str:
     over = ", ".join(r.over_budget)
-    cards = [
+    items = [
         _card("Throughput", f"{_num(r.throughput_fps)} FPS",
               f"{_e(bottleneck_text(r))}, {_num(r.max_cycles)} cycles/frame"),
         _card("Latency", f"{_num(r.latency_us, '.2f')} µs"),
@@ -94,27 +90,20 @@ def _cards(r: Report) -> str:
     ]
     b = r.cycle_bound
     if b is not None:
-        cards.append(_card("Of the limit", f"{100 * b.fraction:.1f}%", _e(b.describe()), "ok" if b.fraction >= 1.0 else ""))
+        items.append(_card("Of the limit", f"{100 * b.fraction:.1f}%", _e(b.describe()), "ok" if b.fraction >= 1.0 else ""))
     if r.accuracy is not None:
-        cards.append(_card("Test accuracy", f"{100 * r.accuracy:.2f}%"))
+        items.append(_card("Test accuracy", f"{100 * r.accuracy:.2f}%"))
     v = r.verification
     if v is None:
-        cards.append(_card("Verification", "not run", "", "na"))
+        items.append(_card("Verification", "not run", "", "na"))
     else:
         failed = [s.name for s in v.stages if not s.passed]
         skipped = [s.name for s in v.stages if s.skipped]
         detail = f"failed: {_e(', '.join(failed))}" if failed else f"{len(v.stages) - len(skipped)} stage(s)"
         detail += f"; skipped: {_e(', '.join(skipped))}" if skipped else ""
-        cards.append(_card("Verification", "passed" if v.passed else "FAILED", detail, "ok" if v.passed else "bad"))
-    s = r.rtlsim
-    if s is not None:
-        rates = ", ".join(f"{c.cycles_per_frame:,.4g}" for c in s.chains if c.cycles_per_frame is not None)
-        if s.skipped:
-            cards.append(_card("RTL simulation", "skipped", _e(f"no RTL layer among {s.layers_hw}"), "na"))
-            return '<div class="cards">' + "".join(cards) + "</div>"
-        detail = f"{s.layers_simulated} of {s.layers_hw} layers" + (f"; chains at {rates} cycles/frame" if rates else "")
-        cards.append(_card("RTL simulation", "bit-exact" if s.passed else "FAILED", _e(detail), "ok" if s.passed else "bad"))
-    return '<div class="cards">' + "".join(cards) + "</div>"
+        items.append(_card("Verification", "passed" if v.passed else "FAILED", detail, "ok" if v.passed else "bad"))
+    items += [_card(c.title, c.value, _e(c.detail), c.kind) for c in cards(r)]
+    return '<div class="cards">' + "".join(items) + "</div>"
 
 
 def _bar(cycles: int, top: int) -> str:
@@ -125,11 +114,11 @@ def _bar(cycles: int, top: int) -> str:
 
 
 def _layer_table(r: Report, layers=None, rank: bool = False) -> str:
-    sim = r.rtlsim is not None
+    columns = layer_columns(r)
     top = max((layer.cycles for layer in r.layers), default=0)
     order = {layer.name: i for i, layer in enumerate(slowest(r.layers, len(r.layers)), 1)}
     head = ("<tr>" + ("<th class=n>rank</th>" if rank else "") + "<th>layer</th><th>op</th><th class=n>PE</th><th class=n>SIMD</th><th class=n>cycles (FINN)</th>"
-            + ("<th class=n>cycles (RTL sim)</th>" if sim else "")
+            + "".join(f"<th class=n>{_e(c.header)}</th>" for c in columns)
             + "<th class=n>LUT</th><th class=n>BRAM18</th><th class=n>URAM</th><th class=n>DSP</th></tr>")
     rows, bottlenecks = [], set(bottleneck_names(r))
     for layer in r.layers if layers is None else layers:
@@ -139,8 +128,7 @@ def _layer_table(r: Report, layers=None, rank: bool = False) -> str:
         cells.append(f"<td>{_e(layer.name)}{mark}</td><td>{_e(layer.op_type)}</td>")
         cells += [f"<td class=n>{_e(v or '-')}</td>" for v in (layer.pe, layer.simd)]
         cells.append(_bar(layer.cycles, top))
-        if sim:
-            cells.append(f'<td class=n title="{_e(layer.sim_note or "")}">{_e(sim_cell(layer))}</td>')
+        cells += [f'<td class=n title="{_e(c.hint(layer))}">{_e(c.cell(layer))}</td>' for c in columns]
         cells.append(f"<td class=n>{_e(lut_cell(layer))}</td>")
         cells += [f"<td class=n>{_num(v, 'g')}</td>" for v in (layer.bram_18k, layer.uram, layer.dsp)]
         rows.append(f'<tr{" class=hot" if hot else ""}>{"".join(cells)}</tr>')
@@ -173,26 +161,6 @@ def _layers(r: Report) -> str:
             f"<h3>Layers per op type</h3>{_op_totals(r)}"
             f"<details><summary>All {n} layers in dataflow order (rank = place by cycles)</summary>"
             f'<div class="scroll">{_layer_table(r, rank=True)}</div></details>{legend}')
-
-
-def _rtlsim(r: Report) -> str:
-    s = r.rtlsim
-    if s is None:
-        return '<p class="muted">RTL simulation: not run (<code>qflow build --rtlsim</code>).</p>'
-    if s.skipped:
-        return f'<p>{_e(s.simulator)}: <b>skipped</b>, none of the {s.layers_hw} layers is an RTL layer; {_e(NO_RTL_HINT)}.</p>'
-    verdict = '<span class="pass">passed</span>' if s.passed else '<span class="fail">FAILED</span>'
-    out = (f"<p>{_e(s.simulator)}, {s.samples} frames back to back: {s.layers_simulated} of {s.layers_hw} layers simulated alone, "
-           f"{verdict}; FIFO depths sized by simulation in <code>{_e(s.fifo_depths_file)}</code>.</p>")
-    missing = unsimulated(r)
-    if missing:
-        out += "<p>Not simulated:</p><ul>" + "".join(f"<li>{_e(m)}</li>" for m in missing) + "</ul>"
-    rows = chain_rows(r)
-    if rows:
-        head = "<tr>" + "".join(f"<th{' class=n' if 0 < i < len(CHAIN_HEAD) - 1 else ''}>{_e(h)}</th>" for i, h in enumerate(CHAIN_HEAD)) + "</tr>"
-        body = "".join("<tr>" + "".join(f"<td{' class=n' if 0 < i < len(row) - 1 else ''}>{_e(v)}</td>" for i, v in enumerate(row)) + "</tr>" for row in rows)
-        out += f"<table>{head}{body}</table>"
-    return out
 
 
 def _util_table(r: Report) -> str:
@@ -263,7 +231,7 @@ def _build_info(r: Report) -> str:
     timings = r.timings_s
     if timings:
         items.append("<li>Timings: " + ", ".join(
-            f"{_e(k)} {v:.2f} s" for k, v in timings.items()) + f" (total {sum(timings.values()):.2f} s)</li>")
+            f"{_e(k)} {v:.2f} s" for k, v in timings.items()) + f" (total {timings.total:.2f} s)</li>")
     return "<ul>" + "".join(items) + "</ul>"
 
 
@@ -294,7 +262,7 @@ clock {_num(t.clock_mhz, 'g')} MHz &middot; stage {_e(report.stage)}</p>
 <h2>Layers</h2>{_layers(report)}
 <h2>Utilisation</h2>{_util_table(report)}
 <h2>Verification</h2>{_verification(report)}
-<h2>RTL simulation</h2>{_rtlsim(report)}
+{html_parts(report)}
 <h2>Build</h2>{_build_info(report)}
 </main></body></html>
 """

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 from flow.report.cells import (
-    CHAIN_HEAD,
     FF_NOTE,
     LUT_LEGEND,
     bottleneck_names,
     bottleneck_text,
     cap_text,
-    chain_rows,
     lut_cell,
     resource_rows,
-    sim_cell,
-    unsimulated,
     use_text,
 )
 from flow.report.schema import Report
-from flow.report.sections import section_rows
-from flow.sim.rtlsim.design import NO_RTL_HINT
+from flow.report.sections import known_sections, layer_columns, markdown_rows, other_sections
 
 
 def _stage_rows(report: Report) -> list[str]:
@@ -68,31 +63,17 @@ def render_markdown(report: Report) -> str:
         lines.append(f"| {row['label']} | {layers} | {conv} | {cap_text(row)} | {use_text(row)} |")
     if any(row["used"] is None for row in rows):
         lines += ["", FF_NOTE]
-    sim, hot = report.rtlsim is not None, set(bottleneck_names(report))
-    lines += ["", "| layer | op | PE | SIMD | cycles (FINN) |" + (" cycles (RTL sim) |" if sim else "") + " LUT | BRAM18 | URAM | DSP |",
-              "|---|---|---:|---:|---:|" + ("---:|" if sim else "") + "---:|---:|---:|---:|"]
+    columns, hot = layer_columns(report), set(bottleneck_names(report))
+    lines += ["", "| layer | op | PE | SIMD | cycles (FINN) |" + "".join(f" {c.header} |" for c in columns) + " LUT | BRAM18 | URAM | DSP |",
+              "|---|---|---:|---:|---:|" + "---:|" * len(columns) + "---:|---:|---:|---:|"]
     for layer in report.layers:
         mark = " **(bottleneck)**" if layer.name in hot else ""
         lines.append(
             f"| {layer.name}{mark} | {layer.op_type} | {layer.pe or '-'} | {layer.simd or '-'} | {layer.cycles} |"
-            + (f" {sim_cell(layer)} |" if sim else "")
+            + "".join(f" {c.cell(layer)} |" for c in columns)
             + f" {lut_cell(layer)} | {layer.bram_18k:g} | {layer.uram:g} | {layer.dsp:g} |"
         )
     lines += ["", LUT_LEGEND]
-    return "\n".join(lines + _rtlsim_rows(report) + _stage_rows(report) + section_rows(report.sections)) + "\n"
+    own, other = markdown_rows(known_sections(report), report), markdown_rows(other_sections(report), report)
+    return "\n".join(lines + own + _stage_rows(report) + other) + "\n"
 
-
-def _rtlsim_rows(report: Report) -> list[str]:
-    r = report.rtlsim
-    if r is None:
-        return []
-    if r.skipped:
-        return ["", f"RTL simulation ({r.simulator}): **skipped**, none of the {r.layers_hw} layers is an RTL layer; {NO_RTL_HINT}."]
-    lines = ["", f"RTL simulation ({r.simulator}, {r.samples} frames back to back): {r.layers_simulated} of {r.layers_hw} layers "
-             f"simulated alone, **{'passed' if r.passed else 'FAILED'}**; FIFO depths sized by simulation in {r.fifo_depths_file}."]
-    lines += [f"- not simulated: {u}" for u in unsimulated(report)]
-    rows = chain_rows(report)
-    if rows:
-        lines += ["", "| " + " | ".join(CHAIN_HEAD) + " |", "|---|" + "---:|" * (len(CHAIN_HEAD) - 2) + "---|"]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines

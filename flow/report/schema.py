@@ -54,7 +54,7 @@ Schema (``schema_version`` 4)::
                                   is on its bound); ``optimal``: proven fastest within the caps
     stage                 estimates | codegen | bitfile
     skipped               [str]   steps not run, with the reason
-    timings_s             {step: seconds}
+    timings_s             {step: seconds}   every shown step, in the order it ran (:class:`flow.core.timings.Timings`)
 
 :meth:`Report.load` reads a report.json back, validated (a file in an output folder is
 untrusted input); :meth:`Report.to_dict` is the JSON-ready dict. Reports of schema version 1
@@ -65,8 +65,8 @@ at their defaults (``bottlenecks`` as ``[bottleneck]``).
 
 from __future__ import annotations
 
-import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -75,10 +75,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from flow.core.config import format_validation_error
 from flow.core.errors import ConfigError
 from flow.core.estimates import Converter, Estimates, LayerEstimate, Resources
+from flow.core.timings import Timings
 from flow.core.vocab import RESOURCE_LABELS
-from flow.sim.rtlsim.design import DesignSim
-from flow.sim.rtlsim.toolchain import find_verilator
 from flow.sim.verify import Verification
+from flow.verifiers.builtin import view_of
+from flow.verifiers.rtlsim_section import RtlsimReport
 from hw_targets import RESOURCE_KEYS, Target
 
 SCHEMA_VERSION = 4
@@ -147,70 +148,6 @@ class CycleBound(_Strict):
         return f"lower bound {self.cycles:,} cycles/frame from {what}; the design is {at}"
 
 
-class ChainReport(_Strict):
-    """One chain of RTL layers simulated as one stitched design (see the module docstring)."""
-
-    name: str
-    layers: list[str]
-    nodes: int
-    fifos: int
-    dwcs: int
-    status: str
-    passed: bool
-    bit_exact: bool
-    cycles_per_frame: float | None = None
-    latency: int | None = None
-    exp_cycles: int | None = None
-    deep_cycles_per_frame: float | None = None
-    deep_latency: int | None = None
-    fifo_depth_deep: int = 0
-    fifo_depth_sized: int | None = None
-    fifo_depths: dict[str, int] = Field(default_factory=dict)
-    fifo_peaks: dict[str, int] = Field(default_factory=dict)
-    rate_kept: bool | None = None
-    backpressure_bit_exact: bool | None = None
-    note: str | None = None
-
-
-class RtlsimReport(_Strict):
-    """What ``--rtlsim`` simulated and measured."""
-
-    simulator: str
-    samples: int
-    passed: bool
-    skipped: bool = False
-    layers_hw: int
-    layers_rtl: int
-    layers_simulated: int
-    chains: list[ChainReport]
-    fifo_depths_file: str | None = None
-    verilate_s: float = 0.0
-    simulate_s: float = 0.0
-
-    @classmethod
-    def of(cls, sim: DesignSim) -> "RtlsimReport":
-        chains = [ChainReport(**{k: getattr(c, k) for k in ChainReport.model_fields if k != "passed"}, passed=c.passed) for c in sim.chains]
-        return cls(simulator=f"Verilator {find_verilator().version}", samples=sim.samples, passed=sim.passed,
-                   skipped=not sim.chains and not any(r.simulated for r in sim.layers), layers_hw=len(sim.layers),
-                   layers_rtl=sum(r.op_type.endswith("_rtl") for r in sim.layers), layers_simulated=sum(r.simulated for r in sim.layers),
-                   chains=chains, fifo_depths_file="fifo_depths.json", verilate_s=sim.seconds.get("verilate", 0.0),
-                   simulate_s=sim.seconds.get("simulate", 0.0))
-
-
-def with_sim_cycles(layers: list[LayerEstimate], sim: DesignSim) -> list[LayerEstimate]:
-    """``layers`` with the cycles per frame each one measured alone in RTL simulation (or why not)."""
-    by_name = {r.layer: r for r in sim.layers}
-    out = []
-    for layer in layers:
-        r = by_name.get(layer.name)
-        if r is None:
-            out.append(layer)
-            continue
-        note = r.note if r.note or r.cycles_per_frame is not None else "no cycles measured"
-        out.append(dataclasses.replace(layer, sim_cycles=r.cycles_per_frame, sim_note=note))
-    return out
-
-
 def tied_bottlenecks(est: Estimates) -> list[str]:
     """Every layer whose cycles per frame equal the design's maximum, FINN's bottleneck first."""
     tied = [layer.name for layer in est.layers if layer.cycles == est.max_cycles and layer.name != est.bottleneck]
@@ -239,22 +176,31 @@ class Report(_Strict):
     folding: FoldingInfo
     stage: str
     skipped: list[str] = Field(default_factory=list)
-    timings_s: dict[str, float] = Field(default_factory=dict)
-    rtlsim: RtlsimReport | None = None
+    timings_s: Timings = Field(default_factory=Timings)
+    rtlsim: RtlsimReport | None = None  # the RTL simulation verifier's section (flow.verifiers.rtlsim_section)
     cycle_bound: CycleBound | None = None
-    sections: dict[str, dict[str, Any]] = Field(default_factory=dict)  # plug-in verifiers' own sections, by name
+    sections: dict[str, dict[str, Any]] = Field(default_factory=dict)  # other verifiers' own sections, by name
 
     @classmethod
     def from_estimates(
         cls, *, model: str, target: Target, est: Estimates, folding: FoldingInfo, stage: str,
         accuracy: float | None = None, verification: Verification | None = None,
-        skipped: list[str] | None = None, timings: dict[str, float] | None = None, rtlsim: DesignSim | None = None,
-        cycle_bound: dict[str, Any] | None = None, sections: dict[str, dict[str, Any]] | None = None,
+        skipped: list[str] | None = None, timings: Mapping[str, float] | None = None,
+        cycle_bound: dict[str, Any] | None = None, results: Mapping[str, object] | None = None,
     ) -> "Report":
+        """The report of an estimate; ``results``: each verifier's result section by verifier name, stored
+        and shown as its :class:`~flow.verifiers.section.SectionView` says (its own key, or ``sections.<name>``)."""
+        layers, own, sections = list(est.layers), {}, {}
+        for name, result in (results or {}).items():
+            view = view_of(name)
+            layers = view.annotate_layers(layers, result)
+            section = view.section(result)
+            if section is not None:
+                (own if view.report_key else sections)[view.report_key or name] = section
         return cls(
             model=model,
             target=TargetInfo.of(target),
-            layers=with_sim_cycles(list(est.layers), rtlsim) if rtlsim is not None else list(est.layers),
+            layers=layers,
             totals=est.totals,
             data_width_converters=ConverterSummary(count=len(est.converters), totals=est.converter_totals, converters=list(est.converters)),
             budget=est.budget,
@@ -270,10 +216,10 @@ class Report(_Strict):
             folding=folding,
             stage=stage,
             skipped=skipped or [],
-            timings_s={k: round(v, 3) for k, v in (timings or {}).items()},
-            rtlsim=RtlsimReport.of(rtlsim) if rtlsim is not None else None,
+            timings_s=Timings.of(timings or {}).rounded(3),
             cycle_bound=CycleBound.model_validate(cycle_bound) if cycle_bound is not None else None,
-            sections=sections or {},
+            sections=sections,
+            **own,
         )
 
     @model_validator(mode="before")

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from flow.core.pipeline import BuildContext, BuildState, StepSpec
 from flow.report.schema import FoldingInfo, Report
-from flow.report.sections import ReportSection
 from flow.report.writer import REPORT_FILES, write_report
-from flow.sim.rtlsim.design import DesignSim
 from flow.sim.verify import Verification
 
 
@@ -20,8 +18,6 @@ def build_report(state: BuildState, ctx: BuildContext) -> Report:
     cfg, est = ctx.cfg, state.estimate
     checks = [c for name in state.checks for c in state.checks[name]]
     verification = Verification(passed=all(c.passed for c in checks), stages=checks) if state.checks else None
-    rtlsim = state.sections.get("rtlsim")
-    sections = {name: s.to_json() for name, s in state.sections.items() if isinstance(s, ReportSection)}
     folding = FoldingInfo(
         mode=cfg.folding_mode, target_fps=cfg.target_fps, file=str(cfg.folding_file) if cfg.folding_file else None,
         specialize_file=str(cfg.specialize_file) if cfg.specialize_file else None,
@@ -29,7 +25,7 @@ def build_report(state: BuildState, ctx: BuildContext) -> Report:
     return Report.from_estimates(
         model=state.name, target=ctx.target, est=est, folding=folding, stage=cfg.stage,  # type: ignore[arg-type]
         accuracy=state.accuracy, verification=verification, skipped=list(state.skipped), timings=state.timings,
-        rtlsim=rtlsim if isinstance(rtlsim, DesignSim) else None, cycle_bound=est.cycle_bound, sections=sections,
+        cycle_bound=est.cycle_bound, results=state.sections,
     )
 
 

@@ -4,10 +4,11 @@ A verifier has a name (its build step and its key in the report), says when it r
 build (``enabled``), checks what it needs before the output folder is touched (``check``:
 a missing tool is :class:`~flow.core.errors.ToolMissingError`, exit 5), how many
 verification inputs it needs, and runs on the build state: it returns its stage checks and
-its own report section (an object the report knows, or one with the
-:class:`flow.report.sections.ReportSection` protocol). :func:`verifier_step` makes it a
-build step; :func:`inputs_step` draws the random inputs the enabled verifiers share when the
-caller brought none.
+its own report section. How that section is stored in report.json and shown in report.md
+and report.html is the verifier's too (it is a :class:`~flow.verifiers.section.SectionView`;
+by default a JSON object with the :class:`~flow.verifiers.section.ReportSection` protocol,
+one line per key). :func:`verifier_step` makes it a build step; :func:`inputs_step` draws the
+random inputs the enabled verifiers share when the caller brought none.
 
 >>> class Count(Verifier):
 ...     name = "count"
@@ -29,6 +30,7 @@ from flow.core.checks import StageCheck
 from flow.core.pipeline import BuildContext, BuildState, StepSpec
 from flow.core.stages import Stage
 from flow.sim.inputs import random_inputs
+from flow.verifiers.section import SectionView
 
 
 @dataclass
@@ -39,7 +41,7 @@ class VerifierResult:
     section: object | None = None
 
 
-class Verifier:
+class Verifier(SectionView):
     """A verification backend (subclass it; see the module docstring)."""
 
     #: Its build step's name and its key in the report.

@@ -6,7 +6,7 @@ tensor of the partition kept: each RTL layer reads what the Python execution of 
 before it computed (:mod:`flow.sim.rtlsim`). The FIFO depths the chains' simulation sized
 go into ``design.onnx`` (the layers' ``inFIFODepths``/``outFIFODepths``) and into
 ``fifo_depths.json`` (FINN's folding-config format). Its stage check is the verification
-stage ``rtlsim``; its section (:class:`~flow.sim.rtlsim.design.DesignSim`) is report.json's ``rtlsim``.
+stage ``rtlsim``; its section is report.json's ``rtlsim``, shown as :mod:`flow.verifiers.rtlsim_section` says.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from flow.sim.rtlsim.design import DesignSim, simulate_design, stage_check
 from flow.sim.rtlsim.toolchain import find_verilator
 from flow.sim.verify import fit_inputs
 from flow.verifiers.registry import Verifier, VerifierResult
+from flow.verifiers.rtlsim_section import RtlsimView
 
 FIFO_DEPTHS_FILE = "fifo_depths.json"
 
@@ -54,7 +55,7 @@ def run_rtlsim(design: ModelWrapper, design_path: Path, x: np.ndarray, samples: 
     return sim
 
 
-class RtlsimVerifier(Verifier):
+class RtlsimVerifier(RtlsimView, Verifier):
     """FINN's generated RTL simulated with Verilator: every RTL layer bit for bit, chains stitched, FIFOs sized."""
 
     name = "rtlsim"

@@ -8,10 +8,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
+from flow.explore.rows import SweepRow  # noqa: E402
 from search_vs_hand import eligible, hypervolume, judge, shortfalls  # noqa: E402
 
-HAND = {"name": "tfc-w4a4", "accuracy": 0.985, "accuracy_max": 0.987, "seeds": [0, 1, 2], "throughput_fps": 1.02e6,
-        "lut_with_converters": 31000.0}
+HAND = SweepRow("tfc-w4a4", accuracy=0.985, accuracy_max=0.987, seeds=(0, 1, 2), throughput_fps=1.02e6, lut=31000.0)
 
 
 def _design(name, acc, fps, lut, **kw):

@@ -89,29 +89,38 @@ def smoke(tmp_path_factory):
 
 def test_every_row_has_the_metrics(smoke):
     rows, out = smoke
-    assert [r["name"] for r in rows] == ["w1a1", "w2a2"]
+    assert [r.name for r in rows] == ["w1a1", "w2a2"]
     for r in rows:
-        missing = [k for k in ROW_KEYS if r.get(k) is None]
-        assert not missing, (r["name"], missing)
-        assert 0 <= r["accuracy"] <= 1 and r["lut"] > 0 and r["throughput_fps"] > 0 and r["verified"]
-        assert r["recipe"]["name"] == r["name"] and r["recipe"]["data"]["dataset"] == "digits"
-        assert r["seed"] == r["recipe"]["seed"] == 0
+        missing = [k for k in ROW_KEYS if getattr(r, k) is None]
+        assert not missing, (r.name, missing)
+        assert 0 <= r.accuracy <= 1 and r.lut > 0 and r.throughput_fps > 0 and r.verified
+        assert r.recipe["name"] == r.name and r.recipe["data"]["dataset"] == "digits"
+        assert r.seed == r.recipe["seed"] == 0
     # TFC on 8x8 digits has 64*64 + 64*64 + 64*64 + 64*10 = 12,928 weights
     w1a1, w2a2 = rows
-    assert (w1a1["macs"], w1a1["weight_mem_bits"], w1a1["bops"]) == (12928, 12928, 12928)
-    assert (w2a2["macs"], w2a2["weight_mem_bits"], w2a2["bops"]) == (12928, 2 * 12928, 4 * 12928)
+    assert (w1a1.macs, w1a1.weight_mem_bits, w1a1.bops) == (12928, 12928, 12928)
+    assert (w2a2.macs, w2a2.weight_mem_bits, w2a2.bops) == (12928, 2 * 12928, 4 * 12928)
+
+
+def test_a_rows_lut_is_its_reports_layers_plus_converters(smoke):
+    rows, out = smoke
+    for r in rows:
+        report = json.loads((out / "rows" / r.name / "report.json").read_text())
+        layers, converters = report["totals"]["lut"], report["data_width_converters"]["totals"]["lut"]
+        assert r.lut == layers + converters and r.lut_layers == layers
+        assert json.loads((out / "rows" / r.name / "row.json").read_text())["lut"] == layers + converters
 
 
 def test_results_files(smoke):
     rows, out = smoke
     data = json.loads((out / "results.json").read_text())
     assert data["sweep"] == "smoke" and [r["name"] for r in data["rows"]] == ["w1a1", "w2a2"]
-    assert data["rows"][0]["recipe"] == rows[0]["recipe"]
+    assert data["rows"][0]["recipe"] == rows[0].recipe
     assert set(data["pareto"]) == {"pareto_lut", "pareto_fps"} and data["pareto"]["pareto_lut"]["digits"]
     with open(out / "results.csv", newline="") as f:
         table = list(csv.DictReader(f))
     assert [r["name"] for r in table] == ["w1a1", "w2a2"]
-    assert float(table[1]["lut"]) == rows[1]["lut"] and json.loads(table[0]["recipe"])["seed"] == 0
+    assert float(table[1]["lut"]) == rows[1].lut and json.loads(table[0]["recipe"])["seed"] == 0
     md = (out / "results.md").read_text()
     assert "| w1a1 | tfc | digits | w1a1 | QAT |" in md and "accuracy_vs_lut.png" in md
     for png in ("accuracy_vs_lut.png", "accuracy_vs_fps.png"):
@@ -145,11 +154,11 @@ def test_interrupted_and_changed_rows_are_redone(smoke, tmp_path, monkeypatch):
 
     monkeypatch.setattr(compare_module, "run", counting_run)
     rows = compare(SMOKE_SWEEP, out, progress=False, log=lambda _: None)
-    assert ran == ["w1a1"] and [r["name"] for r in rows] == ["w1a1", "w2a2"]
+    assert ran == ["w1a1"] and [r.name for r in rows] == ["w1a1", "w2a2"]
     sweep = load_sweep(SMOKE_SWEEP)  # a changed recipe is not the finished row
     sweep.rows["w2a2"] = sweep.rows["w2a2"].model_copy(update={"seed": 1})
     rows = compare(sweep, out, progress=False, log=lambda _: None)
-    assert ran == ["w1a1", "w2a2"] and rows[1]["seed"] == 1
+    assert ran == ["w1a1", "w2a2"] and rows[1].seed == 1
 
 
 def test_bad_sweep_on_the_command_line_is_one_line(tmp_path, capsys):

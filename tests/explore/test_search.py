@@ -169,10 +169,10 @@ def test_search_writes_front_finalists_and_the_chosen_design(tmp_path):
     front = json.loads((tmp_path / "pareto.json").read_text())["front"]
     assert front and all(p["accuracy"] > 0 and p["lut"] > 0 and p["fps"] > 0 for p in front)
     assert set(front[0]["point"]["layer_bits"]) == {"fc0", "fc1", "fc2"}
-    assert len(res.finalists) == 1 and res.chosen is not None and res.chosen["verified"]
-    report = json.loads(Path(res.chosen["report"]).read_text())
-    assert report["folding"]["mode"] == "auto" and report["verification"]["passed"] and report["accuracy"] == res.chosen["accuracy"]
-    assert res.chosen["trial"] in [p["number"] for p in front]
+    assert len(res.finalists) == 1 and res.chosen is not None and res.chosen.verified
+    report = json.loads(Path(res.chosen.report).read_text())
+    assert report["folding"]["mode"] == "auto" and report["verification"]["passed"] and report["accuracy"] == res.chosen.accuracy
+    assert res.chosen.trial in [p["number"] for p in front]
     assert len((tmp_path / "all_trials.csv").read_text().splitlines()) == 1 + 3
 
 

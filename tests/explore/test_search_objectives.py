@@ -12,6 +12,7 @@ from flow.compat import optuna as optuna_compat
 from flow.core.errors import ConfigError
 from flow.explore.finalize import choose, finalists, losses, spread
 from flow.explore.recipe import recipe_from_dict
+from flow.explore.rows import Finalist, TrialRow
 from flow.explore.search import SearchOptions, load_study, search
 from flow.explore.space import point_recipe, search_space
 from flow.explore.study import check_options
@@ -50,7 +51,7 @@ def test_a_point_folded_toward_the_floor_asks_finn_for_whole_cycles_not_one_fewe
 
 
 def _row(n, acc, fps, cost):
-    return {"number": n, "accuracy": acc, "fps": fps, "cost": cost, "fits": True}
+    return TrialRow(number=n, state="COMPLETE", params={}, accuracy=acc, fps=fps, cost=cost, fits=True)
 
 
 def test_finalists_spread_over_the_front_by_hypervolume_and_match_the_best_subset():
@@ -61,17 +62,19 @@ def test_finalists_spread_over_the_front_by_hypervolume_and_match_the_best_subse
     ref = np.array([0.0, 0.0, 1.1 * pts[:, 2].max() + 1.0])
     best = max(itertools.combinations(range(len(rows)), 3), key=lambda c: optuna_compat.hypervolume(pts[list(c)], ref))
     assert optuna_compat.hypervolume(losses(got), ref) == pytest.approx(optuna_compat.hypervolume(pts[list(best)], ref), rel=0.02)
-    assert {r["number"] for r in got} != {0, 1, 2}  # not simply the most accurate
+    assert {r.number for r in got} != {0, 1, 2}  # not simply the most accurate
     assert finalists(rows, 2, 0.0) == rows[:2] and len(finalists(rows, 2, 0.0, spread_out=True)) == 2
     assert finalists(rows, 9, 1.5e6, spread_out=True) == [rows[4]]
 
 
 def test_the_chosen_design_is_picked_on_validation_accuracy_not_test_accuracy():
-    results = [{"trial": 0, "search_accuracy": 0.95, "accuracy": 0.97, "cost": 10.0, "fps": 1.0, "verified": True, "fits": True},
-               {"trial": 1, "search_accuracy": 0.96, "accuracy": 0.90, "cost": 20.0, "fps": 1.0, "verified": True, "fits": True},
-               {"trial": 2, "search_accuracy": 0.99, "accuracy": 0.99, "cost": 5.0, "fps": 1.0, "verified": False, "fits": True}]
-    assert choose(results)["trial"] == 1
-    assert choose(results, acc_tolerance=0.02)["trial"] == 0  # cheaper, within 2 validation points
+    def done(trial, val, test, cost, verified=True):
+        return Finalist(trial=trial, name=f"t{trial}", search_accuracy=val, report="r", accuracy=test, cost=cost, fps=1.0,
+                        verified=verified, fits=True)
+
+    results = [done(0, 0.95, 0.97, 10.0), done(1, 0.96, 0.90, 20.0), done(2, 0.99, 0.99, 5.0, verified=False)]
+    assert choose(results).trial == 1
+    assert choose(results, acc_tolerance=0.02).trial == 0  # cheaper, within 2 validation points
 
 
 def test_a_three_objective_search_writes_all_three_axes_of_its_front(tmp_path):
@@ -86,6 +89,6 @@ def test_a_three_objective_search_writes_all_three_axes_of_its_front(tmp_path):
     assert meta["directions"] == {"accuracy": "maximize", "fps": "maximize", "cost": "minimize (lut)"}
     assert meta["front"] and all({"accuracy", "fps", "cost", "lut"} <= set(p) for p in meta["front"])
     assert "SetFolding" in meta["folding"] and meta["pruner"].startswith("none")
-    report = json.loads((tmp_path / "final" / res.finalists[0]["name"] / "report.json").read_text())
+    report = json.loads((tmp_path / "final" / res.finalists[0].name / "report.json").read_text())
     assert report["folding"]["mode"] == "fps" and report["folding"]["target_fps"] == 10000
-    assert res.chosen is not None and res.chosen["search_accuracy"] == res.finalists[0]["search_accuracy"]
+    assert res.chosen is not None and res.chosen.search_accuracy == res.finalists[0].search_accuracy
