@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from pathlib import Path
 from typing import Literal
 
@@ -22,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flow.core.config import format_validation_error
 from flow.core.errors import ConfigError, UnknownTargetError
-from flow.core.fileio import read_regular
+from flow.core.fileio import parse_toml, read_regular
 
 TARGET_DIR = Path(__file__).resolve().parent
 RESOURCE_KEYS = ("lut", "ff", "bram_18k", "uram", "dsp")
@@ -89,10 +88,7 @@ MAX_TARGET_BYTES = 1 << 16
 
 def _read(path: Path) -> Target:
     raw = read_regular(path, "target file", ConfigError, limit=MAX_TARGET_BYTES)  # a regular file only: no pipe or device
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as e:
-        raise ConfigError(f"cannot read target file {path}: {' '.join(str(e).split())[:200]}") from None
+    data = parse_toml(raw, f"target file {path}", ConfigError)
     data.setdefault("name", path.stem)
     try:
         return Target.model_validate(data)

@@ -260,3 +260,37 @@ def write_recipe(folder: Path, outside: Path, board: str, choices: dict[str, str
     path = folder / "recipe.toml"
     path.write_text("\n".join(lines) + "\n")
     return path, ok
+
+
+_RECIPE = 'name = "fz"\n[model]\nname = "tfc"\noptions = { hidden = [16] }\n[data]\ndataset = "digits"\n[train]\nepochs = 0\nthreads = 1\n[build]\nverify_samples = 4\n'
+_SWEEP = ('[defaults]\ndata = { dataset = "digits" }\ntrain = { epochs = 0, threads = 1 }\nbuild = { verify_samples = 4 }\n'
+          '[[rows]]\nname = "a"\nmodel = { name = "tfc", options = { hidden = [16] } }\n')
+
+
+def valid_file(folder: Path, slot: str, name: str, model: Path, board: str) -> Path:
+    """A regular file in ``folder`` named ``name`` whose content is valid for ``slot`` (see :data:`PIPE_SLOTS`):
+    the valid input of the pipes-and-devices family."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+
+    from flow.nn.data import write_idx
+
+    p = folder / name
+    if slot == "model":
+        shutil.copy(model, p)
+    elif slot in ("verify-inputs", "reference-outputs"):
+        x = np.zeros((2, 1, 8, 8), dtype=np.float32)
+        if slot == "reference-outputs":  # the model's own outputs on the inputs the test passes with --verify-inputs
+            m = ModelWrapper(str(model))
+            i, o = m.graph.input[0].name, m.graph.output[0].name
+            x = np.concatenate([execute_onnx(m, {i: x[k:k + 1]})[o] for k in range(len(x))])
+        with open(p, "wb") as f:  # np.save(path) would add ".npy" to the name
+            np.save(f, x)
+    elif slot == "dataset-file":
+        rng = np.random.default_rng(0)
+        for split, n in (("train", 64), ("t10k", 32)):
+            write_idx(folder / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+            write_idx(folder / f"{split}-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8))
+    else:
+        p.write_text({"recipe": _RECIPE, "sweep": _SWEEP, "target": board, "sensitivity-map": '{"min_precision": {}}'}.get(slot, '{"Defaults": {}}'))
+    return p

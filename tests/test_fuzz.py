@@ -34,6 +34,7 @@ from fuzz_families import (
     recipe_paths,
     run_cli_process,
     special_file,
+    valid_file,
     write_recipe,
 )
 from fuzzing import (
@@ -170,13 +171,14 @@ def test_recipes(workspace, mutated):
 
 
 @FUZZ
-@given(kind=st.sampled_from(MUTATIONS), seed=st.integers(0, 2**32 - 1))
+@given(kind=st.sampled_from(("unchanged", *MUTATIONS)), seed=st.integers(0, 2**32 - 1))
 def test_model_mutations(workspace, kind, seed):
     ws, _ = workspace
     d = _inputs(ws)
     proto = onnx.load(str(ws / "model" / "tiny.onnx"))
-    onnx.save(mutate_model(proto, kind, random.Random(seed), d), str(d / "model.onnx"))
-    _fuzz_once(ws, ["build", str(d / "model.onnx"), "--out", str(ws / "out"), "--samples", "4"], "model_mutations")
+    onnx.save(proto if kind == "unchanged" else mutate_model(proto, kind, random.Random(seed), d), str(d / "model.onnx"))
+    _fuzz_once(ws, ["build", str(d / "model.onnx"), "--out", str(ws / "out"), "--samples", "4"], "model_mutations",
+               valid=kind == "unchanged" or None)
 
 
 @FUZZ
@@ -237,18 +239,20 @@ def test_planted_links_and_manifests(workspace, planted, codegen):
 
 
 @FUZZ
-@given(slot=st.sampled_from(PIPE_SLOTS), kind=st.sampled_from(PIPE_KINDS))
+@given(slot=st.sampled_from(PIPE_SLOTS), kind=st.sampled_from(("regular", *PIPE_KINDS)))
 def test_pipes_and_devices_as_inputs(workspace, slot, kind):
+    """Every input slot as a pipe, a device, a folder or a link to a pipe: refused (exit 2); the same slot
+    holding a regular file with valid content: the run succeeds."""
     ws, _ = workspace
     d = _inputs(ws)
-    model, out = str(ws / "model" / "tiny.onnx"), str(ws / "out")
+    model, out = str(ws / "model" / "tiny.onnx"), str(_fresh_out(ws) if kind == "regular" else ws / "out")
     x = d / "x.npy"
     np.save(x, np.zeros((2, 1, 8, 8), dtype=np.float32))
     recipe = 'name = "fz"\n[model]\nname = "tfc"\noptions = { hidden = [16] }\n[data]\ndataset = "{ds}"\n{root}[train]\nepochs = 0\n{build}'
     name = {"dataset-file": "t10k-images-idx3-ubyte", "target": "board.toml"}.get(slot, f"input.{slot}")
     where = d / "data" / "mnist" if slot == "dataset-file" else d
     where.mkdir(parents=True, exist_ok=True)
-    special = special_file(where, kind, name)
+    special = valid_file(where, slot, name, ws / "model" / "tiny.onnx", BOARD) if kind == "regular" else special_file(where, kind, name)
     (d / "r.toml").write_text(recipe.replace("{ds}", "mnist" if slot == "dataset-file" else "digits")
                               .replace("{root}", 'root = "data"\n' if slot == "dataset-file" else "")
                               .replace("{build}", f'[build]\nfolding_file = "{special.name}"\n' if slot == "recipe-folding" else ""))
@@ -261,8 +265,11 @@ def test_pipes_and_devices_as_inputs(workspace, slot, kind):
         "sensitivity-map": ["search", str(d / "r.toml"), "--out", out, "--trials", "1", "--sensitivity", str(special)],
         "recipe-folding": ["run", str(d / "r.toml"), "--out", out], "dataset-file": ["run", str(d / "r.toml"), "--out", out],
     }[slot]
-    outcome = _fuzz_once(ws, args, "pipes_and_devices")
-    assert outcome.code == 2, outcome.err[-2000:]
+    if kind == "regular":
+        args += ["--finalists", "0", "--no-progress"] if slot == "sensitivity-map" else ["--samples", "4"] if args[0] == "build" else []
+    outcome = _fuzz_once(ws, args, "pipes_and_devices", valid=kind == "regular" or None)
+    if kind != "regular":
+        assert outcome.code == 2, outcome.err[-2000:]
 
 
 # --------------------------------------------------------------------------- deep control flow, long chains (child processes)

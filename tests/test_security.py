@@ -223,7 +223,8 @@ def test_search_refuses_a_users_file_with_an_output_name(tmp_path, name):
     assert (tmp_path / "out" / name).read_text() == "mine" and not (tmp_path / "out" / "study.db").exists()
 
 
-@pytest.mark.parametrize("link", ["trials", "final", "study.db", "study.db-journal", "trials/0000", "final/dig-t0000"])
+@pytest.mark.parametrize("link", ["trials", "final", "study.db", "study.db-journal", "study.db-wal", "study.db-shm", "trials/0000", "final/dig-t0000",
+                                  "trials/0000/build", "trials/0000/build/finn", "final/dig-t0000/checkpoints", "trials/0000/untrained.qonnx.onnx"])
 def test_search_never_writes_through_a_planted_link(tmp_path, outside, link):
     (tmp_path / "out" / Path(link).parent).mkdir(parents=True, exist_ok=True)
     (tmp_path / "out" / link).symlink_to(outside if "." not in link else outside / "secret.txt")
@@ -266,3 +267,84 @@ def test_fetch_data_never_writes_through_a_link_nor_over_a_users_file(tmp_path, 
     outcome = run_cli(["fetch-data", "--dest", str(tmp_path / "data"), "--dataset", "fashion-mnist"])
     assert outcome.code == 2 and (tmp_path / "data" / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz").read_text() == "mine"
     assert list(outside.iterdir()) == [outside / "secret.txt"]
+
+
+# --------------------------------------------------------------------------- model files found in --out
+
+
+def _with_domain(path: Path, domain: str) -> None:
+    """Add to the model file a node whose domain names a module: qonnx imports it when it meets the node."""
+    import onnx
+    from onnx import helper
+
+    m = onnx.load(str(path))
+    m.graph.node.append(helper.make_node("Evil", [m.graph.input[0].name], ["evil_out"], domain=domain))
+    onnx.save(m, str(path))
+
+
+def _forge(out: Path, rel: str) -> None:
+    """Record the current bytes of ``out/rel`` in the folder's manifest, as someone who can write it would."""
+    manifest = json.loads((out / MANIFEST).read_text())
+    manifest["files"][rel] = [hashlib.sha256((out / rel).read_bytes()).hexdigest()]
+    (out / MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.fixture(scope="module")
+def good_sweep(tmp_path_factory):
+    """A finished one-row sweep whose folder each test copies."""
+    root = tmp_path_factory.mktemp("sweep")
+    (root / "s.toml").write_text('[defaults]\ndata = { dataset = "digits" }\ntrain = { epochs = 0 }\n'
+                                 '[[rows]]\nname = "a"\nmodel = { name = "tfc", options = { hidden = [16] } }\n')
+    assert run_cli(["compare", str(root / "s.toml"), "--out", str(root / "out"), "--no-progress"]).code == 0
+    return root
+
+
+@pytest.mark.parametrize("forged", [False, True])
+def test_a_model_planted_in_a_finished_row_runs_no_code(tmp_path, good_sweep, monkeypatch, forged):
+    """A row's QONNX file is loaded like any model qflow is given: a domain naming a module in the folder
+    (importable when the working folder is on ``sys.path``, as under ``python -m flow``) is never imported,
+    also when the manifest was forged to vouch for the file (then the row is rebuilt)."""
+    name = f"out_{forged}"  # a module qflow would import is imported once per process: one name per case
+    out = _copy(good_sweep / "out", tmp_path / name)
+    marker = tmp_path / "ran"
+    (out / "rows" / "a" / "evil.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n")
+    _with_domain(out / "rows" / "a" / "a.qonnx.onnx", f"{name}.rows.a.evil")
+    if forged:
+        _forge(out / "rows" / "a", "a.qonnx.onnx")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    outcome = run_cli(["compare", str(good_sweep / "s.toml"), "--out", name, "--no-progress"])
+    assert not marker.exists()
+    if forged:
+        assert outcome.code == 0, outcome.err
+    else:
+        _one_error(outcome, "a.qonnx.onnx", "did not write")
+    assert (out / "rows" / "a" / "evil.py").exists()
+
+
+def test_a_row_whose_row_and_report_were_both_edited_is_not_reused(tmp_path, good_sweep):
+    """Consistent numbers in ``row.json`` and ``report.json`` prove nothing: both must be files qflow wrote."""
+    out = _copy(good_sweep / "out", tmp_path / "out")
+    row, report = (json.loads((out / "rows" / "a" / n).read_text()) for n in ("row.json", "report.json"))
+    row["accuracy"] = report["accuracy"] = 0.9999
+    for name, data in (("row.json", row), ("report.json", report)):
+        (out / "rows" / "a" / name).write_text(json.dumps(data))
+    before = {p.name: p.read_bytes() for p in (out / "rows" / "a").iterdir() if p.is_file()}
+    _one_error(run_cli(["compare", str(good_sweep / "s.toml"), "--out", str(out), "--no-progress"]), "did not write")
+    assert {p.name: p.read_bytes() for p in (out / "rows" / "a").iterdir() if p.is_file()} == before
+    assert not (out / "results.json").exists()
+
+
+def test_a_forged_checkpoint_runs_no_code_when_a_build_resumes(tmp_path, tiny_mlp_onnx, monkeypatch):
+    out = tmp_path / "out"
+    build = ["build", str(tiny_mlp_onnx), "--out", "out", "--samples", "4", "--no-progress"]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert run_cli(build).code == 0
+    marker = tmp_path / "ran"
+    (out / "evil.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n")
+    checkpoint = next(out.glob("checkpoints/07_*.onnx"))
+    _with_domain(checkpoint, "out.evil")
+    _forge(out, checkpoint.relative_to(out).as_posix())
+    _one_error(run_cli([*build, "--from-step", "specialize_layers"]), "domain 'out.evil'", "without --from-step")
+    assert not marker.exists() and (out / "evil.py").exists()

@@ -137,7 +137,8 @@ def _npy(path: Path, header: bytes) -> Path:
 @pytest.mark.parametrize("header", [b"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 1, 8, 8, }\n",
                                     b"{'descr': '<f4', 'fortran_order': False, 'shape': ((((}\n",
                                     b"{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776,), }\n",
-                                    b"{'descr': '|O', 'fortran_order': False, 'shape': (2,), }\n"])
+                                    b"{'descr': '|O', 'fortran_order': False, 'shape': (2,), }\n",
+                                    b"{'descr': '<f4', 'fortran_order': False, 'shape': (-2, -8), }\n"])
 @pytest.mark.parametrize("option", ["--verify-inputs", "--reference-outputs"])
 def test_a_malformed_npy_is_one_line_and_retires_the_previous_report(tmp_path, previous, tiny_mlp_onnx, header, option):
     bad = _npy(tmp_path / "bad.npy", header)
@@ -184,6 +185,7 @@ def test_an_opset_1_model_is_one_line_without_onnxruntime_noise(tmp_path, tiny_m
     # without a terminal, the steps done print one indented line each; the error is the only other line
     other = [line for line in proc.stderr.splitlines() if not re.fullmatch(r"  \S+ +\d+\.\d\d s", line)]
     assert len(other) == 1 and other[0].startswith("qflow: error: "), proc.stderr
+    assert "re-export the model with a current ONNX opset" in other[0], proc.stderr
 
 
 # --------------------------------------------------------------------------- models, nesting, decompression
@@ -201,19 +203,30 @@ def test_partition_nodes_which_name_other_files_are_refused(tmp_path, tiny_mlp_o
     assert not (tmp_path / "o").exists()
 
 
+def _config_args(tmp_path, model, kind: str, json_text: str, toml_value: str) -> list[str]:
+    """A build or run given a folding file (``json_text``), a recipe or a board file (``a = toml_value``)."""
+    if kind == "folding":
+        (tmp_path / "f.json").write_text(json_text)
+        return ["build", str(model), "--out", str(tmp_path / "o"), "--folding", str(tmp_path / "f.json")]
+    (tmp_path / "c.toml").write_text(f"a = {toml_value}\n")
+    if kind == "recipe":
+        return ["run", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o")]
+    return ["build", str(model), "--out", str(tmp_path / "o"), "--target", str(tmp_path / "c.toml")]
+
+
 @pytest.mark.parametrize("kind", ["folding", "recipe", "target"])
 def test_nesting_too_deep_to_parse_is_one_line(tmp_path, tiny_mlp_onnx, kind):
     deep = "[" * 100_000 + "]" * 100_000
-    if kind == "folding":
-        (tmp_path / "f.json").write_text(deep)
-        args = ["build", str(tiny_mlp_onnx), "--out", str(tmp_path / "o"), "--folding", str(tmp_path / "f.json")]
-    elif kind == "recipe":
-        (tmp_path / "r.toml").write_text(f"a = {deep}\n")
-        args = ["run", str(tmp_path / "r.toml"), "--out", str(tmp_path / "o")]
-    else:
-        (tmp_path / "b.toml").write_text(f"a = {deep}\n")
-        args = ["build", str(tiny_mlp_onnx), "--out", str(tmp_path / "o"), "--target", str(tmp_path / "b.toml")]
-    _one_error(run_cli(args))
+    _one_error(run_cli(_config_args(tmp_path, tiny_mlp_onnx, kind, deep, deep)))
+
+
+@pytest.mark.parametrize("kind", ["folding", "recipe", "target"])
+def test_numbers_too_long_to_convert_are_one_line(tmp_path, tiny_mlp_onnx, kind):
+    """Python refuses to convert an integer of more than 4,300 digits (ValueError): one line, not an internal error."""
+    digits = "9" * 5000
+    args = _config_args(tmp_path, tiny_mlp_onnx, kind, f'{{"Defaults": {{}}, "MVAU_hls_0": {{"PE": {digits}}}}}', digits)
+    _one_error(run_cli(args), "more than 4,300 digits", "fix the number")
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_gzip_bomb_stops_at_the_bound(tmp_path, monkeypatch):

@@ -46,6 +46,8 @@ def read_npy(path: str | Path, option: str) -> np.ndarray:
         shape, fortran, dtype = read_header(f, max_header_size=MAX_NPY_HEADER)
     except Exception as e:  # noqa: BLE001 - numpy's header parser raises ValueError, SyntaxError, TokenError, ...
         raise ConfigError(f"{option} {path} is not a .npy array ({type(e).__name__}: {' '.join(str(e).split())[:120]}); save one array with numpy.save") from None
+    if any(d < 0 for d in shape):
+        raise ConfigError(f"{option} {path} has a header with a negative dimension {shape}; save the array again with numpy.save")
     if dtype.hasobject or dtype.kind not in "biuf" or dtype.subdtype is not None:
         raise ConfigError(f"{option} {path} holds {dtype} values; give a numeric .npy array (samples first)")
     count = int(np.prod(shape, dtype=np.float64))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import ctypes.util
 import warnings
@@ -71,12 +72,14 @@ def with_unit_bipolar_scales(model: ModelWrapper) -> ModelWrapper:
     return model
 
 
-def inference_cost(path: str | Path, *, discount_sparsity: bool) -> dict[str, Any]:
-    """qonnx's ``inference_cost`` of the model file at ``path`` (BipolarQuant weights counted as 1-bit).
+def inference_cost(model: str | Path | ModelWrapper, *, discount_sparsity: bool) -> dict[str, Any]:
+    """qonnx's ``inference_cost`` of ``model`` (a loaded model, left unchanged, or a model file qflow wrote),
+    BipolarQuant weights counted as 1-bit.
 
     Reason for the warning filter (scoped to this call): qonnx warns for every tensor its
     datatype sanitizer touches while costing; the numbers are unaffected.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _qonnx_inference_cost(with_unit_bipolar_scales(ModelWrapper(str(path))), discount_sparsity=discount_sparsity)
+        m = ModelWrapper(copy.deepcopy(model.model)) if isinstance(model, ModelWrapper) else ModelWrapper(str(model))
+        return _qonnx_inference_cost(with_unit_bipolar_scales(m), discount_sparsity=discount_sparsity)

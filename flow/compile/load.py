@@ -106,7 +106,7 @@ def _check_external_data(p: Path, proto: onnx.ModelProto) -> None:
             raise ModelFileError(f"{where} points its external data at {location[:80]!r}; keep external data files beside the model")
         target = base / location
         if not target.resolve().is_relative_to(base):
-            raise ModelFileError(f"{where} reaches outside the model folder through a link ({location[:80]!r}); copy the data file into the folder")
+            raise ModelFileError(f"{where}: its external data {location[:80]!r} reaches outside the model folder through a link; copy the data file into the folder")
         try:
             st = target.stat()
         except OSError:

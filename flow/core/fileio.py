@@ -28,6 +28,8 @@ import json
 import os
 import secrets
 import stat
+import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -173,6 +175,13 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 # --------------------------------------------------------------------------- JSON
 
 
+def _syntax(what: str, kind: str, e: ValueError) -> str:
+    """The one line for a JSON or TOML parse error ``e`` of ``what``."""
+    if "integer string conversion" in str(e):  # Python's bound on converting long digit strings
+        return f"{what} holds an integer of more than {sys.get_int_max_str_digits():,} digits; no setting is that large: fix the number"
+    return f"{what} is not valid {kind}: {' '.join(str(e).split())[:200]}"
+
+
 def _no_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
@@ -188,7 +197,21 @@ def parse_json(data: bytes, what: str, error: type[Exception]) -> Any:
     except RecursionError:
         raise error(f"{what} is nested too deeply to be a config; flatten it") from None
     except ValueError as e:
-        raise error(f"{what} is not valid JSON: {' '.join(str(e).split())[:200]}") from None
+        raise error(_syntax(what, "JSON", e)) from None
+
+
+def parse_toml(data: bytes, what: str, error: type[Exception]) -> dict[str, Any]:
+    """Parse untrusted TOML bytes: UTF-8, nesting a parser can take, integers Python converts; else ``error`` (one line)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"{what} is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise error(f"{what} is nested too deeply to be a config; flatten it") from None
+    except ValueError as e:  # TOMLDecodeError, and an integer too long to convert
+        raise error(_syntax(what, "TOML", e)) from None
 
 
 def read_json(path: str | Path, what: str, error: type[Exception], *, limit: int = MAX_JSON_BYTES) -> Any:

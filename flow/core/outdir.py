@@ -59,7 +59,7 @@ __all__ = ["MANIFEST", "OutputDir", "inner_folder", "refuse_place", "retire_resu
 MANIFEST = ".qflow-manifest.json"
 MANIFEST_VERSION = 2
 MAX_MANIFEST_BYTES = 64 * 2**20
-_TEMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+_TEMP = re.compile(r"^\.(.+)\.[0-9a-f]{12}\.tmp$")
 _SHOWN = 4
 
 
@@ -97,6 +97,12 @@ class OutputDir:
     def _writes(self, rel: str) -> bool:
         """True when a run of this kind writes ``rel`` (so a proven file there may be replaced or removed)."""
         return rel in self.results or any(rel.startswith(f"{t}/") for t in (*self.trees, *self.scratch))
+
+    @staticmethod
+    def _target_of(temp: tuple[str, ...]) -> str:
+        """The file a temporary file (``.NAME.<random>.tmp``) was written for."""
+        m = _TEMP.match(temp[-1])
+        return "/".join((*temp[:-1], m.group(1))) if m else ""
 
     def _fail(self, what: str) -> ConfigError:
         return ConfigError(f"{self.option} {self.path}: {what}")
@@ -151,8 +157,8 @@ class OutputDir:
                 remove.append(parts)
             else:
                 keep[rel] = hashes
-        remove += [p for rel in temps if (p := _parts(rel)) and (st := tree.lstat_at(fd, p)) and tree.kind(st.st_mode) == "file"
-                   and st.st_nlink == 1]
+        remove += [p for rel in temps if (p := _parts(rel)) and self._writes(self._target_of(p))
+                   and (st := tree.lstat_at(fd, p)) and tree.kind(st.st_mode) == "file" and st.st_nlink == 1]
         proven = {"/".join(p) for p in remove}
         foreign: list[tuple[str, str | None]] = []
 

@@ -19,7 +19,6 @@ flow.core.errors.ConfigError: recipe: name: String should match pattern '^[A-Za-
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from flow.core.config import BuildConfig, format_validation_error
 from flow.core.errors import ConfigError
-from flow.core.fileio import read_regular
+from flow.core.fileio import parse_toml, read_regular
 from flow.nn.techniques.registry import TechniqueSection
 
 #: Named weight quantizers besides the integer bit widths (:mod:`models.weights`).
@@ -152,13 +151,7 @@ def recipe_from_dict(data: dict[str, Any], source: str = "recipe", base_dir: Pat
 def read_toml(path: str | Path, what: str) -> dict[str, Any]:
     """Parse a user's TOML file, ConfigError (one line) when it is missing, not a regular file, too big, not UTF-8 or not TOML."""
     src = Path(path)
-    data = read_regular(src, what, ConfigError, limit=MAX_RECIPE_BYTES)
-    try:
-        return tomllib.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{what} {src} is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
-    except (tomllib.TOMLDecodeError, RecursionError) as e:
-        raise ConfigError(f"{what} {src} is not valid TOML: {' '.join(str(e).split())[:200]}") from None
+    return parse_toml(read_regular(src, what, ConfigError, limit=MAX_RECIPE_BYTES), f"{what} {src}", ConfigError)
 
 
 def load_recipe(path: str | Path | None = None) -> Recipe:

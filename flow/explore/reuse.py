@@ -4,8 +4,10 @@ recipe and to its own report, or the row is rebuilt.
 A row folder's files are untrusted (a sweep's results may be copied, committed, edited). A
 finished row is reused only when
 
-* ``row.json`` and ``report.json`` are regular files read without following links, within
-  their size bounds, and parse (a malformed or hostile file only means "not reusable");
+* ``row.json``, ``report.json`` and the row's QONNX file (when there) are files qflow wrote: each
+  is a regular file read without following links, within its size bound, whose SHA-256 the row
+  folder's manifest records for it (:meth:`flow.core.outdir.OutputDir.read_proven`); a malformed,
+  hostile or hand-edited file only means "not reusable";
 * the recipe recorded in ``row.json`` is the row's recipe *in substance*: validated as a
   recipe today (fields added to the recipe format since then take their defaults), it
   equals the row's resolved recipe;
@@ -15,7 +17,9 @@ finished row is reused only when
   converters, the layers' own LUT, fits, frames/s, latency, verification) equals the one
   ``row.json`` records (a ``row.json`` from before LUT counted the converters is read in
   today's meaning, :class:`flow.explore.rows.SweepRow`); when the row's QONNX file is
-  there, its weight bits, BOPs and MACs are recomputed and must match too.
+  there, it is loaded like any model qflow is given (:func:`flow.compile.load.load_onnx`: no
+  domain that would import code, no external data outside the folder), and its weight bits,
+  BOPs and MACs are recomputed and must match too.
 
 >>> from flow.explore.recipe import recipe_from_dict
 >>> same_recipe({"name": "a", "build": {"target": "pynq-z1"}}, recipe_from_dict({"name": "a"}))
@@ -32,8 +36,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from flow.compat import qonnx as qonnx_compat
+from flow.compile.load import MAX_MODEL_BYTES, load_onnx
 from flow.core.errors import ConfigError, QflowError
 from flow.core.fileio import parse_json, read_regular
+from flow.core.outdir import OutputDir
 from flow.explore.recipe import Recipe
 from flow.explore.rows import COST_FIELDS, RESOURCE_FIELDS, SweepRow
 from flow.report.schema import MAX_REPORT_BYTES, Report
@@ -63,9 +69,10 @@ def inference_costs(onnx_path: str | Path) -> dict[str, float]:
     the ``*_nonzero`` variants discount zero weights (qonnx's ``discount_sparsity``),
     which is where ternary weights save.
     """
+    model = load_onnx(onnx_path)  # a model file in a run folder is untrusted like any other
     out = {}
     for suffix, discount in (("", False), ("_nonzero", True)):
-        cost = qonnx_compat.inference_cost(onnx_path, discount_sparsity=discount)["total_cost"]
+        cost = qonnx_compat.inference_cost(model, discount_sparsity=discount)["total_cost"]
         out[f"weight_mem_bits{suffix}"] = float(cost["total_mem_w_bits"])
         out[f"bops{suffix}"] = float(cost["total_bops"])
         if not discount:
@@ -105,11 +112,19 @@ def reusable_row(row_dir: Path, recipe: Recipe) -> SweepRow | None:
     """The row's recorded result when it proves it belongs to ``recipe`` and its report (see the module docstring), else None."""
     if not (row_dir / ROW_FILE).exists() and not (row_dir / ROW_FILE).is_symlink():
         return None
+    qonnx = f"{recipe.name}.qonnx.onnx"
     try:
-        saved = read_row(row_dir)
+        files = OutputDir(row_dir, results=(ROW_FILE, "report.json", qonnx))
+    except ConfigError:
+        return None
+    row_bytes, report_bytes = files.read_proven(ROW_FILE, MAX_ROW_BYTES), files.read_proven("report.json", MAX_REPORT_BYTES)
+    if row_bytes is None or report_bytes is None:
+        return None
+    try:
+        saved = SweepRow.from_json(parse_json(row_bytes, f"row {row_dir / ROW_FILE}", ConfigError), f"row {row_dir / ROW_FILE}")
         if saved.name != recipe.name or not same_recipe(saved.recipe, recipe):
             return None
-        report = Report.from_dict(read_record(row_dir / "report.json", "report", MAX_REPORT_BYTES), source=str(row_dir / "report.json"))
+        report = Report.from_dict(parse_json(report_bytes, f"report {row_dir / 'report.json'}", ConfigError), source=str(row_dir / "report.json"))
         board = load_target(recipe.build.target).name
     except QflowError:
         return None
@@ -119,11 +134,12 @@ def reusable_row(row_dir: Path, recipe: Recipe) -> SweepRow | None:
         return None
     if not all(_equal(getattr(saved, k), v) for k, v in report_numbers(report).items()):
         return None
-    qonnx = row_dir / f"{recipe.name}.qonnx.onnx"
-    if qonnx.is_file() and not qonnx.is_symlink():
+    if (row_dir / qonnx).exists() or (row_dir / qonnx).is_symlink():
+        if files.read_proven(qonnx, MAX_MODEL_BYTES) is None:
+            return None
         try:
-            costs = inference_costs(qonnx)
-        except Exception:  # noqa: BLE001 - a damaged model file only means the row is not reusable
+            costs = inference_costs(row_dir / qonnx)
+        except Exception:  # noqa: BLE001 - a damaged or refused model file only means the row is not reusable
             return None
         if not all(_equal(getattr(saved, k), v) for k, v in costs.items()):
             return None

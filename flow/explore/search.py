@@ -29,6 +29,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from flow.core import tree
 from flow.core.errors import ConfigError, QflowError
 from flow.core.fileio import atomic_write_json, read_json
 from flow.core.outdir import OutputDir, inner_folder, retire_results
@@ -137,17 +138,22 @@ def run_worker(opts: SearchOptions, worker_id: int = 0, callback: Callable | Non
 
 
 def check_run_folders(out: Path) -> None:
-    """``trials/`` and ``final/`` hold one real folder per trial or finalist (each with its own manifest):
-    a link or a file there, or on the way, stops the search before anything is written (ConfigError, one line)."""
+    """``trials/`` and ``final/`` hold one real folder per trial or finalist (each with its own manifest), and
+    nothing below them is a link, a pipe or a device: such an entry, or a link or a file on the way, stops
+    the search before anything is written (ConfigError, one line)."""
     for sub in ("trials", "final"):
         inner_folder(out, sub, create=False)
         if not (out / sub).is_dir():
             continue
-        with os.scandir(out / sub) as entries:
-            odd = sorted(e.name for e in entries if e.is_symlink() or not e.is_dir(follow_symlinks=False))
-        if odd:
-            raise ConfigError(f"--out {out}: {sub}/{odd[0]} is not a folder of its own (a link or a file); qflow writes each "
-                              f"trial and finalist into a real folder under {sub}/: move it away")
+        fd = os.open(out / sub, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            for parts, st in tree.walk(fd, ()):
+                kind = tree.kind(st.st_mode)
+                if kind != "dir" and (len(parts) == 1 or kind != "file"):
+                    raise ConfigError(f"--out {out}: {sub}/{'/'.join(parts)} is {tree.describe(st.st_mode)}; qflow writes each trial "
+                                      f"and finalist into a real folder under {sub}/, with only files and folders in it: move it away")
+        finally:
+            os.close(fd)
 
 
 def read_floors(path: str | Path | None) -> dict[str, dict[str, Any]]:

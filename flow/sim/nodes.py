@@ -217,6 +217,10 @@ def value_info_map(graph) -> dict[str, ValueInfoProto]:
     return {v.name: v for v in (*graph.input, *graph.output, *graph.value_info)}
 
 
+#: The oldest ONNX opset a current exporter writes (torch.onnx's default floor; Brevitas exports 13 and up).
+MIN_EXPORT_OPSET = 7
+
+
 class OrtRunner(Runner):
     """A standard ONNX node run by onnxruntime, as FINN does, with its session cached."""
 
@@ -228,7 +232,8 @@ class OrtRunner(Runner):
         try:
             self._session(False)
         except Exception as err:
-            msg = f"node {node.name!r} ({node.op_type}) cannot be executed: {err}"
+            fix = "re-export the model with a current ONNX opset" if opset < MIN_EXPORT_OPSET else "re-export the model with Brevitas' export_qonnx"
+            msg = f"node {node.name!r} ({node.op_type}) cannot be executed at opset {opset}: {' '.join(str(err).split())[:300]}; {fix}"
             raise UnsupportedOpError(msg) from None
 
     def _vi(self, name: str, dynamic: bool) -> ValueInfoProto:

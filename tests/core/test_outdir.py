@@ -263,6 +263,21 @@ def test_a_temporary_file_left_by_a_killed_write_is_removed_by_the_next_run(tmp_
     assert not (out.path / temp).exists()
 
 
+def test_a_forged_temporary_entry_removes_no_file_at_a_name_qflow_never_writes(tmp_path):
+    """The manifest's record of the temporary file a write goes through is data: it can name only a
+    temporary file of one of the run's own output names."""
+    out = OutputDir(tmp_path / "o", results=("report.json",))
+    out.claim()
+    out.close()
+    mine = ".notes.0123456789ab.tmp"
+    (out.path / mine).write_text("mine")
+    manifest = json.loads((out.path / MANIFEST).read_text())
+    manifest["temp"] = [mine]
+    (out.path / MANIFEST).write_text(json.dumps(manifest))
+    OutputDir(out.path, results=("report.json",)).claim()
+    assert (out.path / mine).read_text() == "mine"
+
+
 def test_a_write_never_replaces_a_file_qflow_cannot_prove(tmp_path):
     out = OutputDir(tmp_path / "o", results=("report.json",))
     out.claim()
