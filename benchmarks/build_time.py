@@ -52,7 +52,7 @@ def main() -> None:
             rows.append({
                 "case": label, "target_fps": fps, "repeats": args.repeats,
                 "build_seconds_median": statistics.median(times), "build_seconds": times,
-                "step_seconds": report.timings_s, "layers": len(report.layers),
+                "step_seconds": dict(report.timings_s), "layers": len(report.layers),
                 "estimated_fps": report.throughput_fps, "lut": report.totals["lut"],
             })
             print(f"{label}: {statistics.median(times):.2f} s (median of {args.repeats})")

@@ -188,7 +188,7 @@ def whole_build(model, x, workdir: Path) -> dict:
     report = Report.load(workdir / "whole" / "report.json")
     stages = [{k: getattr(s, k) for k in ("name", "reference", "passed", "max_abs_err", "bit_exact", "first_mismatch", "rounding_ties", "note")}
               for s in report.verification.stages]
-    return {"images": len(x), "seconds": round(time.time() - t, 1), "timings_s": report.timings_s, "stages": stages,
+    return {"images": len(x), "seconds": round(time.time() - t, 1), "timings_s": dict(report.timings_s), "stages": stages,
             "max_cycles": report.max_cycles, "lut": report.totals.get("lut")}
 
 
