@@ -67,6 +67,14 @@ def test_bad_input_dtype(tiny_mlp_onnx, tmp_path, capsys):
     _one_line_error(rc, err, 2, "integer type")
 
 
+def test_an_input_dtype_wider_than_exact_float32_integers_is_refused_before_out_is_touched(tiny_mlp_onnx, tmp_path, capsys):
+    rc, _, err = _run(["build", str(tiny_mlp_onnx), "--input-dtype", "INT99", "--out", str(tmp_path / "o")], capsys)
+    _one_line_error(rc, err, 2, "INT99 is wider than 24 bits")
+    assert not (tmp_path / "o").exists()
+    assert _run(["build", str(tiny_mlp_onnx), "--input-dtype", "UINT24", "--out", str(tmp_path / "o"), "--samples", "0",
+                 "--to-step", "set_input_datatype"], capsys)[0] == 0
+
+
 def test_fps_and_folding_together(tiny_mlp_onnx, tmp_path, capsys):
     f = tmp_path / "f.json"
     f.write_text("{}")

@@ -46,6 +46,10 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     return f"{source}: {where}: {msg}{got}" if where else f"{source}: {msg}{got}"
 
 
+#: The widest graph input: every integer up to 2**24 is exact in the float32 that FINN's execution and verification compute in.
+MAX_INPUT_BITS = 24
+
+
 def check_datatype_name(name: str | None) -> str | None:
     """Validate a FINN/QONNX datatype name such as ``UINT8`` or ``INT4``."""
     if name is None:
@@ -57,6 +61,9 @@ def check_datatype_name(name: str | None) -> str | None:
         raise ValueError(f"unknown datatype {name!r}; use a FINN datatype such as UINT8, INT8, BIPOLAR") from None
     if not dt.is_integer():
         raise ValueError(f"input datatype must be an integer type, got {name!r}")
+    if dt.bitwidth() > MAX_INPUT_BITS:
+        raise ValueError(f"input datatype {dt.name} is wider than {MAX_INPUT_BITS} bits, which FINN's layers and float "
+                         "verification cannot hold exactly; use the input's real type, e.g. UINT8 for raw pixels")
     return dt.name
 
 
