@@ -14,6 +14,13 @@ so each function here makes every change of one pass over the graph, by the same
 with dictionary lookups; qonnx's ``transform`` still repeats it, with FINN's re-inference in
 between, until nothing changes (a scale moved past a Pad meets the Im2Col behind it on the
 next sweep). ``tests/compat/test_qonnx_linear.py`` compares the results with FINN's on real models.
+
+``InferElementwiseBinaryOperation`` converts one Add/Mul/... per ``apply`` and re-infers shapes
+and datatypes of the whole graph before the next: a residual network's hundreds of joins make
+it quadratic. :func:`elementwise_apply` runs FINN's own conversion for every node in one
+sweep, with that inference once before (so every annotation it reads is current) and once
+after: a converted node keeps its tensors' shapes and forces its output datatype to the one it
+read, so no conversion changes what a later one reads.
 """
 
 from __future__ import annotations
@@ -21,11 +28,13 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from finn.transformation.fpgadataflow.convert_to_hw.elementwise_binary_operation import InferElementwiseBinaryOperation
 from finn.util.fpgadataflow import is_fpgadataflow_node
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
-from qonnx.transformation.infer_datatypes import _infer_node_datatype
+from qonnx.transformation.infer_datatypes import InferDataTypes, _infer_node_datatype
+from qonnx.transformation.infer_shapes import InferShapes
 
 from flow.compat.qonnx_index import IndexedModel
 
@@ -196,3 +205,34 @@ def minimize_accumulator_width(model: ModelWrapper, datatype_only: bool = False)
             _infer_node_datatype(view, node, False)
         elif started:
             _infer_node_datatype(view, node, False)
+
+
+_ELEMENTWISE_APPLY = InferElementwiseBinaryOperation.apply
+
+
+class _Sweep(ModelWrapper):
+    """The model being converted, whose whole-graph shape and datatype inference waits for the end of the sweep."""
+
+    def __init__(self, model: ModelWrapper):  # noqa: D107 - shares ``model``'s proto, no checks
+        self._model_proto = model.model
+        self.fix_float64 = getattr(model, "fix_float64", False)
+
+    def transform(self, transformation, *args, **kwargs):
+        if type(transformation) in (InferShapes, InferDataTypes):
+            return self
+        return super().transform(transformation, *args, **kwargs)
+
+
+def elementwise_apply(self: InferElementwiseBinaryOperation, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
+    """FINN's ``InferElementwiseBinaryOperation.apply`` on every node it converts, in one sweep (module docstring)."""
+    model = model.transform(InferShapes()).transform(InferDataTypes())
+    sweep, changed = _Sweep(model), False
+    while True:
+        sweep, step = _ELEMENTWISE_APPLY(self, sweep)
+        if not step:
+            break
+        changed = True
+    model = ModelWrapper(sweep.model, fix_missing_initializer_valueinfo=False)
+    if changed:
+        model = model.transform(InferShapes()).transform(InferDataTypes())
+    return model, False

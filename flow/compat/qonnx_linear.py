@@ -58,7 +58,9 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.remove import RemoveIdentityOps
 
 from flow.compat.finn_linear import (
+    InferElementwiseBinaryOperation,
     absorb_scalar_bias_into_multithreshold,
+    elementwise_apply,
     minimize_accumulator_width,
     move_scales_past_im2col,
     round_and_clip_thresholds,
@@ -178,6 +180,7 @@ REPLACEMENTS = (
     (MoveScalesPastIm2Col, "apply", _move_scales_past_im2col_apply),
     (MinimizeAccumulatorWidth, "apply", _minimize_accumulator_width_apply),
     (FoldQuantWeights, "apply", _fold_quant_weights_apply),
+    (InferElementwiseBinaryOperation, "apply", elementwise_apply),
 )
 
 class _Patch:

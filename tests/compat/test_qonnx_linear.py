@@ -22,6 +22,7 @@ from brevitas.export import export_qonnx as brevitas_export
 from corpus import structures as S
 from onnx import TensorProto, helper, numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
+from finn.transformation.fpgadataflow.convert_to_hw.elementwise_binary_operation import InferElementwiseBinaryOperation
 from finn.transformation.fpgadataflow.minimize_accumulator_width import MinimizeAccumulatorWidth
 from finn.transformation.qonnx.convert_qonnx_to_finn import InferMissingGemmBias
 from finn.transformation.qonnx.fold_quant_weights import FoldQuantWeights
@@ -69,10 +70,11 @@ STAGES = ["qonnx", "qonnx_to_finn", "streamline", "convert_to_hw", "specialize_l
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     """The checkpoint of every step of qflow builds of a Brevitas MobileNet slice (depthwise convs, a
-    rounding average pool, a biased classifier) and a residual block with a projection conv."""
+    rounding average pool, a biased classifier), a residual block with a projection conv and two
+    stacked residual blocks (joins one after another)."""
     tmp = tmp_path_factory.mktemp("qonnx_linear")
     found = {}
-    for fn in (S.mobilenet_slice, S.residual_projection):
+    for fn in (S.mobilenet_slice, S.residual_projection, S.residual_stacked):
         name, module, shape, dtype, _ = fn()
         path = tmp / f"{name}.onnx"
         export_qonnx(module, path, shape, dtype)
@@ -111,7 +113,8 @@ def as_sets(model: ModelWrapper) -> tuple:
     )
 
 
-FINN_PASSES = [RoundAndClipThresholds, AbsorbScalarBiasIntoMultiThreshold, MoveScalesPastIm2Col, MinimizeAccumulatorWidth]
+FINN_PASSES = [RoundAndClipThresholds, AbsorbScalarBiasIntoMultiThreshold, MoveScalesPastIm2Col, MinimizeAccumulatorWidth,
+               InferElementwiseBinaryOperation]
 
 
 def test_fold_quant_weights_with_a_lazy_context_gives_finns_graph_and_converts_only_what_it_reads(checkpoints):
@@ -190,6 +193,11 @@ def test_finns_passes_restart_after_every_layer_and_the_replacements_sweep_once(
     with linear_qonnx():
         assert count_applies(MoveScalesPastIm2Col, scaled) == 2
         assert count_applies(MinimizeAccumulatorWidth, hw, InferDataTypes) <= 2
+    joined = ModelWrapper(str(checkpoints["res_stacked"]["streamline"]))
+    adds = sum(1 for n in joined.graph.node if n.op_type == "Add")
+    assert adds >= 2 and count_applies(InferElementwiseBinaryOperation, joined, InferShapes) >= adds
+    with linear_qonnx():
+        assert count_applies(InferElementwiseBinaryOperation, joined, InferShapes) <= 2
 
 
 def test_int_allowed_answers_scalars_as_qonnx_does_and_finn_calls_it_per_threshold(checkpoints):
