@@ -45,6 +45,7 @@ from fuzzing import (
     node_configs,
     recipe_texts,
     run_cli,
+    said_in,
     snapshot,
     target_files,
 )
@@ -91,7 +92,8 @@ def _fuzz_once(ws: Path, args: list[str], test: str, *, valid: bool | None = Non
     before = snapshot(ws, skip)
     outcome = runner(args)
     _record(test, outcome, valid)
-    check_run(outcome, workspace=ws, out=skip, before=before, stale_in=out if out.is_relative_to(ws / "out") or out.is_relative_to(ws / "runs") else None)
+    check_run(outcome, workspace=ws, out=skip, before=before, stale_in=out if out.is_relative_to(ws / "out") or out.is_relative_to(ws / "runs") else None,
+              said=said_in(args))
     if valid:
         assert outcome.code == 0, f"a valid input failed: {outcome.err[-2000:]}"
     return outcome
