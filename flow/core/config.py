@@ -41,6 +41,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     value = first.get("input")
     shown = repr(value)
     msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":  # the key is the problem, not its value
+        return f"{source}: unknown key {where!r}; remove it or fix its spelling"
     says_what = isinstance(value, (dict, list)) or re.search(r"\bgot\b", msg)  # a validator's message that names the value already
     got = "" if says_what else f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
     return f"{source}: {where}: {msg}{got}" if where else f"{source}: {msg}{got}"
