@@ -82,8 +82,9 @@ def snapshot(root: Path, skip: Path) -> dict[str, tuple[int, int]]:
 
 
 def said_in(args: list[str], limit: int = 1 << 20) -> set[str]:
-    """The phrases the user's own input says twice in a row (the arguments, and the text of the small
-    regular files they name): an error line that quotes them repeats them, and is no doubled wording."""
+    """The phrases the user's own input says twice (an argument given twice; twice in a row in the
+    arguments or in the text of the small regular files they name): an error line that quotes them
+    repeats them, and is no doubled wording."""
     texts = [" ".join(args)]
     for a in args:
         p = Path(a)
@@ -92,7 +93,8 @@ def said_in(args: list[str], limit: int = 1 << 20) -> set[str]:
                 texts.append(p.read_bytes().decode("utf-8", "replace"))
         except OSError:
             continue
-    return {d.lower() for t in texts for d in doubled(t)}
+    repeated = {a.lower() for a in args if args.count(a) > 1}  # click lists extra arguments side by side
+    return repeated | {d.lower() for t in texts for d in doubled(t)}
 
 
 def check_run(outcome: Outcome, *, workspace: Path, out: Path, before: dict, stale_in: Path | None = None,
