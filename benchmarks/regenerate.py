@@ -39,17 +39,17 @@ SWEEP = ROOT / "benchmarks" / "sweeps" / "survey_mnist.toml"
 JOBS: dict[str, tuple[str | None, str]] = {
     "survey": (None, "17 rows x 3 seeds: see the README's survey paragraph"),
     "search_vs_hand": ("search_vs_hand.py", "see the README's search paragraph"),
-    "accuracy": ("accuracy.py", "not timed here"),
+    "accuracy": ("accuracy.py", "376 s (2026-12-07, load average 3.6-5.4)"),
     "build_time": ("build_time.py", "46 s (2026-12-07, load average 6-7.5)"),
     "verify_throughput": ("verify_throughput.py", "742 s (2026-12-07, load average 3.5-7)"),
     "cost_model": ("cost_model.py", "55 s (2026-12-07, load average 4-5)"),
     "folding_optimizer": ("folding_optimizer.py", "251 s (2026-12-07, load average 4-5.5)"),
-    "rounding_ties": ("rounding_ties.py", "its ZCU104 build about 10 minutes"),
-    "fuzz": ("fuzz.py", "not timed here"),
+    "rounding_ties": ("rounding_ties.py", "225 s (2026-12-07, load average 3.2-4.7)"),
+    "fuzz": ("fuzz.py", "about 500 s (2026-12-07, load average 3-5)"),
     "conformance": ("conformance.py", "33 min for 39 models (2026-12-07, load average 7-10)"),
     "rtl_luts": ("rtl_luts.py", "about an hour"),
     "rtlsim": ("rtlsim.py", "about an hour"),
-    "scale": ("scale.py", "not timed here"),
+    "scale": ("scale.py", "the residual sweep 17 min, the three 224x224 builds 8 min (2026-12-07, load average 3-5)"),
     "finn_examples": ("finn_examples.py", "per network in the README's finn-examples table"),
 }
 
