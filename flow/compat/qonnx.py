@@ -14,8 +14,8 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.inference_cost import inference_cost as _qonnx_inference_cost
 
 
-def compacted(model: ModelWrapper) -> ModelWrapper:
-    """A fresh ``ModelWrapper`` of the same model (:func:`compacted_from` its bytes).
+def compacted_from(serialized: bytes) -> ModelWrapper:
+    """The model of ``serialized`` (a model's bytes) in a new arena, for a caller that has dropped the old model.
 
     Reason: with protobuf's upb backend (the default), a message's memory lives in its arena
     until the whole message is freed. qonnx's ``set_initializer`` removes the old
@@ -23,13 +23,8 @@ def compacted(model: ModelWrapper) -> ModelWrapper:
     beside its replacement. A model rewritten in place by a long streamline (hundreds of
     weight moves) grows by gigabytes on a 224x224 network with lowered depthwise convs.
     Parsing the model's bytes again starts a new arena holding only what the model uses; the
-    old one is freed when the caller drops ``model``.
+    old one is freed when the caller drops it.
     """
-    return compacted_from(model.model.SerializeToString())
-
-
-def compacted_from(serialized: bytes) -> ModelWrapper:
-    """The model of ``serialized`` in a new arena (:func:`compacted`), for a caller that has dropped the old one."""
     return ModelWrapper(serialized)
 
 
@@ -49,7 +44,7 @@ def release_memory() -> None:
 
     Reason: upb allocates a model's arena in blocks from the C heap, and glibc keeps freed
     heap memory for reuse instead of returning it. After a model of gigabytes is dropped
-    (:func:`compacted`, a verified stage), the process would keep its peak size for the rest
+    (:func:`compacted_from`, a verified stage), the process would keep its peak size for the rest
     of the build.
     """
     if _MALLOC_TRIM is not None:

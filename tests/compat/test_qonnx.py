@@ -44,7 +44,7 @@ import numpy as np
 from onnx import TensorProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import qonnx_make_model
-from flow.compat.qonnx import compacted, release_memory
+from flow.compat.qonnx import compacted_from, release_memory
 
 def rss_mb():
     with open("/proc/self/statm") as f:
@@ -61,14 +61,14 @@ for k in range(8):  # what a streamlining pass does to a weight it moves a scale
     model.set_initializer("w", np.full((4096, 4096), k, np.float32))
 release_memory()
 grown = rss_mb()
-model = compacted(model)
+model = compacted_from(model.model.SerializeToString())
 release_memory()
 print(start, grown, rss_mb(), float(model.get_initializer("w")[0, 0]))
 """
 
 
 def test_replaced_weights_stay_allocated_until_the_model_is_parsed_again():
-    """Why compacted and release_memory exist: upb keeps every replaced initializer in the model's arena."""
+    """Why compacted_from and release_memory exist: upb keeps every replaced initializer in the model's arena."""
     out = subprocess.run([sys.executable, "-c", _ARENA_PROBE], capture_output=True, text=True, check=True, timeout=120).stdout
     start, grown, after, value = map(float, out.split())
     assert grown - start > 6 * 64, (start, grown)  # 7 replaced 64 MB weights still held
@@ -81,7 +81,7 @@ def test_compacted_is_the_same_model():
     g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [vi("x", TensorProto.FLOAT, [1, 4])], [vi("y", TensorProto.FLOAT, [1, 4])])
     model = ModelWrapper(qonnx_make_model(g))
     model.set_initializer("unused", np.arange(4, dtype=np.float32))
-    again = qonnx_compat.compacted(model)
+    again = qonnx_compat.compacted_from(model.model.SerializeToString())
     assert again is not model and again.model.SerializeToString() == model.model.SerializeToString()
 
 
