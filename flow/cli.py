@@ -6,6 +6,7 @@ Errors print one line (``qflow: error: ...``) and exit non-zero; ``--debug`` sho
 from __future__ import annotations
 
 import contextlib
+import errno
 import sys
 from pathlib import Path
 
@@ -385,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - one line, not a traceback
         if _debug:
             raise
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            _say(f"qflow: error: the disk is full (writing {e.filename or 'the output'}); free space, or pass --out on another disk")
+            return 1
         _say(f"qflow: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} (rerun with --debug for the traceback)")
         return 1
     return code if isinstance(code, int) else 0

@@ -57,6 +57,20 @@ def test_not_onnx(tmp_path, capsys):
     _one_line_error(rc, err, 2, "not an ONNX model")
 
 
+def test_a_full_disk_is_one_line_that_names_the_file(tiny_mlp_onnx, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import flow.builder.pipeline as pipeline
+
+    def full(model, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(pipeline, "save_model", full)
+    rc, _, err = _run(["build", str(tiny_mlp_onnx), "--out", str(tmp_path / "o")], capsys)
+    _one_line_error(rc, err, 1, r"the disk is full \(writing .*00_qonnx\.onnx\); free space, or pass --out on another disk")
+    assert not (tmp_path / "o" / "report.json").exists()
+
+
 def test_unknown_target(tiny_mlp_onnx, tmp_path, capsys):
     rc, _, err = _run(["build", str(tiny_mlp_onnx), "--target", "nope", "--out", str(tmp_path)], capsys)
     _one_line_error(rc, err, 2, "unknown target 'nope'")

@@ -22,6 +22,7 @@ from flow.builder.inputs import check_option_files, check_reference_outputs, che
 from flow.builder.registry import REGISTRY, VERIFIER_FILES
 from flow.builder.resume import RESTORED, Resume, read_resume, restore
 from flow.compat import finn as _finn_compat
+from flow.compat.qonnx import return_large_blocks
 from flow.compat.qonnx_linear import linear_qonnx
 from flow.compile.codegen import NO_VIVADO
 from flow.compile.load import check_quantized, load_onnx
@@ -191,6 +192,7 @@ def _build(qonnx_model: ModelWrapper, steps: list[StepSpec], rest: list[StepSpec
     assert out is not None
     _finn_compat.ensure_finn_settings(out.path / "finn_build")
     _finn_compat.quiet_finn_logging()
+    return_large_blocks()  # a 224x224 network's freed weights and activations go back to the system
     out.will_write("finn.log")
     if ctx.cfg.auto:
         out.will_write("auto_folding.json")

@@ -37,6 +37,21 @@ def _libc_trim():
 
 
 _MALLOC_TRIM = _libc_trim()
+#: glibc's ``M_MMAP_THRESHOLD`` (mallopt's parameter number) and the size from which freed blocks go back at once.
+_M_MMAP_THRESHOLD, LARGE_BLOCK = -3, 1 << 20
+
+
+def return_large_blocks() -> None:
+    """Have glibc give every freed block of :data:`LARGE_BLOCK` bytes or more straight back to the system.
+
+    Reason: glibc raises its mmap threshold each time a large block is freed (up to 32 MiB),
+    so later weights and activations of up to 32 MiB come from the heap, and stay with the
+    process after they are freed whenever a live block sits above them. A 224x224 build
+    allocates thousands of them and would hold the sum of their peaks. A fixed threshold
+    keeps large blocks on their own mappings. Process-wide; elsewhere than glibc nothing.
+    """
+    if _MALLOC_TRIM is not None:
+        ctypes.CDLL(ctypes.util.find_library("c")).mallopt(_M_MMAP_THRESHOLD, LARGE_BLOCK)
 
 
 def release_memory() -> None:

@@ -58,6 +58,7 @@ from qonnx.util.basic import (
     get_sanitize_quant_tensors,
 )
 
+from flow.compat.qonnx import release_memory
 from flow.compat.qonnx_linear import linear_qonnx
 from flow.core.errors import UnsupportedOpError
 from flow.core.vocab import PARTITION_OP, is_hw_node
@@ -65,6 +66,8 @@ from flow.sim import custom_nodes as xc
 from flow.sim import nodes as xn
 
 PARTITION_OPS = (PARTITION_OP, "GenericPartition")
+#: Samples per chunk at most, and the bytes of tensors in flight a chunk aims to stay within.
+MAX_CHUNK, IN_FLIGHT_BYTES = 1000, 256 * 2**20
 
 
 def execute_batched(
@@ -72,7 +75,7 @@ def execute_batched(
     inputs: np.ndarray | Mapping[str, np.ndarray],
     *,
     outputs: Sequence[str] | None = None,
-    chunk_size: int = 1000,
+    chunk_size: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Run ``model`` on a batch of samples; bit-exact with FINN's ``execute_onnx`` per sample.
 
@@ -83,19 +86,24 @@ def execute_batched(
 
     Returns the graph outputs plus the tensors named in ``outputs`` (any intermediate
     tensor, including tensors of a dataflow partition's child model), each with axis 0
-    = samples. Samples are processed ``chunk_size`` at a time to bound memory.
+    = samples. Samples are processed ``chunk_size`` at a time to bound memory; by default as
+    many as keep the tensors in flight within :data:`IN_FLIGHT_BYTES` (at most
+    :data:`MAX_CHUNK`, at least one).
 
     Raises UnsupportedOpError for nodes that cannot be executed.
     """
     with linear_qonnx():  # qonnx's shape checks and lookups in linear time
         plan = _Plan(model)
-    feeds, n = prepare_inputs(plan.tensors, plan.inputs, inputs)
+    feeds, n = xn.prepare_inputs(plan.tensors, plan.inputs, inputs)
     if n == 0:
         raise ValueError("no samples given (axis 0 of the inputs is empty)")
     names = list(dict.fromkeys([o.name for o in model.graph.output] + list(outputs or [])))
+    if chunk_size is None:
+        chunk_size = min(MAX_CHUNK, IN_FLIGHT_BYTES // max(1, plan.bytes_per_sample(set(names))))
+    chunk = max(1, int(chunk_size))
     result: dict[str, np.ndarray] = {}
-    for start in range(0, n, max(1, int(chunk_size))):
-        stop = min(n, start + max(1, int(chunk_size)))
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
         ctx = plan.run({k: v[start:stop] for k, v in feeds.items()}, stop - start, keep=set(names))
         for name in names:
             v = plan.as_batch(name, ctx, stop - start)
@@ -156,7 +164,7 @@ class _Plan:
         if not model.check_all_tensor_shapes_specified():
             raise ValueError("the model has tensors without shapes; run qonnx's InferShapes first")
         self.model, graph = model, model.graph
-        self.inputs = graph_inputs(model)
+        self.inputs = xn.graph_inputs(model)
         empty = model.make_empty_exec_context()
         init = {i.name for i in graph.initializer}
         self.tensors = xn.Tensors(empty, set(self.inputs))
@@ -246,8 +254,7 @@ class _Plan:
             window = attrs["kernel_shape"].ints if op == "AveragePool" else self.tensors.shape[ins[0]][2:]
             return int(np.prod(window)) * xmax < 2**24
         params = [self.consts.get(i) for i in ins[1:]]
-        if not params or any(p is None or p.dtype != np.float32 or not np.array_equal(p, np.round(p))
-                             for p in params):
+        if not params or any(p is None or p.dtype != np.float32 or not _all(p, lambda b: b == np.round(b)) for p in params):
             return False
         if any(k in attrs and attrs[k].f != 1.0 for k in ("alpha", "beta")):
             return False
@@ -259,7 +266,7 @@ class _Plan:
         else:
             k = w.shape[-2]
         bias = float(np.abs(params[1]).max(initial=0)) if len(params) > 1 else 0.0
-        return k * xmax * float(np.abs(w).max(initial=0)) + bias < 2**24
+        return k * xmax * max(float(w.max(initial=0)), -float(w.min(initial=0))) + bias < 2**24
 
     @staticmethod
     def _moves_data(node) -> bool:
@@ -281,8 +288,7 @@ class _Plan:
         """
         for name in names:
             dtype, cur = self.dt.get_tensor_datatype(name), ctx[name]
-            ok = dtype.allowed(cur)
-            if ok.all() if isinstance(ok, np.ndarray) else ok:
+            if _all(cur, dtype.allowed):
                 continue
             warnings.warn(f"The values of tensor {name} can't be represented with the set datatype "
                           f"annotation ({dtype.name}), they will be rounded to match the datatype annotation.")
@@ -314,9 +320,26 @@ class _Plan:
                 runner.keep = keep
             runner.run(ctx, n)
             self._sanitize(outs, ctx)
-            for t in drops[k] if drops is not None else ():
-                ctx.pop(t, None)
+            if drops is not None and drops[k]:
+                for t in drops[k]:
+                    ctx.pop(t, None)
+                release_memory()  # else glibc keeps every freed activation, and a deep network's add up
         return ctx
+
+    def bytes_per_sample(self, keep: set[str]) -> int:
+        """The most bytes of one sample's tensors that :meth:`run` with ``keep`` holds at once."""
+        t, drops = self.tensors, self._drops(keep)
+
+        def size(names) -> int:
+            return sum(int(np.prod(t.batched_shape(x, 1))) * t.dtype[x].itemsize for x in names if x and x in t.shape)
+
+        live = peak = size(self.inputs)
+        for k, (runner, _) in enumerate(self.steps):
+            live += size(runner.node.output)
+            child = runner.child.bytes_per_sample(set()) if isinstance(runner, xc.PartitionRunner) else 0
+            peak = max(peak, live + child)
+            live -= size(drops[k])
+        return peak
 
     def _drops(self, keep: set[str]) -> list[list[str]]:
         """Per step, the computed tensors it reads for the last time (none that ``keep`` or the graph outputs name)."""
@@ -343,32 +366,12 @@ class _Plan:
         return np.broadcast_to(v, (n,) + v.shape).copy()
 
 
-def graph_inputs(model: ModelWrapper) -> list[str]:
-    init = {i.name for i in model.graph.initializer}
-    return [i.name for i in model.graph.input if i.name not in init]
-
-
-def prepare_inputs(tensors: xn.Tensors, names: list[str], inputs) -> tuple[dict[str, np.ndarray], int]:
-    if not isinstance(inputs, Mapping):
-        if len(names) != 1:
-            raise ValueError(f"the model has inputs {names}; pass a dict of arrays by name")
-        inputs = {names[0]: inputs}
-    if set(inputs) != set(names):
-        raise ValueError(f"inputs {sorted(inputs)} do not match the model's inputs {names}")
-    feeds = {}
-    for name, arr in inputs.items():
-        arr, want = np.asarray(arr), tensors.shape[name]
-        tail = want[1:] if tensors.lead1(name) else want
-        if arr.shape[1:] != tail and arr.shape[1:] == want:
-            arr = arr.reshape((arr.shape[0],) + tail)
-        if arr.ndim == 0 or arr.shape[1:] != tail:
-            want_str = ", ".join(map(str, ("N", *tail)))
-            raise ValueError(f"input {name!r} has shape {arr.shape}; expected ({want_str})")
-        feeds[name] = arr.astype(tensors.dtype[name], copy=False)
-    sizes = {a.shape[0] for a in feeds.values()}
-    if len(sizes) != 1:
-        raise ValueError(f"inputs disagree on the number of samples: {sorted(sizes)}")
-    return feeds, sizes.pop()
+def _all(a, test, block: int = 1 << 22) -> bool:
+    """``test(a).all()``, ``a`` tested ``block`` values at a time: a dense weight matrix of hundreds of MB gets no full-size temporaries."""
+    if not isinstance(a, np.ndarray) or a.size <= block:
+        return bool(np.all(test(a)))
+    flat = a.reshape(-1)
+    return all(bool(np.all(test(flat[i : i + block]))) for i in range(0, flat.size, block))
 
 
 def _walk(model: ModelWrapper):

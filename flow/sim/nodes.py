@@ -15,6 +15,7 @@ True
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import numpy as np
 import onnxruntime as rt
@@ -111,6 +112,36 @@ class Tensors:
         return value[i : i + 1] if self.lead1(name) else value[i]
 
 
+def graph_inputs(model) -> list[str]:
+    """The graph's input names that are not initializers."""
+    init = {i.name for i in model.graph.initializer}
+    return [i.name for i in model.graph.input if i.name not in init]
+
+
+def prepare_inputs(tensors: Tensors, names: list[str], inputs) -> tuple[dict[str, np.ndarray], int]:
+    """``inputs`` (one array, or a dict by name) as arrays of the declared dtypes, samples first, and their number."""
+    if not isinstance(inputs, Mapping):
+        if len(names) != 1:
+            raise ValueError(f"the model has inputs {names}; pass a dict of arrays by name")
+        inputs = {names[0]: inputs}
+    if set(inputs) != set(names):
+        raise ValueError(f"inputs {sorted(inputs)} do not match the model's inputs {names}")
+    feeds = {}
+    for name, arr in inputs.items():
+        arr, want = np.asarray(arr), tensors.shape[name]
+        tail = want[1:] if tensors.lead1(name) else want
+        if arr.shape[1:] != tail and arr.shape[1:] == want:
+            arr = arr.reshape((arr.shape[0],) + tail)
+        if arr.ndim == 0 or arr.shape[1:] != tail:
+            want_str = ", ".join(map(str, ("N", *tail)))
+            raise ValueError(f"input {name!r} has shape {arr.shape}; expected ({want_str})")
+        feeds[name] = arr.astype(tensors.dtype[name], copy=False)
+    sizes = {a.shape[0] for a in feeds.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"inputs disagree on the number of samples: {sorted(sizes)}")
+    return feeds, sizes.pop()
+
+
 class Runner:
     """One node; subclasses implement ``run_single`` and, where safe, ``run_batch``.
 
@@ -205,8 +236,13 @@ def same_output(batched_slice, single) -> bool:
 def _session_options() -> rt.SessionOptions:
     """FINN's (default) options, but with idle threads sleeping instead of spinning: many
     cached sessions with spinning thread pools compete for the cores and take long to
-    shut down. The thread count, which can change Conv results, stays the default."""
+    shut down. The thread count, which can change Conv results, stays the default.
+
+    Without the CPU memory arena: each cached session would keep an arena as large as its
+    node's largest batch, and one session per node of a 224x224 network holds gigabytes.
+    """
     opts = rt.SessionOptions()
+    opts.enable_cpu_mem_arena = False
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return opts

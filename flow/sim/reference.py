@@ -8,7 +8,7 @@ import numpy as np
 from finn.core.onnx_exec import execute_onnx
 from qonnx.core.modelwrapper import ModelWrapper
 
-from flow.sim.execute import graph_inputs, prepare_inputs
+from flow.sim.nodes import graph_inputs, prepare_inputs
 from flow.sim.nodes import Tensors
 
 

@@ -108,3 +108,34 @@ def test_freed_heap_memory_stays_with_the_process_until_released():
                                                        check=True, timeout=120).stdout.split())
     assert freed - start > 400, (start, freed)
     assert released - start < 100, (start, released)
+
+
+_THRESHOLD_PROBE = """
+import sys
+from flow.compat.qonnx import return_large_blocks
+
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+if sys.argv[1] == "fixed":
+    return_large_blocks()
+big = bytearray(16 * 2**20)
+del big  # one large block freed: glibc raises its mmap threshold
+start = rss_mb()
+blocks = [bytearray(2 * 2**20) for _ in range(200)]  # 400 MB of activation-sized blocks
+last = bytearray(64 * 1024)  # a live block above them
+del blocks
+print(start, rss_mb())
+"""
+
+
+def test_freed_large_blocks_stay_with_the_process_unless_returned():
+    """Why return_large_blocks exists: after one large free, glibc keeps 2 MB blocks on the heap after they are freed."""
+    def held(mode: str) -> float:
+        out = subprocess.run([sys.executable, "-c", _THRESHOLD_PROBE, mode], capture_output=True, text=True, check=True, timeout=120)
+        start, after = map(float, out.stdout.split())
+        return after - start
+
+    assert held("default") > 300
+    assert held("fixed") < 50

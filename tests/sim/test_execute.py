@@ -22,6 +22,7 @@ from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
 from qonnx.custom_op.registry import getCustomOp  # noqa: E402
 from qonnx.util.basic import qonnx_make_model  # noqa: E402
 
+import flow.sim.execute as ex  # noqa: E402
 import flow.sim.custom_nodes as xc  # noqa: E402
 from flow.core.errors import UnsupportedOpError  # noqa: E402
 from flow.sim.execute import (  # noqa: E402
@@ -343,6 +344,36 @@ def test_chunking_gives_the_same_result(stages):
     single = execute_batched(model, x, outputs=[extra], chunk_size=1)
     for name in whole:
         assert np.array_equal(whole[name], chunked[name]) and np.array_equal(whole[name], single[name])
+
+
+def test_default_chunks_keep_tensors_in_flight_within_the_budget(stages, monkeypatch):
+    """Without ``chunk_size``, a chunk holds as many samples as fit IN_FLIGHT_BYTES: a
+    224x224 network runs a few samples at a time, with the same results."""
+    built, _ = stages("cnn")
+    model = built["streamlined"]
+    x = _input_for(model, _images(23, (1, 12, 12), seed=6))
+    out = model.graph.output[0].name
+    whole = execute_batched(model, x)[out]
+    plan = ex._Plan(model)
+    per_sample = plan.bytes_per_sample({out})
+    # the input, one sample of float32 12x12, is in flight at the start; the largest tensor later on
+    assert per_sample >= 12 * 12 * 4
+    assert per_sample >= max(int(np.prod(plan.tensors.batched_shape(t, 1))) * plan.tensors.dtype[t].itemsize
+                             for t in plan.batched_all if t in plan.tensors.shape)
+    sizes = []
+    run = ex._Plan.run
+    monkeypatch.setattr(ex._Plan, "run", lambda self, feeds, n, keep=None: sizes.append(n) or run(self, feeds, n, keep))
+    monkeypatch.setattr(ex, "IN_FLIGHT_BYTES", 4 * per_sample)
+    assert np.array_equal(execute_batched(model, x)[out], whole)
+    assert sizes == [4, 4, 4, 4, 4, 3]
+
+
+def test_all_in_blocks_equals_numpy():
+    a = np.arange(-50, 50, dtype=np.float32).reshape(10, 10) / 4
+    for block in (1, 7, 100, 1000):
+        assert ex._all(a, lambda b: b == np.round(b), block) == bool(np.all(a == np.round(a)))
+        assert ex._all(np.round(a), lambda b: b == np.round(b), block)
+        assert ex._all(a, lambda b: b < 13, block) and not ex._all(a, lambda b: b < 12, block)
 
 
 def test_model_is_not_modified(stages):
