@@ -88,7 +88,7 @@ def compare(sweep: Path, out_dir: Path | None, no_progress: bool) -> None:
 @click.option("--specialize", "specialize_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="FINN specialize-layers JSON (hls/rtl per layer), e.g. a build's specialize_layers.json [FINN's choice].")
 @click.option("--verify-inputs", type=click.Path(dir_okay=False, path_type=Path), default=None, help=".npy of inputs, first axis = samples [--samples random inputs].")
 @click.option("--reference-outputs", "reference_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help=".npy of your PyTorch outputs on --verify-inputs (scores (N, C) or labels (N,)); the first stage is checked against them [none].")
-@click.option("--samples", "verify_samples", type=int, default=100, show_default=True, help="Random verification inputs when --verify-inputs is not given (0 = skip).")
+@click.option("--samples", "verify_samples", type=int, default=None, help="Random verification inputs when --verify-inputs is not given (0 = skip) [100; fewer, at least 4, for networks over 0.4 GMAC per input].")
 @click.option("--stage", type=click.Choice(["estimates", "codegen", "bitfile"]), default="estimates", show_default=True,
               help="How far to build: estimates, codegen (HLS/RTL sources in OUT/codegen) or bitfile (FINN's Vivado steps).")
 @click.option("--clock-mhz", type=float, default=None, help="Override the board's default clock [the board's].")
@@ -108,12 +108,12 @@ def build(model: Path, target: str, out_dir: Path, input_dtype, target_fps, fold
     from flow.builder.inputs import read_npy
     from flow.builder.pipeline import build as build_design
     from flow.builder.pipeline import planned_steps
-    from flow.core.config import build_config
+    from flow.core.config import build_config, sample_options
 
     with _retiring("build", out_dir):
         cfg = build_config(
             target=target, input_dtype=input_dtype, target_fps=target_fps, folding_file=folding_file, auto=auto, specialize_file=specialize_file,
-            verify_samples=verify_samples, stage=stage, clock_mhz=clock_mhz, strict=strict, rtlsim=rtlsim, rtlsim_samples=rtlsim_samples,
+            **sample_options(verify_samples), stage=stage, clock_mhz=clock_mhz, strict=strict, rtlsim=rtlsim, rtlsim_samples=rtlsim_samples,
             standalone_thresholds=standalone_thresholds, prefer_rtl=prefer_rtl, flow=flow_name,
             steps=None if steps is None else tuple(s.strip() for s in steps.split(",") if s.strip()) or None,
         )

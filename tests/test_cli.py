@@ -57,6 +57,26 @@ def test_not_onnx(tmp_path, capsys):
     _one_line_error(rc, err, 2, "not an ONNX model")
 
 
+def test_the_default_sample_count_is_capped_by_the_network_size_and_said_so(tiny_mlp_onnx, tmp_path, capsys, monkeypatch):
+    """Without --samples a network over the per-stage budget is verified on fewer inputs (at least 4),
+    and the report says how many were left out; --samples N verifies N whatever the size."""
+    import flow.core.config as config
+
+    monkeypatch.setattr(config, "VERIFY_GMAC", 1e-9)  # every network is over it
+    rc, _, _ = _run(["build", str(tiny_mlp_onnx), "--out", str(tmp_path / "d"), "--no-progress"], capsys)
+    r = json.loads((tmp_path / "d" / "report.json").read_text())
+    assert rc == 0 and {s["samples"] for s in r["verification"]["stages"]} == {config.MIN_VERIFY_SAMPLES}
+    assert any(line.startswith("96 of the default 100 random verification inputs") and "--samples N verifies N" in line
+               for line in r["skipped"]), r["skipped"]
+    rc, _, _ = _run(["build", str(tiny_mlp_onnx), "--out", str(tmp_path / "n"), "--samples", "100", "--no-progress"], capsys)
+    r = json.loads((tmp_path / "n" / "report.json").read_text())
+    assert rc == 0 and {s["samples"] for s in r["verification"]["stages"]} == {100} and not r["skipped"]
+    monkeypatch.setattr(config, "VERIFY_GMAC", 40.0)  # the real budget: a small network keeps all 100
+    rc, _, _ = _run(["build", str(tiny_mlp_onnx), "--out", str(tmp_path / "s"), "--no-progress"], capsys)
+    r = json.loads((tmp_path / "s" / "report.json").read_text())
+    assert rc == 0 and {s["samples"] for s in r["verification"]["stages"]} == {100} and not r["skipped"]
+
+
 def test_a_full_disk_is_one_line_that_names_the_file(tiny_mlp_onnx, tmp_path, capsys, monkeypatch):
     import errno
 

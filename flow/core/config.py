@@ -32,6 +32,9 @@ from flow.core.errors import ConfigError
 OutputStage = Literal["estimates", "codegen", "bitfile"]
 #: Most verification samples one build runs.
 MAX_VERIFY_SAMPLES = 100_000
+#: ``qflow build`` without ``--samples``: this many random inputs, capped at VERIFY_GMAC of
+#: multiply-accumulates per stage as the streamlined graph executes them, but at least MIN_VERIFY_SAMPLES.
+DEFAULT_VERIFY_SAMPLES, VERIFY_GMAC, MIN_VERIFY_SAMPLES = 100, 40.0, 4
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
@@ -89,6 +92,7 @@ class BuildConfig(BaseModel):
     rtlsim_samples: int = Field(8, ge=2, le=10_000, description="verification inputs streamed back to back through the RTL")
     mvau_wwidth_max: int = Field(36, gt=0, le=2**20)
     verify_samples: int = Field(1000, ge=0, le=MAX_VERIFY_SAMPLES, description="random or test inputs verified through every stage")
+    verify_gmac: float | None = Field(None, gt=0, description="cap random verification inputs at this many GMAC per stage (at least 4 inputs); None: no cap")
     flow: str = Field("default", description="the registered flow a build runs (flow.builder.registry): default, compile, estimate, codegen, bitfile")
     steps: tuple[str, ...] | None = Field(None, description="registered build steps to run instead of the flow's (flow.builder.registry)")
     strict: bool = False
@@ -110,6 +114,11 @@ class BuildConfig(BaseModel):
         if self.folding_file is not None:
             return "file"
         return "fps" if self.target_fps is not None else "default"
+
+
+def sample_options(samples: int | None) -> dict[str, Any]:
+    """The build options for ``--samples``: as given, or, when not given, the default count capped by size."""
+    return {"verify_samples": samples} if samples is not None else {"verify_samples": DEFAULT_VERIFY_SAMPLES, "verify_gmac": VERIFY_GMAC}
 
 
 def build_config(**kwargs: Any) -> BuildConfig:

@@ -53,7 +53,7 @@ Schema (``schema_version`` 4)::
                                   ``layer``), and ``fraction`` = cycles / max_cycles (1.0: the design
                                   is on its bound); ``optimal``: proven fastest within the caps
     stage                 estimates | codegen | bitfile
-    skipped               [str]   steps not run, with the reason
+    skipped               [str]   steps not run, and default verification inputs left out, with the reason
     timings_s             {step: seconds}   every shown step, in the order it ran (:class:`flow.core.timings.Timings`)
 
 :meth:`Report.load` reads a report.json back, validated (a file in an output folder is

@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from qonnx.core.modelwrapper import ModelWrapper
 
 from flow.core.checks import StageCheck
+from flow.core.config import MIN_VERIFY_SAMPLES
 from flow.core.pipeline import BuildContext, BuildState, StepSpec
 from flow.core.stages import Stage
-from flow.sim.inputs import random_inputs
+from flow.sim.inputs import executed_macs, random_inputs
 from flow.verifiers.section import SectionView
 
 
@@ -90,12 +91,23 @@ def inputs_step(verifiers: Sequence[Verifier]) -> StepSpec:
     """The build step that draws random verification inputs (seeded) when the caller brought none:
     as many as the enabled verifiers need."""
 
-    def needed(ctx: BuildContext) -> int:
-        return max((v.samples(ctx) for v in verifiers if v.enabled(ctx)), default=0)
+    def needed(ctx: BuildContext, cap: int | None = None) -> int:
+        capped = (min(v.samples(ctx), cap) if cap is not None and "verify_samples" in v.options else v.samples(ctx)
+                  for v in verifiers if v.enabled(ctx))
+        return max(capped, default=0)
 
     def run(state: BuildState, ctx: BuildContext) -> None:
-        if state.inputs is None:
-            state.inputs = random_inputs(ModelWrapper(str(_input_stage(state.stages))), needed(ctx))
+        if state.inputs is not None:
+            return
+        model, n = ModelWrapper(str(_input_stage(state.stages))), needed(ctx)
+        if ctx.cfg.verify_gmac is not None:  # the default count, capped by the network's size
+            macs = executed_macs(model)
+            n = needed(ctx, max(MIN_VERIFY_SAMPLES, int(ctx.cfg.verify_gmac * 1e9 // max(macs, 1))))
+            if n < ctx.cfg.verify_samples:
+                state.skipped.append(f"{ctx.cfg.verify_samples - n} of the default {ctx.cfg.verify_samples} random verification inputs: "
+                                     f"one input is {macs / 1e9:.1f} GMAC, and the default verifies {ctx.cfg.verify_gmac:g} GMAC per stage "
+                                     f"(at least {MIN_VERIFY_SAMPLES} inputs); --samples N verifies N")
+        state.inputs = random_inputs(model, n)
 
     return StepSpec("inputs", run, requires=("stages",), provides=("inputs",), doc="random verification inputs when none were given",
                     when=lambda ctx: not ctx.inputs_given and needed(ctx) > 0, shown=False)

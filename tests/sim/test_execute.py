@@ -368,6 +368,19 @@ def test_default_chunks_keep_tensors_in_flight_within_the_budget(stages, monkeyp
     assert sizes == [4, 4, 4, 4, 4, 3]
 
 
+@pytest.mark.parametrize("stage", ["qonnx", "finn", "streamlined"])
+def test_executed_macs_equal_qonnx_inference_cost_without_sparsity_discount(stages, stage):
+    """Conv nodes (qonnx, finn) and the MatMuls they are lowered to (streamlined): qonnx's count, from shapes alone."""
+    from qonnx.util.inference_cost import inference_cost
+
+    from flow.sim.inputs import executed_macs
+
+    model = stages("cnn")[0][stage]
+    cost = inference_cost(copy.deepcopy(model), discount_sparsity=False)["total_cost"]
+    macs = sum(v for k, v in cost.items() if k.startswith("op_mac"))
+    assert macs > 0 and executed_macs(model) == macs
+
+
 def test_all_in_blocks_equals_numpy():
     a = np.arange(-50, 50, dtype=np.float32).reshape(10, 10) / 4
     for block in (1, 7, 100, 1000):
