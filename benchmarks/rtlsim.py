@@ -10,7 +10,7 @@ simulation, cold (an empty model cache) and warm (the same build again). Untrain
 the RTL is compared bit for bit with the Python execution of the same design, which does
 not need a trained network.
 
-    python benchmarks/rtlsim.py --update  # -> benchmarks/results/rtlsim.json (about an hour on 2 busy cores)
+    python benchmarks/rtlsim.py --update  # -> benchmarks/results/rtlsim.json (about 20 minutes on 2 cores)
     python benchmarks/rtlsim.py --update --only cnv28-w2a2   # rerun one network, keep the other rows
 """
 
