@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from typing import ContextManager
 
 from flow.compat import finn as _finn_compat
-from flow.compat.qonnx import compacted_from, release_memory
+from flow.compat.qonnx import model_chunks, read_model, release_memory
 from flow.core.errors import CompileError, QflowError
-from flow.core.fileio import atomic_write_bytes
+from flow.core.fileio import atomic_write_chunks
 from flow.core.pipeline import BuildContext, BuildState, StepSpec
 
 Instrument = Callable[[StepSpec, BuildState, BuildContext], ContextManager[None]]
@@ -56,13 +56,12 @@ def checkpoint(step: StepSpec, state: BuildState, ctx: BuildContext) -> Iterator
     yield
     if step.checkpoint and state.model is not None:
         path = ctx.will_write(f"checkpoints/{len(state.checkpoints):02d}_{step.name}.onnx")
-        data = state.model.model.SerializeToString()
-        atomic_write_bytes(path, data)
+        model = state.model
+        atomic_write_chunks(path, lambda: model_chunks(model))
         # the step's replaced weights freed (flow.compat.qonnx): the model dropped before it is parsed again
-        state.model = None
+        state.model = model = None
         release_memory()
-        state.model = compacted_from(data)
-        del data
+        state.model = read_model(path)
         state.checkpoints[step.name] = path
         if step.produces is not None:
             state.stages[step.produces] = path

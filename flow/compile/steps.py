@@ -29,7 +29,6 @@ from flow.compat import finn as _finn_compat
 from flow.compat.finn_builder import finn_config, finn_step
 from flow.compat.finn_shuffle import KeepOutputTransposeOnHost
 from flow.compat.finn_upsample import infer_upsample_layers
-from flow.compat.qonnx import compacted_from, release_memory
 from flow.compat.qonnx_index import IndexedModel
 from flow.compat.qonnx_linear import transforms_in_place
 from flow.compile.host_input import keep_input_quantizer_on_host
@@ -84,11 +83,6 @@ def step_streamline(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     model = finn_step("streamline", model, ctx)
     with transforms_in_place():  # the model is finn_step's private copy
         model = model.transform(RoundAndClipThresholds()).transform(InferDataTypes())
-    data = model.model.SerializeToString()  # the weights FINN's passes replaced, freed (flow.compat.qonnx)
-    del model
-    release_memory()
-    model = compacted_from(data)
-    del data
     model = streamline_structures(model, owned=True)
     check_mappable(model)
     return model

@@ -30,7 +30,7 @@ import secrets
 import stat
 import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -145,17 +145,28 @@ def temp_name(name: str) -> str:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to a new temp file beside ``path``, fsync it, then rename it over ``path``."""
+    atomic_write_chunks(path, lambda: (data,))
+
+
+def atomic_write_chunks(path: str | Path, chunks: Callable[[], Iterable[bytes]]) -> None:
+    """:func:`atomic_write_bytes` of the concatenation of ``chunks()``, never held whole (a watched
+    folder's hook gets its hash first, from a pass of its own)."""
     p = Path(path)
     tmp_name = temp_name(p.name)
     hook = _watcher(p.parent)
     if hook is not None:  # it records the content's hash and creates the folder (no links on the way)
-        hook(p, tmp_name, hashlib.sha256(data).hexdigest(), len(data))
+        h, size = hashlib.sha256(), 0
+        for chunk in chunks():
+            h.update(chunk)
+            size += len(chunk)
+        hook(p, tmp_name, h.hexdigest(), size)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.parent / tmp_name
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for chunk in chunks():
+                f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)

@@ -298,6 +298,7 @@ def verify_stages(
                 prev = StageOutputs(prev.name, logits=prev.logits.reshape(len(prev.logits), -1))
             ties = rounding_tie_finder(prev_model, model, x, cur, prev.name) if prev_model is not None else None
             checks.append(compare_float(cur, prev, ties))
+            del ties  # it holds both models
         prev, prev_model = cur, model
         del model
         release_memory()

@@ -4,7 +4,10 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx
+import pytest
 from onnx import TensorProto, helper
+from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import qonnx_make_model
 from qonnx.util.inference_cost import inference_cost as qonnx_inference_cost
@@ -40,11 +43,12 @@ def test_costs_count_bipolar_weights_as_one_bit(tmp_path):
 
 
 _ARENA_PROBE = """
+import sys
 import numpy as np
 from onnx import TensorProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import qonnx_make_model
-from flow.compat.qonnx import compacted_from, release_memory
+from flow.compat.qonnx import model_chunks, read_model, release_memory
 
 def rss_mb():
     with open("/proc/self/statm") as f:
@@ -61,28 +65,97 @@ for k in range(8):  # what a streamlining pass does to a weight it moves a scale
     model.set_initializer("w", np.full((4096, 4096), k, np.float32))
 release_memory()
 grown = rss_mb()
-model = compacted_from(model.model.SerializeToString())
+with open(sys.argv[1], "wb") as f:
+    for chunk in model_chunks(model):
+        f.write(chunk)
+model = None
+release_memory()
+model = read_model(sys.argv[1])
 release_memory()
 print(start, grown, rss_mb(), float(model.get_initializer("w")[0, 0]))
 """
 
 
-def test_replaced_weights_stay_allocated_until_the_model_is_parsed_again():
-    """Why compacted_from and release_memory exist: upb keeps every replaced initializer in the model's arena."""
-    out = subprocess.run([sys.executable, "-c", _ARENA_PROBE], capture_output=True, text=True, check=True, timeout=120).stdout
+def test_replaced_weights_stay_allocated_until_the_model_is_parsed_again(tmp_path):
+    """Why read_model (a new arena) and release_memory exist: upb keeps every replaced initializer in the model's arena."""
+    out = subprocess.run([sys.executable, "-c", _ARENA_PROBE, str(tmp_path / "m.onnx")], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
     start, grown, after, value = map(float, out.split())
     assert grown - start > 6 * 64, (start, grown)  # 7 replaced 64 MB weights still held
-    assert after - start < 2 * 64, (start, after)  # one weight's worth, and the model's bytes freed
+    assert after - start < 2 * 64, (start, after)  # one weight's worth
     assert value == 7.0
 
 
-def test_compacted_is_the_same_model():
+def _two_node_model() -> ModelWrapper:
     vi = helper.make_tensor_value_info
-    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [vi("x", TensorProto.FLOAT, [1, 4])], [vi("y", TensorProto.FLOAT, [1, 4])])
-    model = ModelWrapper(qonnx_make_model(g))
-    model.set_initializer("unused", np.arange(4, dtype=np.float32))
-    again = qonnx_compat.compacted_from(model.model.SerializeToString())
-    assert again is not model and again.model.SerializeToString() == model.model.SerializeToString()
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"), helper.make_node("Add", ["h", "b"], ["y"], name="add")]
+    g = helper.make_graph(nodes, "g", [vi("x", TensorProto.FLOAT, [1, 4])], [vi("y", TensorProto.FLOAT, [1, 3])],
+                          value_info=[vi("h", TensorProto.FLOAT, [1, 3])])
+    model = ModelWrapper(qonnx_make_model(g, doc_string="d"))
+    model.set_initializer("w", np.arange(12, dtype=np.float32).reshape(4, 3))
+    model.set_initializer("b", np.ones(3, np.float32))
+    model.set_tensor_datatype("x", DataType["INT4"])
+    model.model.metadata_props.add(key="k", value="v")
+    return model
+
+
+def test_chunks_parse_as_the_same_model(tmp_path):
+    """model_chunks + read_model give the model that SerializeToString and onnx.load give, re-serialized byte for byte."""
+    model = _two_node_model()
+    with open(tmp_path / "m.onnx", "wb") as f:
+        for chunk in qonnx_compat.model_chunks(model):
+            f.write(chunk)
+    again = qonnx_compat.read_model(tmp_path / "m.onnx")
+    assert again.model.SerializeToString() == model.model.SerializeToString()
+    assert onnx.load(str(tmp_path / "m.onnx")) == model.model
+    (tmp_path / "plain.onnx").write_bytes(model.model.SerializeToString())  # any ONNX file reads the same
+    assert qonnx_compat.read_model(tmp_path / "plain.onnx").model == model.model
+
+
+def test_read_model_refuses_truncated_or_empty_files(tmp_path):
+    data = _two_node_model().model.SerializeToString()
+    (tmp_path / "cut.onnx").write_bytes(data[:-3])
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    for name in ("cut.onnx", "empty.onnx"):
+        with pytest.raises(ValueError, match="not an ONNX model"):
+            qonnx_compat.read_model(tmp_path / name)
+
+
+_SERIALIZE_PROBE = """
+import resource, sys
+import numpy as np
+from onnx import TensorProto, helper
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.util.basic import qonnx_make_model
+from flow.compat.qonnx import model_chunks, return_large_blocks
+
+return_large_blocks()
+vi = helper.make_tensor_value_info
+g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [vi("x", TensorProto.FLOAT, [1, 4])], [vi("y", TensorProto.FLOAT, [1, 4])])
+model = ModelWrapper(qonnx_make_model(g))
+for k in range(8):
+    model.set_initializer(f"w{k}", np.full((2048, 4096), k, np.float32))  # 8 x 32 MB
+start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+if sys.argv[1] == "whole":
+    data = model.model.SerializeToString()
+    del data
+else:
+    for chunk in model_chunks(model):
+        pass
+print(start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def test_serializing_a_model_whole_peaks_far_above_its_size():
+    """Why model_chunks exists: SerializeToString of a 256 MB model raises the peak by more than its size again."""
+
+    def growth(mode: str) -> float:
+        out = subprocess.run([sys.executable, "-c", _SERIALIZE_PROBE, mode], capture_output=True, text=True, check=True, timeout=120)
+        start, peak = map(float, out.stdout.split())
+        return peak - start
+
+    assert growth("whole") > 256 * 1.5
+    assert growth("chunks") < 100
 
 
 _HEAP_PROBE = """
