@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from onnx import GraphProto, ModelProto
+from onnx import GraphProto, ModelProto, TensorProto
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.transformation import lower_convs_to_matmul as _lowering
 from qonnx.util.inference_cost import inference_cost as _qonnx_inference_cost
 
 
@@ -186,3 +187,64 @@ def inference_cost(model: str | Path | ModelWrapper, *, discount_sparsity: bool)
         warnings.simplefilter("ignore")
         m = ModelWrapper(copy.deepcopy(model.model)) if isinstance(model, ModelWrapper) else ModelWrapper(str(model))
         return _qonnx_inference_cost(with_unit_bipolar_scales(m), discount_sparsity=discount_sparsity)
+
+
+class _Float32Array(np.ndarray):
+    """An array whose cast to its own float32 is itself (qonnx casts the matrix it has just made)."""
+
+    def astype(self, dtype, *args, **kwargs):
+        if np.dtype(dtype) == self.dtype:
+            return self.view(np.ndarray)
+        return self.view(np.ndarray).astype(dtype, *args, **kwargs)
+
+
+class _Float32Zeros:
+    """numpy as qonnx's conv lowering sees it, with ``zeros`` in float32 (what the lowering casts its result to)."""
+
+    def __getattr__(self, name: str):
+        return getattr(np, name)
+
+    @staticmethod
+    def zeros(shape, dtype=np.float32, **kwargs):
+        return np.zeros(shape, dtype, **kwargs).view(_Float32Array)
+
+
+def _set_initializer_in_place(model: ModelWrapper, name: str, value: np.ndarray) -> None:
+    """qonnx's ``set_initializer`` (the old entry removed, the new one last, its shape set), the tensor
+    built where it stays: one copy of the weights in flight instead of three."""
+    value = np.asarray(value)
+    if value.dtype != np.float32:
+        ModelWrapper.set_initializer(model, name, value)
+        return
+    graph = model.graph
+    for i, init in enumerate(graph.initializer):
+        if init.name == name:
+            del graph.initializer[i]
+            break
+    init = graph.initializer.add()
+    init.dims.extend(value.shape)
+    init.data_type = TensorProto.FLOAT
+    init.raw_data = value.astype("<f4", copy=False).tobytes()  # little-endian, as onnx's from_array writes it
+    init.name = name
+    model.set_tensor_shape(name, list(value.shape), TensorProto.FLOAT)
+
+
+def lower_convs_apply(self, model: ModelWrapper):
+    """qonnx's ``LowerConvsToMatMul.apply`` with the same result, lighter on memory.
+
+    Reason: for a depthwise conv it builds the dense (k*k*C) x C weight matrix in float64, casts,
+    transposes and copies it, and ``set_initializer`` makes two more copies: a 7x7 depthwise conv
+    over 1,536 channels (ProxylessNAS) holds about 3 GB at once for a 462 MB weight. Here the
+    matrix starts in float32, is not cast again, and is written straight into the model.
+    """
+    saved = _lowering.np
+    _lowering.np = _Float32Zeros()
+    model.set_initializer = lambda name, value: _set_initializer_in_place(model, name, value)
+    try:
+        return _ORIGINAL_LOWER(self, model)
+    finally:
+        _lowering.np = saved
+        del model.set_initializer
+
+
+_ORIGINAL_LOWER = _lowering.LowerConvsToMatMul.apply

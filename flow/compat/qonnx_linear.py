@@ -55,6 +55,7 @@ from qonnx.transformation import infer_shapes as qonnx_infer_shapes
 from qonnx.transformation.fold_constants import FoldConstants
 from qonnx.transformation.infer_data_layouts import InferDataLayouts
 from qonnx.transformation.infer_datatypes import InferDataTypes
+from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 from qonnx.transformation.remove import RemoveIdentityOps
 
 from flow.compat.finn_linear import (
@@ -65,6 +66,7 @@ from flow.compat.finn_linear import (
     move_scales_past_im2col,
     round_and_clip_thresholds,
 )
+from flow.compat.qonnx import lower_convs_apply
 from flow.compat.qonnx_graph import (
     check_all_tensor_shapes_specified,
     give_unique_parameter_tensors,
@@ -181,6 +183,7 @@ REPLACEMENTS = (
     (MinimizeAccumulatorWidth, "apply", _minimize_accumulator_width_apply),
     (FoldQuantWeights, "apply", _fold_quant_weights_apply),
     (InferElementwiseBinaryOperation, "apply", elementwise_apply),
+    (LowerConvsToMatMul, "apply", lower_convs_apply),
 )
 
 class _Patch:

@@ -1,14 +1,19 @@
 """The qonnx workarounds are still needed, and work."""
 
+import copy
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.transformation.infer_shapes import InferShapes
+from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 from qonnx.util.basic import qonnx_make_model
 from qonnx.util.inference_cost import inference_cost as qonnx_inference_cost
 
@@ -212,3 +217,87 @@ def test_freed_large_blocks_stay_with_the_process_unless_returned():
 
     assert held("default") > 300
     assert held("fixed") < 50
+
+
+def _convs(channels: int = 8, k: int = 3, quant_weight: bool = False) -> ModelWrapper:
+    """A depthwise conv (optionally with a Quant on its weight) then a dense 1x1 conv, NCHW, 6x6."""
+    vi = helper.make_tensor_value_info
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+    dw_w = "dw_w_q" if quant_weight else "dw_w"
+    if quant_weight:
+        nodes.append(helper.make_node("Quant", ["dw_w", "s", "z", "b"], ["dw_w_q"], domain="qonnx.custom_op.general",
+                                      narrow=0, rounding_mode="ROUND", signed=1))
+        inits += [numpy_helper.from_array(np.float32(0.5), "s"), numpy_helper.from_array(np.float32(0), "z"),
+                  numpy_helper.from_array(np.float32(4), "b")]
+    nodes += [helper.make_node("Conv", ["x", dw_w], ["h"], group=channels, kernel_shape=[k, k], pads=[1, 1, 1, 1], strides=[1, 1]),
+              helper.make_node("Conv", ["h", "pw_w"], ["y"], group=1, kernel_shape=[1, 1], pads=[0, 0, 0, 0], strides=[1, 1])]
+    inits += [numpy_helper.from_array(rng.integers(-3, 4, (channels, 1, k, k)).astype(np.float32), "dw_w"),
+              numpy_helper.from_array(rng.integers(-3, 4, (4, channels, 1, 1)).astype(np.float32), "pw_w")]
+    g = helper.make_graph(nodes, "g", [vi("x", TensorProto.FLOAT, [1, channels, 6, 6])], [vi("y", TensorProto.FLOAT, [1, 4, 6, 6])],
+                          value_info=[vi("h", TensorProto.FLOAT, [1, channels, 6, 6])], initializer=inits)
+    model = ModelWrapper(qonnx_make_model(g))
+    return model.transform(InferShapes())
+
+
+def _named_in_order(model: ModelWrapper) -> bytes:
+    """The model's bytes with the tensor names qonnx draws at random replaced by t0, t1, ... in order of use."""
+    m = copy.deepcopy(model.model)
+    given = {i.name for i in m.graph.input} | {o.name for o in m.graph.output} | {i.name for i in m.graph.initializer} | {"h"}
+    names: dict[str, str] = {}
+    for node in m.graph.node:
+        for seq in (node.input, node.output):
+            for i, t in enumerate(seq):
+                if t not in given:
+                    seq[i] = names.setdefault(t, f"t{len(names)}")
+    for vi in m.graph.value_info:
+        vi.name = names.get(vi.name, vi.name)
+    for qa in m.graph.quantization_annotation:
+        qa.tensor_name = names.get(qa.tensor_name, qa.tensor_name)
+    return m.SerializeToString()
+
+
+@pytest.mark.parametrize("quant_weight", [False, True])
+def test_lowering_is_qonnx_s_with_less_memory(quant_weight):
+    from flow.compat.qonnx_linear import linear_qonnx, transforms_in_place
+
+    reference = _convs(quant_weight=quant_weight).transform(LowerConvsToMatMul())
+    with linear_qonnx(), transforms_in_place():
+        ours = _convs(quant_weight=quant_weight).transform(LowerConvsToMatMul())
+    assert _named_in_order(ours) == _named_in_order(reference)
+    assert "set_initializer" not in vars(ours)  # the model is left with qonnx's own method
+
+
+_LOWERING_PROBE = """
+import resource, sys
+from tests.compat.test_qonnx import _convs
+from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
+from flow.compat.qonnx import return_large_blocks
+from flow.compat.qonnx_linear import linear_qonnx, transforms_in_place
+
+return_large_blocks()
+model = _convs(channels=512, k=7)  # its dense depthwise matrix: 7*7*512 x 512 float32, 49 MiB
+start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+with transforms_in_place():
+    if sys.argv[1] == "ours":
+        with linear_qonnx():
+            model = model.transform(LowerConvsToMatMul())
+    else:
+        model = model.transform(LowerConvsToMatMul())
+print(start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def test_qonnx_lowering_holds_several_copies_of_a_depthwise_matrix():
+    """Why lower_convs_apply exists: qonnx's lowering peaks at more than five times the dense matrix it makes."""
+    root = str(Path(__file__).resolve().parents[2])
+
+    def growth(mode: str) -> float:
+        out = subprocess.run([sys.executable, "-c", _LOWERING_PROBE, mode], capture_output=True, text=True, check=True,
+                             timeout=300, cwd=root, env={**os.environ, "PYTHONPATH": root})
+        start, peak = map(float, out.stdout.split())
+        return peak - start
+
+    qonnx, ours = growth("qonnx"), growth("ours")
+    assert qonnx > 5 * 49, qonnx
+    assert ours < 0.7 * qonnx, (ours, qonnx)
