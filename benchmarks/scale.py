@@ -20,6 +20,7 @@ last layers), recording wall time and peak RSS of the whole build (``qflow build
     python benchmarks/scale.py                    # the depth sweep -> benchmarks/results/.scratch/scale.json
     python benchmarks/scale.py --whole            # and the 224x224 networks (minutes each)
     python benchmarks/scale.py --update [--whole] # -> benchmarks/results/scale.json
+    python benchmarks/scale.py --update --whole --families ""  # only the 224x224 builds; the sweep rows are kept
 """
 
 from __future__ import annotations
@@ -330,6 +331,13 @@ def main() -> None:
                 print(f"{name}: {r['error']}", flush=True)
                 continue
             print(f"{name}: {r['nodes']} nodes, build {r['build_wall_s']} s, peak {r['peak_rss_mb']:.0f} MB, verified {r['verified']}", flush=True)
+    # what this run did not measure is kept from the file, with the machine and date that measured it
+    old = json.loads(out.read_text()) if out.is_file() else {}
+    for family, kept in old.get("sweep", {}).items():
+        if family not in sweep:
+            sweep[family] = {"measured": old.get("machine"), **kept}
+    if not args.whole:
+        whole_rows = old.get("whole", [])
     write_results(out, {
         "benchmark": "scale",
         "what": "per-step time (wall and CPU) and peak RSS of qflow build as networks deepen; fitted exponent of CPU time "
