@@ -49,7 +49,7 @@ JOBS: dict[str, tuple[str | None, str]] = {
     "conformance": ("conformance.py", "33 min for 39 models (2026-12-07, load average 7-10)"),
     "rtl_luts": ("rtl_luts.py", "8.5 min (2026-12-07, load average 1-3)"),
     "rtlsim": ("rtlsim.py", "20 min (2026-12-07, load average 0.6-2.3)"),
-    "scale": ("scale.py", "the residual sweep 24 min, the three 224x224 builds 16 min (2026-12-07, load average 3-7)"),
+    "scale": ("scale.py", "the residual sweep 24 min (2026-12-07, load average 3-7), the three 224x224 builds 6 min (2026-12-07, load average 1.5-2.7)"),
     "finn_examples": ("finn_examples.py", "per network in the README's finn-examples table"),
 }
 
