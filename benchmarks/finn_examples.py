@@ -348,7 +348,9 @@ def main() -> None:
     nets = [example(n) for n in a.networks] if a.networks else list(NETWORKS.values())
     nets = [n for n in nets if not (a.skip_large and n.large)]
     rows, t0 = [], time.perf_counter()
-    previous = json.loads(out.read_text())["rows"] if out.is_file() else []
+    old = json.loads(out.read_text()) if out.is_file() else {}
+    # kept rows keep the machine and date that measured them
+    previous = [r if "measured" in r else {**r, "measured": old.get("machine")} for r in old.get("rows", [])]
 
     def save() -> dict:
         """Write every row measured so far, keeping the earlier rows of networks this run has not measured."""
