@@ -6,6 +6,7 @@ import copy
 import ctypes
 import ctypes.util
 import mmap
+import types
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +67,7 @@ def model_chunks(model: ModelWrapper) -> Iterator[bytes]:
         inner = _key(_INITIALIZER, len(data))
         yield _key(_GRAPH, len(inner) + len(data)) + inner
         yield data
+        data = None  # not held while the next one is serialized
 
 
 def _field_end(buf, pos: int) -> int:
@@ -239,12 +241,17 @@ def lower_convs_apply(self, model: ModelWrapper):
     """
     saved = _lowering.np
     _lowering.np = _Float32Zeros()
-    model.set_initializer = lambda name, value: _set_initializer_in_place(model, name, value)
+    # a bound method: a copy of the model (qonnx's transform copies it) writes into the copy
+    model.set_initializer = types.MethodType(_set_initializer_in_place, model)
+    result = None
     try:
-        return _ORIGINAL_LOWER(self, model)
+        result = _ORIGINAL_LOWER(self, model)
+        return result
     finally:
         _lowering.np = saved
-        del model.set_initializer
+        for m in (model, result[0] if result else None):
+            if m is not None:
+                vars(m).pop("set_initializer", None)
 
 
 _ORIGINAL_LOWER = _lowering.LowerConvsToMatMul.apply
