@@ -100,12 +100,18 @@ class Quantizer:
             frac = y - np.floor(y)
             return np.abs(frac - 0.5) if mode in ("ROUND", "HALF_EVEN", "HALF_UP", "HALF_DOWN") else np.minimum(frac, 1 - frac)
         t, axis = self._channel_thresholds(x)
-        xm = np.moveaxis(x, axis, -1)[..., None]
-        d = np.abs(xm - (t if t.shape[0] > 1 else t[:1]))  # (..., C, T) against (C or 1, T)
+        xm = np.moveaxis(x, axis, -1)  # (..., C) against thresholds (C or 1, T), one threshold at a time
         step = np.median(np.diff(t, axis=1), axis=1, keepdims=True) if t.shape[1] > 1 else np.maximum(np.abs(t), 1.0)
-        if self.model.get_tensor_datatype(self.inp).is_integer():
-            d = np.maximum(d - 1.0, 0.0)  # integer thresholds were rounded: one unit either way
-        return np.moveaxis((d / np.maximum(step, 1e-30)).min(axis=-1), -1, axis)
+        step = np.maximum(step[:, 0], 1e-30)
+        rounded = self.model.get_tensor_datatype(self.inp).is_integer()  # integer thresholds: one unit either way
+        nearest = None
+        for j in range(t.shape[1]):
+            d = np.abs(xm - (t[:, j] if t.shape[0] > 1 else t[:1, j]))
+            d = np.maximum(d - 1.0, 0.0) if rounded else d
+            nearest = d if nearest is None else np.minimum(nearest, d, out=nearest)
+        if nearest is None:
+            raise ValueError(f"{self.node.name or self.node.op_type} has no thresholds")
+        return np.moveaxis(nearest / step, -1, axis)
 
     def input_for(self, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
         """An input value that quantizes to ``levels`` (the middle of its interval)."""
