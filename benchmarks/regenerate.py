@@ -41,7 +41,7 @@ JOBS: dict[str, tuple[str | None, str]] = {
     "search_vs_hand": ("search_vs_hand.py", "see the README's search paragraph"),
     "accuracy": ("accuracy.py", "376 s (2026-12-07, load average 3.6-5.4)"),
     "build_time": ("build_time.py", "46 s (2026-12-07, load average 6-7.5)"),
-    "verify_throughput": ("verify_throughput.py", "742 s (2026-12-07, load average 3.5-7)"),
+    "verify_throughput": ("verify_throughput.py", "7.5 min (2026-12-07, load average 0.6-2.5)"),
     "cost_model": ("cost_model.py", "55 s (2026-12-07, load average 4-5)"),
     "folding_optimizer": ("folding_optimizer.py", "251 s (2026-12-07, load average 4-5.5)"),
     "rounding_ties": ("rounding_ties.py", "225 s (2026-12-07, load average 3.2-4.7)"),
