@@ -46,10 +46,16 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def stamp(row: dict[str, Any]) -> dict[str, Any]:
-    """``row`` with ``measured`` (date and platform) set: for rows a rerun may keep from an earlier run."""
-    info = machine_info()
+def stamp(row: dict[str, Any], info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``row`` with ``measured`` (date and platform; this machine's now, or ``info``'s) set: for rows a
+    rerun may keep from an earlier run."""
+    info = info or machine_info()
     return {**row, "measured": {"date": info["date"], "platform": info["platform"], "cpus": info["cpus"]}}
+
+
+def kept(row: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """A row a rerun keeps from the results file ``old``: dated by its own ``measured``, else by the file's machine."""
+    return row if "measured" in row or "machine" not in old else stamp(row, old["machine"])
 
 
 def add_output_args(ap: argparse.ArgumentParser, name: str) -> None:

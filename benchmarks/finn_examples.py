@@ -44,7 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from _common import add_output_args, result_path, stamp, write_results  # noqa: E402
+from _common import add_output_args, kept, result_path, stamp, write_results  # noqa: E402
 
 FIFO_OPS = ("StreamingFIFO", "StreamingDataWidthConverter")
 
@@ -349,8 +349,7 @@ def main() -> None:
     nets = [n for n in nets if not (a.skip_large and n.large)]
     rows, t0 = [], time.perf_counter()
     old = json.loads(out.read_text()) if out.is_file() else {}
-    # kept rows keep the machine and date that measured them
-    previous = [r if "measured" in r else {**r, "measured": old.get("machine")} for r in old.get("rows", [])]
+    previous = [kept(r, old) for r in old.get("rows", [])]
 
     def save() -> dict:
         """Write every row measured so far, keeping the earlier rows of networks this run has not measured."""

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import add_output_args, result_path, write_results  # noqa: E402
+from _common import add_output_args, kept, result_path, write_results  # noqa: E402
 
 #: Depths (blocks; Identity ops for ``identity``) of the sweep.
 SWEEP = {
@@ -331,11 +331,11 @@ def main() -> None:
                 print(f"{name}: {r['error']}", flush=True)
                 continue
             print(f"{name}: {r['nodes']} nodes, build {r['build_wall_s']} s, peak {r['peak_rss_mb']:.0f} MB, verified {r['verified']}", flush=True)
-    # what this run did not measure is kept from the file, with the machine and date that measured it
+    # what this run did not measure is kept from the file, dated by the run that measured it
     old = json.loads(out.read_text()) if out.is_file() else {}
-    for family, kept in old.get("sweep", {}).items():
+    for family, entry in old.get("sweep", {}).items():
         if family not in sweep:
-            sweep[family] = {"measured": old.get("machine"), **kept}
+            sweep[family] = kept(entry, old)
     if not args.whole:
         whole_rows = old.get("whole", [])
     write_results(out, {

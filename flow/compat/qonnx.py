@@ -124,15 +124,16 @@ def read_model(path: str | Path) -> ModelWrapper:
     return ModelWrapper(proto)
 
 
-def _libc_trim():
+def _glibc():
     name = ctypes.util.find_library("c")
     try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):  # not glibc: nothing to trim
+        libc = ctypes.CDLL(name) if name else None
+        return libc if libc is not None and libc.malloc_trim and libc.mallopt else None
+    except (OSError, AttributeError):  # not glibc: nothing to tune
         return None
 
 
-_MALLOC_TRIM = _libc_trim()
+_GLIBC = _glibc()
 #: glibc's ``M_MMAP_THRESHOLD`` (mallopt's parameter number) and the size from which freed blocks go back at once.
 _M_MMAP_THRESHOLD, LARGE_BLOCK = -3, 1 << 20
 
@@ -146,8 +147,8 @@ def return_large_blocks() -> None:
     allocates thousands of them and would hold the sum of their peaks. A fixed threshold
     keeps large blocks on their own mappings. Process-wide; elsewhere than glibc nothing.
     """
-    if _MALLOC_TRIM is not None:
-        ctypes.CDLL(ctypes.util.find_library("c")).mallopt(_M_MMAP_THRESHOLD, LARGE_BLOCK)
+    if _GLIBC is not None:
+        _GLIBC.mallopt(_M_MMAP_THRESHOLD, LARGE_BLOCK)
 
 
 def release_memory() -> None:
@@ -158,8 +159,8 @@ def release_memory() -> None:
     (:func:`read_model`, a verified stage), the process would keep its peak size for the rest
     of the build.
     """
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
+    if _GLIBC is not None:
+        _GLIBC.malloc_trim(0)
 
 
 def with_unit_bipolar_scales(model: ModelWrapper) -> ModelWrapper:
