@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import get_by_name
 
@@ -152,16 +153,91 @@ def _layout_of(q: Quantizer, ndim: int) -> str:
     return {4: "NCHW"}.get(ndim, "")
 
 
+#: Ops that only move values: a tensor reaches the graph output through them position by position.
+_MOVES = frozenset({"Transpose", "Reshape", "DepthToSpace", "SpaceToDepth", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+#: Ops that change each value on its own (with a constant that does not grow the tensor): positions stay.
+_ELEMENTWISE = frozenset({"Mul", "Add", "Sub", "Div"})
+
+
+def _tail(model: ModelWrapper, tensor: str, shape: tuple[int, ...]) -> tuple[list, int] | None:
+    """The nodes from ``tensor`` to a graph output when they only move or scale values one by one, and that output's
+    index; None when another op (or a fork) comes first."""
+    outputs = [o.name for o in model.graph.output]
+    nodes = []
+    while tensor not in outputs:
+        consumers = model.find_consumers(tensor)
+        if len(consumers) != 1 or len(nodes) > len(model.graph.node):
+            return None
+        n = consumers[0]
+        if n.op_type in _ELEMENTWISE:
+            other = [t for t in n.input if t != tensor]
+            const = model.get_initializer(other[0]) if len(other) == 1 else None
+            try:
+                grows = const is None or np.broadcast_shapes(shape, const.shape) != shape
+            except ValueError:  # shapes that do not broadcast
+                grows = True
+            if grows:
+                return None
+            nodes.append(helper.make_node("Identity", [tensor], [n.output[0]]))
+        elif n.op_type in _MOVES and n.domain in ("", "ai.onnx"):
+            nodes.append(n)
+        else:
+            return None
+        tensor = n.output[0]
+        shape = tuple(model.get_tensor_shape(tensor) or ())
+    return nodes, outputs.index(tensor)
+
+
+def _sources(q: Quantizer, shape: tuple[int, ...]) -> tuple[np.ndarray, int] | None:
+    """For every value of the graph output ``q``'s output reaches by moves only, the flat index of the ``q`` output
+    value it is (run on indices with onnx's reference evaluator), and the output's index; None when it is not so."""
+    found = _tail(q.model, q.out, shape)
+    if found is None:
+        return None
+    nodes, at = found
+    if not nodes:
+        return np.arange(int(np.prod(shape))).reshape(shape), at
+    used = {t for n in nodes for t in n.input[1:]}
+    inits = [i for i in q.model.graph.initializer if i.name in used]
+    g = helper.make_graph(nodes, "moves", [helper.make_tensor_value_info(q.out, TensorProto.INT64, shape)],
+                          [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.INT64, None)], inits)
+    opsets = [o for o in q.model.model.opset_import if o.domain in ("", "ai.onnx")]
+    (moved,) = ReferenceEvaluator(helper.make_model(g, opset_imports=opsets)).run(None, {q.out: np.arange(int(np.prod(shape))).reshape(shape)})
+    return np.asarray(moved), at
+
+
+def _moved(ref: Quantizer, cur: Quantizer, a: np.ndarray, b: np.ndarray):
+    """A function taking ``cur``'s outputs to ``ref``'s positions when both reach the same graph output through
+    moves only (a quantizer streamlining moved past a pixel shuffle, say), or None."""
+    if a.size != b.size:
+        return None
+    try:
+        sr, sc = _sources(ref, a.shape), _sources(cur, b.shape)
+    except Exception:  # noqa: BLE001 - an op the reference evaluator cannot run on indices: no pairing
+        return None
+    if sr is None or sc is None or sr[1] != sc[1] or sr[0].size != a.size or sr[0].shape != sc[0].shape:
+        return None
+    where = np.empty(a.size, np.int64)
+    where[sr[0].reshape(-1)] = sc[0].reshape(-1)  # ref's value i is cur's value where[i]
+    if not np.array_equal(np.sort(where), np.arange(a.size)):
+        return None
+    return lambda v: np.asarray(v).reshape(-1)[where].reshape(a.shape)
+
+
 def _layout(ref: Quantizer, cur: Quantizer, a: np.ndarray, b: np.ndarray):
     """A function taking ``cur``'s ``b``-shaped outputs to ``ref``'s layout of ``a`` (e.g. NHWC -> NCHW), or None.
 
     The layouts come from the graphs, not the shapes: at C == H == W an NHWC tensor has an NCHW tensor's shape.
+    Tensors of other shapes pair when both reach the graph output through moves alone (:func:`_moved`).
     """
     lr, lc = _layout_of(ref, a.ndim), _layout_of(cur, b.ndim)
     if a.ndim == b.ndim == 4 and sorted(lr) == sorted(lc) == sorted("NCHW") and lr != lc:
         perm = tuple(lc.index(d) for d in lr)
-        return (lambda v: np.transpose(v, perm)) if tuple(b.shape[i] for i in perm) == a.shape else None
-    return (lambda v: v) if a.shape == b.shape else None
+        if tuple(b.shape[i] for i in perm) == a.shape:
+            return lambda v: np.transpose(v, perm)
+    elif a.shape == b.shape:
+        return lambda v: v
+    return _moved(ref, cur, a, b)
 
 
 @dataclass

@@ -124,3 +124,47 @@ def test_quantizers_are_paired_by_their_layouts_when_nhwc_and_nchw_shapes_coinci
     rep = replay_roundings(ref, cur, x, x)
     assert rep is not None and rep.flips == 1
     np.testing.assert_array_equal(execute_batched(rep.model, x)["y"], want)
+
+
+def _quant_after_shuffle():
+    """x (1, 4, 2, 2) -> DepthToSpace(2) -> Quant(0.5) -> y (1, 1, 4, 4): a sub-pixel network's last layers."""
+    nodes = [helper.make_node("DepthToSpace", ["x"], ["d"], blocksize=2, mode="DCR"), quant("d", "y", "s")]
+    return graph(nodes, {"x": (1, 4, 2, 2)}, {"y": (1, 1, 4, 4)}, {"s": np.float32(S), "zp": np.float32(0), "bw": np.float32(4)})
+
+
+def _thresholds_before_shuffle(eps, shift=None):
+    """The same with the quantizer moved in front of the shuffle as NHWC thresholds (as streamlining leaves it)."""
+    thr = ((np.arange(15) - 8 + 0.5) * S).astype(np.float32).reshape(1, 15)
+    if shift is not None:
+        thr[0, shift[0]] += shift[1]
+    nodes = [
+        helper.make_node("Add", ["x", "e"], ["xe"]),
+        helper.make_node("Transpose", ["xe"], ["xt"], perm=[0, 2, 3, 1]),
+        helper.make_node("MultiThreshold", ["xt", "t"], ["l"], domain=QONNX, out_dtype="INT4", out_bias=-8.0, data_layout="NHWC"),
+        helper.make_node("Transpose", ["l"], ["lt"], perm=[0, 3, 1, 2]),
+        helper.make_node("Mul", ["lt", "s"], ["m"]),
+        helper.make_node("DepthToSpace", ["m"], ["y"], blocksize=2, mode="DCR"),
+    ]
+    return graph(nodes, {"x": (1, 4, 2, 2)}, {"y": (1, 1, 4, 4)}, {"e": np.float32(eps), "t": thr, "s": np.float32(S)})
+
+
+def _shuffle_input():
+    x = np.linspace(-3.3, 3.1, 16).astype(np.float32).reshape(1, 4, 2, 2)
+    x[0, 2, 1, 0] = 1.25  # 2.5 steps: a tie the two graphs round apart
+    return x
+
+
+def test_a_quantizer_moved_past_a_pixel_shuffle_is_paired_through_it_and_its_tie_replayed():
+    ref, cur, x = _quant_after_shuffle(), _thresholds_before_shuffle(1e-6), _shuffle_input()
+    want = execute_batched(cur, x)["y"]
+    assert not np.array_equal(execute_batched(ref, x)["y"], want)
+    rep = replay_roundings(ref, cur, x, x)
+    assert rep is not None and rep.flips == 1
+    np.testing.assert_array_equal(execute_batched(rep.model, x)["y"], want)
+
+
+def test_a_moved_threshold_behind_a_pixel_shuffle_is_not_excused():
+    x = _shuffle_input()
+    x[0, 1, 0, 1] = np.float32((5 - 8 + 0.5) * S + 0.05)  # between the old and the moved threshold 5
+    cur = _thresholds_before_shuffle(0.0, shift=(5, 0.15))
+    assert replay_roundings(_quant_after_shuffle(), cur, x, x) is None
