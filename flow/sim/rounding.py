@@ -33,7 +33,9 @@ from flow.sim.execute import execute_batched
 #: A value within this many quantization steps of a rounding boundary may round either way
 #: between two float evaluation orders (float32 error is orders of magnitude below it).
 KNIFE_EDGE = 1e-3
-#: At most this share of a quantizer's values (or one value) may differ for the difference to be rounding ties.
+#: At most this share of a quantizer's distinct input values (or one value) may round apart for the difference to be
+#: rounding ties: one knife-edge value computed at several positions (a padded border, a repeated pixel) rounds apart
+#: at each of them, and counts once.
 MAX_FLIP_SHARE = 1e-3
 #: Paired quantizers may disagree on at most this share of their values (or one value).
 MAX_DISAGREEMENT = 0.01
@@ -317,10 +319,10 @@ def replay_roundings(ref_model: ModelWrapper, cur_model: ModelWrapper, x_ref: np
                 break
         else:
             return Replay(model, flipped, tuple(where))
-        if np.count_nonzero(diff) > _few(MAX_FLIP_SHARE, diff.size):
-            return None
         i = live.index(q)
         before = ref[q.inp] - corrections.get(i, 0.0)  # the value before an earlier correction
+        if np.unique(before[diff]).size > _few(MAX_FLIP_SHARE, diff.size):  # the pairing caps the positions
+            return None
         edge_ref = q.margin(before)[diff] <= KNIFE_EDGE
         edge_cur = p.to_ref(p.cur.margin(cur[p.cur.inp]))[diff] <= KNIFE_EDGE
         if not (edge_ref.all() and edge_cur.all()):

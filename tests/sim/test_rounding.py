@@ -168,3 +168,36 @@ def test_a_moved_threshold_behind_a_pixel_shuffle_is_not_excused():
     x[0, 1, 0, 1] = np.float32((5 - 8 + 0.5) * S + 0.05)  # between the old and the moved threshold 5
     cur = _thresholds_before_shuffle(0.0, shift=(5, 0.15))
     assert replay_roundings(_quant_after_shuffle(), cur, x, x) is None
+
+
+def _wide(eps):
+    """x (1, 256) -> Quant(0.5) -> y, and the same as thresholds with ``+ eps`` in front: 256 values per quantizer."""
+    ref = graph([quant("x", "y", "s")], {"x": (1, 256)}, {"y": (1, 256)}, {"s": np.float32(S), "zp": np.float32(0), "bw": np.float32(4)})
+    thr = ((np.arange(15) - 8 + 0.5) * S).astype(np.float32).reshape(1, 15)
+    nodes = [
+        helper.make_node("Add", ["x", "e"], ["xe"]),
+        helper.make_node("MultiThreshold", ["xe", "t"], ["l"], domain=QONNX, out_dtype="INT4", out_bias=-8.0),
+        helper.make_node("Mul", ["l", "s"], ["y"]),
+    ]
+    return ref, graph(nodes, {"x": (1, 256)}, {"y": (1, 256)}, {"e": np.float32(eps), "t": thr, "s": np.float32(S)})
+
+
+def _wide_input(*ties):
+    x = np.linspace(-3.1, 3.3, 256).astype(np.float32).reshape(1, 256)
+    for at, v in ties:
+        x[0, at] = v
+    return x
+
+
+def test_one_knife_edge_value_at_several_positions_is_one_rounding_tie():
+    ref, cur = _wide(1e-6)
+    x = _wide_input((10, 1.25), (200, 1.25))  # the same value twice (a repeated pixel): one rounding decision
+    rep = replay_roundings(ref, cur, x, x)
+    assert rep is not None and rep.flips == 2
+    np.testing.assert_array_equal(execute_batched(rep.model, x)["y"], execute_batched(cur, x)["y"])
+
+
+def test_more_distinct_knife_edge_values_than_the_share_allows_are_not_excused():
+    ref, cur = _wide(1e-6)
+    x = _wide_input((10, 1.25), (200, 0.25))  # two values on boundaries of 256: beyond 1e-3 of them
+    assert replay_roundings(ref, cur, x, x) is None
