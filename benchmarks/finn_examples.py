@@ -269,7 +269,9 @@ def measure(net, b, model: Path, work: Path, fe: Path | None, a) -> dict:
     else:
         row["setfolding"] = run_child([*me, "sweep", net.name, b.finn_board, str(spec), str(work / "sweep"), str(a.bisect)],
                                       work / "sweep.log", a.timeout)
-    if b.folding is None:
+    if net.finn_examples_dir is None:
+        row["hand"] = {"ran": False, "reason": "not in finn-examples: no folding config of its own"}
+    elif b.folding is None:
         row["hand"] = {"ran": False, "reason": "finn-examples folds this network with target_fps, not a folding config"}
     elif fe is None:
         row["hand"] = {"ran": False, "reason": "needs finn-examples' folding config: pass --finn-examples"}

@@ -19,6 +19,8 @@ build. In qonnx 1.0.0:
 * ``InferDataTypes``, ``InferDataLayouts``, ``RemoveIdentityOps``, ``FoldConstants`` and the
   tensor renaming passes look tensors up by scanning (:mod:`flow.compat.qonnx_index`,
   :mod:`flow.compat.qonnx_names`); the last two also restart after every single change;
+* ``ModelWrapper``'s lookups by tensor name (value_info, shapes, consumers) build several Python
+  lists over the whole graph per call (:mod:`flow.compat.qonnx_scan` makes one);
 * FINN's ``FoldQuantWeights`` converts every weight of the model to numpy once per weight it
   folds (qonnx's ``make_empty_exec_context``; :class:`flow.compat.qonnx_index.LazyExecContext`);
 * FINN's ``RoundAndClipThresholds``, ``AbsorbScalarBiasIntoMultiThreshold`` and
@@ -77,6 +79,7 @@ from flow.compat.qonnx_graph import (
 )
 from flow.compat.qonnx_index import LazyExecContext, fold_constants, infer_data_layouts, infer_datatypes, remove_identity_ops
 from flow.compat.qonnx_names import give_readable_tensor_names, give_unique_tensor_names
+from flow.compat import qonnx_scan
 
 
 def _sort_graph_apply(self, model):
@@ -184,6 +187,11 @@ REPLACEMENTS = (
     (FoldQuantWeights, "apply", _fold_quant_weights_apply),
     (InferElementwiseBinaryOperation, "apply", elementwise_apply),
     (LowerConvsToMatMul, "apply", lower_convs_apply),
+    (ModelWrapper, "get_tensor_valueinfo", qonnx_scan.get_tensor_valueinfo),
+    (ModelWrapper, "get_tensor_shape", qonnx_scan.get_tensor_shape),
+    (ModelWrapper, "set_tensor_shape", qonnx_scan.set_tensor_shape),
+    (ModelWrapper, "set_initializer", qonnx_scan.set_initializer),
+    (ModelWrapper, "find_consumers", qonnx_scan.find_consumers),
 )
 
 class _Patch:
