@@ -219,10 +219,11 @@ def _moved(ref: Quantizer, cur: Quantizer, a: np.ndarray, b: np.ndarray):
         return None
     if sr is None or sc is None or sr[1] != sc[1] or sr[0].size != a.size or sr[0].shape != sc[0].shape:
         return None
+    every = np.arange(a.size)
+    if not all(np.array_equal(np.sort(src[0].reshape(-1)), every) for src in (sr, sc)):  # each output value is one of q's
+        return None
     where = np.empty(a.size, np.int64)
     where[sr[0].reshape(-1)] = sc[0].reshape(-1)  # ref's value i is cur's value where[i]
-    if not np.array_equal(np.sort(where), np.arange(a.size)):
-        return None
     return lambda v: np.asarray(v).reshape(-1)[where].reshape(a.shape)
 
 
