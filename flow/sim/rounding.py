@@ -197,14 +197,15 @@ def _sources(q: Quantizer, shape: tuple[int, ...]) -> tuple[np.ndarray, int] | N
     if found is None:
         return None
     nodes, at = found
+    indices = np.arange(int(np.prod(shape))).reshape(shape)
     if not nodes:
-        return np.arange(int(np.prod(shape))).reshape(shape), at
+        return indices, at
     used = {t for n in nodes for t in n.input[1:]}
     inits = [i for i in q.model.graph.initializer if i.name in used]
     g = helper.make_graph(nodes, "moves", [helper.make_tensor_value_info(q.out, TensorProto.INT64, shape)],
                           [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.INT64, None)], inits)
     opsets = [o for o in q.model.model.opset_import if o.domain in ("", "ai.onnx")]
-    (moved,) = ReferenceEvaluator(helper.make_model(g, opset_imports=opsets)).run(None, {q.out: np.arange(int(np.prod(shape))).reshape(shape)})
+    (moved,) = ReferenceEvaluator(helper.make_model(g, opset_imports=opsets)).run(None, {q.out: indices})
     return np.asarray(moved), at
 
 

@@ -18,6 +18,38 @@ def quant(x, y, scale):
     return helper.make_node("Quant", [x, scale, "zp", "bw"], [y], domain=QONNX, narrow=0, rounding_mode="ROUND", signed=1)
 
 
+#: The initializers of one ``quant(x, y, "s")``: scale S, zero point 0, 4 bits.
+QUANT_INITS = {"s": np.float32(S), "zp": np.float32(0), "bw": np.float32(4)}
+
+
+def thresholds(shift=None) -> np.ndarray:
+    """``quant``'s 15 rounding boundaries as thresholds; ``shift``: (index, amount) moves one (a wrong conversion)."""
+    thr = ((np.arange(15) - 8 + 0.5) * S).astype(np.float32).reshape(1, 15)
+    if shift is not None:
+        thr[0, shift[0]] += shift[1]
+    return thr
+
+
+def nhwc_thresholds(inp: str, out: str) -> list:
+    """``inp + e`` through thresholds ``t`` in NHWC between two Transposes (as streamlining leaves them), times ``s``."""
+    return [
+        helper.make_node("Add", [inp, "e"], ["xe"]),
+        helper.make_node("Transpose", ["xe"], ["xt"], perm=[0, 2, 3, 1]),
+        helper.make_node("MultiThreshold", ["xt", "t"], ["l"], domain=QONNX, out_dtype="INT4", out_bias=-8.0, data_layout="NHWC"),
+        helper.make_node("Transpose", ["l"], ["lt"], perm=[0, 3, 1, 2]),
+        helper.make_node("Mul", ["lt", "s"], [out]),
+    ]
+
+
+def assert_tie_replayed(ref, cur, x, flips: int) -> None:
+    """``ref`` and ``cur`` differ on ``x``, and ``ref`` with ``flips`` roundings replayed computes ``cur``'s output."""
+    want = execute_batched(cur, x)["y"]
+    assert not np.array_equal(execute_batched(ref, x)["y"], want)
+    rep = replay_roundings(ref, cur, x, x)
+    assert rep is not None and rep.flips == flips
+    np.testing.assert_array_equal(execute_batched(rep.model, x)["y"], want)
+
+
 def qonnx_like():
     """x -> Quant(0.5) -> MatMul -> Quant(0.25): the quantizers as QONNX has them (round half to even)."""
     nodes = [quant("x", "a", "s"), helper.make_node("MatMul", ["a", "W"], ["m"]), quant("m", "y", "s2")]
@@ -28,9 +60,6 @@ def qonnx_like():
 def finn_like(eps=1e-6, shift=None):
     """The same as thresholds (FINN-ONNX), evaluated in another order: ``+ eps`` in front of them (as a float
     sum in another order lands a value a few ulps away), ``shift``: one threshold moved (a wrong conversion)."""
-    thr = ((np.arange(15) - 8 + 0.5) * S).astype(np.float32).reshape(1, 15)
-    if shift is not None:
-        thr[0, shift[0]] += shift[1]
     nodes = [
         helper.make_node("Add", ["x", "e"], ["xe"]),
         helper.make_node("MultiThreshold", ["xe", "t"], ["l"], domain=QONNX, out_dtype="INT4", out_bias=-8.0),
@@ -38,7 +67,7 @@ def finn_like(eps=1e-6, shift=None):
         helper.make_node("MatMul", ["a", "W"], ["m"]),
         quant("m", "y", "s2"),
     ]
-    inits = {"e": np.float32(eps), "t": thr, "s": np.float32(S), "s2": np.float32(0.25), "zp": np.float32(0), "bw": np.float32(4), "W": W}
+    inits = {"e": np.float32(eps), "t": thresholds(shift), "s": np.float32(S), "s2": np.float32(0.25), "zp": np.float32(0), "bw": np.float32(4), "W": W}
     return graph(nodes, {"x": (1, 4)}, {"y": (1, 3)}, inits)
 
 
@@ -99,53 +128,31 @@ def test_the_input_for_a_level_quantizes_to_it():
 
 def _nchw_quant():
     """x (1, 2, 2, 2) -> Quant(0.5) -> y: channels, height and width of one size."""
-    return graph([quant("x", "y", "s")], {"x": (1, 2, 2, 2)}, {"y": (1, 2, 2, 2)},
-                 {"s": np.float32(S), "zp": np.float32(0), "bw": np.float32(4)})
+    return graph([quant("x", "y", "s")], {"x": (1, 2, 2, 2)}, {"y": (1, 2, 2, 2)}, QUANT_INITS)
 
 
 def _nhwc_thresholds(eps):
     """The same quantizer as NHWC thresholds between two Transposes (as streamlining leaves them), ``+ eps`` in front."""
-    thr = ((np.arange(15) - 8 + 0.5) * S).astype(np.float32).reshape(1, 15)
-    nodes = [
-        helper.make_node("Add", ["x", "e"], ["xe"]),
-        helper.make_node("Transpose", ["xe"], ["xt"], perm=[0, 2, 3, 1]),
-        helper.make_node("MultiThreshold", ["xt", "t"], ["l"], domain=QONNX, out_dtype="INT4", out_bias=-8.0, data_layout="NHWC"),
-        helper.make_node("Transpose", ["l"], ["lt"], perm=[0, 3, 1, 2]),
-        helper.make_node("Mul", ["lt", "s"], ["y"]),
-    ]
-    return graph(nodes, {"x": (1, 2, 2, 2)}, {"y": (1, 2, 2, 2)}, {"e": np.float32(eps), "t": thr, "s": np.float32(S)})
+    return graph(nhwc_thresholds("x", "y"), {"x": (1, 2, 2, 2)}, {"y": (1, 2, 2, 2)},
+                 {"e": np.float32(eps), "t": thresholds(), "s": np.float32(S)})
 
 
 def test_quantizers_are_paired_by_their_layouts_when_nhwc_and_nchw_shapes_coincide():
     ref, cur = _nchw_quant(), _nhwc_thresholds(1e-6)
     x = np.array([0.3, -1.1, 0.8, 1.6, 1.25, 0.4, -0.7, 2.9], np.float32).reshape(1, 2, 2, 2)  # 1.25: 2.5 steps, a tie
-    want = execute_batched(cur, x)["y"]
-    assert not np.array_equal(execute_batched(ref, x)["y"], want)
-    rep = replay_roundings(ref, cur, x, x)
-    assert rep is not None and rep.flips == 1
-    np.testing.assert_array_equal(execute_batched(rep.model, x)["y"], want)
+    assert_tie_replayed(ref, cur, x, flips=1)
 
 
 def _quant_after_shuffle():
     """x (1, 4, 2, 2) -> DepthToSpace(2) -> Quant(0.5) -> y (1, 1, 4, 4): a sub-pixel network's last layers."""
     nodes = [helper.make_node("DepthToSpace", ["x"], ["d"], blocksize=2, mode="DCR"), quant("d", "y", "s")]
-    return graph(nodes, {"x": (1, 4, 2, 2)}, {"y": (1, 1, 4, 4)}, {"s": np.float32(S), "zp": np.float32(0), "bw": np.float32(4)})
+    return graph(nodes, {"x": (1, 4, 2, 2)}, {"y": (1, 1, 4, 4)}, QUANT_INITS)
 
 
 def _thresholds_before_shuffle(eps, shift=None):
     """The same with the quantizer moved in front of the shuffle as NHWC thresholds (as streamlining leaves it)."""
-    thr = ((np.arange(15) - 8 + 0.5) * S).astype(np.float32).reshape(1, 15)
-    if shift is not None:
-        thr[0, shift[0]] += shift[1]
-    nodes = [
-        helper.make_node("Add", ["x", "e"], ["xe"]),
-        helper.make_node("Transpose", ["xe"], ["xt"], perm=[0, 2, 3, 1]),
-        helper.make_node("MultiThreshold", ["xt", "t"], ["l"], domain=QONNX, out_dtype="INT4", out_bias=-8.0, data_layout="NHWC"),
-        helper.make_node("Transpose", ["l"], ["lt"], perm=[0, 3, 1, 2]),
-        helper.make_node("Mul", ["lt", "s"], ["m"]),
-        helper.make_node("DepthToSpace", ["m"], ["y"], blocksize=2, mode="DCR"),
-    ]
-    return graph(nodes, {"x": (1, 4, 2, 2)}, {"y": (1, 1, 4, 4)}, {"e": np.float32(eps), "t": thr, "s": np.float32(S)})
+    nodes = [*nhwc_thresholds("x", "m"), helper.make_node("DepthToSpace", ["m"], ["y"], blocksize=2, mode="DCR")]
+    return graph(nodes, {"x": (1, 4, 2, 2)}, {"y": (1, 1, 4, 4)}, {"e": np.float32(eps), "t": thresholds(shift), "s": np.float32(S)})
 
 
 def _shuffle_input():
@@ -155,12 +162,7 @@ def _shuffle_input():
 
 
 def test_a_quantizer_moved_past_a_pixel_shuffle_is_paired_through_it_and_its_tie_replayed():
-    ref, cur, x = _quant_after_shuffle(), _thresholds_before_shuffle(1e-6), _shuffle_input()
-    want = execute_batched(cur, x)["y"]
-    assert not np.array_equal(execute_batched(ref, x)["y"], want)
-    rep = replay_roundings(ref, cur, x, x)
-    assert rep is not None and rep.flips == 1
-    np.testing.assert_array_equal(execute_batched(rep.model, x)["y"], want)
+    assert_tie_replayed(_quant_after_shuffle(), _thresholds_before_shuffle(1e-6), _shuffle_input(), flips=1)
 
 
 def test_a_moved_threshold_behind_a_pixel_shuffle_is_not_excused():
@@ -172,14 +174,13 @@ def test_a_moved_threshold_behind_a_pixel_shuffle_is_not_excused():
 
 def _wide(eps):
     """x (1, 256) -> Quant(0.5) -> y, and the same as thresholds with ``+ eps`` in front: 256 values per quantizer."""
-    ref = graph([quant("x", "y", "s")], {"x": (1, 256)}, {"y": (1, 256)}, {"s": np.float32(S), "zp": np.float32(0), "bw": np.float32(4)})
-    thr = ((np.arange(15) - 8 + 0.5) * S).astype(np.float32).reshape(1, 15)
+    ref = graph([quant("x", "y", "s")], {"x": (1, 256)}, {"y": (1, 256)}, QUANT_INITS)
     nodes = [
         helper.make_node("Add", ["x", "e"], ["xe"]),
         helper.make_node("MultiThreshold", ["xe", "t"], ["l"], domain=QONNX, out_dtype="INT4", out_bias=-8.0),
         helper.make_node("Mul", ["l", "s"], ["y"]),
     ]
-    return ref, graph(nodes, {"x": (1, 256)}, {"y": (1, 256)}, {"e": np.float32(eps), "t": thr, "s": np.float32(S)})
+    return ref, graph(nodes, {"x": (1, 256)}, {"y": (1, 256)}, {"e": np.float32(eps), "t": thresholds(), "s": np.float32(S)})
 
 
 def _wide_input(*ties):
@@ -192,9 +193,7 @@ def _wide_input(*ties):
 def test_one_knife_edge_value_at_several_positions_is_one_rounding_tie():
     ref, cur = _wide(1e-6)
     x = _wide_input((10, 1.25), (200, 1.25))  # the same value twice (a repeated pixel): one rounding decision
-    rep = replay_roundings(ref, cur, x, x)
-    assert rep is not None and rep.flips == 2
-    np.testing.assert_array_equal(execute_batched(rep.model, x)["y"], execute_batched(cur, x)["y"])
+    assert_tie_replayed(ref, cur, x, flips=2)
 
 
 def test_more_distinct_knife_edge_values_than_the_share_allows_are_not_excused():
