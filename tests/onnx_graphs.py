@@ -25,14 +25,14 @@ QONNX = "qonnx.custom_op.general"
 RNG = np.random.default_rng(0)
 
 
-def graph(nodes, inputs, outputs, inits=None, dtypes=None, shapes=None) -> ModelWrapper:
-    """A model of ``nodes``; ``inputs``/``outputs``/``shapes`` map tensor names to shapes, ``dtypes`` to DataType names."""
+def graph(nodes, inputs, outputs, inits=None, dtypes=None, shapes=None, opset=13) -> ModelWrapper:
+    """A model of ``nodes`` (ONNX ``opset``); ``inputs``/``outputs``/``shapes`` map tensor names to shapes, ``dtypes`` to DataType names."""
 
     def infos(d):
         return [helper.make_tensor_value_info(k, TensorProto.FLOAT, v) for k, v in (d or {}).items()]
 
     g = helper.make_graph(nodes, "g", infos(inputs), infos(outputs), value_info=infos(shapes))
-    m = ModelWrapper(qonnx_make_model(g, producer_name="qflow-test", opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QONNX, 2)]))
+    m = ModelWrapper(qonnx_make_model(g, producer_name="qflow-test", opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid(QONNX, 2)]))
     for k, v in (inits or {}).items():
         v = np.asarray(v)
         m.set_initializer(k, v.astype(np.float32) if v.dtype.kind == "f" else v)

@@ -34,9 +34,12 @@ STAGES = ["qonnx", "finn_onnx", "streamlined", "streamlined_integer", "hw", "spe
 FAST = [
     S.residual_identity, S.residual_projection, S.residual_stacked, S.gap_per_tensor, S.gap_per_channel,
     S.avgpool_global, S.avgpool_inner, S.trunc_avgpool_floor, S.trunc_avgpool_round, S.depthwise_stride1,
-    S.depthwise_stride2, S.mobilenet_slice,
+    S.depthwise_stride2, S.mobilenet_slice, S.preprocessed_padded,
 ]
-FAST_AUTO = [S.residual_projection, S.gap_per_channel, S.avgpool_inner, S.trunc_avgpool_round, S.depthwise_stride2, S.mobilenet_slice]
+FAST_AUTO = [
+    S.residual_projection, S.gap_per_channel, S.avgpool_inner, S.trunc_avgpool_round, S.depthwise_stride2, S.mobilenet_slice,
+    S.preprocessed_padded,
+]
 SLOW_AUTO = [fn for fn in FAST if fn not in FAST_AUTO]
 LARGER = [S.residual_wide, S.depthwise_k5, S.proxyless_slice]
 
@@ -101,7 +104,8 @@ def check_design(result) -> None:
             if t and design.get_initializer(t) is None:
                 assert design.get_tensor_datatype(t).is_integer(), (n.name, t)
     host = [n.op_type for n in dataflow_parent(design).graph.node if n.op_type != PARTITION_OP]
-    assert set(host) <= {"Transpose", "Reshape", "Mul", "Add", "TopK"}, host  # layout in front, float tail behind
+    front = host[: host.index("Pad") + 1] if "Pad" in host else []  # a padded first conv's raw input
+    assert set(front) <= {"Transpose", "Pad"} and set(host[len(front):]) <= {"Transpose", "Reshape", "Mul", "Add", "TopK"}, host
     assert result.report.throughput_fps > 0 and result.report.totals["lut"] > 0
 
 
@@ -150,13 +154,28 @@ def test_a_per_class_bias_keeps_the_label_select_on_the_host(zoo):
     assert [n.op_type for n in dataflow_parent(design).graph.node][-3:] == ["Mul", "Add", "TopK"]
 
 
+def test_a_padded_first_conv_behind_the_input_normalisation_pads_the_raw_pixels_on_the_host(zoo):
+    """x/128 - 1 maps the pixel 128 to 0: the host pads the UINT8 image with 128 and the accelerator's first
+    layer (a window generator, no FMPadding) reads it, 16x16."""
+    design = ModelWrapper(str(zoo.build(S.preprocessed_padded, "fps").design))
+    parent = dataflow_parent(design)
+    pad = parent.get_nodes_by_op_type("Pad")[0]
+    assert float(parent.get_initializer(pad.input[2])) == 128.0
+    assert list(parent.get_initializer(pad.input[1])) == [1, 1, 1, 1]
+    first = design.graph.node[0]
+    assert first.op_type.startswith("ConvolutionInputGenerator"), first.op_type
+    assert design.get_tensor_datatype(first.input[0]).name == "UINT8"
+    assert design.get_tensor_shape(first.input[0]) == [1, 16, 16, 1]
+
+
 @pytest.mark.parametrize(
     "fn, node_op, words",
     [
+        (S.bad_preprocessed_padded, "(MatMul)", ["no UINT8 input value becomes exactly 0", "QuantIdentity", "Im2Col"]),
         (S.bad_residual_float, "(Add)", ["not on one integer grid", "shared quantizer"]),
         (S.bad_gap_per_channel, "(MatMul)", ["per-tensor quantizer", "(Mul)"]),
     ],
-    ids=["float_residual_body", "per_channel_gap_without_requantizer"],
+    ids=["normalised_input_before_padding", "float_residual_body", "per_channel_gap_without_requantizer"],
 )
 def test_an_unmappable_structure_is_refused_naming_node_op_neighbours_and_fix(zoo, fn, node_op, words, tmp_path):
     _, _, path, x, _ = zoo.model(fn)

@@ -257,17 +257,38 @@ def mobilenet_slice():
     )), "brevitas_examples MobileNet-v1: per-channel acts before depthwise convs, TruncAvgPool2d ROUND, biased classifier")
 
 
-def proxyless_slice():
+def _proxyless_net():
     """Brevitas' ProxylessNAS class, unchanged, at a tiny size (its pool is 7x7, so a 14x14 input)."""
-    from brevitas_examples.imagenet_classification.models.proxylessnas import (
-        ProxylessNAS,
-    )
+    from brevitas_examples.imagenet_classification.models.proxylessnas import ProxylessNAS
 
-    return _entry("proxyless_slice", lambda: Behind(ProxylessNAS(
+    return ProxylessNAS(
         channels=[[8, 8]], init_block_channels=8, final_block_channels=16, residuals=[[1, 1]], shortcuts=[[0, 1]],
         kernel_sizes=[[3, 3]], expansions=[[1, 3]], bit_width=4, depthwise_bit_width=4, first_layer_weight_bit_width=8,
         hadamard_classifier=False, round_average_pool=True, in_channels=1, num_classes=CLASSES,
-    )), "brevitas_examples ProxylessNAS: shared-quantizer residual, inverted bottleneck, TruncAvgPool2d(7) ROUND", shape=(1, 14, 14))
+    )
+
+
+def proxyless_slice():
+    return _entry("proxyless_slice", lambda: Behind(_proxyless_net()),
+                  "brevitas_examples ProxylessNAS: shared-quantizer residual, inverted bottleneck, TruncAvgPool2d(7) ROUND", shape=(1, 14, 14))
+
+
+def _preprocessed(mean: float, std: float):
+    """The ProxylessNAS slice on raw pixels behind ``(x / 255 - mean) / std`` and no input quantizer: its zero-padded
+    first conv reads the normalised pixels, as the catalogue's ProxylessNAS does."""
+    from models.preprocess import Preprocessed
+
+    return Preprocessed(_proxyless_net(), (1, 14, 14), mean=(mean,), std=std)
+
+
+def preprocessed_padded():
+    return _entry("pre_padded", lambda: _preprocessed(128 / 255, 128 / 255),
+                  "Brevitas' ProxylessNAS pre-processing, x/128 - 1, in front of a zero-padded first conv", shape=(1, 14, 14))
+
+
+def bad_preprocessed_padded():
+    return _entry("bad_pre_padded", lambda: _preprocessed(0.5, 0.5),
+                  "refused: x/127.5 - 1 in front of a zero-padded first conv (no pixel value maps to 0)", shape=(1, 14, 14))
 
 
 def bad_residual_float():
@@ -283,6 +304,6 @@ def bad_gap_per_channel():
 MAPPABLE = (
     residual_identity, residual_projection, residual_stacked, residual_wide, gap_per_tensor, gap_per_channel,
     avgpool_global, avgpool_inner, trunc_avgpool_floor, trunc_avgpool_round, depthwise_stride1, depthwise_stride2,
-    depthwise_k5, mobilenet_slice, proxyless_slice,
+    depthwise_k5, mobilenet_slice, proxyless_slice, preprocessed_padded,
 )
-UNMAPPABLE = (bad_residual_float, bad_gap_per_channel)
+UNMAPPABLE = (bad_residual_float, bad_gap_per_channel, bad_preprocessed_padded)

@@ -41,6 +41,7 @@ from flow.compile.passes.graph import (
     is_integer,
     is_join_add,
 )
+from flow.compile.passes.input_pad import why_padding_blocks
 from flow.compile.passes.pools import averages_every_window_alike, pads_of
 from flow.compile.passes.upsample import UPSAMPLE_OPS, upsample_problem
 from flow.core.errors import InputDatatypeError, StructureError
@@ -146,6 +147,10 @@ def why_float(model: ModelWrapper, node, tensor: str) -> str:
         return layout_problem
     if node.op_type == "ConvTranspose" and lowering_problem(node):
         return why_not_convertible(model, node)
+    im2col = model.find_producer(node.input[0]) if node.op_type == "MatMul" else None
+    padding_problem = why_padding_blocks(model, im2col) if im2col is not None else None
+    if padding_problem:
+        return padding_problem
     origins = float_origins(model, tensor)
     src = origins[0] if origins else model.find_producer(tensor)
     co = const_operand(model, src) if src.op_type in LINEAR_OPS else None

@@ -51,6 +51,7 @@ from flow.compile.passes.depthwise import (
     MoveMulPastDepthwiseMatMul,
 )
 from flow.compile.passes.graph import NameUnnamedNodes, graph_digest, refresh
+from flow.compile.passes.input_pad import PadInputOnHost
 from flow.compile.passes.joins import MoveConstAddPastJoinAdd, UnifyEqualScalesAtJoinAdd
 from flow.compile.passes.layout import CollapseRepeatedReshape, MoveLinearPastLayoutOp
 from flow.compile.passes.mappable import check_lowerable_convs
@@ -98,7 +99,8 @@ def structure_passes() -> list[Transformation]:
         AbsorbTransposeIntoMultiThreshold(),  # FINN
         ConvertSingletonTransposeToReshape(),  # instead of FINN's AbsorbTransposeIntoFlatten
         CollapseRepeatedReshape(),
-        # per-channel scales through depthwise convs
+        # scales through convs: a padded first conv pads the raw input, per-channel scales for depthwise convs
+        PadInputOnHost(),
         MoveChannelwiseMulPastIm2Col(),
         MoveScalesPastIm2Col(),  # FINN (scalars)
         MoveMulPastDepthwiseMatMul(),
