@@ -59,6 +59,7 @@ from qonnx.util.basic import (
 )
 
 from flow.compat.qonnx import release_memory
+from flow.compat.qonnx_index import IndexedModel
 from flow.compat.qonnx_linear import linear_qonnx
 from flow.core.errors import UnsupportedOpError
 from flow.core.vocab import PARTITION_OP, is_hw_node
@@ -145,18 +146,6 @@ def describe_execution(model: ModelWrapper) -> list[tuple[str, str, str]]:
     return rows
 
 
-class _DatatypeView:
-    """Cached ``model.get_tensor_datatype``."""
-
-    def __init__(self, model: ModelWrapper):
-        self.model, self.cache = model, {}
-
-    def get_tensor_datatype(self, name: str):
-        if name not in self.cache:
-            self.cache[name] = self.model.get_tensor_datatype(name)
-        return self.cache[name]
-
-
 class _Plan:
     """A model prepared for execution: one runner per node, constants precomputed."""
 
@@ -170,7 +159,7 @@ class _Plan:
         self.tensors = xn.Tensors(empty, set(self.inputs))
         self.consts = {k: v for k, v in empty.items() if k in init}
         self.sanitize = get_sanitize_quant_tensors() != 0
-        self.dt = _DatatypeView(model)
+        self.dt = IndexedModel(model)  # datatypes by dictionary (qonnx scans every annotation per lookup)
         self.batched_all = set(self.inputs)
         self.steps: list[tuple[xn.Runner, list[str]]] = []
         self.runners: list[xn.Runner] = []
