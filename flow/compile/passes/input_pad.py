@@ -123,7 +123,7 @@ def why_padding_blocks(model, im2col) -> str | None:
     found = padded_preprocessing(model, im2col)
     if found is None:
         return None
-    chain, ops, tensor = found
+    _, ops, tensor = found
     dtype = model.get_tensor_datatype(tensor)
     steps = ", ".join(f"{op} {c:g}" for op, c in ops)
     if pad_input_value(ops, float(attr(im2col, "pad_value", 0)), dtype) is not None:
