@@ -22,7 +22,8 @@ build. In qonnx 1.0.0:
 * ``ModelWrapper``'s lookups by tensor name (value_info, shapes, consumers) build several Python
   lists over the whole graph per call (:mod:`flow.compat.qonnx_scan` makes one);
 * FINN's ``FoldQuantWeights`` converts every weight of the model to numpy once per weight it
-  folds (qonnx's ``make_empty_exec_context``; :class:`flow.compat.qonnx_index.LazyExecContext`);
+  folds (qonnx's ``make_empty_exec_context``; :class:`flow.compat.qonnx_index.LazyExecContext`)
+  and infers the shapes of the whole graph after each (here once, after the last);
 * FINN's ``RoundAndClipThresholds``, ``AbsorbScalarBiasIntoMultiThreshold`` and
   ``MoveScalesPastIm2Col`` restart after every layer, and ``MinimizeAccumulatorWidth`` re-infers
   every datatype after every layer (:mod:`flow.compat.finn_linear`), and FINN checks every threshold with ``np.vectorize(IntType.allowed)``, one numpy
@@ -96,7 +97,14 @@ def _sort_commutative_apply(self, model):
     return model, sort_commutative_inputs(model)
 
 
+#: Set while FINN's ``FoldQuantWeights.apply`` runs: its shape inference is then deferred (:func:`_fold_quant_weights_apply`).
+_SHAPES_DEFERRED = threading.local()
+
+
 def _infer_shapes_apply(self, model):
+    if getattr(_SHAPES_DEFERRED, "pass_", None) is not None:
+        _SHAPES_DEFERRED.pass_.qflow_shapes_pending = True
+        return model, False
     return infer_shapes(model), False
 
 
@@ -147,13 +155,21 @@ def _lazy_context(self) -> LazyExecContext:
 
 
 def _fold_quant_weights_apply(self, model):
-    """FINN's own ``FoldQuantWeights.apply`` with the execution context it builds per folded weight made on demand."""
+    """FINN's own ``FoldQuantWeights.apply`` with the execution context it builds per folded weight made on
+    demand, and the shape inference it runs after each folded weight (before starting over) run once,
+    when no weight is left: a fold reads no shape that an earlier fold changed (only its own weight's,
+    and for a Conv the rank of the Conv's output, which it alone rewires). The cleanup after each
+    fold (``SortGraph`` and the rest) still runs, so the nodes come out in FINN's order."""
     model.make_empty_exec_context = types.MethodType(_lazy_context, model)
+    _SHAPES_DEFERRED.pass_ = self
     try:
         result, changed = _fold_quant_weights(self, model)
     finally:
+        _SHAPES_DEFERRED.pass_ = None
         model.__dict__.pop("make_empty_exec_context", None)
     result.__dict__.pop("make_empty_exec_context", None)
+    if not changed and self.__dict__.pop("qflow_shapes_pending", False):
+        result = infer_shapes(result)
     return result, changed
 
 

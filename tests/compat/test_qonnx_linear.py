@@ -117,26 +117,35 @@ FINN_PASSES = [RoundAndClipThresholds, AbsorbScalarBiasIntoMultiThreshold, MoveS
                InferElementwiseBinaryOperation]
 
 
-def test_fold_quant_weights_with_a_lazy_context_gives_finns_graph_and_converts_only_what_it_reads(checkpoints):
-    """Why: FINN's FoldQuantWeights converts every initializer of the model to numpy for each weight it folds."""
-    model = ModelWrapper(str(checkpoints["mobilenet_slice"]["qonnx"]))
-    for t in (InferMissingGemmBias(), GemmToMatMul(), FoldTransposeIntoQuantInit(), InferDataTypes()):  # as ConvertQONNXtoFINN
-        model = model.transform(t)
-    weights = sum(1 for n in model.graph.node if n.op_type in ("Quant", "BipolarQuant") and model.get_initializer(n.input[0]) is not None)
-    calls, real = [], numpy_helper.to_array
-    numpy_helper.to_array = lambda t, *a, **k: calls.append(t.name) or real(t, *a, **k)
-    try:
-        random.seed(0)
-        theirs = model.transform(FoldQuantWeights())
-        qonnx_calls = len(calls)
-        calls.clear()
-        random.seed(0)
-        with linear_qonnx():
-            ours = model.transform(FoldQuantWeights())
-    finally:
-        numpy_helper.to_array = real
-    assert ours.model.SerializeToString() == theirs.model.SerializeToString()
-    assert qonnx_calls >= weights * len(model.graph.initializer) and len(calls) < qonnx_calls / 4
+def test_fold_quant_weights_gives_finns_graph_converting_only_what_it_reads_and_inferring_shapes_once(checkpoints, monkeypatch):
+    """Why: FINN's FoldQuantWeights converts every initializer of the model to numpy, and infers the shapes
+    of the whole graph, for each weight it folds. The replacement gives the same model, byte for byte."""
+    from flow.compat import qonnx_linear
+
+    inferred, infer = [], qonnx_linear.infer_shapes
+    monkeypatch.setattr(qonnx_linear, "infer_shapes", lambda m: inferred.append(1) or infer(m))
+    for name, stages in checkpoints.items():
+        model = ModelWrapper(str(stages["qonnx"]))
+        for t in (InferMissingGemmBias(), GemmToMatMul(), FoldTransposeIntoQuantInit(), InferDataTypes()):  # as ConvertQONNXtoFINN
+            model = model.transform(t)
+        weights = sum(1 for n in model.graph.node if n.op_type in ("Quant", "BipolarQuant") and model.get_initializer(n.input[0]) is not None)
+        assert weights >= 3 and count_applies(FoldQuantWeights, model, InferShapes) >= weights, name
+        calls, real = [], numpy_helper.to_array
+        numpy_helper.to_array = lambda t, *a, **k: calls.append(t.name) or real(t, *a, **k)
+        try:
+            random.seed(0)
+            theirs = model.transform(FoldQuantWeights())
+            qonnx_calls = len(calls)
+            calls.clear()
+            inferred.clear()
+            random.seed(0)
+            with linear_qonnx():
+                ours = model.transform(FoldQuantWeights())
+        finally:
+            numpy_helper.to_array = real
+        assert ours.model.SerializeToString() == theirs.model.SerializeToString(), name
+        assert qonnx_calls >= weights * len(model.graph.initializer) and len(calls) < qonnx_calls / 4, name
+        assert len(inferred) == 1, name
 
 
 @pytest.mark.parametrize("cls", FINN_PASSES, ids=[p.__name__ for p in FINN_PASSES])
