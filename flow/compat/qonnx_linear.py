@@ -161,11 +161,11 @@ def _fold_quant_weights_apply(self, model):
     and for a Conv the rank of the Conv's output, which it alone rewires). The cleanup after each
     fold (``SortGraph`` and the rest) still runs, so the nodes come out in FINN's order."""
     model.make_empty_exec_context = types.MethodType(_lazy_context, model)
-    _SHAPES_DEFERRED.pass_ = self
+    outer, _SHAPES_DEFERRED.pass_ = getattr(_SHAPES_DEFERRED, "pass_", None), self
     try:
         result, changed = _fold_quant_weights(self, model)
     finally:
-        _SHAPES_DEFERRED.pass_ = None
+        _SHAPES_DEFERRED.pass_ = outer
         model.__dict__.pop("make_empty_exec_context", None)
     result.__dict__.pop("make_empty_exec_context", None)
     if not changed and self.__dict__.pop("qflow_shapes_pending", False):

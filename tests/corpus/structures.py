@@ -3,9 +3,10 @@ heads, depthwise-separable convs, and slices of Brevitas' own ImageNet example n
 
 Each function returns ``(name, module, input_shape, input_dtype, notes)``: an untrained,
 seeded ``nn.Module`` (eval mode) taking raw pixels (float tensors holding integers 0..255)
-of ``(N, *input_shape)``, which it divides by 255 and quantizes to 8 bits, so its QONNX
+of ``(N, *input_shape)``, which it divides by 255 and quantizes to 8 bits (the two
+``*preprocessed_padded`` ones normalise instead, with no input quantizer), so its QONNX
 input is ``input_dtype``. :data:`MAPPABLE` lists the ones qflow maps to integer hardware,
-:data:`UNMAPPABLE` two that it refuses with an error naming the node.
+:data:`UNMAPPABLE` three that it refuses with an error naming the node.
 
 >>> name, module, shape, dtype, notes = residual_identity()
 >>> import torch; module(torch.zeros(2, *shape)).shape
