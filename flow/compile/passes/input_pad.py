@@ -109,8 +109,10 @@ class PadInputOnHost(SweepTransformation):
         ed.rewire_output(n, 0, cols)
         ed.rewire_input(first, const_operand(ed, first)[0], cols)
         ed.rewire_output(last, 0, out)
-        for p, (_, c) in zip(chain[::-1], ops):  # 1-D: FINN moves a (1, 1, 1, 1) offset past the MatMul as an
-            ed.rewire_input(p, 1 - const_operand(ed, p)[0], ed.new_const(np.float32([c])))  # NCHW-guessed constant
+        # The constants become 1-D: FINN's MoveScalarAddPastMatMul turns a (1, 1, 1, 1) offset into a (1, 1, 1, C)
+        # one, which AbsorbAddIntoMultiThreshold reads as NCHW and leaves in front of the thresholds.
+        for p, (_, c) in zip(chain[::-1], ops):
+            ed.rewire_input(p, 1 - const_operand(ed, p)[0], ed.new_const(np.float32([c])))
         n_, h, w, c = ed.get_tensor_shape(tensor)
         im2col = getCustomOp(n)
         im2col.set_nodeattr("pad_amount", [0, 0, 0, 0])
