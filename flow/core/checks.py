@@ -10,6 +10,7 @@ report shows them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +43,18 @@ class Verification:
     stages: list[StageCheck] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """A PyTorch run on some samples, with what each of its activation quantizers read.
+
+    ``quantizer_inputs``: one array per quantizer call, in the order the network made them,
+    samples first. ``outputs``: the run's outputs, samples first (class scores for a classifier).
+    """
+
+    quantizer_inputs: list[np.ndarray]
+    outputs: np.ndarray
+
+
 @dataclass
 class StageOutputs:
     """What one stage computed on the batch.
@@ -50,6 +63,9 @@ class StageOutputs:
     node). ``int_logits``: an integer stage's integer outputs. ``scores``: an integer stage's
     input of the label node (``int_logits`` unless a float tail runs on the host).
     ``labels``: top-1 class per sample, ``None`` when the stage is no classifier.
+    ``record``: a reference that can run again (a PyTorch network in hand), the run on the
+    given sample indices with its quantizers' inputs, for checking a differing sample
+    quantizer by quantizer (:mod:`flow.sim.forced`).
     """
 
     name: str
@@ -59,6 +75,7 @@ class StageOutputs:
     fallback: list[str] | None = None
     scores: np.ndarray | None = None
     steps: np.ndarray | None = None  # without a label node: one integer step of each output, through the host tail
+    record: Callable[[np.ndarray], Recorded] | None = None
 
     @property
     def label_scores(self) -> np.ndarray | None:

@@ -32,7 +32,8 @@ from flow.explore.recipe import Recipe
 from flow.explore.results import mark_pareto, write_results
 from flow.explore.reuse import ROW_FILE, inference_costs, read_row, same_recipe
 from flow.explore.rows import SweepRow
-from flow.explore.run import check_recipe, run_output_dir, torch_reference
+from flow.explore.run import check_recipe, run_output_dir
+from flow.nn.reference import torch_reference
 from flow.nn.train import evaluate, load_checkpoint
 from flow.report.schema import Report
 

@@ -34,10 +34,10 @@ from flow.fold.rules import read_folding_file
 from flow.fold.specialize import check_config_file
 from flow.nn.data import Dataset, load_dataset
 from flow.nn.export import export_qonnx
+from flow.nn.reference import torch_reference
 from flow.nn.techniques.base import Job
-from flow.nn.train import TrainConfig, evaluate, predict_logits, save_checkpoint
+from flow.nn.train import TrainConfig, evaluate, save_checkpoint
 from flow.report.schema import Report
-from flow.sim.verify import StageOutputs
 from hw_targets import load_target
 from models import build_model
 
@@ -71,12 +71,6 @@ class Prepared:
     test_set: Dataset
     model: torch.nn.Module
     job: Job
-
-
-def torch_reference(model: torch.nn.Module, images: np.ndarray) -> StageOutputs:
-    """The trained network's own logits and labels on ``images``: verification's first stage."""
-    logits = predict_logits(model, images)
-    return StageOutputs("pytorch", logits=logits, labels=logits.argmax(axis=1))
 
 
 def train_config(recipe: Recipe) -> TrainConfig:

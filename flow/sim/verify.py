@@ -32,6 +32,7 @@ A mismatch names the stage and the first differing sample.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
@@ -48,6 +49,7 @@ from flow.sim.labels import (
     label_failures,
     rescale_residual,
 )
+from flow.sim.forced import FedQuantizers
 from flow.sim.rounding import KNIFE_EDGE, replay_roundings
 from flow.sim.tail import design_graphs, output_tail
 
@@ -146,9 +148,10 @@ def compare_float(cur: StageOutputs, ref: StageOutputs, rounding_ties: Callable[
     Float graphs evaluate in different orders, so a value that lands on a quantizer's
     rounding boundary can round to the neighbouring level in one stage and shift that
     sample's outputs. ``rounding_ties`` (:func:`flow.sim.rounding.replay_roundings` on both
-    graphs) returns the differing samples it proves to be such ties; they pass and are
-    counted. Up to ``FLOAT_TIE_FRACTION`` of the samples may differ without that proof (a
-    PyTorch reference has no graph to replay); a wrong transformation shifts far more. Labels
+    graphs, or :func:`recorded_tie_finder` against a PyTorch network run again) returns the
+    differing samples it proves to be such ties; they pass and are counted. Up to
+    ``FLOAT_TIE_FRACTION`` of the samples may differ without that proof (PyTorch outputs alone
+    cannot be replayed); a wrong transformation shifts far more. Labels
     are compared with ties allowed; a labels-only reference (user-given class indices) is
     compared as labels.
     """
@@ -199,6 +202,31 @@ def rounding_tie_finder(ref_model: ModelWrapper, cur_model: ModelWrapper, x: np.
             one = StageOutputs(cur.name, logits=cur.logits[i:i + 1] if cur.logits is not None else None,
                                labels=cur.labels[i:i + 1] if cur.labels is not None else None)
             if compare_float(one, again).passed:
+                found.append(int(i))
+        return np.asarray(found, dtype=np.int64)
+
+    return tied
+
+
+def recorded_tie_finder(model: ModelWrapper, x: np.ndarray, cur: StageOutputs, reference: StageOutputs):
+    """The samples among ``bad`` on which ``model`` (run as ``cur`` on ``x``) differs from a PyTorch ``reference``
+    that can run again only by rounding ties: each sample is run again with its quantizers' inputs recorded, the
+    graph is fed them (:class:`flow.sim.forced.FedQuantizers`), and its scores compared with that run's."""
+    record = reference.record
+    assert record is not None
+    fed = FedQuantizers(model, label_select_input(model) or model.graph.output[0].name)
+
+    def tied(bad: np.ndarray) -> np.ndarray:
+        found = []
+        for i in bad[:MAX_REPLAYED]:
+            run = record(np.array([i]))
+            scores = fed.scores(fit_inputs(model, x[i:i + 1]), run)
+            if scores is None:
+                continue
+            theirs = run.outputs.reshape(1, -1)
+            again = StageOutputs(reference.name, logits=theirs, labels=theirs.argmax(axis=1) if reference.labels is not None else None)
+            ours = StageOutputs(cur.name, logits=scores, labels=scores.argmax(axis=1) if cur.labels is not None else None)
+            if compare_float(ours, again).passed:
                 found.append(int(i))
         return np.asarray(found, dtype=np.int64)
 
@@ -295,8 +323,11 @@ def verify_stages(
         cur = run_float_stage(name, model, x)
         if prev is not None:
             if prev is reference and cur.labels is None and prev.logits is not None:  # outputs, not class scores
-                prev = StageOutputs(prev.name, logits=prev.logits.reshape(len(prev.logits), -1))
-            ties = rounding_tie_finder(prev_model, model, x, cur, prev.name) if prev_model is not None else None
+                prev = replace(prev, logits=prev.logits.reshape(len(prev.logits), -1), labels=None)
+            if prev_model is not None:
+                ties = rounding_tie_finder(prev_model, model, x, cur, prev.name)
+            else:
+                ties = recorded_tie_finder(model, x, cur, prev) if prev.record is not None else None
             checks.append(compare_float(cur, prev, ties))
             del ties  # it holds both models
         prev, prev_model = cur, model

@@ -2,7 +2,8 @@
 --auto is never slower than --fps where both fit the board.
 
 With ``--fps`` the build is verified on the case's own held-out inputs against the PyTorch
-network's outputs (``--reference-outputs``), with ``--auto`` on random inputs. Exports are
+network itself (its outputs, and a sample that differs run again with its quantizers'
+inputs recorded: :mod:`flow.sim.forced`), with ``--auto`` on random inputs. Exports are
 made once per session, and each build once. Each case builds for its own board. The larger
 networks (SFC, LFC, CNV, the MobileNet slice) run with ``pytest -m slow``; finn-examples'
 full-size networks (224x224 inputs, minutes and gigabytes each) with ``pytest -m large``.
@@ -25,7 +26,7 @@ from flow.core.config import build_config
 from flow.core.pipeline import BuildContext
 from flow.fold.estimate import estimate
 from hw_targets import load_target
-from tests.corpus.cases import CASES, Case, materialize
+from tests.corpus.cases import CASES, Case, materialize, reference
 
 CONFORMANCE_FPS = 10_000
 
@@ -42,8 +43,8 @@ def corpus_builds(tmp_path_factory):
             out = root / f"{case.name}-{mode}"
             if mode == "fps":
                 cfg = build_config(target=case.target, input_dtype=case.input_dtype, target_fps=CONFORMANCE_FPS)
-                x, y = np.load(path.parent / "inputs.npy"), np.load(path.parent / "torch_outputs.npy")
-                cache[case.name, mode] = build(path, cfg, out, verify_inputs=x, reference_outputs=y)
+                x = np.load(path.parent / "inputs.npy")
+                cache[case.name, mode] = build(path, cfg, out, verify_inputs=x, reference=reference(case, path.parent))
             else:
                 cache[case.name, mode] = build(path, build_config(target=case.target, input_dtype=case.input_dtype, auto=True, verify_samples=50), out)
         return cache[case.name, mode]

@@ -23,7 +23,7 @@ from torch import nn
 from flow.builder import build
 from flow.compile.passes.conv1d import Lift1DTo2D
 from flow.core.config import build_config
-from flow.explore.run import torch_reference
+from flow.nn.reference import torch_reference
 from flow.nn.export import export_qonnx
 
 

@@ -29,7 +29,7 @@ from flow.compile.steps import dataflow_parent
 from flow.core.config import build_config
 from flow.core.errors import StructureError
 from flow.core.vocab import is_hw_node
-from flow.explore.run import torch_reference
+from flow.nn.reference import torch_reference
 from flow.nn.export import export_qonnx
 
 

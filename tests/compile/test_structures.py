@@ -22,7 +22,7 @@ from flow.core.config import build_config
 from flow.core.errors import InputDatatypeError, StructureError
 from flow.core.stages import Stage
 from flow.core.vocab import PARTITION_OP, is_hw_node
-from flow.explore.run import torch_reference
+from flow.nn.reference import torch_reference
 from flow.nn.data import Dataset, load_digits_dataset
 from flow.nn.export import export_qonnx
 from flow.nn.train import TrainConfig, train

@@ -2,8 +2,9 @@
 
 :func:`materialize` writes one case into a folder (once: a folder holding ``case.json`` is
 reused): ``model.onnx`` (and ``model.onnx.data`` for dynamo exports), ``inputs.npy`` (held-out
-samples in the values the exported graph takes) and ``torch_outputs.npy`` (the PyTorch
-network's logits on them, for ``--reference-outputs``). Training and export run on one
+samples in the values the exported graph takes), ``torch_outputs.npy`` (the PyTorch
+network's logits on them, for ``--reference-outputs``); :func:`reference` gives the network
+itself as verification's first stage. Training and export run on one
 thread from fixed seeds, so a case's files are the same in every session.
 
 The ``fe_*`` cases are finn-examples' networks from :mod:`models.catalogue`, at full size
@@ -22,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from flow.core.checks import StageOutputs
+from flow.nn.reference import torch_reference
 from models.bnn_pynq import bnn_pynq_config
 from models.catalogue import NETWORKS
 from models.espcn import espcn
@@ -186,6 +189,29 @@ def logits_of(model: nn.Module, x: np.ndarray) -> np.ndarray:
     return (y.value if hasattr(y, "value") else y).numpy().astype(np.float32)
 
 
+#: The networks :func:`materialize` trained in this session, by folder.
+_NETWORKS: dict[Path, nn.Module] = {}
+
+
+def _trained(case: Case) -> nn.Module:
+    """The case's network, trained (:func:`train`) from seed 0 on one thread: the same weights whatever the caller's
+    thread count (Brevitas keeps some scales out of its state dict, so the network is trained again, not loaded)."""
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train(case.build(), case)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def reference(case: Case, folder: Path) -> StageOutputs:
+    """The PyTorch network of a case :func:`materialize` wrote into ``folder``, on its held-out samples, as
+    verification's first stage: one that can run again on a differing sample (:mod:`flow.sim.forced`)."""
+    model = _NETWORKS.get(Path(folder).resolve()) or _trained(case)
+    return torch_reference(model.net if isinstance(model, ArgMaxHead) else model, held_out(case))
+
+
 def materialize(case: Case, folder: Path) -> Path:
     """Train and export ``case`` into ``folder`` (reused when already there); the model's path."""
     folder = Path(folder)
@@ -194,18 +220,13 @@ def materialize(case: Case, folder: Path) -> Path:
         return path
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the same weights whatever the caller's thread count
-    try:
-        model = train(case.build(), case)
-    finally:
-        torch.set_num_threads(threads)
+    model = _trained(case)
     with torch.no_grad():
         EXPORTERS[case.export](model, case.shape, path)
     domain_x = held_out(case)
     graph_x = np.round(domain_x * 255.0) if case.export.startswith("docs") else domain_x
     np.save(folder / "inputs.npy", graph_x.astype(np.float32))
     np.save(folder / "torch_outputs.npy", logits_of(model, domain_x))
+    _NETWORKS[folder.resolve()] = model
     (folder / "case.json").write_text(json.dumps({"name": case.name, "export": case.export, "input_dtype": case.input_dtype}))
     return path

@@ -8,7 +8,8 @@ import torch
 
 from models.catalogue import NETWORKS
 from tests.corpus import examples
-from tests.corpus.cases import BY_NAME, CASES, materialize
+from tests.corpus import cases
+from tests.corpus.cases import BY_NAME, CASES, materialize, reference
 
 
 def test_every_catalogue_network_is_a_case_for_its_first_board():
@@ -24,6 +25,18 @@ def test_a_case_exports_the_same_files_twice(name, tmp_path):
     a, b = materialize(BY_NAME[name], tmp_path / "a"), materialize(BY_NAME[name], tmp_path / "b")
     for f in ("model.onnx", "inputs.npy", "torch_outputs.npy"):
         assert (a.parent / f).read_bytes() == (b.parent / f).read_bytes(), f
+
+
+def test_a_cases_reference_is_its_network_again(tmp_path):
+    case = BY_NAME["fe_kws_mlp_w3a3"]
+    path = materialize(case, tmp_path / "k")
+    ref = reference(case, path.parent)
+    np.testing.assert_allclose(ref.logits, np.load(path.parent / "torch_outputs.npy"), rtol=1e-5, atol=1e-5)
+    run = ref.record(np.array([3]))
+    np.testing.assert_allclose(run.outputs, ref.logits[3:4], rtol=1e-5, atol=1e-5)
+    assert len(run.quantizer_inputs) >= 3 and all(len(q) == 1 for q in run.quantizer_inputs)
+    cases._NETWORKS.clear()  # a folder from another session: the network is trained again, to the same weights
+    np.testing.assert_allclose(reference(case, path.parent).logits, ref.logits, rtol=1e-5, atol=1e-5)
 
 
 def test_a_materialized_case_is_reused(tmp_path):

@@ -14,7 +14,7 @@ import models.weights
 from flow.builder.pipeline import build
 from flow.cli import main
 from flow.core.config import build_config
-from flow.explore.run import torch_reference
+from flow.nn.reference import torch_reference
 from flow.nn.data import load_dataset
 from flow.nn.export import export_qonnx
 from flow.nn.train import TrainConfig, train

@@ -12,7 +12,7 @@ from torch import nn
 from flow.builder.pipeline import build
 from flow.core.config import build_config
 from flow.core.errors import ConfigError
-from flow.explore.run import torch_reference
+from flow.nn.reference import torch_reference
 from flow.nn.data import load_dataset
 from flow.nn.export import export_qonnx
 from flow.nn.techniques import distill

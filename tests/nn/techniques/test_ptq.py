@@ -13,7 +13,7 @@ from brevitas.graph.calibrate import quantization_status_manager
 from flow.builder.pipeline import build
 from flow.core.config import build_config
 from flow.core.errors import ConfigError
-from flow.explore.run import torch_reference
+from flow.nn.reference import torch_reference
 from flow.nn.data import load_dataset
 from flow.nn.export import export_qonnx
 from flow.nn.techniques import ptq, twin
