@@ -173,7 +173,7 @@ def whole_build(model, x, workdir: Path) -> dict:
     from flow.builder import build
     from flow.core.config import build_config
     from flow.core.errors import VerificationError
-    from flow.explore.run import torch_reference
+    from flow.nn.reference import torch_reference
     from flow.nn.export import export_qonnx
     from flow.report.schema import Report
 
