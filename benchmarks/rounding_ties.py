@@ -9,9 +9,11 @@ output difference, whether the pre-processing and the first conv's activations a
 bit-identical in both, and what :func:`flow.sim.rounding.replay_roundings` finds: how many
 values the stages round apart, in which quantizers, how far the first one is from its
 rounding boundary in each stage, and the difference left after replaying them. Then
-``verify_stages`` checks the two stages as a build does. With ``--build N``, the first N
-images also go through a whole ``--auto`` build for the ZCU104 (about 10 minutes here) with
-the network's PyTorch outputs as the first stage, and every stage's check is recorded.
+``verify_stages`` checks the two stages as a build does. The QONNX stage is then checked
+against the network itself (:mod:`flow.nn.reference`), as exported and with one BatchNorm
+bias channel moved (a wrong export), on outputs alone and quantizer by quantizer. With
+``--build N``, the first N images also go through a whole ``--auto`` build for the ZCU104
+with the network itself as the first stage, and every stage's check is recorded.
 
     python benchmarks/rounding_ties.py --update [--images 8] [--build 4]
 """
@@ -152,6 +154,7 @@ def main() -> None:
             rows.append(row)
             print(row, flush=True)
         v = verify_stages(x, float_stages=[("qonnx", qonnx), ("finn_onnx", finn)], integer_stages=[])
+        pytorch = against_pytorch(model, qonnx, x)
         whole = whole_build(model, x[: args.build], Path(tmp)) if args.build else None
     check = v.stages[0]
     payload = {
@@ -161,6 +164,7 @@ def main() -> None:
         "per_image": rows,
         "verification": {"passed": check.passed, "rounding_ties": check.rounding_ties, "first_mismatch": check.first_mismatch,
                          "max_abs_err": check.max_abs_err, "note": check.note},
+        "qonnx_against_pytorch": pytorch,
         "seconds": {"export_and_convert": round(convert_s, 1), "total": round(time.time() - t0, 1)},
     }
     if whole is not None:
@@ -168,8 +172,37 @@ def main() -> None:
     print(write_results(args.out, payload))
 
 
+def against_pytorch(model, qonnx, x) -> dict:
+    """The QONNX stage against the network itself (``flow.nn.reference``), as exported and with one channel of the
+    middle BatchNorm's bias moved by 0.05 (a wrong export): outputs alone, and with the quantizer-by-quantizer check."""
+    import copy
+
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from flow.nn.reference import torch_reference
+    from flow.sim.verify import compare_float, recorded_tie_finder, run_float_stage
+
+    ref = torch_reference(model, x)
+    wrong = ModelWrapper(copy.deepcopy(qonnx.model))
+    norms = [n for n in wrong.graph.node if n.op_type == "BatchNormalization"]
+    moved = norms[len(norms) // 2]
+    bias = wrong.get_initializer(moved.input[2]).copy()
+    bias[0] += 0.05
+    wrong.set_initializer(moved.input[2], bias)
+    rows = {}
+    for name, graph in (("as_exported", qonnx), (f"bias_moved_in_{moved.name}", wrong)):
+        t = time.time()
+        cur = run_float_stage("qonnx", graph, x)
+        alone = compare_float(cur, ref)
+        check = compare_float(cur, ref, recorded_tie_finder(graph, x, cur, ref))
+        rows[name] = {"max_abs_err": check.max_abs_err, "passed_on_outputs_alone": alone.passed, "passed": check.passed,
+                      "rounding_ties": check.rounding_ties, "note": check.note, "seconds": round(time.time() - t, 1)}
+        print(name, rows[name], flush=True)
+    return {"images": len(x), **rows}
+
+
 def whole_build(model, x, workdir: Path) -> dict:
-    """Every verification stage of a whole --auto build (ZCU104) of ``model`` on ``x``, with its PyTorch outputs."""
+    """Every verification stage of a whole --auto build (ZCU104) of ``model`` on ``x``, the network itself first."""
     from flow.builder import build
     from flow.core.config import build_config
     from flow.core.errors import VerificationError
