@@ -27,7 +27,9 @@ build. In qonnx 1.0.0:
 * FINN's ``RoundAndClipThresholds``, ``AbsorbScalarBiasIntoMultiThreshold`` and
   ``MoveScalesPastIm2Col`` restart after every layer, and ``MinimizeAccumulatorWidth`` re-infers
   every datatype after every layer (:mod:`flow.compat.finn_linear`), and FINN checks every threshold with ``np.vectorize(IntType.allowed)``, one numpy
-  round-trip per value.
+  round-trip per value;
+* FINN's reorder, absorb and collapse passes scan the graph per candidate node even on a run
+  that changes nothing (:mod:`flow.compat.finn_guards` runs them only where their pattern occurs).
 
 The functions live in :mod:`flow.compat.qonnx_graph`, :mod:`flow.compat.qonnx_index`,
 :mod:`flow.compat.qonnx_names` and :mod:`flow.compat.finn_linear`; this module swaps them in.
@@ -80,7 +82,7 @@ from flow.compat.qonnx_graph import (
 )
 from flow.compat.qonnx_index import LazyExecContext, fold_constants, infer_data_layouts, infer_datatypes, remove_identity_ops
 from flow.compat.qonnx_names import give_readable_tensor_names, give_unique_tensor_names
-from flow.compat import qonnx_scan
+from flow.compat import finn_guards, qonnx_scan
 
 
 def _sort_graph_apply(self, model):
@@ -208,6 +210,7 @@ REPLACEMENTS = (
     (ModelWrapper, "set_tensor_shape", qonnx_scan.set_tensor_shape),
     (ModelWrapper, "set_initializer", qonnx_scan.set_initializer),
     (ModelWrapper, "find_consumers", qonnx_scan.find_consumers),
+    *finn_guards.REPLACEMENTS,
 )
 
 class _Patch:

@@ -1,0 +1,136 @@
+"""finn-plus 1.6.1 streamlining passes that scan the graph once per candidate node even when they change nothing,
+run only where they can change something.
+
+FINN's reorder, absorb and collapse passes walk every node and, for each ``Mul`` or ``Add`` (or
+``Transpose``, ``MatMul``, ``Conv``), ask ``is_fork_node``, ``is_join_node`` and
+``find_consumer``: each a scan of the whole graph. qonnx's ``transform`` repeats a pass until it
+reports no change, so every pass runs at least once more over a graph where it finds nothing:
+O(nodes^2) per pass for nothing, and FINN's ``Streamline`` runs 22 of them (twice). On a residual
+chain of 80 blocks that is 17,000 consumer and 16,000 producer scans.
+
+Each pass changes the graph only at a pattern of node types: an ``Add`` whose output feeds a
+``Mul`` (``MoveAddPastMul``), a ``Mul`` feeding a ``MultiThreshold``, a ``Mul`` or ``Add`` whose
+output forks, a ``BatchNormalization``... :data:`GUARDS` names, for each pass, a test of that
+pattern, looser than FINN's (it ignores the fork, join, shape and value conditions FINN checks
+next). One sweep over the graph builds the consumer index, and the test looks each candidate up
+in it. Where no candidate exists, FINN's pass would change nothing and end with its closing
+inference (``InferShapes``, and ``InferDataTypes`` for some): only that runs. Anywhere else
+FINN's own ``apply`` runs, unchanged. So the model is FINN's, byte for byte;
+``tests/compat/test_finn_guards.py`` compares whole streamlining runs with and without the
+guards, and counts the scans FINN's passes make for nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from onnx import numpy_helper
+from finn.transformation.streamline import absorb, collapse_repeated, reorder
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.transformation.batchnorm_to_affine import BatchNormToAffine
+from qonnx.transformation.infer_datatypes import InferDataTypes
+from qonnx.transformation.infer_shapes import InferShapes
+
+
+class Wiring:
+    """One sweep of a graph: each tensor's readers (once per input that reads it, as qonnx's ``find_consumers``),
+    the initializers and the graph outputs."""
+
+    def __init__(self, model: ModelWrapper):
+        self.nodes = list(model.graph.node)
+        self.inits = {i.name: i for i in model.graph.initializer}
+        self.outputs = {o.name for o in model.graph.output}
+        self.readers: dict[str, list] = {}
+        for n in self.nodes:
+            for t in n.input:
+                self.readers.setdefault(t, []).append(n)
+
+    def of(self, *ops: str) -> list:
+        return [n for n in self.nodes if n.op_type in ops]
+
+    def feeds(self, first: str, then: str) -> bool:
+        """True if some ``first`` node's first output is read by a ``then`` node."""
+        return any(r.op_type == then for n in self.of(first) for r in self.readers.get(n.output[0], ()))
+
+    def forks(self, node) -> bool:
+        """qonnx's ``is_fork_node``: more than one reader of its outputs, or one when its first output is a graph output."""
+        readers = sum(len(self.readers.get(t, ())) for t in node.output)
+        return readers > 0 if node.output[0] in self.outputs else readers > 1
+
+    def constant(self, tensor: str) -> np.ndarray | None:
+        init = self.inits.get(tensor)
+        return None if init is None else numpy_helper.to_array(init)
+
+
+def _params_unset(w: Wiring, op: str) -> bool:
+    """True if some ``op`` node has no constant second input: FINN's pass then fails (or skips) as it does, so it runs."""
+    return any(len(n.input) < 2 or n.input[1] not in w.inits for n in w.of(op))
+
+
+def _unset_perm(w: Wiring) -> bool:
+    """A Transpose without ``perm``: FINN's ``AbsorbTransposeIntoMultiThreshold`` fails on it, so it runs."""
+    return any(all(a.name != "perm" for a in n.attribute) for n in w.of("Transpose"))
+
+
+def _signed_mul(w: Wiring) -> bool:
+    """``FactorOutMulSignMagnitude``: a Mul whose constant has a negative entry (or no constant: FINN asserts)."""
+    return _params_unset(w, "Mul") or any(bool((w.constant(n.input[1]) < 0).any()) for n in w.of("Mul"))
+
+
+def _linear_pair_into_add(w: Wiring) -> bool:
+    """``MoveLinearPastEltwiseAdd``: an Add of two computed tensors, from two nodes of one op type with constants."""
+    producer = {o: n for n in reversed(w.nodes) for o in n.output}  # the first producer, as find_producer
+    for n in w.of("Add"):
+        if len(n.input) < 2 or n.input[0] in w.inits or n.input[1] in w.inits:
+            continue
+        a, b = producer.get(n.input[0]), producer.get(n.input[1])
+        if a is not None and b is not None and a is not b and a.op_type == b.op_type:
+            return True
+    return False
+
+
+SHAPES = (InferShapes,)
+SHAPES_AND_TYPES = (InferShapes, InferDataTypes)
+
+#: pass: (may it change this graph?, what its apply runs at its end whatever it found).
+GUARDS: dict[type, tuple[Callable[..., bool], tuple]] = {
+    reorder.MoveScalarMulPastMatMul: (lambda p, w: w.feeds("Mul", "MatMul"), SHAPES),
+    reorder.MoveScalarAddPastMatMul: (lambda p, w: w.feeds("Add", "MatMul"), SHAPES),
+    reorder.MoveScalarMulPastConv: (lambda p, w: w.feeds("Mul", "Conv"), SHAPES),
+    reorder.MoveAddPastConv: (lambda p, w: w.feeds("Add", "Conv"), SHAPES),
+    reorder.MoveMulPastMaxPool: (lambda p, w: w.feeds("Mul", "MaxPool"), SHAPES),
+    reorder.MoveAddPastMul: (lambda p, w: w.feeds("Add", "Mul"), SHAPES_AND_TYPES),
+    collapse_repeated.CollapseRepeatedOp: (lambda p, w: w.feeds(p.op_name, p.op_name), SHAPES),
+    reorder.MoveOpPastFork: (lambda p, w: any(w.forks(n) for n in w.of(*p.ops_to_move)), SHAPES),
+    reorder.MoveLinearPastEltwiseAdd: (lambda p, w: _linear_pair_into_add(w), SHAPES_AND_TYPES),
+    absorb.AbsorbMulIntoMultiThreshold: (lambda p, w: _params_unset(w, "Mul") or w.feeds("Mul", "MultiThreshold"), ()),
+    absorb.AbsorbAddIntoMultiThreshold: (lambda p, w: w.feeds("Add", "MultiThreshold"), ()),
+    absorb.AbsorbTransposeIntoMultiThreshold: (lambda p, w: _unset_perm(w) or w.feeds("Transpose", "MultiThreshold"), ()),
+    absorb.FactorOutMulSignMagnitude: (lambda p, w: _signed_mul(w), ()),
+    absorb.Absorb1BitMulIntoMatMul: (lambda p, w: w.feeds("MatMul", "Mul"), ()),
+    absorb.Absorb1BitMulIntoConv: (lambda p, w: w.feeds("Conv", "Mul"), ()),
+    BatchNormToAffine: (lambda p, w: bool(w.of("BatchNormalization")), SHAPES),
+}
+
+#: FINN's own ``apply`` of each guarded pass.
+ORIGINAL = {cls: cls.__dict__["apply"] for cls in GUARDS}
+
+
+def _guarded(cls: type):
+    may_change, tail = GUARDS[cls]
+    original = ORIGINAL[cls]
+
+    def apply(self, model: ModelWrapper):
+        if may_change(self, Wiring(model)):
+            return original(self, model)
+        for step in tail:
+            model = model.transform(step())
+        return model, False
+
+    apply.__doc__ = f"FINN's ``{cls.__name__}.apply``, run only where its pattern occurs (:mod:`flow.compat.finn_guards`)."
+    return apply
+
+
+#: (owner, attribute, replacement) for :mod:`flow.compat.qonnx_linear`.
+REPLACEMENTS = tuple((cls, "apply", _guarded(cls)) for cls in GUARDS)
