@@ -11,9 +11,9 @@ chain of 80 blocks that is 17,000 consumer and 16,000 producer scans.
 Each pass changes the graph only at a pattern of node types: an ``Add`` whose output feeds a
 ``Mul`` (``MoveAddPastMul``), a ``Mul`` feeding a ``MultiThreshold``, a ``Mul`` or ``Add`` whose
 output forks, a ``BatchNormalization``... :data:`GUARDS` names, for each pass, a test of that
-pattern, looser than FINN's (it ignores the fork, join, shape and value conditions FINN checks
-next). One sweep over the graph builds the consumer index, and the test looks each candidate up
-in it. Where no candidate exists, FINN's pass would change nothing and end with its closing
+pattern with some of the fork, join and constant conditions FINN checks next, and none it does
+not: every graph FINN's pass would change (or warn about, or fail on) passes the test. One sweep
+over the graph builds the consumer and producer index, and the test looks each candidate up in it. Where no candidate exists, FINN's pass would change nothing and end with its closing
 inference (``InferShapes``, and ``InferDataTypes`` for some): only that runs. Anywhere else
 FINN's own ``apply`` runs, unchanged. So the model is FINN's, byte for byte;
 ``tests/compat/test_finn_guards.py`` compares whole streamlining runs with and without the
@@ -38,13 +38,18 @@ class Wiring:
     the initializers and the graph outputs."""
 
     def __init__(self, model: ModelWrapper):
+        self.model = model
         self.nodes = list(model.graph.node)
         self.inits = {i.name: i for i in model.graph.initializer}
+        self.inputs = {i.name for i in model.graph.input}
         self.outputs = {o.name for o in model.graph.output}
         self.readers: dict[str, list] = {}
+        self.producer: dict[str, object] = {}
         for n in self.nodes:
             for t in n.input:
                 self.readers.setdefault(t, []).append(n)
+            for t in n.output:
+                self.producer.setdefault(t, n)  # the first, as find_producer
 
     def of(self, *ops: str) -> list:
         return [n for n in self.nodes if n.op_type in ops]
@@ -57,6 +62,21 @@ class Wiring:
         """qonnx's ``is_fork_node``: more than one reader of its outputs, or one when its first output is a graph output."""
         readers = sum(len(self.readers.get(t, ())) for t in node.output)
         return readers > 0 if node.output[0] in self.outputs else readers > 1
+
+    def joins(self, node) -> bool:
+        """qonnx's ``is_join_node``: more than one input computed by a node, or one when its first input is a graph input."""
+        computed = sum(1 for t in node.input if t in self.producer)
+        return computed > 0 if node.input[0] in self.inputs else computed > 1
+
+    def linear(self, first: str, then: str, reader_joins: bool = True) -> list[tuple]:
+        """(node, reader) for every ``first`` node, neither fork nor join, whose output a ``then`` node reads (one that is
+        no join unless ``reader_joins``): where FINN's single-path reorder and absorb passes look further."""
+        found = []
+        for n in self.of(first):
+            if self.forks(n) or self.joins(n):
+                continue
+            found += [(n, r) for r in self.readers.get(n.output[0], ()) if r.op_type == then and (reader_joins or not self.joins(r))]
+        return found
 
     def constant(self, tensor: str) -> np.ndarray | None:
         init = self.inits.get(tensor)
@@ -79,14 +99,37 @@ def _signed_mul(w: Wiring) -> bool:
 
 
 def _linear_pair_into_add(w: Wiring) -> bool:
-    """``MoveLinearPastEltwiseAdd``: an Add of two computed tensors, from two nodes of one op type with constants."""
-    producer = {o: n for n in reversed(w.nodes) for o in n.output}  # the first producer, as find_producer
+    """``MoveLinearPastEltwiseAdd``: an Add of two computed tensors from two Adds with constants, or from two Muls with
+    equal constants."""
     for n in w.of("Add"):
         if len(n.input) < 2 or n.input[0] in w.inits or n.input[1] in w.inits:
             continue
-        a, b = producer.get(n.input[0]), producer.get(n.input[1])
-        if a is not None and b is not None and a is not b and a.op_type == b.op_type:
+        a, b = w.producer.get(n.input[0]), w.producer.get(n.input[1])
+        if a is None or b is None or a is b or len(a.input) < 2 or len(b.input) < 2:
+            continue
+        ca, cb = w.constant(a.input[1]), w.constant(b.input[1])
+        if ca is None or cb is None:
+            continue
+        if (a.op_type, b.op_type) == ("Add", "Add") or ((a.op_type, b.op_type) == ("Mul", "Mul") and np.array_equal(ca, cb)):
             return True
+    return False
+
+
+def _scalar_or_unset(w: Wiring, tensor: str) -> bool:
+    """A constant of one value (FINN moves it), or none (FINN warns, or fails)."""
+    c = w.constant(tensor)
+    return c is None or all(d == 1 for d in c.shape)
+
+
+def _one_bit_mul_after(w: Wiring, op: str) -> bool:
+    """``Absorb1BitMulInto{MatMul,Conv}``: an ``op`` with constant weights, no fork, whose output a Mul by a 1-bit
+    constant reads."""
+    for n in w.of(op):
+        if w.forks(n) or n.input[1] not in w.inits:
+            continue
+        for r in w.readers.get(n.output[0], ()):
+            if r.op_type == "Mul" and len(r.input) > 1 and r.input[1] in w.inits and w.model.get_tensor_datatype(r.input[1]).bitwidth() == 1:
+                return True
     return False
 
 
@@ -97,19 +140,19 @@ SHAPES_AND_TYPES = (InferShapes, InferDataTypes)
 GUARDS: dict[type, tuple[Callable[..., bool], tuple]] = {
     reorder.MoveScalarMulPastMatMul: (lambda p, w: w.feeds("Mul", "MatMul"), SHAPES),
     reorder.MoveScalarAddPastMatMul: (lambda p, w: w.feeds("Add", "MatMul"), SHAPES),
-    reorder.MoveScalarMulPastConv: (lambda p, w: w.feeds("Mul", "Conv"), SHAPES),
+    reorder.MoveScalarMulPastConv: (lambda p, w: any(_scalar_or_unset(w, n.input[1]) for n, _ in w.linear("Mul", "Conv", False)), SHAPES),
     reorder.MoveAddPastConv: (lambda p, w: w.feeds("Add", "Conv"), SHAPES),
     reorder.MoveMulPastMaxPool: (lambda p, w: w.feeds("Mul", "MaxPool"), SHAPES),
-    reorder.MoveAddPastMul: (lambda p, w: w.feeds("Add", "Mul"), SHAPES_AND_TYPES),
+    reorder.MoveAddPastMul: (lambda p, w: bool(w.linear("Add", "Mul", False)), SHAPES_AND_TYPES),
     collapse_repeated.CollapseRepeatedOp: (lambda p, w: w.feeds(p.op_name, p.op_name), SHAPES),
     reorder.MoveOpPastFork: (lambda p, w: any(w.forks(n) for n in w.of(*p.ops_to_move)), SHAPES),
     reorder.MoveLinearPastEltwiseAdd: (lambda p, w: _linear_pair_into_add(w), SHAPES_AND_TYPES),
     absorb.AbsorbMulIntoMultiThreshold: (lambda p, w: _params_unset(w, "Mul") or w.feeds("Mul", "MultiThreshold"), ()),
-    absorb.AbsorbAddIntoMultiThreshold: (lambda p, w: w.feeds("Add", "MultiThreshold"), ()),
+    absorb.AbsorbAddIntoMultiThreshold: (lambda p, w: bool(w.linear("Add", "MultiThreshold")), ()),
     absorb.AbsorbTransposeIntoMultiThreshold: (lambda p, w: _unset_perm(w) or w.feeds("Transpose", "MultiThreshold"), ()),
     absorb.FactorOutMulSignMagnitude: (lambda p, w: _signed_mul(w), ()),
-    absorb.Absorb1BitMulIntoMatMul: (lambda p, w: w.feeds("MatMul", "Mul"), ()),
-    absorb.Absorb1BitMulIntoConv: (lambda p, w: w.feeds("Conv", "Mul"), ()),
+    absorb.Absorb1BitMulIntoMatMul: (lambda p, w: _one_bit_mul_after(w, "MatMul"), ()),
+    absorb.Absorb1BitMulIntoConv: (lambda p, w: _one_bit_mul_after(w, "Conv"), ()),
     BatchNormToAffine: (lambda p, w: bool(w.of("BatchNormalization")), SHAPES),
 }
 
