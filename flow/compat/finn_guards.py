@@ -13,7 +13,8 @@ Each pass changes the graph only at a pattern of node types: an ``Add`` whose ou
 output forks, a ``BatchNormalization``... :data:`GUARDS` names, for each pass, a test of that
 pattern with some of the fork, join and constant conditions FINN checks next, and none it does
 not: every graph FINN's pass would change (or warn about, or fail on) passes the test. One sweep
-over the graph builds the consumer and producer index, and the test looks each candidate up in it. Where no candidate exists, FINN's pass would change nothing and end with its closing
+over the graph builds the consumer and producer index, and the test looks each candidate up in
+it. Where no candidate exists, FINN's pass would change nothing and end with its closing
 inference (``InferShapes``, and ``InferDataTypes`` for some): only that runs. Anywhere else
 FINN's own ``apply`` runs, unchanged. So the model is FINN's, byte for byte;
 ``tests/compat/test_finn_guards.py`` compares whole streamlining runs with and without the

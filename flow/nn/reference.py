@@ -14,7 +14,7 @@ from torch import nn
 
 from flow.compat.brevitas import run_recording_quantizer_inputs
 from flow.core.checks import Recorded, StageOutputs
-from flow.nn.train import _logits, predict_logits
+from flow.nn.train import plain_tensor, predict_logits
 
 
 def torch_reference(model: nn.Module, inputs: np.ndarray, name: str = "pytorch") -> StageOutputs:
@@ -32,7 +32,7 @@ def torch_reference(model: nn.Module, inputs: np.ndarray, name: str = "pytorch")
             y, seen = run_recording_quantizer_inputs(model, torch.from_numpy(x[np.asarray(indices)]))
         finally:
             model.train(was_training)
-        return Recorded(seen, _logits(y).float().cpu().numpy().reshape(len(indices), -1))
+        return Recorded(seen, plain_tensor(y).float().cpu().numpy().reshape(len(indices), -1))
 
     labels = flat.argmax(axis=1) if scores.ndim == 2 and scores.shape[1] > 1 else None
     return StageOutputs(name, logits=flat, labels=labels, record=record)

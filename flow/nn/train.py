@@ -118,7 +118,7 @@ class TrainResult:
     cpu_seconds: float = 0.0
 
 
-def _logits(out: object) -> torch.Tensor:
+def plain_tensor(out: object) -> torch.Tensor:
     """Model output as a plain tensor (Brevitas may return a QuantTensor)."""
     return out.value if hasattr(out, "value") and not isinstance(out, torch.Tensor) else out  # type: ignore[return-value]
 
@@ -207,7 +207,7 @@ def train(
                     idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                     xb, yb = augment(x_all[idx], aug_gen), y_all[idx]
                     opt.zero_grad(set_to_none=True)
-                    logits = _logits(model(xb))
+                    logits = plain_tensor(model(xb))
                     loss = criterion(logits, yb, xb) if per_sample is None else criterion(logits, yb, xb, per_sample[idx])
                     if not torch.isfinite(loss):
                         raise ConfigError(f"training diverged (loss {loss.item()}) in epoch {epoch + 1}; lower lr (now {cfg.lr})")
@@ -239,7 +239,7 @@ def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 1000)
     try:
         x = np.asarray(images)
         outs = [
-            _logits(model(torch.from_numpy(np.asarray(x[i:i + batch_size], dtype=np.float32)))).float().cpu().numpy()
+            plain_tensor(model(torch.from_numpy(np.asarray(x[i:i + batch_size], dtype=np.float32)))).float().cpu().numpy()
             for i in range(0, len(x), batch_size)
         ]
     finally:

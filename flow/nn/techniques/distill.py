@@ -62,6 +62,7 @@ from flow.nn.train import (
     TrainConfig,
     TrainResult,
     evaluate,
+    plain_tensor,
     predict_logits,
     train,
 )
@@ -74,10 +75,6 @@ __all__ = ["TEACHERS", "CachedDistillation", "SmallCNN", "distillation_loss", "f
 
 TEACHERS = ("float", "wider", "cnn")
 PIXEL_MAX = 255.0
-
-
-def _plain(out: Any) -> torch.Tensor:
-    return out.value if hasattr(out, "value") and not isinstance(out, torch.Tensor) else out
 
 
 def freeze(teacher: nn.Module) -> nn.Module:
@@ -137,7 +134,7 @@ def distillation_loss(teacher: nn.Module, temperature: float = 4.0, alpha: float
         if teacher.training:
             teacher.eval()
         with torch.no_grad():
-            t_logits = _plain(teacher(images))
+            t_logits = plain_tensor(teacher(images))
         return kd_loss(logits, t_logits, labels, temperature=temperature, alpha=alpha, standardized=standardized)
 
     return loss
