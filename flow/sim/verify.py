@@ -219,12 +219,14 @@ def recorded_tie_finder(model: ModelWrapper, x: np.ndarray, cur: StageOutputs, r
     tolerance (no scale or offset allowed: nothing absorbs one between a network and its export)."""
     record = reference.record
     assert record is not None
-    fed = FedQuantizers(model, label_select_input(model) or model.graph.output[0].name)
     tol = FLOAT_RTOL * max(1.0, finite_max(np.abs(reference.logits)) or 0.0) if reference.logits is not None else None
 
     def tied(bad: np.ndarray) -> np.ndarray:
-        found = []
-        for i in bad[:MAX_REPLAYED] if tol is not None else []:
+        found: list[int] = []
+        if tol is None:
+            return np.asarray(found, dtype=np.int64)
+        fed = FedQuantizers(model, label_select_input(model) or model.graph.output[0].name)  # only when a sample differs
+        for i in bad[:MAX_REPLAYED]:
             run = record(np.array([i]))
             scores = fed.scores(fit_inputs(model, x[i:i + 1]), run)
             if scores is not None and scores.shape == run.outputs.shape and np.abs(scores - run.outputs).max() <= tol:
