@@ -153,11 +153,26 @@ def sort_graph(model: ModelWrapper) -> None:
     nodes = list(g.node)
     if len(nodes) == 1:
         return
+    order = sorted_nodes(nodes, graph_sources(g))
+    if len(order) == len(nodes) and all(a is b for a, b in zip(order, nodes)):
+        return
+    del g.node[:]
+    g.node.extend(order)
+
+
+def graph_sources(g: onnx.GraphProto) -> set[str]:
+    """The names of ``g``'s initializers and inputs: what ``SortGraph`` takes as available from the start."""
+    return {t.name for t in g.initializer} | {v.name for v in g.input}
+
+
+def sorted_nodes(nodes: list, sources: set[str]) -> list:
+    """``nodes`` (a graph's, in its order) as :func:`sort_graph` orders them; ``sources``: :func:`graph_sources`."""
+    if len(nodes) == 1:
+        return list(nodes)
     producer: dict[str, int] = {}
     for idx, n in enumerate(nodes):
         for o in n.output:
             producer.setdefault(o, idx)
-    sources = {t.name for t in g.initializer} | {v.name for v in g.input}
     deps: dict[int, set[int]] = {}
     for idx, n in enumerate(nodes):
         preds = {producer[t] for t in n.input if t in producer}
@@ -171,9 +186,7 @@ def sort_graph(model: ModelWrapper) -> None:
     level = topological_levels(deps)
     if len(level) != len(deps):
         raise CircularDependencyError({i: d for i, d in deps.items() if i not in level})
-    order = sorted(level, key=lambda i: (level[i], i))
-    del g.node[:]
-    g.node.extend(nodes[i] for i in order)
+    return [nodes[i] for i in sorted(level, key=lambda i: (level[i], i))]
 
 
 def give_unique_parameter_tensors(model: ModelWrapper) -> None:

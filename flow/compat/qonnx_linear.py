@@ -75,10 +75,12 @@ from flow.compat.qonnx import lower_convs_apply
 from flow.compat.qonnx_graph import (
     check_all_tensor_shapes_specified,
     give_unique_parameter_tensors,
+    graph_sources,
     infer_shapes,
     int_allowed,
     sort_commutative_inputs,
     sort_graph,
+    sorted_nodes,
 )
 from flow.compat.qonnx_index import LazyExecContext, fold_constants, infer_data_layouts, infer_datatypes, remove_identity_ops
 from flow.compat.qonnx_names import give_readable_tensor_names, give_unique_tensor_names
@@ -152,27 +154,73 @@ def _minimize_accumulator_width_apply(self, model):
 _fold_quant_weights = FoldQuantWeights.apply
 
 
-def _lazy_context(self) -> LazyExecContext:
-    return LazyExecContext(self)
-
-
 def _fold_quant_weights_apply(self, model):
-    """FINN's own ``FoldQuantWeights.apply`` with the execution context it builds per folded weight made on
-    demand, and the shape inference it runs after each folded weight (before starting over) run once,
-    when no weight is left: a fold reads no shape that an earlier fold changed (only its own weight's,
-    and for a Conv the rank of the Conv's output, which it alone rewires). The cleanup after each
-    fold (``SortGraph`` and the rest) still runs, so the nodes come out in FINN's order."""
-    model.make_empty_exec_context = types.MethodType(_lazy_context, model)
-    outer, _SHAPES_DEFERRED.pass_ = getattr(_SHAPES_DEFERRED, "pass_", None), self
+    """FINN's own ``FoldQuantWeights.apply``, every weight in one call, with one execution context, its
+    entries made on demand (FINN's makes every entry, once per folded weight), and the shape inference
+    and cleanup it runs after each folded weight (before starting over) run once, when no weight is left.
+
+    A fold reads no shape or value that an earlier fold changed (only its own weight's and parameters',
+    and for a Conv the rank of the Conv's output, which it alone rewires). The order FINN's
+    ``SortGraph`` gives the nodes after each fold is followed on the side
+    (:func:`flow.compat.qonnx_graph.sorted_nodes`, no rewrite of the graph) and set once at the end:
+    every fold inserts where FINN's would, in the order FINN's graph has then, so the nodes come out
+    in FINN's order. The cleanup's other passes (unused tensors,
+    static inputs, commutative inputs, unique weights) change nothing a later fold reads. A graph with
+    a ``DebugMarker`` (which FINN removes with a whole-graph pass of its own) gets the cleanup after
+    every fold, as in FINN."""
+    g = model.graph
+    per_fold = any(n.op_type == "DebugMarker" for n in g.node)
+    pending = False
+
+    def deferred(transformation, *args, **kwargs):
+        nonlocal pending
+        if type(transformation) is qonnx_infer_shapes.InferShapes:
+            pending = True
+            if not per_fold:
+                return model
+        return ModelWrapper.transform(model, transformation, *args, **kwargs)
+
+    context = LazyExecContext(model)  # one for every fold: a fold reads only its own Quant's weight and parameters
+    model.make_empty_exec_context = lambda: context
+    model.transform = deferred
+    finn_order, changed = list(g.node), False
     try:
-        result, changed = _fold_quant_weights(self, model)
+        while True:
+            before = list(g.node)
+            result, folded = _fold_quant_weights(self, model)
+            if not folded:
+                break
+            changed = True
+            if per_fold:
+                return result, changed
+            order = _finn_order_after_fold(before, finn_order, g)
+            if order is None:  # not one Quant node replaced: the cleanup now, as FINN's
+                model.cleanup()
+                order = list(g.node)
+            finn_order = order
     finally:
-        _SHAPES_DEFERRED.pass_ = outer
-        model.__dict__.pop("make_empty_exec_context", None)
-    result.__dict__.pop("make_empty_exec_context", None)
-    if not changed and self.__dict__.pop("qflow_shapes_pending", False):
-        result = infer_shapes(result)
+        for attr in ("make_empty_exec_context", "transform"):
+            model.__dict__.pop(attr, None)
+    if len(finn_order) != len(g.node) or not all(a is b for a, b in zip(finn_order, g.node)):
+        del g.node[:]
+        g.node.extend(finn_order)
+    if pending:
+        result = infer_shapes(result).cleanup()
     return result, changed
+
+
+def _finn_order_after_fold(before: list, finn_order: list, g) -> list | None:
+    """FINN's node order after one fold: the nodes the fold inserted take the folded Quant's place in FINN's
+    order (where FINN inserts them, ``before``'s order being ours), then ``SortGraph`` orders the graph."""
+    now = list(g.node)
+    kept = {id(n) for n in now}
+    old = {id(n) for n in before}
+    removed = [n for n in before if id(n) not in kept]
+    inserted = [n for n in now if id(n) not in old]
+    if len(removed) != 1:
+        return None
+    at = next(i for i, n in enumerate(finn_order) if n is removed[0])
+    return sorted_nodes([*finn_order[:at], *inserted, *finn_order[at + 1:]], graph_sources(g))
 
 
 def _unique_tensor_names_apply(self, model):

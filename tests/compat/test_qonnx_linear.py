@@ -119,17 +119,22 @@ FINN_PASSES = [RoundAndClipThresholds, AbsorbScalarBiasIntoMultiThreshold, MoveS
 
 def test_fold_quant_weights_gives_finns_graph_converting_only_what_it_reads_and_inferring_shapes_once(checkpoints, monkeypatch):
     """Why: FINN's FoldQuantWeights converts every initializer of the model to numpy, and infers the shapes
-    of the whole graph, for each weight it folds. The replacement gives the same model, byte for byte."""
+    of the whole graph and cleans it up (sorting every node), for each weight it folds. The replacement
+    gives the same model, byte for byte, its nodes in FINN's order, with one shape inference and one
+    sort of the graph (the order after each fold followed on the side)."""
     from flow.compat import qonnx_linear
 
     inferred, infer = [], qonnx_linear.infer_shapes
     monkeypatch.setattr(qonnx_linear, "infer_shapes", lambda m: inferred.append(1) or infer(m))
+    sorts, sort = [], qonnx_linear.sort_graph
+    monkeypatch.setattr(qonnx_linear, "sort_graph", lambda m: sorts.append(1) or sort(m))
     for name, stages in checkpoints.items():
         model = ModelWrapper(str(stages["qonnx"]))
         for t in (InferMissingGemmBias(), GemmToMatMul(), FoldTransposeIntoQuantInit(), InferDataTypes()):  # as ConvertQONNXtoFINN
             model = model.transform(t)
         weights = sum(1 for n in model.graph.node if n.op_type in ("Quant", "BipolarQuant") and model.get_initializer(n.input[0]) is not None)
         assert weights >= 3 and count_applies(FoldQuantWeights, model, InferShapes) >= weights, name
+        assert count_applies(FoldQuantWeights, model, SortGraph) > weights, name
         calls, real = [], numpy_helper.to_array
         numpy_helper.to_array = lambda t, *a, **k: calls.append(t.name) or real(t, *a, **k)
         try:
@@ -138,6 +143,7 @@ def test_fold_quant_weights_gives_finns_graph_converting_only_what_it_reads_and_
             qonnx_calls = len(calls)
             calls.clear()
             inferred.clear()
+            sorts.clear()
             random.seed(0)
             with linear_qonnx():
                 ours = model.transform(FoldQuantWeights())
@@ -145,7 +151,43 @@ def test_fold_quant_weights_gives_finns_graph_converting_only_what_it_reads_and_
             numpy_helper.to_array = real
         assert ours.model.SerializeToString() == theirs.model.SerializeToString(), name
         assert qonnx_calls >= weights * len(model.graph.initializer) and len(calls) < qonnx_calls / 4, name
-        assert len(inferred) == 1, name
+        assert len(inferred) == 1 and len(sorts) <= 2, (name, len(inferred), len(sorts))
+
+
+def test_fold_quant_weights_keeps_finns_order_where_a_fork_feeds_two_folded_layers(monkeypatch):
+    """FINN sorts the graph after each fold; one sort after the last fold orders two layers that read one
+    tensor the other way round (their scale Muls swap places). The replacement follows FINN's order."""
+    from flow.compat import qonnx_linear
+
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])
+    q = dict(domain="qonnx.custom_op.general", rounding_mode="ROUND", narrow=0, signed=1)
+    nodes = [helper.make_node("Quant", [f"w{i}", f"s{i}", "z", "b"], [f"wq{i}"], **q) for i in range(2)]
+    nodes += [helper.make_node("Relu", ["x"], ["r"])]
+    nodes += [helper.make_node("Conv", ["r", f"wq{i}"], [f"c{i}"], kernel_shape=[1, 1]) for i in range(2)]
+    nodes += [helper.make_node("Relu", ["c0"], ["r0"]), helper.make_node("Add", ["r0", "c1"], ["y"])]
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.integers(-2, 2, (2, 2, 1, 1)).astype(np.float32) * 0.5, f"w{i}") for i in range(2)]
+    inits += [numpy_helper.from_array(np.full((2, 1, 1, 1), 0.5, np.float32), f"s{i}") for i in range(2)]
+    inits += [numpy_helper.from_array(np.float32(v), n) for v, n in ((0, "z"), (2, "b"))]
+    model = ModelWrapper(qonnx_make_model(helper.make_graph(nodes, "fork", [inp], [out], initializer=inits)))
+    model = model.transform(InferShapes()).transform(InferDataTypes())
+
+    def fold(**patched) -> ModelWrapper:
+        random.seed(0)
+        with monkeypatch.context() as m, linear_qonnx():
+            for attr, fn in patched.items():
+                m.setattr(qonnx_linear, attr, fn)
+            return model.transform(FoldQuantWeights())
+
+    random.seed(0)
+    theirs = model.transform(FoldQuantWeights())
+    scaled = [n.input[0] for n in theirs.graph.node if n.op_type == "Mul"]
+    assert len(scaled) == 2
+    assert fold().model.SerializeToString() == theirs.model.SerializeToString()
+    sorted_once = fold(_finn_order_after_fold=lambda before, order, g: list(g.node))
+    assert [n.input[0] for n in sorted_once.graph.node if n.op_type == "Mul"] == scaled[::-1]
+
 
 
 @pytest.mark.parametrize("cls", FINN_PASSES, ids=[p.__name__ for p in FINN_PASSES])
