@@ -21,6 +21,9 @@ it quadratic. :func:`elementwise_apply` runs FINN's own conversion for every nod
 sweep, with that inference once before (so every annotation it reads is current) and once
 after: a converted node keeps its tensors' shapes and forces its output datatype to the one it
 read, so no conversion changes what a later one reads.
+
+``InferDuplicateStreamsLayer`` scans the whole graph for the readers of every tensor of every node;
+:func:`infer_duplicate_streams` looks them up in one index.
 """
 
 from __future__ import annotations
@@ -28,13 +31,18 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from finn.transformation.fpgadataflow.convert_to_hw.duplicate_streams import InferDuplicateStreamsLayer
 from finn.transformation.fpgadataflow.convert_to_hw.elementwise_binary_operation import InferElementwiseBinaryOperation
+from finn.util.exception import FINNInternalError
 from finn.util.fpgadataflow import is_fpgadataflow_node
+from onnx import TensorProto, helper
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
+from qonnx.transformation.general import SortGraph
 from qonnx.transformation.infer_datatypes import InferDataTypes, _infer_node_datatype
 from qonnx.transformation.infer_shapes import InferShapes
+from qonnx.util import basic as qonnx_util
 
 from flow.compat.qonnx_index import IndexedModel
 
@@ -236,3 +244,74 @@ def elementwise_apply(self: InferElementwiseBinaryOperation, model: ModelWrapper
     if changed:
         model = model.transform(InferShapes()).transform(InferDataTypes())
     return model, False
+
+
+def infer_duplicate_streams(self: InferDuplicateStreamsLayer, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
+    """FINN's ``InferDuplicateStreamsLayer.apply`` with the readers of every tensor looked up in one index
+    instead of one scan of the graph per tensor.
+
+    The same DuplicateStreams nodes, named, placed (right after the fork's producer, the global input's
+    first) and wired as FINN's, with the same attributes and clone names (drawn as
+    ``make_new_valueinfo_name`` draws them, in the same order), then FINN's closing sort and inference.
+    A rewiring changes only the readers of the tensor just duplicated and of its clones, which no later
+    lookup asks for.
+    """
+    g = model.graph
+    view = IndexedModel(model)
+    readers: dict[str, list] = {}
+    for n in g.node:
+        for t in n.input:
+            readers.setdefault(t, []).append(n)  # once per input that reads it, as find_consumers
+    names = {v.name for v in (*g.value_info, *g.input, *g.output)}
+    outputs = {o.name for o in g.output}
+
+    def clone_name() -> str:
+        candidate = qonnx_util.random_string()
+        while candidate in names:
+            candidate = qonnx_util.random_string()
+        return candidate
+
+    def duplicate(tensor: str, successors: list, to_output: bool, name: str, at: int) -> None:
+        dt, shape = view.get_tensor_datatype(tensor), view.get_tensor_shape(tensor)
+        if shape is None:
+            raise FINNInternalError("Expected shape information on output")
+        count = len(successors) + to_output
+        clones = []
+        for i in range(count):
+            clone = helper.make_tensor_value_info(clone_name(), TensorProto.FLOAT, shape)
+            if not (to_output and i == count - 1):
+                g.value_info.append(clone)
+                names.add(clone.name)
+            clones.append(clone)
+        g.node.insert(at, helper.make_node(
+            "DuplicateStreams", [tensor], [c.name for c in clones], domain="finn.custom_op.fpgadataflow",
+            backend="fpgadataflow", NumChannels=int(shape[-1]), PE=1, inputDataType=dt.name, numInputVectors=shape[:-1],
+            NumOutputStreams=count, outFIFODepths=[2] * count, name=name, cpp_interface="hls_vector", hls_style="freerunning"))
+        for successor, clone in zip(successors, clones):
+            successor.input[list(successor.input).index(tensor)] = clone.name
+        if to_output:
+            for i, out in enumerate(g.output):
+                if out.name == tensor:
+                    out.CopyFrom(clones[-1])
+                    break
+            names.clear()
+            names.update(v.name for v in (*g.value_info, *g.input, *g.output))
+            outputs.discard(tensor)
+            outputs.add(clones[-1].name)
+
+    changed = False
+    first = g.input[0].name
+    if len(readers.get(first, ())) >= 2:
+        duplicate(first, readers[first], False, "DuplicateStreams_" + first, 0)
+        changed = True
+    inserted = int(changed)
+    for k, node in enumerate(list(g.node)[inserted:]):
+        for tensor in node.output:
+            successors, to_output = readers.get(tensor, []), tensor in outputs
+            if len(successors) + to_output >= 2:
+                duplicate(tensor, successors, to_output, "DuplicateStreams_" + node.name, k + inserted + 1)
+                inserted += 1
+                changed = True
+    if changed:
+        model = model.transform(SortGraph()).transform(InferShapes()).transform(InferDataTypes())
+    return model, changed

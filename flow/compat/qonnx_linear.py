@@ -28,6 +28,8 @@ build. In qonnx 1.0.0:
   ``MoveScalesPastIm2Col`` restart after every layer, and ``MinimizeAccumulatorWidth`` re-infers
   every datatype after every layer (:mod:`flow.compat.finn_linear`), and FINN checks every threshold with ``np.vectorize(IntType.allowed)``, one numpy
   round-trip per value;
+* FINN's ``InferDuplicateStreamsLayer`` scans the graph for the readers of every tensor
+  (:func:`flow.compat.finn_linear.infer_duplicate_streams`);
 * FINN's reorder, absorb and collapse passes scan the graph per candidate node even on a run
   that changes nothing (:mod:`flow.compat.finn_guards` runs them only where their pattern occurs).
 
@@ -64,9 +66,11 @@ from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 from qonnx.transformation.remove import RemoveIdentityOps
 
 from flow.compat.finn_linear import (
+    InferDuplicateStreamsLayer,
     InferElementwiseBinaryOperation,
     absorb_scalar_bias_into_multithreshold,
     elementwise_apply,
+    infer_duplicate_streams,
     minimize_accumulator_width,
     move_scales_past_im2col,
     round_and_clip_thresholds,
@@ -252,6 +256,7 @@ REPLACEMENTS = (
     (MinimizeAccumulatorWidth, "apply", _minimize_accumulator_width_apply),
     (FoldQuantWeights, "apply", _fold_quant_weights_apply),
     (InferElementwiseBinaryOperation, "apply", elementwise_apply),
+    (InferDuplicateStreamsLayer, "apply", infer_duplicate_streams),
     (LowerConvsToMatMul, "apply", lower_convs_apply),
     (ModelWrapper, "get_tensor_valueinfo", qonnx_scan.get_tensor_valueinfo),
     (ModelWrapper, "get_tensor_shape", qonnx_scan.get_tensor_shape),

@@ -440,3 +440,39 @@ def test_sort_graph_refuses_a_cycle_as_qonnx_does():
     for linear in (False, True):
         with pytest.raises(CircularDependencyError):
             run(model, SortGraph(), linear)
+
+
+def test_duplicate_streams_gives_finns_graph_without_a_scan_per_tensor(checkpoints, tmp_path):
+    """Why: FINN's InferDuplicateStreamsLayer scans the whole graph for the readers of every output of every
+    node. The replacement gives FINN's graph byte for byte (random clone names seeded alike) on residual
+    blocks (a fork per block), on a graph whose input and output both fork, and without a fork."""
+    from finn.transformation.fpgadataflow.convert_to_hw.duplicate_streams import InferDuplicateStreamsLayer
+
+    models = {f"{name}_{stage}": ModelWrapper(str(stages[stage])) for name, stages in checkpoints.items() for stage in ("streamline", "convert_to_hw")}
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    outs = [helper.make_tensor_value_info(t, TensorProto.FLOAT, [1, 4]) for t in ("r", "s")]
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Abs", ["x"], ["a"]),
+             helper.make_node("Add", ["r", "a"], ["s"]), helper.make_node("Mul", ["x", "x"], ["m"]), helper.make_node("Add", ["m", "r"], ["z"])]
+    both = ModelWrapper(qonnx_make_model(helper.make_graph(nodes, "forks", [inp], outs)))
+    for t in ("x", "r"):
+        both.set_tensor_datatype(t, DataType["INT4"])
+    models["input_and_output_fork"] = both.transform(InferShapes())
+    forked = 0
+    for name, model in models.items():
+        scans = {"n": 0}
+        real = ModelWrapper.find_consumers
+        random.seed(0)
+        theirs = model.transform(InferDuplicateStreamsLayer())
+        random.seed(0)
+        with linear_qonnx():
+            counted = ModelWrapper.find_consumers
+            ModelWrapper.find_consumers = lambda self, t: scans.__setitem__("n", scans["n"] + 1) or counted(self, t)
+            try:
+                ours = model.transform(InferDuplicateStreamsLayer())
+            finally:
+                ModelWrapper.find_consumers = counted
+        assert ModelWrapper.find_consumers is real
+        assert ours.model.SerializeToString() == theirs.model.SerializeToString(), name
+        assert scans["n"] == 0, name
+        forked += any(n.op_type == "DuplicateStreams" for n in theirs.graph.node)
+    assert forked >= 3
