@@ -19,6 +19,12 @@ inference (``InferShapes``, and ``InferDataTypes`` for some): only that runs. An
 FINN's own ``apply`` runs, unchanged. So the model is FINN's, byte for byte;
 ``tests/compat/test_finn_guards.py`` compares whole streamlining runs with and without the
 guards, and counts the scans FINN's passes make for nothing.
+
+FINN's ``Streamline`` tidies the graph up after each of its 22 passes (``RemoveIdentityOps``,
+node and tensor names, datatypes, layouts: five whole-graph passes, each with qonnx's cleanup).
+After a guarded pass that found nothing on a graph the last tidy-up left, the graph is that
+graph with its shapes inferred again, on which the tidy-up changes nothing:
+:func:`streamline_apply` skips it there.
 """
 
 from __future__ import annotations
@@ -27,11 +33,14 @@ from collections.abc import Callable
 
 import numpy as np
 from onnx import numpy_helper
-from finn.transformation.streamline import absorb, collapse_repeated, reorder
+from finn.transformation.streamline import Streamline, absorb, collapse_repeated, reorder
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.batchnorm_to_affine import BatchNormToAffine
+from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNodeNames
+from qonnx.transformation.infer_data_layouts import InferDataLayouts
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
+from qonnx.transformation.remove import RemoveIdentityOps
 
 
 class Wiring:
@@ -167,6 +176,7 @@ def _guarded(cls: type):
 
     def apply(self, model: ModelWrapper):
         if may_change(self, Wiring(model)):
+            self.__dict__["qflow_ran"] = True  # FINN's pass ran: the graph may have changed
             return original(self, model)
         for step in tail:
             model = model.transform(step())
@@ -176,5 +186,50 @@ def _guarded(cls: type):
     return apply
 
 
+#: What FINN's ``Streamline`` runs after every pass, in its order.
+TIDY_UP = (RemoveIdentityOps, GiveUniqueNodeNames, GiveReadableTensorNames, InferDataTypes, InferDataLayouts)
+STREAMLINE = Streamline.apply
+
+
+def streamline_apply(self: Streamline, model: ModelWrapper):
+    """FINN's ``Streamline.apply``, its tidy-up skipped after a guarded pass that found nothing on a tidy graph.
+
+    Only the calls FINN's ``apply`` makes itself are looked at (a pass's own inference runs as it is);
+    the graph counts as tidy once a whole tidy-up has run on it, until a pass that is not guarded, or
+    a guarded one whose pattern occurred, runs. FINN's passes and qonnx's return new wrappers of the
+    same graph, so ``ModelWrapper.transform`` itself is wrapped while the pass runs."""
+    real = ModelWrapper.transform
+    graph = model.model
+    state = {"depth": 0, "tidy": False, "skip": False}
+
+    def transform(wrapper, transformation, *args, **kwargs):
+        kind = type(transformation)
+        outer = state["depth"] == 0 and wrapper.model is graph
+        if outer and kind in TIDY_UP:
+            if kind is TIDY_UP[0]:
+                state["skip"] = state["tidy"]
+            if state["skip"]:
+                return wrapper
+        state["depth"] += 1
+        try:
+            result = real(wrapper, transformation, *args, **kwargs)
+        finally:
+            state["depth"] -= 1
+        if outer:
+            same = result.model is graph
+            if kind is TIDY_UP[-1]:
+                state["tidy"] = same
+            elif kind not in TIDY_UP:
+                guarded = any(issubclass(kind, cls) for cls in GUARDS)
+                state["tidy"] = state["tidy"] and same and guarded and not transformation.__dict__.get("qflow_ran", False)
+        return result
+
+    ModelWrapper.transform = transform
+    try:
+        return STREAMLINE(self, model)
+    finally:
+        ModelWrapper.transform = real
+
+
 #: (owner, attribute, replacement) for :mod:`flow.compat.qonnx_linear`.
-REPLACEMENTS = tuple((cls, "apply", _guarded(cls)) for cls in GUARDS)
+REPLACEMENTS = (*((cls, "apply", _guarded(cls)) for cls in GUARDS), (Streamline, "apply", streamline_apply))

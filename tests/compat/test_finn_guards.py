@@ -10,14 +10,16 @@ import torch
 from corpus import structures as S
 from corpus.models import CNNMaxPool
 from finn.transformation.streamline.absorb import AbsorbMulIntoMultiThreshold
+from finn.transformation.streamline import Streamline
 from finn.transformation.streamline.reorder import MoveMulPastMaxPool, MoveScalarMulPastMatMul
 from onnx import helper
 from onnx_graphs import graph
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.transformation.general import GiveReadableTensorNames
 
 from flow.builder import build
 from flow.compat import finn_guards
-from flow.compat.finn_guards import GUARDS, ORIGINAL, Wiring
+from flow.compat.finn_guards import GUARDS, ORIGINAL, STREAMLINE, Wiring
 from flow.compat.qonnx_linear import linear_qonnx
 from flow.compile import steps
 from flow.core.config import build_config
@@ -28,9 +30,9 @@ from hw_targets import load_target
 
 @contextlib.contextmanager
 def finns_own_passes():
-    """Inside ``linear_qonnx``: FINN's own ``apply`` of every guarded pass, for the duration of the block."""
-    guarded = {cls: cls.__dict__["apply"] for cls in GUARDS}
-    for cls, fn in ORIGINAL.items():
+    """Inside ``linear_qonnx``: FINN's own ``apply`` of every guarded pass and of ``Streamline``, for the duration of the block."""
+    guarded = {cls: cls.__dict__["apply"] for cls in (*GUARDS, Streamline)}
+    for cls, fn in (*ORIGINAL.items(), (Streamline, STREAMLINE)):
         setattr(cls, "apply", fn)
     try:
         yield
@@ -81,22 +83,29 @@ def converted(tmp_path_factory):
     return found
 
 
-def streamlined(path, cfg, work, guarded: bool) -> tuple[bytes, int]:
-    """qflow's streamline step on the model at ``path`` (names seeded alike) and the scans it made."""
+def streamlined(path, cfg, work, guarded: bool) -> tuple[bytes, int, int]:
+    """qflow's streamline step on the model at ``path`` (names seeded alike), the scans it made and the
+    tidy-ups (``GiveReadableTensorNames``) it ran."""
     ctx = BuildContext(cfg, load_target(cfg.target), work)
     random.seed(0)
+    tidy, named = [], GiveReadableTensorNames.apply
     with linear_qonnx(), counted_scans() as count:
         with contextlib.nullcontext() if guarded else finns_own_passes():
-            out = steps.step_streamline(ModelWrapper(str(path)), ctx)
-    return out.model.SerializeToString(), count["scans"]
+            GiveReadableTensorNames.apply = lambda self, m: tidy.append(1) or named(self, m)
+            try:
+                out = steps.step_streamline(ModelWrapper(str(path)), ctx)
+            finally:
+                GiveReadableTensorNames.apply = named
+    return out.model.SerializeToString(), count["scans"], len(tidy)
 
 
-def test_streamlining_with_the_guards_gives_finns_graph_with_fewer_scans(converted):
+def test_streamlining_with_the_guards_gives_finns_graph_with_fewer_scans_and_tidy_ups(converted):
     for name, (path, cfg, work) in converted.items():
-        finn, finn_scans = streamlined(path, cfg, work, guarded=False)
-        ours, our_scans = streamlined(path, cfg, work, guarded=True)
+        finn, finn_scans, finn_tidy = streamlined(path, cfg, work, guarded=False)
+        ours, our_scans, our_tidy = streamlined(path, cfg, work, guarded=True)
         assert ours == finn, name
         assert our_scans < finn_scans, (name, our_scans, finn_scans)
+        assert finn_tidy >= 44 and our_tidy < finn_tidy / 2, (name, our_tidy, finn_tidy)
 
 
 def _mul_chain(n: int) -> ModelWrapper:
@@ -157,4 +166,4 @@ def test_every_guarded_pass_is_one_linear_qonnx_swaps_in():
     with linear_qonnx():
         assert all(cls.__dict__["apply"] is not ORIGINAL[cls] for cls in GUARDS)
     assert all(cls.__dict__["apply"] is ORIGINAL[cls] for cls in GUARDS)
-    assert len(finn_guards.REPLACEMENTS) == len(GUARDS)
+    assert len(finn_guards.REPLACEMENTS) == len(GUARDS) + 1 and Streamline.apply is STREAMLINE
