@@ -29,6 +29,7 @@ graph with its shapes inferred again, on which the tidy-up changes nothing:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -189,6 +190,7 @@ def _guarded(cls: type):
 #: What FINN's ``Streamline`` runs after every pass, in its order.
 TIDY_UP = (RemoveIdentityOps, GiveUniqueNodeNames, GiveReadableTensorNames, InferDataTypes, InferDataLayouts)
 STREAMLINE = Streamline.apply
+_STREAMLINING = threading.Lock()
 
 
 def streamline_apply(self: Streamline, model: ModelWrapper):
@@ -197,12 +199,17 @@ def streamline_apply(self: Streamline, model: ModelWrapper):
     Only the calls FINN's ``apply`` makes itself are looked at (a pass's own inference runs as it is);
     the graph counts as tidy once a whole tidy-up has run on it, until a pass that is not guarded, or
     a guarded one whose pattern occurred, runs. FINN's passes and qonnx's return new wrappers of the
-    same graph, so ``ModelWrapper.transform`` itself is wrapped while the pass runs."""
-    real = ModelWrapper.transform
+    same graph, so ``ModelWrapper.transform`` itself is wrapped while the pass runs, for this thread
+    (one streamlining at a time; another thread's runs FINN's as it is)."""
+    if not _STREAMLINING.acquire(blocking=False):
+        return STREAMLINE(self, model)
+    real, me = ModelWrapper.transform, threading.get_ident()
     graph = model.model
     state = {"depth": 0, "tidy": False, "skip": False}
 
     def transform(wrapper, transformation, *args, **kwargs):
+        if threading.get_ident() != me:
+            return real(wrapper, transformation, *args, **kwargs)
         kind = type(transformation)
         outer = state["depth"] == 0 and wrapper.model is graph
         if outer and kind in TIDY_UP:
@@ -229,6 +236,7 @@ def streamline_apply(self: Streamline, model: ModelWrapper):
         return STREAMLINE(self, model)
     finally:
         ModelWrapper.transform = real
+        _STREAMLINING.release()
 
 
 #: (owner, attribute, replacement) for :mod:`flow.compat.qonnx_linear`.

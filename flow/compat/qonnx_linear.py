@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import types
 from collections.abc import Iterator
 
 from finn.transformation.fpgadataflow.minimize_accumulator_width import MinimizeAccumulatorWidth
@@ -168,10 +167,9 @@ def _fold_quant_weights_apply(self, model):
     ``SortGraph`` gives the nodes after each fold is followed on the side
     (:func:`flow.compat.qonnx_graph.sorted_nodes`, no rewrite of the graph) and set once at the end:
     every fold inserts where FINN's would, in the order FINN's graph has then, so the nodes come out
-    in FINN's order. The cleanup's other passes (unused tensors,
-    static inputs, commutative inputs, unique weights) change nothing a later fold reads. A graph with
-    a ``DebugMarker`` (which FINN removes with a whole-graph pass of its own) gets the cleanup after
-    every fold, as in FINN."""
+    in FINN's order. The cleanup's other passes (unused tensors, static inputs, commutative inputs,
+    unique weights) change nothing a later fold reads. A graph with a ``DebugMarker`` (which FINN
+    removes with a whole-graph pass of its own) gets the cleanup after every fold, as in FINN."""
     g = model.graph
     per_fold = any(n.op_type == "DebugMarker" for n in g.node)
     pending = False
