@@ -151,8 +151,6 @@ def sort_graph(model: ModelWrapper) -> None:
     """
     g = model.graph
     nodes = list(g.node)
-    if len(nodes) == 1:
-        return
     order = sorted_nodes(nodes, graph_sources(g))
     if len(order) == len(nodes) and all(a is b for a, b in zip(order, nodes)):
         return

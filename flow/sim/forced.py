@@ -27,7 +27,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from flow.core.checks import Recorded
 from flow.sim.execute import execute_batched
-from flow.sim.rounding import KNIFE_EDGE, MAX_DISAGREEMENT, Quantizer, _few, quantizers
+from flow.sim.rounding import KNIFE_EDGE, MAX_DISAGREEMENT, Quantizer, few_of, quantizers
 
 def _fed(model: ModelWrapper, qs: list[Quantizer]) -> tuple[ModelWrapper, list[tuple[str, str, str]]]:
     """``model`` with every quantizer of ``qs`` (and every other reader of its input) reading a new graph input, and
@@ -56,7 +56,7 @@ def _agree(q: Quantizer, computed: np.ndarray, own: np.ndarray, fed: np.ndarray,
     diff = q.levels(own) != q.levels(fed_out)
     if not diff.any():
         return True
-    if np.count_nonzero(diff) > _few(MAX_DISAGREEMENT, diff.size):
+    if np.count_nonzero(diff) > few_of(MAX_DISAGREEMENT, diff.size):
         return False
     return bool((q.margin(computed)[diff] <= KNIFE_EDGE).all() and (q.margin(fed)[diff] <= KNIFE_EDGE).all())
 

@@ -41,7 +41,7 @@ MAX_FLIP_SHARE = 1e-3
 MAX_DISAGREEMENT = 0.01
 
 
-def _few(share: float, size: int) -> int:
+def few_of(share: float, size: int) -> int:
     """How many of ``size`` values ``share`` allows: at least one."""
     return max(1, int(share * size))
 
@@ -264,7 +264,7 @@ def _pair(qr: list[Quantizer], qc: list[Quantizer], ref: dict, cur: dict) -> lis
                 continue
             lc = to_ref(c.levels(cur[c.out]))
             offset = float(np.median(lc - lr))
-            if np.count_nonzero(lc - offset != lr) <= _few(MAX_DISAGREEMENT, lr.size):
+            if np.count_nonzero(lc - offset != lr) <= few_of(MAX_DISAGREEMENT, lr.size):
                 pairs.append(_Pair(q, c, to_ref, offset))
                 j = k + 1
                 break
@@ -323,7 +323,7 @@ def replay_roundings(ref_model: ModelWrapper, cur_model: ModelWrapper, x_ref: np
             return Replay(model, flipped, tuple(where))
         i = live.index(q)
         before = ref[q.inp] - corrections.get(i, 0.0)  # the value before an earlier correction
-        if np.unique(before[diff]).size > _few(MAX_FLIP_SHARE, diff.size):  # the pairing caps the positions
+        if np.unique(before[diff]).size > few_of(MAX_FLIP_SHARE, diff.size):  # the pairing caps the positions
             return None
         edge_ref = q.margin(before)[diff] <= KNIFE_EDGE
         edge_cur = p.to_ref(p.cur.margin(cur[p.cur.inp]))[diff] <= KNIFE_EDGE
