@@ -12,7 +12,8 @@ Each case runs in a child process: ``import`` (load and normalise) is timed on i
 :func:`flow.builder.build` step by step. Per step it records wall seconds (the build's own
 timings), CPU seconds and the peak resident memory while the step ran (sampled every 5 ms);
 a least-squares fit of ``log(cpu) ~ k log(nodes)`` over the depths gives each step's exponent
-``k`` (1 is linear). With ``--whole``, 224x224 networks are built and verified on 4 inputs:
+``k`` (1 is linear), and the same fit over the three deepest cases its exponent where graphs
+are large (``tail_exponents``). With ``--whole``, 224x224 networks are built and verified on 4 inputs:
 brevitas_examples' MobileNet-v1 (4-bit) and ProxylessNAS mobile14 (4-bit) and a ResNet-50
 (1-bit weights, 2-bit activations, a shared quantizer at every residual join, 8-bit first and
 last layers), recording wall time and peak RSS of the whole build (``qflow build`` in a child).
@@ -269,9 +270,11 @@ def fit_exponent(xs: list[float], ys: list[float]) -> float | None:
     return round(sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx, 2) if sxx else None
 
 
-def exponents(rows: list[dict]) -> dict[str, float | None]:
-    """Per step, the fitted exponent of CPU seconds over graph nodes (steps under 50 ms everywhere are noise and left out)."""
-    rows = [r for r in rows if "steps" in r]
+def exponents(rows: list[dict], last: int | None = None) -> dict[str, float | None]:
+    """Per step, the fitted exponent of CPU seconds over graph nodes (steps under 50 ms everywhere are noise and left out);
+    with ``last``, over the ``last`` deepest cases only: the growth where the graph is large, which a fit over every depth
+    hides when a step's fixed cost (imports, a first call) dominates the small cases."""
+    rows = sorted((r for r in rows if "steps" in r), key=lambda r: r["nodes"])[-last if last else 0:]
     names = dict.fromkeys(n for r in rows for n in r["steps"])
     found = {}
     for name in names:
@@ -320,8 +323,8 @@ def main() -> None:
                 continue
             print(f"{family} depth {depth}: {r['nodes']} nodes, {sum(s['cpu_s'] for s in r['steps'].values()):.1f} CPU-s, "
                   f"peak {r['peak_rss_mb']:.0f} MB, verified {r['verified']}", flush=True)
-        sweep[family] = {"rows": rows, "exponents": exponents(rows)}
-        print(f"{family} exponents: {sweep[family]['exponents']}", flush=True)
+        sweep[family] = {"rows": rows, "exponents": exponents(rows), "tail_exponents": exponents(rows, last=3)}
+        print(f"{family} exponents: {sweep[family]['exponents']}, over the 3 deepest: {sweep[family]['tail_exponents']}", flush=True)
     whole_rows = []
     if args.whole:
         for name in WHOLE:
@@ -341,7 +344,8 @@ def main() -> None:
     write_results(out, {
         "benchmark": "scale",
         "what": "per-step time (wall and CPU) and peak RSS of qflow build as networks deepen; fitted exponent of CPU time "
-                "over graph nodes per step; whole 224x224 builds with 4 verified inputs",
+                "over graph nodes per step, over every depth and over the three deepest (tail_exponents); whole 224x224 "
+                "builds with 4 verified inputs",
         "sweep": sweep, "whole": whole_rows,
     })
     print(f"wrote {out}")

@@ -30,6 +30,8 @@ build. In qonnx 1.0.0:
   round-trip per value;
 * FINN's ``InferDuplicateStreamsLayer`` scans the graph for the readers of every tensor
   (:func:`flow.compat.finn_linear.infer_duplicate_streams`);
+* FINN's ``ConvertQuantActToMultiThreshold`` converts one activation per ``apply``, with a dozen
+  whole-graph scans each (:mod:`flow.compat.finn_quant_act`);
 * FINN's reorder, absorb and collapse passes scan the graph per candidate node even on a run
   that changes nothing (:mod:`flow.compat.finn_guards` runs them only where their pattern occurs).
 
@@ -51,6 +53,7 @@ from collections.abc import Iterator
 
 from finn.transformation.fpgadataflow.minimize_accumulator_width import MinimizeAccumulatorWidth
 from finn.transformation.qonnx.fold_quant_weights import FoldQuantWeights
+from finn.transformation.qonnx.quant_act_to_multithreshold import ConvertQuantActToMultiThreshold
 from finn.transformation.streamline.absorb import AbsorbScalarBiasIntoMultiThreshold
 from finn.transformation.streamline.reorder import MoveScalesPastIm2Col
 from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
@@ -74,6 +77,7 @@ from flow.compat.finn_linear import (
     move_scales_past_im2col,
     round_and_clip_thresholds,
 )
+from flow.compat.finn_quant_act import convert_quant_acts
 from flow.compat.qonnx import lower_convs_apply
 from flow.compat.qonnx_graph import (
     check_all_tensor_shapes_specified,
@@ -255,6 +259,7 @@ REPLACEMENTS = (
     (FoldQuantWeights, "apply", _fold_quant_weights_apply),
     (InferElementwiseBinaryOperation, "apply", elementwise_apply),
     (InferDuplicateStreamsLayer, "apply", infer_duplicate_streams),
+    (ConvertQuantActToMultiThreshold, "apply", convert_quant_acts),
     (LowerConvsToMatMul, "apply", lower_convs_apply),
     (ModelWrapper, "get_tensor_valueinfo", qonnx_scan.get_tensor_valueinfo),
     (ModelWrapper, "get_tensor_shape", qonnx_scan.get_tensor_shape),
