@@ -23,7 +23,8 @@ after: a converted node keeps its tensors' shapes and forces its output datatype
 read, so no conversion changes what a later one reads.
 
 ``InferDuplicateStreamsLayer`` scans the whole graph for the readers of every tensor of every node;
-:func:`infer_duplicate_streams` looks them up in one index.
+:func:`infer_duplicate_streams` looks them up in one index. ``InsertDWC`` does the same for every
+output of every layer; :func:`insert_dwc` too.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import logging
 import numpy as np
 from finn.transformation.fpgadataflow.convert_to_hw.duplicate_streams import InferDuplicateStreamsLayer
 from finn.transformation.fpgadataflow.convert_to_hw.elementwise_binary_operation import InferElementwiseBinaryOperation
+from finn.transformation.fpgadataflow.insert_dwc import InsertDWC, _suitable_node
 from finn.util.exception import FINNInternalError
 from finn.util.fpgadataflow import is_fpgadataflow_node
 from onnx import TensorProto, helper
@@ -315,3 +317,60 @@ def infer_duplicate_streams(self: InferDuplicateStreamsLayer, model: ModelWrappe
     if changed:
         model = model.transform(SortGraph()).transform(InferShapes()).transform(InferDataTypes())
     return model, changed
+
+
+def insert_dwc(self: InsertDWC, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
+    """FINN's ``InsertDWC.apply`` with the readers of every layer output looked up in one index instead of
+    one scan of the graph per output.
+
+    The same converters, with FINN's attributes and output names (drawn as ``make_new_valueinfo_name``
+    draws them, in the same order), inserted where FINN inserts them (right after the producer; a second
+    output's in front of the first's), the reader rewired the same way. A rewiring changes only the
+    readers of the output just converted and of the converter, which no later lookup asks for; FINN's
+    second sweep, which finds nothing, is not run.
+    """
+    g = model.graph
+    view = IndexedModel(model)
+    readers: dict[str, list] = {}
+    for n in g.node:
+        for t in n.input:
+            readers.setdefault(t, []).append(n)  # once per input that reads it, as find_consumers
+    names = {v.name for v in (*g.value_info, *g.input, *g.output)}
+    inserted = 0  # converters inserted so far, every one in front of the node at hand
+    for k, n in enumerate(list(g.node)):
+        if not _suitable_node(n):
+            continue
+        at = k + inserted + 1  # right after ``n`` in the graph as it is now
+        for out_idx, output_name in enumerate(n.output):
+            consumers = readers.get(output_name, [])
+            if not consumers:
+                continue
+            assert len(consumers) == 1, n.name + ": HW node with fan-out higher than 1 cannot be stitched"
+            consumer = consumers[0]
+            if _suitable_node(consumer) is not True:
+                continue
+            n0, n1 = getCustomOp(n), getCustomOp(consumer)
+            in_idx = None
+            for idx, n_input in enumerate(consumer.input):
+                if output_name == n_input:
+                    in_idx = idx
+            assert in_idx is not None, "Malformed model"
+            if n0.get_folded_output_shape(out_idx)[-1] == n1.get_folded_input_shape(in_idx)[-1]:
+                continue
+            out_shape = n1.get_normal_input_shape(in_idx)
+            name = qonnx_util.random_string()
+            while name in names:
+                name = qonnx_util.random_string()
+            dwc_out = helper.make_tensor_value_info(name, view.get_tensor_valueinfo(output_name).type.tensor_type.elem_type, out_shape)
+            g.value_info.append(dwc_out)
+            names.add(name)
+            g.node.insert(at, helper.make_node(
+                "StreamingDataWidthConverter", [output_name], [name], domain="finn.custom_op.fpgadataflow",
+                backend="fpgadataflow", inShape=n0.get_normal_output_shape(out_idx), outShape=out_shape,
+                inWidth=n0.get_outstream_width(out_idx), outWidth=n1.get_instream_width(in_idx),
+                dataType=str(n0.get_output_datatype(out_idx).name)))
+            for idx, inp in enumerate(consumer.input):
+                if inp == output_name:
+                    consumer.input[idx] = name
+            inserted += 1
+    return model, False

@@ -28,10 +28,12 @@ build. In qonnx 1.0.0:
   ``MoveScalesPastIm2Col`` restart after every layer, and ``MinimizeAccumulatorWidth`` re-infers
   every datatype after every layer (:mod:`flow.compat.finn_linear`), and FINN checks every threshold with ``np.vectorize(IntType.allowed)``, one numpy
   round-trip per value;
-* FINN's ``InferDuplicateStreamsLayer`` scans the graph for the readers of every tensor
-  (:func:`flow.compat.finn_linear.infer_duplicate_streams`);
+* FINN's ``InferDuplicateStreamsLayer`` and ``InsertDWC`` scan the graph for the readers of every tensor
+  (:func:`flow.compat.finn_linear.infer_duplicate_streams`, :func:`flow.compat.finn_linear.insert_dwc`);
 * FINN's ``ConvertQuantActToMultiThreshold`` converts one activation per ``apply``, with a dozen
   whole-graph scans each (:mod:`flow.compat.finn_quant_act`);
+* FINN's ``dataflow_performance`` and ``unsupported_layers`` analyses look every node's neighbours up by
+  scanning (here they read an :class:`~flow.compat.qonnx_index.IndexedModel` view);
 * FINN's reorder, absorb and collapse passes scan the graph per candidate node even on a run
   that changes nothing (:mod:`flow.compat.finn_guards` runs them only where their pattern occurs).
 
@@ -51,6 +53,8 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
+from finn.analysis.fpgadataflow.dataflow_performance import dataflow_performance
+from finn.analysis.fpgadataflow.unsupported_layers import unsupported_layers
 from finn.transformation.fpgadataflow.minimize_accumulator_width import MinimizeAccumulatorWidth
 from finn.transformation.qonnx.fold_quant_weights import FoldQuantWeights
 from finn.transformation.qonnx.quant_act_to_multithreshold import ConvertQuantActToMultiThreshold
@@ -70,9 +74,11 @@ from qonnx.transformation.remove import RemoveIdentityOps
 from flow.compat.finn_linear import (
     InferDuplicateStreamsLayer,
     InferElementwiseBinaryOperation,
+    InsertDWC,
     absorb_scalar_bias_into_multithreshold,
     elementwise_apply,
     infer_duplicate_streams,
+    insert_dwc,
     minimize_accumulator_width,
     move_scales_past_im2col,
     round_and_clip_thresholds,
@@ -89,7 +95,7 @@ from flow.compat.qonnx_graph import (
     sort_graph,
     sorted_nodes,
 )
-from flow.compat.qonnx_index import LazyExecContext, fold_constants, infer_data_layouts, infer_datatypes, remove_identity_ops
+from flow.compat.qonnx_index import IndexedModel, LazyExecContext, fold_constants, infer_data_layouts, infer_datatypes, remove_identity_ops
 from flow.compat.qonnx_names import give_readable_tensor_names, give_unique_tensor_names
 from flow.compat import finn_guards, qonnx_scan
 
@@ -238,6 +244,18 @@ def _readable_tensor_names_apply(self, model):
     return give_readable_tensor_names(model), False
 
 
+#: FINN analyses that only read the graph and look every node's neighbours up by scanning it.
+_READ_ONLY_ANALYSES = (dataflow_performance, unsupported_layers)
+_analysis = ModelWrapper.analysis
+
+
+def _indexed_analysis(self, analysis_fxn, apply_to_subgraphs=False):
+    """``ModelWrapper.analysis``; a read-only FINN analysis that scans per node gets an :class:`IndexedModel` view."""
+    if not apply_to_subgraphs and analysis_fxn in _READ_ONLY_ANALYSES:
+        return analysis_fxn(IndexedModel(self))
+    return _analysis(self, analysis_fxn, apply_to_subgraphs)
+
+
 #: (owner, attribute, replacement): what :func:`linear_qonnx` swaps in.
 REPLACEMENTS = (
     (qonnx_general.SortGraph, "apply", _sort_graph_apply),
@@ -259,6 +277,7 @@ REPLACEMENTS = (
     (FoldQuantWeights, "apply", _fold_quant_weights_apply),
     (InferElementwiseBinaryOperation, "apply", elementwise_apply),
     (InferDuplicateStreamsLayer, "apply", infer_duplicate_streams),
+    (InsertDWC, "apply", insert_dwc),
     (ConvertQuantActToMultiThreshold, "apply", convert_quant_acts),
     (LowerConvsToMatMul, "apply", lower_convs_apply),
     (ModelWrapper, "get_tensor_valueinfo", qonnx_scan.get_tensor_valueinfo),
@@ -266,6 +285,7 @@ REPLACEMENTS = (
     (ModelWrapper, "set_tensor_shape", qonnx_scan.set_tensor_shape),
     (ModelWrapper, "set_initializer", qonnx_scan.set_initializer),
     (ModelWrapper, "find_consumers", qonnx_scan.find_consumers),
+    (ModelWrapper, "analysis", _indexed_analysis),
     *finn_guards.REPLACEMENTS,
 )
 

@@ -75,12 +75,18 @@ def finn_dwcs(model: ModelWrapper, fpgapart: str) -> list[Converter]:
     layer_of = {n.output[0]: n.name for n in model.graph.node}  # InsertDWC keeps the layers' output tensors
     m = model.transform(InsertDWC()).transform(SpecializeLayers(fpgapart))  # which names the new nodes
     res = m.analysis(partial(res_estimation, fpgapart=fpgapart))
+    producer, consumer = {}, {}
+    for node in m.graph.node:
+        for t in node.output:
+            producer.setdefault(t, node)
+        for t in node.input:
+            consumer.setdefault(t, node)
     found = []
     for node in m.graph.node:
         if not node.op_type.startswith(DWC_OP):
             continue
         inst = getCustomOp(node)
-        prod, cons = m.find_producer(node.input[0]), m.find_consumer(node.output[0])
+        prod, cons = producer[node.input[0]], consumer[node.output[0]]
         r = res[node.name]
         found.append(Converter(
             layer_of[prod.output[0]], layer_of[cons.output[0]], int(inst.get_nodeattr("inWidth")), int(inst.get_nodeattr("outWidth")),

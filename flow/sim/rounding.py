@@ -137,10 +137,11 @@ class Quantizer:
 
 def quantizers(model: ModelWrapper) -> list[Quantizer]:
     """The activation quantizers of ``model`` in graph order (a ``Quant`` of constant weights is none)."""
+    constant = {t.name for t in model.graph.initializer}
     found = []
     for n in model.graph.node:
-        if n.op_type in ("MultiThreshold", "Quant", "BipolarQuant") and model.get_initializer(n.input[0]) is None:
-            if all(model.get_initializer(t) is not None for t in n.input[1:]):
+        if n.op_type in ("MultiThreshold", "Quant", "BipolarQuant") and n.input[0] not in constant:
+            if all(t in constant for t in n.input[1:]):
                 found.append(Quantizer(n, model))
     return found
 
