@@ -32,6 +32,8 @@ build. In qonnx 1.0.0:
   (:func:`flow.compat.finn_linear.infer_duplicate_streams`, :func:`flow.compat.finn_linear.insert_dwc`);
 * FINN's ``ConvertQuantActToMultiThreshold`` converts one activation per ``apply``, with a dozen
   whole-graph scans each (:mod:`flow.compat.finn_quant_act`);
+* qonnx's ``PartitionFromLambda`` (FINN's dataflow partition) scans the graph for every input and output
+  of the partition (:mod:`flow.compat.qonnx_partition`);
 * FINN's ``dataflow_performance`` and ``unsupported_layers`` analyses look every node's neighbours up by
   scanning (here they read an :class:`~flow.compat.qonnx_index.IndexedModel` view);
 * FINN's reorder, absorb and collapse passes scan the graph per candidate node even on a run
@@ -65,6 +67,7 @@ from qonnx.core.datatype import IntType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation import general as qonnx_general
 from qonnx.transformation import infer_shapes as qonnx_infer_shapes
+from qonnx.transformation.create_generic_partitions import PartitionFromLambda
 from qonnx.transformation.fold_constants import FoldConstants
 from qonnx.transformation.infer_data_layouts import InferDataLayouts
 from qonnx.transformation.infer_datatypes import InferDataTypes
@@ -97,6 +100,7 @@ from flow.compat.qonnx_graph import (
 )
 from flow.compat.qonnx_index import IndexedModel, LazyExecContext, fold_constants, infer_data_layouts, infer_datatypes, remove_identity_ops
 from flow.compat.qonnx_names import give_readable_tensor_names, give_unique_tensor_names
+from flow.compat.qonnx_partition import partition_from_lambda
 from flow.compat import finn_guards, qonnx_scan
 
 
@@ -280,6 +284,7 @@ REPLACEMENTS = (
     (InsertDWC, "apply", insert_dwc),
     (ConvertQuantActToMultiThreshold, "apply", convert_quant_acts),
     (LowerConvsToMatMul, "apply", lower_convs_apply),
+    (PartitionFromLambda, "apply", partition_from_lambda),
     (ModelWrapper, "get_tensor_valueinfo", qonnx_scan.get_tensor_valueinfo),
     (ModelWrapper, "get_tensor_shape", qonnx_scan.get_tensor_shape),
     (ModelWrapper, "set_tensor_shape", qonnx_scan.set_tensor_shape),
