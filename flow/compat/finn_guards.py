@@ -16,7 +16,8 @@ not: every graph FINN's pass would change (or warn about, or fail on) passes the
 over the graph builds the consumer and producer index, and the test looks each candidate up in
 it. Where no candidate exists, FINN's pass would change nothing and end with its closing
 inference (``InferShapes``, and ``InferDataTypes`` for some): only that runs. Anywhere else
-FINN's own ``apply`` runs, unchanged. So the model is FINN's, byte for byte;
+FINN's own ``apply`` runs, unchanged; for the passes of :data:`ON_LIST_VIEW`, which rewire only by
+inserting and removing nodes, on a view whose lookups are dictionaries (:mod:`flow.compat.qonnx_view`). So the model is FINN's, byte for byte;
 ``tests/compat/test_finn_guards.py`` compares whole streamlining runs with and without the
 guards, and counts the scans FINN's passes make for nothing.
 
@@ -42,6 +43,8 @@ from qonnx.transformation.infer_data_layouts import InferDataLayouts
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.transformation.remove import RemoveIdentityOps
+
+from flow.compat.qonnx_view import on_list_view
 
 
 class Wiring:
@@ -169,11 +172,14 @@ GUARDS: dict[type, tuple[Callable[..., bool], tuple]] = {
 
 #: FINN's own ``apply`` of each guarded pass.
 ORIGINAL = {cls: cls.__dict__["apply"] for cls in GUARDS}
+#: The passes that rewire only by inserting new nodes and removing old ones (no node's inputs or outputs
+#: edited in place): where their pattern occurs, FINN's ``apply`` runs on a :class:`~flow.compat.qonnx_view.ListView`.
+ON_LIST_VIEW = (reorder.MoveScalarMulPastMatMul, collapse_repeated.CollapseRepeatedOp, BatchNormToAffine)
 
 
 def _guarded(cls: type):
     may_change, tail = GUARDS[cls]
-    original = ORIGINAL[cls]
+    original = on_list_view(ORIGINAL[cls]) if cls in ON_LIST_VIEW else ORIGINAL[cls]
 
     def apply(self, model: ModelWrapper):
         if may_change(self, Wiring(model)):

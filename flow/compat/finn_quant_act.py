@@ -8,8 +8,8 @@ O(nodes^2) on a deep network (8 CPU-s of a 1,329-node residual chain's QONNX-to-
 
 :func:`convert_quant_acts` runs FINN's own handlers (``QuantReluHandler``, ``QuantIdentityHandler``)
 for every activation Quant, in graph order, each on a view of the model (:class:`_View`) whose
-lookups are dictionaries kept current as the handler rewrites: the value infos and initializers
-it appends, the nodes it inserts and removes. The handler's node edits are collected on the side
+lookups are dictionaries kept current as the handler rewrites (:class:`flow.compat.qonnx_view.EditableView`):
+the value infos and initializers it appends, the nodes it inserts and removes. The handler's node edits are collected on the side
 (:class:`_Around`): the nodes it inserts take the Quant's place, as FINN inserts them after the
 Quant and then removes it; the node list is written once, at the end. A conversion changes
 nothing a later one reads but the producer of a Quant that reads an earlier Quant's output, which
@@ -25,13 +25,9 @@ from finn.transformation.qonnx.qonnx_activation_handlers import (
     QuantIdentityHandler,
     QuantReluHandler,
 )
-from onnx import numpy_helper as np_helper
-from onnx import helper as oh
-from onnx import TensorProto
 from qonnx.core.modelwrapper import ModelWrapper
-from qonnx.util.basic import random_string
 
-from flow.compat.qonnx_index import _MULTIPLE, IndexedModel
+from flow.compat.qonnx_view import EditableView, IndexedValueInfos
 
 _finn_apply = finn_qa.ConvertQuantActToMultiThreshold.apply
 _FINN_HANDLERS = [QuantReluHandler, QuantIdentityHandler]
@@ -53,81 +49,26 @@ class _Around(list):
         self.removed.append(node)
 
 
-class _ValueInfos:
-    """A handler's ``graph.value_info``: appends reach the graph and the view's index."""
-
-    def __init__(self, view: _View):
-        self._view = view
-
-    def append(self, vi) -> None:
-        self._view.add_valueinfo(vi)
-
-    def __getattr__(self, name):
-        return getattr(self._view.model.graph.value_info, name)
-
-
 class _Graph:
-    """The graph as a handler sees it: ``node`` and ``value_info`` as above, the rest the graph's own."""
+    """The graph as a handler sees it: ``node`` as above, ``value_info`` appends indexed, the rest the graph's own."""
 
-    def __init__(self, graph, node: _Around, value_info: _ValueInfos):
-        self._graph, self.node, self.value_info = graph, node, value_info
+    def __init__(self, view: EditableView, node: _Around):
+        self._graph, self.node, self.value_info = view.model.graph, node, IndexedValueInfos(view)
 
     def __getattr__(self, name):
         return getattr(self._graph, name)
 
 
-class _View(IndexedModel):
-    """:class:`IndexedModel` with tensor names for ``make_new_valueinfo_name`` and constant-time setters
-    for what the handlers add: a new initializer, the shape of the value info appended last."""
+class _View(EditableView):
+    """:class:`EditableView` whose ``graph`` is the handler's :class:`_Graph` while a handler runs."""
 
     def __init__(self, model: ModelWrapper):
         self.around: _Graph | None = None
         super().__init__(model)
-        g = self._model_proto.graph
-        self._names = {v.name for container in (g.value_info, g.input, g.output) for v in container}
 
     @property
     def graph(self):
         return self.around if self.around is not None else self._model_proto.graph
-
-    def add_valueinfo(self, vi) -> None:
-        value_info = self._model_proto.graph.value_info
-        value_info.append(vi)
-        self._vi[vi.name] = _MULTIPLE if vi.name in self._vi else value_info[len(value_info) - 1]
-        self._names.add(vi.name)
-
-    def make_new_valueinfo_name(self) -> str:
-        candidate = random_string()
-        while candidate in self._names:
-            candidate = random_string()
-        return candidate
-
-    def set_tensor_shape(self, tensor_name, tensor_shape, dtype=None):
-        value_info = self._model_proto.graph.value_info
-        old = self._vi.get(tensor_name)
-        last = value_info[len(value_info) - 1] if len(value_info) else None
-        if old is _MULTIPLE or (old is not None and (last is None or last.name != tensor_name)):
-            super().set_tensor_shape(tensor_name, tensor_shape, dtype)  # an input, an output, or not the last entry
-            self._names.add(tensor_name)
-            return
-        if dtype is None:
-            dtype = TensorProto.FLOAT if old is None else old.type.tensor_type.elem_type
-        if old is not None:  # the last value info: qonnx removes it and appends the new one
-            del value_info[len(value_info) - 1]
-        value_info.append(oh.make_tensor_value_info(tensor_name, dtype, tensor_shape))
-        self._vi[tensor_name] = value_info[len(value_info) - 1]
-        self._names.add(tensor_name)
-
-    def set_initializer(self, tensor_name, tensor_value):
-        if tensor_name in self._init:
-            super().set_initializer(tensor_name, tensor_value)
-            return
-        proto = np_helper.from_array(tensor_value)
-        proto.name = tensor_name
-        inits = self._model_proto.graph.initializer
-        inits.append(proto)
-        self._init[tensor_name] = inits[len(inits) - 1]
-        self.set_tensor_shape(tensor_name, list(tensor_value.shape), proto.data_type)
 
 
 def _handler_class(predecessor_op_type):
@@ -171,7 +112,7 @@ def convert_quant_acts(self: finn_qa.ConvertQuantActToMultiThreshold, model: Mod
                 )
             checked = True
         around = _Around(n)
-        view.around = _Graph(g, around, _ValueInfos(view))
+        view.around = _Graph(view, around)
         try:
             _handler_class(predecessor_op_type)(view, n, 1).replace_quant_node()
         finally:

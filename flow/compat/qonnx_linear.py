@@ -37,7 +37,8 @@ build. In qonnx 1.0.0:
 * FINN's ``dataflow_performance`` and ``unsupported_layers`` analyses look every node's neighbours up by
   scanning (here they read an :class:`~flow.compat.qonnx_index.IndexedModel` view);
 * FINN's reorder, absorb and collapse passes scan the graph per candidate node even on a run
-  that changes nothing (:mod:`flow.compat.finn_guards` runs them only where their pattern occurs).
+  that changes nothing (:mod:`flow.compat.finn_guards` runs them only where their pattern occurs,
+  some of them on a list view with dictionary lookups, :mod:`flow.compat.qonnx_view`).
 
 The functions live in :mod:`flow.compat.qonnx_graph`, :mod:`flow.compat.qonnx_index`,
 :mod:`flow.compat.qonnx_names` and :mod:`flow.compat.finn_linear`; this module swaps them in.

@@ -1,0 +1,121 @@
+"""flow.compat.qonnx_view: FINN's passes that rewire by inserting and removing nodes run on a list view
+with dictionary lookups, and give FINN's graph byte for byte."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from corpus import structures as S
+from corpus.cases import BY_NAME
+from corpus.export import EXPORTERS
+from finn.transformation.streamline.collapse_repeated import CollapseRepeatedMul
+from finn.transformation.streamline.reorder import MoveScalarMulPastMatMul
+from onnx import helper
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.transformation.batchnorm_to_affine import BatchNormToAffine
+
+from flow.builder import build
+from flow.compat import finn_guards, qonnx_view
+from flow.compat.qonnx_linear import linear_qonnx
+from flow.compat.qonnx_view import ListView, on_list_view
+from flow.core.config import build_config
+from flow.nn.export import export_qonnx
+
+
+def relu_chain(n: int) -> ModelWrapper:
+    nodes = [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"], name=f"n{i}") for i in range(n)]
+    return ModelWrapper(helper.make_model(helper.make_graph(nodes, "g", [], [])))
+
+
+def test_the_list_iterates_inserts_and_removes_as_protobufs_repeated_field():
+    """A pass walks graph.node while inserting after the current node, removing it and removing an earlier
+    one: protobuf's field visits and keeps the same nodes as the view's list."""
+    def walk(nodes) -> list[str]:
+        seen = []
+        for k, n in enumerate(nodes):
+            seen.append(n.name)
+            if n.name in ("n1", "n4"):
+                nodes.insert(k + 1, helper.make_node("Relu", ["a"], [f"new_{n.name}"], name=f"new_{n.name}"))
+                nodes.remove(n)
+            if n.name == "n3":
+                nodes.remove(nodes[0])
+        return seen
+
+    model = relu_chain(7)
+    view = ListView(ModelWrapper(model.model.SerializeToString()))
+    assert walk(view.graph.node) == walk(model.graph.node)
+    view.write_back()
+    assert [n.name for n in view.model.graph.node] == [n.name for n in model.graph.node]
+
+
+def test_lookups_follow_inserts_and_removals_in_graph_order():
+    model = relu_chain(4)  # t0 -> n0 -> t1 -> n1 -> t2 -> n2 -> t3 -> n3 -> t4
+    view = ListView(model)
+    early = helper.make_node("Abs", ["t2"], ["x"], name="early")
+    view.graph.node.insert(1, early)  # reads t2 ahead of its other reader n2
+    assert [n.name for n in view.find_consumers("t2")] == ["early", "n2"]
+    view.graph.node.insert(0, helper.make_node("Neg", ["t0"], ["t3"], name="second_producer"))
+    assert view.find_producer("t3").name == "second_producer"
+    view.graph.node.remove(view.find_producer("t3"))
+    assert view.find_producer("t3").name == "n2" and view.is_fork_node(view.find_producer("t2")) is True
+    with pytest.raises(NotImplementedError):
+        view.graph.node.extend([early])
+
+
+@pytest.fixture(scope="module")
+def pass_inputs(tmp_path_factory):
+    """The graphs qflow's streamlining hands to a pass of ON_LIST_VIEW where its pattern occurs, in builds of TFC,
+    a MobileNet slice and stacked residual blocks."""
+    tmp = tmp_path_factory.mktemp("view")
+    found = {}
+    for fn in (S.mobilenet_slice, S.residual_stacked):
+        name, module, shape, dtype, _ = fn()
+        export_qonnx(module, tmp / f"{name}.onnx", shape, dtype)
+        found[name] = (tmp / f"{name}.onnx", dtype)
+    case = BY_NAME["tfc_1w1a"]
+    (tmp / "tfc").mkdir()
+    EXPORTERS[case.export](case.build().eval(), case.shape, tmp / "tfc" / "model.onnx")  # clears its folder
+    found["tfc"] = (tmp / "tfc" / "model.onnx", case.input_dtype)
+    seen = []
+
+    class Recording(ListView):
+        def __init__(self, model):
+            seen.append(model.model.SerializeToString())
+            super().__init__(model)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(qonnx_view, "ListView", Recording)
+        for name, (path, dtype) in found.items():
+            build(path, build_config(target="pynq-z1", target_fps=10_000, verify_samples=0, input_dtype=dtype), tmp / f"{name}_out")
+    return [ModelWrapper(b) for b in seen]
+
+
+PASSES = [MoveScalarMulPastMatMul, CollapseRepeatedMul, BatchNormToAffine]  # CollapseRepeatedAdd: the same code, no Add pairs here
+
+
+@pytest.mark.parametrize("cls", PASSES, ids=[c.__name__ for c in PASSES])
+def test_finns_pass_on_the_list_view_gives_finns_graph_without_a_scan(cls, pass_inputs, monkeypatch):
+    """Why: each of these passes scans the graph (is_fork_node, is_join_node, find_consumer) for every
+    candidate node. On the view: FINN's graph, byte for byte, before and after qonnx's cleanup, no scan."""
+    owner = next(c for c in finn_guards.ON_LIST_VIEW if issubclass(cls, c))
+    original = finn_guards.ORIGINAL[owner]
+    changed = 0
+    for i, model in enumerate(pass_inputs):
+        for cleanup in (False, True):
+            outs = []
+            for apply in (original, on_list_view(original)):
+                random.seed(0)
+                scans = {"n": 0}
+                with monkeypatch.context() as m, linear_qonnx():
+                    m.setattr(owner, "apply", apply)
+                    for lookup in ("find_consumers", "find_producer"):
+                        real = getattr(ModelWrapper, lookup)
+                        m.setattr(ModelWrapper, lookup, lambda self, t, _f=real: scans.__setitem__("n", scans["n"] + 1) or _f(self, t))
+                    out = ModelWrapper(model.model.SerializeToString()).transform(cls(), cleanup=cleanup)
+                outs.append((out.model.SerializeToString(), scans["n"]))
+            assert outs[0][0] == outs[1][0], (i, cleanup)
+            assert outs[1][1] == 0, i
+        with linear_qonnx():
+            changed += original(cls(), ModelWrapper(model.model.SerializeToString()))[1]
+    assert changed >= 1
