@@ -5,7 +5,8 @@
 initializer, the shape of the value info appended last).
 
 :class:`ListView` also stands in for ``graph.node`` with a Python list: a list iterates, inserts and
-removes as protobuf's repeated field does (by index; ``remove`` takes the first equal element), so a
+removes as protobuf's repeated field does (by index; ``insert`` stores a copy; ``remove`` takes the first
+equal element), so a
 pass that walks ``graph.node`` while inserting and removing behaves the same on it. The list keeps
 each tensor's producers and readers current as nodes come and go, so ``find_producer``,
 ``find_consumers``, ``is_fork_node``, ``is_join_node`` ... are dictionary lookups (in graph order,
@@ -83,13 +84,22 @@ class _Nodes(list):
         super().__init__(nodes)
         self._view = view
 
+    @staticmethod
+    def _copy(node):
+        """What protobuf's field stores: a copy (a pass's later edits to the node it made do not reach the graph)."""
+        stored = type(node)()
+        stored.CopyFrom(node)
+        return stored
+
     def insert(self, index, node) -> None:
-        super().insert(index, node)
-        self._view.added(node)
+        stored = self._copy(node)
+        super().insert(index, stored)
+        self._view.added(stored)
 
     def append(self, node) -> None:
-        super().append(node)
-        self._view.added(node)
+        stored = self._copy(node)
+        super().append(stored)
+        self._view.added(stored)
 
     def remove(self, node) -> None:
         ids = [id(x) for x in self]

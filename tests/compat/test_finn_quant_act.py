@@ -69,7 +69,7 @@ def brevitas_export(source: str, tmp_path) -> ModelWrapper:
 
 def converted(model: ModelWrapper, transformation, finns: bool, monkeypatch, cleanup: bool = True) -> bytes:
     random.seed(0)
-    with monkeypatch.context() as m, linear_qonnx():
+    with linear_qonnx(), monkeypatch.context() as m:
         if finns:
             m.setattr(ConvertQuantActToMultiThreshold, "apply", finn_quant_act._finn_apply)
         return model.transform(transformation, cleanup=cleanup).model.SerializeToString()

@@ -42,7 +42,7 @@ def hw_graphs(tmp_path_factory):
 
 def partitioned(model: ModelWrapper, transformation, folder: Path, ours: bool, monkeypatch, cleanup: bool = True) -> dict[str, bytes]:
     """The parent graph and every partition file ``transformation`` writes into ``folder``."""
-    with monkeypatch.context() as m, linear_qonnx():
+    with linear_qonnx(), monkeypatch.context() as m:
         if not ours:
             m.setattr(PartitionFromLambda, "apply", qonnx_partition._qonnx_apply)
         parent = ModelWrapper(model.model.SerializeToString()).transform(transformation, cleanup=cleanup)

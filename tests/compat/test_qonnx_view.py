@@ -59,6 +59,14 @@ def test_lookups_follow_inserts_and_removals_in_graph_order():
     assert view.find_producer("t3").name == "second_producer"
     view.graph.node.remove(view.find_producer("t3"))
     assert view.find_producer("t3").name == "n2" and view.is_fork_node(view.find_producer("t2")) is True
+    made = helper.make_node("Relu", ["t4"], ["t5"], name="made")
+    view.graph.node.append(made)
+    assert view.graph.node[-1] is not made and view.find_producer("t5") == made  # protobuf stores a copy
+    view.graph.node.remove(made)  # the first equal node goes: the copy
+    assert view.find_producer("t5") is None
+    view.graph.node.append(made)
+    made.output[0] = "elsewhere"  # an edit after the insert does not reach the graph
+    assert view.find_producer("t5").output[0] == "t5" and view.find_producer("elsewhere") is None
     with pytest.raises(NotImplementedError):
         view.graph.node.extend([early])
 
@@ -107,7 +115,7 @@ def test_finns_pass_on_the_list_view_gives_finns_graph_without_a_scan(cls, pass_
             for apply in (original, on_list_view(original)):
                 random.seed(0)
                 scans = {"n": 0}
-                with monkeypatch.context() as m, linear_qonnx():
+                with linear_qonnx(), monkeypatch.context() as m:
                     m.setattr(owner, "apply", apply)
                     for lookup in ("find_consumers", "find_producer"):
                         real = getattr(ModelWrapper, lookup)
