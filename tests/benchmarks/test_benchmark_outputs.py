@@ -78,3 +78,14 @@ def test_regenerate_runs_rounding_ties_with_its_whole_build():
     cmd = command("rounding_ties", update=True)
     assert cmd[-3:] == ["--build", "4", "--update"] and cmd[1].endswith("rounding_ties.py")
     assert "--build" not in command("build_time", update=True)
+
+
+def test_scale_fits_the_growth_over_every_depth_and_over_the_three_deepest():
+    """A step with a fixed cost that hides quadratic growth over every depth shows it over the deepest three."""
+    import scale
+
+    rows = [{"nodes": n, "steps": {"step": {"cpu_s": 2.0 + 1e-5 * n * n}, "flat": {"cpu_s": 0.01}}} for n in (50, 100, 200, 400, 800, 1600)]
+    every, deepest = scale.exponents(rows), scale.exponents(rows, last=3)
+    assert every["step"] < 1.0 < 1.4 < deepest["step"] < 2.0
+    assert "flat" not in every and set(deepest) == {"step", "total"}
+    assert scale.exponents(rows[:2], last=3) == {"step": None, "total": None}  # fewer than three depths: no fit
