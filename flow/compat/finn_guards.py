@@ -174,7 +174,9 @@ GUARDS: dict[type, tuple[Callable[..., bool], tuple]] = {
 ORIGINAL = {cls: cls.__dict__["apply"] for cls in GUARDS}
 #: The passes that rewire only by inserting new nodes and removing old ones (no node's inputs or outputs
 #: edited in place): where their pattern occurs, FINN's ``apply`` runs on a :class:`~flow.compat.qonnx_view.ListView`.
-ON_LIST_VIEW = (reorder.MoveScalarMulPastMatMul, collapse_repeated.CollapseRepeatedOp, BatchNormToAffine)
+#: ``CollapseRepeatedOp`` qualifies too, but it replaces initializers in place, and on the view the 224x224
+#: ProxylessNAS build peaked at 5.4 GB instead of 3.9 GB: it runs as FINN's.
+ON_LIST_VIEW = (reorder.MoveScalarMulPastMatMul, BatchNormToAffine)
 
 
 def _guarded(cls: type):

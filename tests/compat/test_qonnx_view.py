@@ -9,7 +9,6 @@ import pytest
 from corpus import structures as S
 from corpus.cases import BY_NAME
 from corpus.export import EXPORTERS
-from finn.transformation.streamline.collapse_repeated import CollapseRepeatedMul
 from finn.transformation.streamline.reorder import MoveScalarMulPastMatMul
 from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
@@ -99,7 +98,7 @@ def pass_inputs(tmp_path_factory):
     return [ModelWrapper(b) for b in seen]
 
 
-PASSES = [MoveScalarMulPastMatMul, CollapseRepeatedMul, BatchNormToAffine]  # CollapseRepeatedAdd: the same code, no Add pairs here
+PASSES = [MoveScalarMulPastMatMul, BatchNormToAffine]
 
 
 @pytest.mark.parametrize("cls", PASSES, ids=[c.__name__ for c in PASSES])
