@@ -17,7 +17,8 @@ over the graph builds the consumer and producer index, and the test looks each c
 it. Where no candidate exists, FINN's pass would change nothing and end with its closing
 inference (``InferShapes``, and ``InferDataTypes`` for some): only that runs. Anywhere else
 FINN's own ``apply`` runs, unchanged; for the passes of :data:`ON_LIST_VIEW`, which rewire only by
-inserting and removing nodes, on a view whose lookups are dictionaries (:mod:`flow.compat.qonnx_view`). So the model is FINN's, byte for byte;
+inserting and removing nodes, on a view whose lookups are dictionaries (:mod:`flow.compat.qonnx_view`).
+So the model is FINN's, byte for byte;
 ``tests/compat/test_finn_guards.py`` compares whole streamlining runs with and without the
 guards, and counts the scans FINN's passes make for nothing.
 
@@ -174,8 +175,8 @@ GUARDS: dict[type, tuple[Callable[..., bool], tuple]] = {
 ORIGINAL = {cls: cls.__dict__["apply"] for cls in GUARDS}
 #: The passes that rewire only by inserting new nodes and removing old ones (no node's inputs or outputs
 #: edited in place): where their pattern occurs, FINN's ``apply`` runs on a :class:`~flow.compat.qonnx_view.ListView`.
-#: ``CollapseRepeatedOp`` qualifies too, but it replaces initializers in place, and on the view the 224x224
-#: ProxylessNAS build peaked at 5.4 GB instead of 3.9 GB: it runs as FINN's.
+#: ``CollapseRepeatedOp`` qualifies too, but with it on the view the 224x224 ProxylessNAS build peaked at
+#: 5.4 GB instead of 3.9 GB (``benchmarks/scale.py --whole``): it runs as FINN's.
 ON_LIST_VIEW = (reorder.MoveScalarMulPastMatMul, BatchNormToAffine)
 
 
