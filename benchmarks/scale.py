@@ -31,6 +31,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -246,18 +247,21 @@ def run_child(args: list[str], timeout: float) -> None:
 
 
 def case(kind: str, name: str, depth: int, work: Path, timeout: float) -> dict:
-    """Export (in one child) and build (in another, so its peak memory is the build's own) one case."""
+    """Export (in one child) and build (in another, so its peak memory is the build's own) one case; its
+    folder (a 224x224 build's checkpoints take gigabytes) is removed once its result is read."""
     folder = work / f"{name}-{depth}"
     folder.mkdir(parents=True, exist_ok=True)
     model, result = folder / "model.onnx", folder / "result.json"
     try:
         run_child(["--export", kind, name, str(depth), str(model)], timeout)
         run_child(["--measure", kind, str(model), str(result)], timeout)
+        return json.loads(result.read_text())
     except subprocess.CalledProcessError as e:
         return {"error": f"exit {e.returncode}"}
     except subprocess.TimeoutExpired:
         return {"error": f"not done in {timeout:.0f} s"}
-    return json.loads(result.read_text())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def fit_exponent(xs: list[float], ys: list[float]) -> float | None:
@@ -348,6 +352,7 @@ def main() -> None:
                 "builds with 4 verified inputs",
         "sweep": sweep, "whole": whole_rows,
     })
+    shutil.rmtree(work, ignore_errors=True)
     print(f"wrote {out}")
 
 
