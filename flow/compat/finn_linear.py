@@ -44,9 +44,9 @@ from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.general import SortGraph
 from qonnx.transformation.infer_datatypes import InferDataTypes, _infer_node_datatype
 from qonnx.transformation.infer_shapes import InferShapes
-from qonnx.util import basic as qonnx_util
 
 from flow.compat.qonnx_index import IndexedModel
+from flow.compat.qonnx_view import new_tensor_name
 
 log = logging.getLogger("finn_logger")
 
@@ -259,19 +259,9 @@ def infer_duplicate_streams(self: InferDuplicateStreamsLayer, model: ModelWrappe
     lookup asks for.
     """
     g = model.graph
-    view = IndexedModel(model)
-    readers: dict[str, list] = {}
-    for n in g.node:
-        for t in n.input:
-            readers.setdefault(t, []).append(n)  # once per input that reads it, as find_consumers
+    view = IndexedModel(model)  # its readers as of now: no later lookup asks for a rewired tensor
     names = {v.name for v in (*g.value_info, *g.input, *g.output)}
     outputs = {o.name for o in g.output}
-
-    def clone_name() -> str:
-        candidate = qonnx_util.random_string()
-        while candidate in names:
-            candidate = qonnx_util.random_string()
-        return candidate
 
     def duplicate(tensor: str, successors: list, to_output: bool, name: str, at: int) -> None:
         dt, shape = view.get_tensor_datatype(tensor), view.get_tensor_shape(tensor)
@@ -280,7 +270,7 @@ def infer_duplicate_streams(self: InferDuplicateStreamsLayer, model: ModelWrappe
         count = len(successors) + to_output
         clones = []
         for i in range(count):
-            clone = helper.make_tensor_value_info(clone_name(), TensorProto.FLOAT, shape)
+            clone = helper.make_tensor_value_info(new_tensor_name(names), TensorProto.FLOAT, shape)
             if not (to_output and i == count - 1):
                 g.value_info.append(clone)
                 names.add(clone.name)
@@ -303,13 +293,13 @@ def infer_duplicate_streams(self: InferDuplicateStreamsLayer, model: ModelWrappe
 
     changed = False
     first = g.input[0].name
-    if len(readers.get(first, ())) >= 2:
-        duplicate(first, readers[first], False, "DuplicateStreams_" + first, 0)
+    if len(view.find_consumers(first)) >= 2:
+        duplicate(first, view.find_consumers(first), False, "DuplicateStreams_" + first, 0)
         changed = True
     inserted = int(changed)
     for k, node in enumerate(list(g.node)[inserted:]):
         for tensor in node.output:
-            successors, to_output = readers.get(tensor, []), tensor in outputs
+            successors, to_output = view.find_consumers(tensor), tensor in outputs
             if len(successors) + to_output >= 2:
                 duplicate(tensor, successors, to_output, "DuplicateStreams_" + node.name, k + inserted + 1)
                 inserted += 1
@@ -330,11 +320,7 @@ def insert_dwc(self: InsertDWC, model: ModelWrapper) -> tuple[ModelWrapper, bool
     second sweep, which finds nothing, is not run.
     """
     g = model.graph
-    view = IndexedModel(model)
-    readers: dict[str, list] = {}
-    for n in g.node:
-        for t in n.input:
-            readers.setdefault(t, []).append(n)  # once per input that reads it, as find_consumers
+    view = IndexedModel(model)  # its readers as of now: no later lookup asks for a rewired tensor
     names = {v.name for v in (*g.value_info, *g.input, *g.output)}
     inserted = 0  # converters inserted so far, every one in front of the node at hand
     for k, n in enumerate(list(g.node)):
@@ -342,7 +328,7 @@ def insert_dwc(self: InsertDWC, model: ModelWrapper) -> tuple[ModelWrapper, bool
             continue
         at = k + inserted + 1  # right after ``n`` in the graph as it is now
         for out_idx, output_name in enumerate(n.output):
-            consumers = readers.get(output_name, [])
+            consumers = view.find_consumers(output_name)
             if not consumers:
                 continue
             assert len(consumers) == 1, n.name + ": HW node with fan-out higher than 1 cannot be stitched"
@@ -358,9 +344,7 @@ def insert_dwc(self: InsertDWC, model: ModelWrapper) -> tuple[ModelWrapper, bool
             if n0.get_folded_output_shape(out_idx)[-1] == n1.get_folded_input_shape(in_idx)[-1]:
                 continue
             out_shape = n1.get_normal_input_shape(in_idx)
-            name = qonnx_util.random_string()
-            while name in names:
-                name = qonnx_util.random_string()
+            name = new_tensor_name(names)
             dwc_out = helper.make_tensor_value_info(name, view.get_tensor_valueinfo(output_name).type.tensor_type.elem_type, out_shape)
             g.value_info.append(dwc_out)
             names.add(name)

@@ -27,7 +27,7 @@ from finn.transformation.qonnx.qonnx_activation_handlers import (
 )
 from qonnx.core.modelwrapper import ModelWrapper
 
-from flow.compat.qonnx_view import EditableView, IndexedValueInfos
+from flow.compat.qonnx_view import EditableView, GraphView
 
 _finn_apply = finn_qa.ConvertQuantActToMultiThreshold.apply
 _FINN_HANDLERS = [QuantReluHandler, QuantIdentityHandler]
@@ -49,21 +49,11 @@ class _Around(list):
         self.removed.append(node)
 
 
-class _Graph:
-    """The graph as a handler sees it: ``node`` as above, ``value_info`` appends indexed, the rest the graph's own."""
-
-    def __init__(self, view: EditableView, node: _Around):
-        self._graph, self.node, self.value_info = view.model.graph, node, IndexedValueInfos(view)
-
-    def __getattr__(self, name):
-        return getattr(self._graph, name)
-
-
 class _View(EditableView):
-    """:class:`EditableView` whose ``graph`` is the handler's :class:`_Graph` while a handler runs."""
+    """:class:`EditableView` whose ``graph`` is the handler's (``node`` an :class:`_Around`) while a handler runs."""
 
     def __init__(self, model: ModelWrapper):
-        self.around: _Graph | None = None
+        self.around: GraphView | None = None
         super().__init__(model)
 
     @property
@@ -112,7 +102,7 @@ def convert_quant_acts(self: finn_qa.ConvertQuantActToMultiThreshold, model: Mod
                 )
             checked = True
         around = _Around(n)
-        view.around = _Graph(view, around)
+        view.around = GraphView(view, around)
         try:
             _handler_class(predecessor_op_type)(view, n, 1).replace_quant_node()
         finally:

@@ -28,6 +28,14 @@ from qonnx.util.basic import random_string
 from flow.compat.qonnx_index import _MULTIPLE, IndexedModel
 
 
+def new_tensor_name(names: set[str]) -> str:
+    """A tensor name as qonnx's ``make_new_valueinfo_name`` draws it, against ``names`` (a set, not a list)."""
+    candidate = random_string()
+    while candidate in names:
+        candidate = random_string()
+    return candidate
+
+
 class EditableView(IndexedModel):
     """:class:`IndexedModel` that also draws new tensor names from a set and appends value infos and initializers in O(1)."""
 
@@ -44,10 +52,7 @@ class EditableView(IndexedModel):
         self._names.add(vi.name)
 
     def make_new_valueinfo_name(self) -> str:
-        candidate = random_string()
-        while candidate in self._names:
-            candidate = random_string()
-        return candidate
+        return new_tensor_name(self._names)
 
     def set_tensor_shape(self, tensor_name, tensor_shape, dtype=None):
         value_info = self._model_proto.graph.value_info
@@ -145,12 +150,12 @@ class IndexedValueInfos:
         return getattr(self._field, name)
 
 
-class _Graph:
-    """The graph as the pass sees it: ``node`` the view's list, ``value_info`` appends indexed, the rest the graph's own."""
+class GraphView:
+    """The graph as a pass sees it: ``node`` a stand-in list, ``value_info`` appends indexed, the rest the graph's own."""
 
-    def __init__(self, view: ListView):
+    def __init__(self, view: EditableView, node: list):
         self._graph = view.model.graph
-        self.node = view.nodes
+        self.node = node
         self.value_info = IndexedValueInfos(view)
 
     def __getattr__(self, name):
@@ -173,7 +178,7 @@ class ListView(EditableView):
             for i in n.input:
                 self._cons.setdefault(i, []).append(n)
         self._unordered: set[str] = set()  # tensors whose producer or reader list may be out of graph order
-        self._proxy = _Graph(self)
+        self._proxy = GraphView(self, self.nodes)
 
     @property
     def graph(self):
