@@ -8,7 +8,7 @@ import random
 from collections import Counter
 
 import pytest
-from corpus import structures as S
+from corpus.samples import exported
 from finn.analysis.fpgadataflow.dataflow_performance import dataflow_performance
 from finn.analysis.fpgadataflow.unsupported_layers import unsupported_layers
 from finn.transformation.fpgadataflow.annotate_cycles import AnnotateCycles
@@ -19,7 +19,6 @@ from qonnx.custom_op.registry import getCustomOp
 from flow.builder import build
 from flow.compat.qonnx_linear import linear_qonnx
 from flow.core.config import build_config
-from flow.nn.export import export_qonnx
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +26,7 @@ def folded(tmp_path_factory):
     """Folded dataflow graphs (qflow's SetFolding for two frame rates) of a MobileNet slice and stacked residual blocks."""
     tmp = tmp_path_factory.mktemp("dwc")
     found = {}
-    for fn in (S.mobilenet_slice, S.residual_stacked):
-        name, module, shape, dtype, _ = fn()
-        path = tmp / f"{name}.onnx"
-        export_qonnx(module, path, shape, dtype)
+    for name, (path, _) in exported(tmp, tfc=False).items():
         for fps in (2_000, 200_000):
             result = build(path, build_config(target="pynq-z1", target_fps=fps, verify_samples=0), tmp / f"{name}_{fps}")
             found[f"{name}_{fps}"] = ModelWrapper(str(result.checkpoints["minimize_bit_width"]))

@@ -7,9 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from corpus import structures as S
-from corpus.cases import BY_NAME
-from corpus.export import EXPORTERS
+from corpus.samples import exported
 from finn.transformation.fpgadataflow.create_dataflow_partition import CreateDataflowPartition
 from onnx import TensorProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
@@ -20,22 +18,13 @@ from flow.builder import build
 from flow.compat import qonnx_partition
 from flow.compat.qonnx_linear import linear_qonnx
 from flow.core.config import build_config
-from flow.nn.export import export_qonnx
 
 
 @pytest.fixture(scope="module")
 def hw_graphs(tmp_path_factory):
     """qflow's HW graphs (before the dataflow partition) of a MobileNet slice, stacked residual blocks and TFC."""
     tmp = tmp_path_factory.mktemp("partition")
-    found = {}
-    for fn in (S.mobilenet_slice, S.residual_stacked):
-        name, module, shape, dtype, _ = fn()
-        export_qonnx(module, tmp / f"{name}.onnx", shape, dtype)
-        found[name] = (tmp / f"{name}.onnx", dtype)
-    case = BY_NAME["tfc_1w1a"]
-    (tmp / "tfc").mkdir()
-    EXPORTERS[case.export](case.build().eval(), case.shape, tmp / "tfc" / "model.onnx")  # clears its folder
-    found["tfc"] = (tmp / "tfc" / "model.onnx", case.input_dtype)
+    found = exported(tmp)
     return {name: ModelWrapper(str(build(path, build_config(target="pynq-z1", target_fps=10_000, verify_samples=0, input_dtype=dtype),
                                          tmp / f"{name}_out").checkpoints["convert_to_hw"])) for name, (path, dtype) in found.items()}
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from corpus import structures as S
-from corpus.cases import BY_NAME
-from corpus.export import EXPORTERS
+from corpus.samples import exported
 from finn.transformation.streamline.reorder import MoveScalarMulPastMatMul
 from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
@@ -19,7 +17,6 @@ from flow.compat import finn_guards, qonnx_view
 from flow.compat.qonnx_linear import linear_qonnx
 from flow.compat.qonnx_view import ListView, on_list_view
 from flow.core.config import build_config
-from flow.nn.export import export_qonnx
 
 
 def relu_chain(n: int) -> ModelWrapper:
@@ -75,15 +72,7 @@ def pass_inputs(tmp_path_factory):
     """The graphs qflow's streamlining hands to a pass of ON_LIST_VIEW where its pattern occurs, in builds of TFC,
     a MobileNet slice and stacked residual blocks."""
     tmp = tmp_path_factory.mktemp("view")
-    found = {}
-    for fn in (S.mobilenet_slice, S.residual_stacked):
-        name, module, shape, dtype, _ = fn()
-        export_qonnx(module, tmp / f"{name}.onnx", shape, dtype)
-        found[name] = (tmp / f"{name}.onnx", dtype)
-    case = BY_NAME["tfc_1w1a"]
-    (tmp / "tfc").mkdir()
-    EXPORTERS[case.export](case.build().eval(), case.shape, tmp / "tfc" / "model.onnx")  # clears its folder
-    found["tfc"] = (tmp / "tfc" / "model.onnx", case.input_dtype)
+    found = exported(tmp)
     seen = []
 
     class Recording(ListView):
