@@ -94,7 +94,7 @@ def execute_batched(
     Raises UnsupportedOpError for nodes that cannot be executed.
     """
     with linear_qonnx():  # qonnx's shape checks and lookups in linear time
-        plan = _Plan(model)
+        plan = Plan(model)
     feeds, n = xn.prepare_inputs(plan.tensors, plan.inputs, inputs)
     if n == 0:
         raise ValueError("no samples given (axis 0 of the inputs is empty)")
@@ -138,7 +138,7 @@ def describe_execution(model: ModelWrapper) -> list[tuple[str, str, str]]:
     planned as batched is demoted to per-sample at run time if its batched run fails.
     """
     rows = []
-    for runner in _Plan(model).all_runners():
+    for runner in Plan(model).all_runners():
         how = {True: "batched", False: "per-sample", None: "once"}[runner.mode]
         how = "partition" if isinstance(runner, xc.PartitionRunner) else how
         how += " (python model)" if runner.python_fallback else ""
@@ -146,7 +146,7 @@ def describe_execution(model: ModelWrapper) -> list[tuple[str, str, str]]:
     return rows
 
 
-class _Plan:
+class Plan:
     """A model prepared for execution: one runner per node, constants precomputed."""
 
     def __init__(self, model: ModelWrapper):
@@ -180,7 +180,7 @@ class _Plan:
                                  "the nodes must be topologically sorted")
             for i in self._integer(ins):
                 if i in self.consts and i not in done:
-                    self._sanitize([i], self.consts)
+                    self.sanitize_values([i], self.consts)
                     done.add(i)
                 elif i in self.inputs and i not in self.input_checks:
                     self.input_checks.append(i)
@@ -197,14 +197,14 @@ class _Plan:
                 ctx = {i: self.consts[i] for i in ins}
                 ctx.update(runner._out_buffers(None))
                 runner.run_single(ctx)
-                self._sanitize(self._integer(outs), ctx)
+                self.sanitize_values(self._integer(outs), ctx)
                 self.consts.update({o: ctx[o] for o in outs})
                 done.update(outs)
 
     def _runner(self, node, live: bool, opset: int) -> xn.Runner:
         t = self.tensors
         if node.op_type in PARTITION_OPS and is_custom_op(node.domain, node.op_type):
-            child = _Plan(ModelWrapper(getCustomOp(node).get_nodeattr("model")))
+            child = Plan(ModelWrapper(getCustomOp(node).get_nodeattr("model")))
             self.batched_all |= child.batched_all | {f"{node.name}_{k}" for k in child.batched_all}
             return xc.PartitionRunner(node, t, child)
         ins, outs = [i for i in node.input if i in t.batched], [o for o in node.output if o]
@@ -270,7 +270,7 @@ class _Plan:
     def _integer(self, names: list[str]) -> list[str]:
         return [n for n in names if self.sanitize and self.dt.get_tensor_datatype(n).is_integer()]
 
-    def _sanitize(self, names: list[str], ctx: dict) -> None:
+    def sanitize_values(self, names: list[str], ctx: dict) -> None:
         """qonnx's ``sanitize_quant_values``, vectorized: round integer-annotated tensors
         holding values their datatype does not allow, if no value moves by more than
         qonnx's execution error threshold (else raise, as qonnx does).
@@ -302,13 +302,13 @@ class _Plan:
         """
         ctx = dict(self.consts)
         ctx.update(feeds)
-        self._sanitize(self.input_checks, ctx)
+        self.sanitize_values(self.input_checks, ctx)
         drops = self._drops(keep) if keep is not None else None
         for k, (runner, outs) in enumerate(self.steps):
             if isinstance(runner, xc.PartitionRunner):
                 runner.keep = keep
             runner.run(ctx, n)
-            self._sanitize(outs, ctx)
+            self.sanitize_values(outs, ctx)
             if drops is not None and drops[k]:
                 for t in drops[k]:
                     ctx.pop(t, None)

@@ -12,8 +12,8 @@ the quantizers of the two graphs (in graph order, by size and agreeing levels), 
 first pair whose levels differ, and checks that every differing value lies within
 :data:`KNIFE_EDGE` quantization steps of a rounding boundary *in both graphs*; it then makes the
 reference round those values the way the other graph did (an ``Add`` of the difference right
-in front of the reference's quantizer) and runs it again, until every paired quantizer
-agrees. The reference with those roundings replayed is returned: when its outputs equal the
+in front of the reference's quantizer) and runs again the nodes downstream of it, until every
+paired quantizer agrees. The reference with those roundings replayed is returned: when its outputs equal the
 other stage's, the sample is a rounding tie. A wrong conversion changes values far from any
 boundary, or leaves outputs that still differ, and is reported as it was.
 """
@@ -29,6 +29,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import get_by_name
 
 from flow.sim.execute import execute_batched
+from flow.sim.resume import Resumable
 
 #: A value within this many quantization steps of a rounding boundary may round either way
 #: between two float evaluation orders (float32 error is orders of magnitude below it).
@@ -137,12 +138,17 @@ class Quantizer:
 
 def quantizers(model: ModelWrapper) -> list[Quantizer]:
     """The activation quantizers of ``model`` in graph order (a ``Quant`` of constant weights is none)."""
+    return [q for _, q in _positions(model)]
+
+
+def _positions(model: ModelWrapper) -> list[tuple[int, Quantizer]]:
+    """:func:`quantizers`, each with its node's index in the graph."""
     constant = {t.name for t in model.graph.initializer}
     found = []
-    for n in model.graph.node:
+    for k, n in enumerate(model.graph.node):
         if n.op_type in ("MultiThreshold", "Quant", "BipolarQuant") and n.input[0] not in constant:
             if all(t in constant for t in n.input[1:]):
-                found.append(Quantizer(n, model))
+                found.append((k, Quantizer(n, model)))
     return found
 
 
@@ -300,16 +306,20 @@ class Replay:
 def replay_roundings(ref_model: ModelWrapper, cur_model: ModelWrapper, x_ref: np.ndarray, x_cur: np.ndarray) -> Replay | None:
     """The reference rounding like ``cur_model`` on one sample (``x_ref``/``x_cur``: a batch of 1 shaped for
     each graph), when every difference between their paired quantizers is a knife-edge value; None when a
-    difference is not, or when the quantizers cannot be paired. ``flips`` 0: the quantizers already agree."""
-    qr, qc = quantizers(ref_model), quantizers(cur_model)
-    if not qr or not qc:
+    difference is not, or when the quantizers cannot be paired. ``flips`` 0: the quantizers already agree.
+
+    The reference runs once; after each correction only the nodes downstream of it run again
+    (:class:`flow.sim.resume.Resumable`)."""
+    found, qc = _positions(ref_model), quantizers(cur_model)
+    if not found or not qc:
         return None
+    live = [q for _, q in found]
     cur = execute_batched(cur_model, x_cur, outputs=[t for q in qc for t in (q.inp, q.out)])
+    run = Resumable(ref_model, x_ref)
     corrections: dict[int, np.ndarray] = {}
-    model, flipped, where = ref_model, 0, []
-    for _ in range(len(qr) + 1):
-        live = quantizers(model)
-        ref = execute_batched(model, x_ref, outputs=[t for q in live for t in (q.inp, q.out)])
+    flipped, where = 0, []
+    for _ in range(len(live) + 1):
+        ref = {q.out: run.value(q.out) for q in live}
         pairs = _pair(live, qc, ref, cur)  # again each round: a replayed rounding makes later layers agree
         if not pairs:
             return None
@@ -321,17 +331,17 @@ def replay_roundings(ref_model: ModelWrapper, cur_model: ModelWrapper, x_ref: np
             if diff.any():
                 break
         else:
-            return Replay(model, flipped, tuple(where))
+            return Replay(_with_corrections(ref_model, corrections), flipped, tuple(where))
         i = live.index(q)
-        before = ref[q.inp] - corrections.get(i, 0.0)  # the value before an earlier correction
+        before = run.value(q.inp)  # the run adds a correction only as the quantizer reads its input
         if np.unique(before[diff]).size > few_of(MAX_FLIP_SHARE, diff.size):  # the pairing caps the positions
             return None
         edge_ref = q.margin(before)[diff] <= KNIFE_EDGE
         edge_cur = p.to_ref(p.cur.margin(cur[p.cur.inp]))[diff] <= KNIFE_EDGE
-        if not (edge_ref.all() and edge_cur.all()):
-            return None
+        if not (edge_ref.all() and edge_cur.all()) or run.steps[found[i][0]] is None:
+            return None  # (an input-independent quantizer is the same in every run: nothing to replay)
         corrections[i] = np.where(diff, q.input_for(before, lc) - before, corrections.get(i, np.zeros_like(before)))
         flipped += int(diff.sum())
-        where.append(qr[i].node.name or f"{q.node.op_type} #{i}")
-        model = _with_corrections(ref_model, corrections)
+        where.append(q.node.name or f"{q.node.op_type} #{i}")
+        run.rerun(found[i][0], q.inp, corrections[i])
     return None

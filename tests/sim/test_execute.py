@@ -354,15 +354,15 @@ def test_default_chunks_keep_tensors_in_flight_within_the_budget(stages, monkeyp
     x = _input_for(model, _images(23, (1, 12, 12), seed=6))
     out = model.graph.output[0].name
     whole = execute_batched(model, x)[out]
-    plan = ex._Plan(model)
+    plan = ex.Plan(model)
     per_sample = plan.bytes_per_sample({out})
     # the input, one sample of float32 12x12, is in flight at the start; the largest tensor later on
     assert per_sample >= 12 * 12 * 4
     assert per_sample >= max(int(np.prod(plan.tensors.batched_shape(t, 1))) * plan.tensors.dtype[t].itemsize
                              for t in plan.batched_all if t in plan.tensors.shape)
     sizes = []
-    run = ex._Plan.run
-    monkeypatch.setattr(ex._Plan, "run", lambda self, feeds, n, keep=None: sizes.append(n) or run(self, feeds, n, keep))
+    run = ex.Plan.run
+    monkeypatch.setattr(ex.Plan, "run", lambda self, feeds, n, keep=None: sizes.append(n) or run(self, feeds, n, keep))
     monkeypatch.setattr(ex, "IN_FLIGHT_BYTES", 4 * per_sample)
     assert np.array_equal(execute_batched(model, x)[out], whole)
     assert sizes == [4, 4, 4, 4, 4, 3]
