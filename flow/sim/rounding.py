@@ -296,11 +296,13 @@ def _with_corrections(model: ModelWrapper, corrections: dict[int, np.ndarray]) -
 
 @dataclass(frozen=True)
 class Replay:
-    """The reference with the other stage's roundings at ``flips`` knife-edge values, and where they were."""
+    """The reference with the other stage's roundings at ``flips`` knife-edge values, and where they were;
+    ``run``: that model's run on the sample (every tensor, as executing ``model`` computes it)."""
 
     model: ModelWrapper
     flips: int
     quantizers: tuple[str, ...]
+    run: Resumable
 
 
 def replay_roundings(ref_model: ModelWrapper, cur_model: ModelWrapper, x_ref: np.ndarray, x_cur: np.ndarray) -> Replay | None:
@@ -331,7 +333,7 @@ def replay_roundings(ref_model: ModelWrapper, cur_model: ModelWrapper, x_ref: np
             if diff.any():
                 break
         else:
-            return Replay(_with_corrections(ref_model, corrections), flipped, tuple(where))
+            return Replay(_with_corrections(ref_model, corrections), flipped, tuple(where), run)
         i = live.index(q)
         before = run.value(q.inp)  # the run adds a correction only as the quantizer reads its input
         if np.unique(before[diff]).size > few_of(MAX_FLIP_SHARE, diff.size):  # the pairing caps the positions

@@ -90,11 +90,15 @@ def _labels(final: np.ndarray) -> np.ndarray:
     return final.reshape(final.shape[0], -1)[:, 0].astype(np.int64)
 
 
-def run_float_stage(name: str, model: ModelWrapper, x: np.ndarray) -> StageOutputs:
-    """Execute a float graph: its scores (the label node's input, if it has one) and labels."""
+def run_float_stage(name: str, model: ModelWrapper, x: np.ndarray, values: Callable[[str], np.ndarray] | None = None) -> StageOutputs:
+    """Execute a float graph: its scores (the label node's input, if it has one) and labels. ``values``: the
+    tensors of a run of ``model`` on ``x`` already made, by name (nothing is executed again)."""
     n = x.shape[0]
     label_in = label_select_input(model)
-    out = execute_batched(model, fit_inputs(model, x), outputs=[label_in] if label_in else [])
+    if values is None:
+        out = execute_batched(model, fit_inputs(model, x), outputs=[label_in] if label_in else [])
+    else:
+        out = {t: values(t) for t in (model.graph.output[0].name, label_in) if t}
     raw = out[model.graph.output[0].name]
     final = raw.reshape(n, -1)
     if label_in is not None:
@@ -202,7 +206,7 @@ def rounding_tie_finder(ref_model: ModelWrapper, cur_model: ModelWrapper, x: np.
             rep = replay_roundings(ref_model, cur_model, fit_inputs(ref_model, x[i:i + 1]), fit_inputs(cur_model, x[i:i + 1]))
             if rep is None or rep.flips == 0:
                 continue
-            again = run_float_stage(name, rep.model, x[i:i + 1])
+            again = run_float_stage(name, rep.model, x[i:i + 1], rep.run.value)  # the replay's own run
             one = StageOutputs(cur.name, logits=cur.logits[i:i + 1] if cur.logits is not None else None,
                                labels=cur.labels[i:i + 1] if cur.labels is not None else None)
             if compare_float(one, again).passed:

@@ -48,6 +48,7 @@ def assert_tie_replayed(ref, cur, x, flips: int) -> None:
     rep = replay_roundings(ref, cur, x, x)
     assert rep is not None and rep.flips == flips
     np.testing.assert_array_equal(execute_batched(rep.model, x)["y"], want)
+    np.testing.assert_array_equal(rep.run.value("y"), want)  # the replay's own run computes what its model does
 
 
 def qonnx_like():
@@ -88,6 +89,7 @@ def test_replaying_the_rounding_makes_the_reference_compute_the_other_stage():
     rep = replay_roundings(qonnx_like(), finn_like(), x, x)
     assert rep is not None and rep.flips == 1 and rep.quantizers == ("Quant #0",)  # the first quantizer (unnamed here)
     np.testing.assert_array_equal(run_float_stage("r", rep.model, x).logits, run_float_stage("c", finn_like(), x).logits)
+    np.testing.assert_array_equal(run_float_stage("r", rep.model, x, rep.run.value).logits, run_float_stage("r", rep.model, x).logits)
 
 
 def test_a_sample_that_differs_only_by_a_rounding_tie_passes_and_is_counted():
