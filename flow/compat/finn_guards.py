@@ -16,8 +16,8 @@ not: every graph FINN's pass would change (or warn about, or fail on) passes the
 over the graph builds the consumer and producer index, and the test looks each candidate up in
 it. Where no candidate exists, FINN's pass would change nothing and end with its closing
 inference (``InferShapes``, and ``InferDataTypes`` for some): only that runs. Anywhere else
-FINN's own ``apply`` runs, unchanged; for the passes of :data:`ON_LIST_VIEW`, which rewire only by
-inserting and removing nodes, on a view whose lookups are dictionaries (:mod:`flow.compat.qonnx_view`).
+FINN's own ``apply`` runs, unchanged; for the passes of :data:`ON_LIST_VIEW` on a view whose lookups are
+dictionaries kept current as the pass rewires (:mod:`flow.compat.qonnx_view`).
 So the model is FINN's, byte for byte;
 ``tests/compat/test_finn_guards.py`` compares whole streamlining runs with and without the
 guards, and counts the scans FINN's passes make for nothing.
@@ -173,11 +173,22 @@ GUARDS: dict[type, tuple[Callable[..., bool], tuple]] = {
 
 #: FINN's own ``apply`` of each guarded pass.
 ORIGINAL = {cls: cls.__dict__["apply"] for cls in GUARDS}
-#: The passes that rewire only by inserting new nodes and removing old ones (no node's inputs or outputs
-#: edited in place): where their pattern occurs, FINN's ``apply`` runs on a :class:`~flow.compat.qonnx_view.ListView`.
-#: ``CollapseRepeatedOp`` qualifies too, but with it on the view the 224x224 ProxylessNAS build peaked at
-#: 5.4 GB instead of 3.9 GB (``benchmarks/scale.py --whole``): it runs as FINN's.
-ON_LIST_VIEW = (reorder.MoveScalarMulPastMatMul, BatchNormToAffine)
+#: The passes that, where their pattern occurs, run FINN's ``apply`` on a :class:`~flow.compat.qonnx_view.ListView`
+#: (lookups by dictionary, in-place rewiring seen through its watched nodes): those that builds of TFC, a MobileNet
+#: slice and residual blocks exercise, each compared with FINN's byte for byte in ``tests/compat/test_qonnx_view.py``.
+#: The rest run as FINN's; ``MoveAddPastConv`` could not (it executes a node of the graph with onnxruntime, and a
+#: watched node is no ``NodeProto``), and ``CollapseRepeatedOp`` on the view made the 224x224 ProxylessNAS build
+#: peak at 5.4 GB instead of 3.9 GB (``benchmarks/scale.py --whole``).
+ON_LIST_VIEW = (
+    reorder.MoveScalarMulPastMatMul,
+    reorder.MoveScalarMulPastConv,
+    reorder.MoveOpPastFork,
+    reorder.MoveLinearPastEltwiseAdd,
+    absorb.AbsorbMulIntoMultiThreshold,
+    absorb.AbsorbAddIntoMultiThreshold,
+    absorb.AbsorbTransposeIntoMultiThreshold,
+    BatchNormToAffine,
+)
 
 
 def _guarded(cls: type):

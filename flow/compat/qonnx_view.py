@@ -11,15 +11,18 @@ pass that walks ``graph.node`` while inserting and removing behaves the same on 
 each tensor's producers and readers current as nodes come and go, so ``find_producer``,
 ``find_consumers``, ``is_fork_node``, ``is_join_node`` ... are dictionary lookups (in graph order,
 as qonnx's scans find them). The nodes are written back once, before the pass's closing
-``transform`` or when it returns. It is exact for passes that rewire by inserting new nodes and
-removing old ones, and never edit a node's inputs or outputs in place (which no list can see):
-:data:`flow.compat.finn_guards.ON_LIST_VIEW` names the FINN passes that qualify, and
-``tests/compat/test_finn_guards.py`` compares their graphs with FINN's byte for byte.
+``transform`` or when it returns. A pass gets each node as a :class:`WatchedNode`: the node itself
+for everything it reads or sets, except that its ``input`` and ``output`` lists report their edits to
+the index, so a pass that rewires a node in place (``consumer.input[0] = x``) sees the rewiring in
+its next lookup. :data:`flow.compat.finn_guards.ON_LIST_VIEW` names the FINN passes that run on it,
+and ``tests/compat/test_qonnx_view.py`` compares their graphs with FINN's byte for byte.
 """
 
 from __future__ import annotations
 
-from onnx import TensorProto
+import copy
+
+from onnx import NodeProto, TensorProto
 from onnx import helper as oh
 from onnx import numpy_helper as np_helper
 from qonnx.core.modelwrapper import ModelWrapper
@@ -82,6 +85,132 @@ class EditableView(IndexedModel):
         self.set_tensor_shape(tensor_name, list(tensor_value.shape), proto.data_type)
 
 
+def proto_of(node):
+    """The ``NodeProto`` behind ``node`` (a :class:`WatchedNode` or a node)."""
+    return node.proto if isinstance(node, WatchedNode) else node
+
+
+class _Wires:
+    """A watched node's ``input`` or ``output``: the repeated field, its edits reported to the view's index."""
+
+    __slots__ = ("_node", "_kind")
+
+    def __init__(self, node: WatchedNode, kind: str):
+        self._node, self._kind = node, kind
+
+    @property
+    def _field(self):
+        return getattr(self._node.proto, self._kind)
+
+    def _edit(self, name: str, *args):
+        return self._node.rewired(self._kind, lambda: getattr(self._field, name)(*args))
+
+    def __getitem__(self, k):
+        return self._field[k]
+
+    def __setitem__(self, k, value):
+        self._edit("__setitem__", k, value)
+
+    def __delitem__(self, k):
+        self._edit("__delitem__", k)
+
+    def append(self, value):
+        self._edit("append", value)
+
+    def extend(self, values):
+        self._edit("extend", list(values))
+
+    def insert(self, k, value):
+        self._edit("insert", k, value)
+
+    def remove(self, value):
+        self._edit("remove", value)
+
+    def pop(self, k=-1):
+        return self._edit("pop", k)
+
+    def __len__(self):
+        return len(self._field)
+
+    def __iter__(self):
+        return iter(self._field)
+
+    def __contains__(self, value):
+        return value in self._field
+
+    def __eq__(self, other):
+        return list(self._field) == list(other)
+
+    def __repr__(self):
+        return repr(list(self._field))
+
+    def __getattr__(self, name):
+        return getattr(self._field, name)
+
+
+class WatchedNode:
+    """A node of a :class:`ListView` as a pass gets it: the ``NodeProto`` for everything, but ``input`` and
+    ``output``, whose edits keep the view's producer and reader index current (while the node is in the graph)."""
+
+    __slots__ = ("proto", "view", "live", "input", "output")
+    __hash__ = None  # as protobuf's messages
+
+    def __init__(self, view: ListView, proto: NodeProto):
+        for name, value in (("proto", proto), ("view", view), ("live", False)):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "input", _Wires(self, "input"))
+        object.__setattr__(self, "output", _Wires(self, "output"))
+
+    def rewired(self, kind: str, edit):
+        if not self.live:
+            return edit()
+        self.view.dropped(self, kinds=(kind,))
+        try:
+            return edit()
+        finally:
+            self.view.added(self, kinds=(kind,))
+
+    def __getattr__(self, name):
+        return getattr(self.proto, name)
+
+    def __setattr__(self, name, value):
+        if name == "live":
+            object.__setattr__(self, name, value)
+        elif name in ("input", "output"):
+            raise AttributeError(f"assign to node.{name}[:] instead of node.{name}")
+        else:
+            setattr(self.proto, name, value)
+
+    def _whole(self, name: str, *args):
+        return self.rewired("both", lambda: getattr(self.proto, name)(*(proto_of(a) for a in args)))
+
+    def CopyFrom(self, other):  # noqa: N802 - protobuf's names
+        self._whole("CopyFrom", other)
+
+    def MergeFrom(self, other):  # noqa: N802
+        self._whole("MergeFrom", other)
+
+    def Clear(self):  # noqa: N802
+        self._whole("Clear")
+
+    def ClearField(self, name):  # noqa: N802
+        self._whole("ClearField", name)
+
+    def __eq__(self, other):
+        return self.proto == proto_of(other)
+
+    def __deepcopy__(self, memo):
+        return copy.deepcopy(self.proto, memo)
+
+    def __copy__(self):
+        return copy.copy(self.proto)
+
+    def __str__(self):
+        return str(self.proto)
+
+    __repr__ = __str__
+
+
 class _Nodes(list):
     """``graph.node`` as a Python list; inserts and removals reach the view's producer and reader index."""
 
@@ -89,12 +218,11 @@ class _Nodes(list):
         super().__init__(nodes)
         self._view = view
 
-    @staticmethod
-    def _copy(node):
+    def _copy(self, node) -> WatchedNode:
         """What protobuf's field stores: a copy (a pass's later edits to the node it made do not reach the graph)."""
-        stored = type(node)()
-        stored.CopyFrom(node)
-        return stored
+        stored = NodeProto()
+        stored.CopyFrom(proto_of(node))
+        return WatchedNode(self._view, stored)
 
     def insert(self, index, node) -> None:
         stored = self._copy(node)
@@ -169,33 +297,42 @@ class ListView(EditableView):
         self._proxy = None
         super().__init__(model)
         self.owner = model
-        self.nodes = _Nodes(self, list(self._model_proto.graph.node))
+        self.nodes = _Nodes(self, [WatchedNode(self, n) for n in self._model_proto.graph.node])
         self._prod: dict[str, list] = {}
         self._cons: dict[str, list] = {}
-        for n in self.nodes:
-            for o in n.output:
-                self._prod.setdefault(o, []).append(n)
-            for i in n.input:
-                self._cons.setdefault(i, []).append(n)
         self._unordered: set[str] = set()  # tensors whose producer or reader list may be out of graph order
+        for n in self.nodes:
+            self.added(n)
+        self._unordered.clear()  # the lists were filled in graph order
         self._proxy = GraphView(self, self.nodes)
 
     @property
     def graph(self):
         return self._proxy if self._proxy is not None else self._model_proto.graph
 
-    def added(self, node) -> None:
-        for o in node.output:
-            self._prod.setdefault(o, []).append(node)
-            if len(self._prod[o]) > 1:
-                self._unordered.add(o)
-        for i in node.input:
-            self._cons.setdefault(i, []).append(node)
-            if len(self._cons[i]) > 1:
-                self._unordered.add(i)
+    def _tables(self, node: WatchedNode, kinds: tuple[str, ...] | None):
+        if kinds is None:
+            kinds = ("both",)
+        if "both" in kinds or "output" in kinds:
+            yield self._prod, node.proto.output
+        if "both" in kinds or "input" in kinds:
+            yield self._cons, node.proto.input
 
-    def dropped(self, node) -> None:
-        for table, tensors in ((self._prod, node.output), (self._cons, node.input)):
+    def added(self, node: WatchedNode, kinds: tuple[str, ...] | None = None) -> None:
+        """Index ``node`` (joining the graph; with ``kinds``, its ``input`` or ``output`` just rewired)."""
+        node.live = node.live or kinds is None
+        for table, tensors in self._tables(node, kinds):
+            for t in tensors:
+                found = table.setdefault(t, [])
+                found.append(node)
+                if len(found) > 1:
+                    self._unordered.add(t)
+
+    def dropped(self, node: WatchedNode, kinds: tuple[str, ...] | None = None) -> None:
+        """Forget ``node`` (leaving the graph; with ``kinds``, its ``input`` or ``output`` about to be rewired)."""
+        if kinds is None:
+            node.live = False
+        for table, tensors in self._tables(node, kinds):
             for t in tensors:
                 found = table.get(t, [])
                 for k, x in enumerate(found):
@@ -205,9 +342,11 @@ class ListView(EditableView):
 
     def _ordered(self, table: dict, tensor: str) -> list:
         found = table.get(tensor, [])
-        if tensor in self._unordered and len(found) > 1:
-            position = {id(x): k for k, x in enumerate(self.nodes)}
-            found.sort(key=lambda x: position[id(x)])
+        if tensor in self._unordered:
+            if len(found) > 1:
+                position = {id(x): k for k, x in enumerate(self.nodes)}
+                found.sort(key=lambda x: position[id(x)])
+            self._unordered.discard(tensor)  # in order until a node joins the list
         return found
 
     def find_producer(self, tensor_name):
@@ -229,8 +368,8 @@ class ListView(EditableView):
         if self._proxy is None:
             return
         g = self._model_proto.graph
-        if len(self.nodes) != len(g.node) or not all(a is b for a, b in zip(self.nodes, g.node)):
-            nodes = list(self.nodes)
+        if len(self.nodes) != len(g.node) or not all(a.proto is b for a, b in zip(self.nodes, g.node)):
+            nodes = [n.proto for n in self.nodes]
             del g.node[:]
             g.node.extend(nodes)
         self._proxy = None

@@ -3,10 +3,13 @@ with dictionary lookups, and give FINN's graph byte for byte."""
 
 from __future__ import annotations
 
+import copy
 import random
+import sys
 
 import pytest
 from corpus.samples import exported
+from finn.transformation.streamline import absorb, reorder
 from finn.transformation.streamline.reorder import MoveScalarMulPastMatMul
 from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
@@ -69,35 +72,43 @@ def test_lookups_follow_inserts_and_removals_in_graph_order():
 
 @pytest.fixture(scope="module")
 def pass_inputs(tmp_path_factory):
-    """The graphs qflow's streamlining hands to a pass of ON_LIST_VIEW where its pattern occurs, in builds of TFC,
-    a MobileNet slice and stacked residual blocks."""
+    """Each pass of ON_LIST_VIEW that ran on the view in builds of TFC, a MobileNet slice and stacked residual
+    blocks (where its pattern occurred), with the graphs qflow's streamlining handed it."""
     tmp = tmp_path_factory.mktemp("view")
     found = exported(tmp)
-    seen = []
+    seen: list[tuple[object, bytes]] = []
 
     class Recording(ListView):
         def __init__(self, model):
-            seen.append(model.model.SerializeToString())
+            the_pass = sys._getframe(1).f_locals["self"]  # on_list_view's run(self, model)
+            seen.append((copy.deepcopy(the_pass), model.model.SerializeToString()))
             super().__init__(model)
 
     with pytest.MonkeyPatch.context() as m:
         m.setattr(qonnx_view, "ListView", Recording)
         for name, (path, dtype) in found.items():
             build(path, build_config(target="pynq-z1", target_fps=10_000, verify_samples=0, input_dtype=dtype), tmp / f"{name}_out")
-    return [ModelWrapper(b) for b in seen]
+    return seen
 
 
-PASSES = [MoveScalarMulPastMatMul, BatchNormToAffine]
+PASSES = [
+    MoveScalarMulPastMatMul, BatchNormToAffine, reorder.MoveScalarMulPastConv, reorder.MoveOpPastFork,
+    reorder.MoveLinearPastEltwiseAdd, absorb.AbsorbMulIntoMultiThreshold, absorb.AbsorbAddIntoMultiThreshold,
+    absorb.AbsorbTransposeIntoMultiThreshold,
+]
 
 
-@pytest.mark.parametrize("cls", PASSES, ids=[c.__name__ for c in PASSES])
-def test_finns_pass_on_the_list_view_gives_finns_graph_without_a_scan(cls, pass_inputs, monkeypatch):
+@pytest.mark.parametrize("owner", PASSES, ids=[c.__name__ for c in PASSES])
+def test_finns_pass_on_the_list_view_gives_finns_graph_without_a_scan(owner, pass_inputs, monkeypatch):
     """Why: each of these passes scans the graph (is_fork_node, is_join_node, find_consumer) for every
-    candidate node. On the view: FINN's graph, byte for byte, before and after qonnx's cleanup, no scan."""
-    owner = next(c for c in finn_guards.ON_LIST_VIEW if issubclass(cls, c))
+    candidate node. On the view (in-place rewiring included): FINN's graph, byte for byte, before and after
+    qonnx's cleanup, no scan."""
+    assert set(PASSES) == set(finn_guards.ON_LIST_VIEW)  # every pass on the view is compared here
     original = finn_guards.ORIGINAL[owner]
     changed = 0
-    for i, model in enumerate(pass_inputs):
+    cases = [(p, b) for p, b in pass_inputs if isinstance(p, owner)]
+    assert cases, f"no build ran {owner.__name__} on the view"
+    for i, (the_pass, graph) in enumerate(cases):
         for cleanup in (False, True):
             outs = []
             for apply in (original, on_list_view(original)):
@@ -108,10 +119,31 @@ def test_finns_pass_on_the_list_view_gives_finns_graph_without_a_scan(cls, pass_
                     for lookup in ("find_consumers", "find_producer"):
                         real = getattr(ModelWrapper, lookup)
                         m.setattr(ModelWrapper, lookup, lambda self, t, _f=real: scans.__setitem__("n", scans["n"] + 1) or _f(self, t))
-                    out = ModelWrapper(model.model.SerializeToString()).transform(cls(), cleanup=cleanup)
+                    out = ModelWrapper(graph).transform(copy.deepcopy(the_pass), cleanup=cleanup)
                 outs.append((out.model.SerializeToString(), scans["n"]))
             assert outs[0][0] == outs[1][0], (i, cleanup)
             assert outs[1][1] == 0, i
         with linear_qonnx():
-            changed += original(cls(), ModelWrapper(model.model.SerializeToString()))[1]
+            changed += original(copy.deepcopy(the_pass), ModelWrapper(graph))[1]
     assert changed >= 1
+
+
+def test_a_node_rewired_in_place_is_found_by_its_new_wiring():
+    """FINN's passes edit ``node.input[k]`` / ``node.output[k]`` of nodes they hold: the next lookup sees it;
+    a node taken out of the graph is no longer indexed, whatever is done to it."""
+    view = ListView(relu_chain(4))  # t0 -> n0 -> t1 -> n1 -> t2 -> n2 -> t3 -> n3 -> t4
+    n1, n3 = view.find_consumer("t1"), view.find_consumer("t3")
+    n3.input[0] = "t1"  # n3 now reads t1 after n1 does
+    assert [n.name for n in view.find_consumers("t1")] == ["n1", "n3"] and view.find_consumers("t3") == []
+    n1.output[0] = "t9"
+    assert view.find_producer("t9").name == "n1" and view.find_producer("t2") is None
+    n1.input.extend(["t0"])
+    assert [n.name for n in view.find_consumers("t0")] == ["n0", "n1"]
+    view.graph.node.remove(n3)
+    n3.input[0] = "t0"  # an edit after the removal does not reach the graph
+    assert [n.name for n in view.find_consumers("t0")] == ["n0", "n1"] and view.find_consumers("t1") == [n1]
+    view.find_producer("t1").CopyFrom(helper.make_node("Neg", ["t4"], ["t5"], name="m"))
+    assert view.find_producer("t5").name == "m" and view.find_producer("t1") is None and view.find_consumer("t4").name == "m"
+    view.write_back()
+    assert [(n.name, list(n.input), list(n.output)) for n in view.model.graph.node] == [
+        ("m", ["t4"], ["t5"]), ("n1", ["t1", "t0"], ["t9"]), ("n2", ["t2"], ["t3"])]
