@@ -171,12 +171,15 @@ GUARDS: dict[type, tuple[Callable[..., bool], tuple]] = {
     BatchNormToAffine: (lambda p, w: bool(w.of("BatchNormalization")), SHAPES),
 }
 
-#: FINN's own ``apply`` of each guarded pass.
-ORIGINAL = {cls: cls.__dict__["apply"] for cls in GUARDS}
+#: FINN's passes with no guard that run on the list view (FINN's ``Streamline`` and qflow's structure passes run
+#: them on every graph): their ``apply`` scans the graph per candidate node, and rewires nodes in place.
+VIEW_ONLY = (absorb.AbsorbConsecutiveTransposes, reorder.MoveScalarLinearPastInvariants)
+#: FINN's own ``apply`` of each guarded pass, and of each pass of :data:`VIEW_ONLY`.
+ORIGINAL = {cls: cls.__dict__["apply"] for cls in (*GUARDS, *VIEW_ONLY)}
 #: The passes that, where their pattern occurs, run FINN's ``apply`` on a :class:`~flow.compat.qonnx_view.ListView`
 #: (lookups by dictionary, in-place rewiring seen through its watched nodes): those that builds of TFC, a MobileNet
 #: slice and residual blocks exercise, each compared with FINN's byte for byte in ``tests/compat/test_qonnx_view.py``.
-#: The rest run as FINN's; ``MoveAddPastConv`` could not (it executes a node of the graph with onnxruntime, and a
+#: :data:`VIEW_ONLY` names two more, which have no guard. The rest run as FINN's; ``MoveAddPastConv`` could not (it executes a node of the graph with onnxruntime, and a
 #: watched node is no ``NodeProto``), and ``CollapseRepeatedOp`` on the view made the 224x224 ProxylessNAS build
 #: peak at 5.4 GB instead of 3.9 GB (``benchmarks/scale.py --whole``).
 ON_LIST_VIEW = (
@@ -260,4 +263,8 @@ def streamline_apply(self: Streamline, model: ModelWrapper):
 
 
 #: (owner, attribute, replacement) for :mod:`flow.compat.qonnx_linear`.
-REPLACEMENTS = (*((cls, "apply", _guarded(cls)) for cls in GUARDS), (Streamline, "apply", streamline_apply))
+REPLACEMENTS = (
+    *((cls, "apply", _guarded(cls)) for cls in GUARDS),
+    *((cls, "apply", on_list_view(ORIGINAL[cls])) for cls in VIEW_ONLY),
+    (Streamline, "apply", streamline_apply),
+)
