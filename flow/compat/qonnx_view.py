@@ -13,14 +13,12 @@ each tensor's producers and readers current as nodes come and go, so ``find_prod
 as qonnx's scans find them). The nodes are written back once, before the pass's closing
 ``transform`` or when it returns. A pass gets each node as a :class:`WatchedNode`: the node itself
 for everything it reads or sets, except that its ``input`` and ``output`` lists report their edits to
-the index, so a pass that rewires a node in place (``consumer.input[0] = x``) sees the rewiring in
-its next lookup. :data:`flow.compat.finn_guards.ON_LIST_VIEW` names the FINN passes that run on it,
+the index (:mod:`flow.compat.qonnx_watch`), so a pass that rewires a node in place
+(``consumer.input[0] = x``) sees the rewiring in its next lookup. :data:`flow.compat.finn_guards.ON_LIST_VIEW` names the FINN passes that run on it,
 and ``tests/compat/test_qonnx_view.py`` compares their graphs with FINN's byte for byte.
 """
 
 from __future__ import annotations
-
-import copy
 
 from onnx import NodeProto, TensorProto
 from onnx import helper as oh
@@ -29,6 +27,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import random_string
 
 from flow.compat.qonnx_index import _MULTIPLE, IndexedModel
+from flow.compat.qonnx_watch import WatchedNode, proto_of
 
 
 def new_tensor_name(names: set[str]) -> str:
@@ -83,132 +82,6 @@ class EditableView(IndexedModel):
         inits.append(proto)
         self._init[tensor_name] = inits[len(inits) - 1]
         self.set_tensor_shape(tensor_name, list(tensor_value.shape), proto.data_type)
-
-
-def proto_of(node):
-    """The ``NodeProto`` behind ``node`` (a :class:`WatchedNode` or a node)."""
-    return node.proto if isinstance(node, WatchedNode) else node
-
-
-class _Wires:
-    """A watched node's ``input`` or ``output``: the repeated field, its edits reported to the view's index."""
-
-    __slots__ = ("_node", "_kind")
-
-    def __init__(self, node: WatchedNode, kind: str):
-        self._node, self._kind = node, kind
-
-    @property
-    def _field(self):
-        return getattr(self._node.proto, self._kind)
-
-    def _edit(self, name: str, *args):
-        return self._node.rewired(self._kind, lambda: getattr(self._field, name)(*args))
-
-    def __getitem__(self, k):
-        return self._field[k]
-
-    def __setitem__(self, k, value):
-        self._edit("__setitem__", k, value)
-
-    def __delitem__(self, k):
-        self._edit("__delitem__", k)
-
-    def append(self, value):
-        self._edit("append", value)
-
-    def extend(self, values):
-        self._edit("extend", list(values))
-
-    def insert(self, k, value):
-        self._edit("insert", k, value)
-
-    def remove(self, value):
-        self._edit("remove", value)
-
-    def pop(self, k=-1):
-        return self._edit("pop", k)
-
-    def __len__(self):
-        return len(self._field)
-
-    def __iter__(self):
-        return iter(self._field)
-
-    def __contains__(self, value):
-        return value in self._field
-
-    def __eq__(self, other):
-        return list(self._field) == list(other)
-
-    def __repr__(self):
-        return repr(list(self._field))
-
-    def __getattr__(self, name):
-        return getattr(self._field, name)
-
-
-class WatchedNode:
-    """A node of a :class:`ListView` as a pass gets it: the ``NodeProto`` for everything, but ``input`` and
-    ``output``, whose edits keep the view's producer and reader index current (while the node is in the graph)."""
-
-    __slots__ = ("proto", "view", "live", "input", "output")
-    __hash__ = None  # as protobuf's messages
-
-    def __init__(self, view: ListView, proto: NodeProto):
-        for name, value in (("proto", proto), ("view", view), ("live", False)):
-            object.__setattr__(self, name, value)
-        object.__setattr__(self, "input", _Wires(self, "input"))
-        object.__setattr__(self, "output", _Wires(self, "output"))
-
-    def rewired(self, kind: str, edit):
-        if not self.live:
-            return edit()
-        self.view.dropped(self, kinds=(kind,))
-        try:
-            return edit()
-        finally:
-            self.view.added(self, kinds=(kind,))
-
-    def __getattr__(self, name):
-        return getattr(self.proto, name)
-
-    def __setattr__(self, name, value):
-        if name == "live":
-            object.__setattr__(self, name, value)
-        elif name in ("input", "output"):
-            raise AttributeError(f"assign to node.{name}[:] instead of node.{name}")
-        else:
-            setattr(self.proto, name, value)
-
-    def _whole(self, name: str, *args):
-        return self.rewired("both", lambda: getattr(self.proto, name)(*(proto_of(a) for a in args)))
-
-    def CopyFrom(self, other):  # noqa: N802 - protobuf's names
-        self._whole("CopyFrom", other)
-
-    def MergeFrom(self, other):  # noqa: N802
-        self._whole("MergeFrom", other)
-
-    def Clear(self):  # noqa: N802
-        self._whole("Clear")
-
-    def ClearField(self, name):  # noqa: N802
-        self._whole("ClearField", name)
-
-    def __eq__(self, other):
-        return self.proto == proto_of(other)
-
-    def __deepcopy__(self, memo):
-        return copy.deepcopy(self.proto, memo)
-
-    def __copy__(self):
-        return copy.copy(self.proto)
-
-    def __str__(self):
-        return str(self.proto)
-
-    __repr__ = __str__
 
 
 class _Nodes(list):
@@ -378,6 +251,13 @@ class ListView(EditableView):
         self.write_back()
         return self.owner.transform(*args, **kwargs)
 
+    def release(self) -> None:
+        """Write the nodes back and drop everything the view holds. Its nodes point back at it, so without this
+        the view, the model it wraps and every weight it indexed would wait for Python's cycle collector: a
+        224x224 build, whose steps each replace the model, would hold several models at once."""
+        self.write_back()
+        self.__dict__.clear()
+
 
 def on_list_view(apply):
     """A pass's ``apply`` run on a :class:`ListView` of the model (its result the model's own)."""
@@ -387,7 +267,7 @@ def on_list_view(apply):
         try:
             result, changed = apply(self, view)
         finally:
-            view.write_back()
+            view.release()
         return (model if result is view else result), changed
 
     run.__doc__ = f"{apply.__qualname__} on a :class:`flow.compat.qonnx_view.ListView` of the model."

@@ -303,7 +303,7 @@ class Plan:
         ctx = dict(self.consts)
         ctx.update(feeds)
         self.sanitize_values(self.input_checks, ctx)
-        drops = self._drops(keep) if keep is not None else None
+        drops = self.drops(keep) if keep is not None else None
         for k, (runner, outs) in enumerate(self.steps):
             if isinstance(runner, xc.PartitionRunner):
                 runner.keep = keep
@@ -317,7 +317,7 @@ class Plan:
 
     def bytes_per_sample(self, keep: set[str]) -> int:
         """The most bytes of one sample's tensors that :meth:`run` with ``keep`` holds at once."""
-        t, drops = self.tensors, self._drops(keep)
+        t, drops = self.tensors, self.drops(keep)
 
         def size(names) -> int:
             return sum(int(np.prod(t.batched_shape(x, 1))) * t.dtype[x].itemsize for x in names if x and x in t.shape)
@@ -330,7 +330,7 @@ class Plan:
             live -= size(drops[k])
         return peak
 
-    def _drops(self, keep: set[str]) -> list[list[str]]:
+    def drops(self, keep: set[str]) -> list[list[str]]:
         """Per step, the computed tensors it reads for the last time (none that ``keep`` or the graph outputs name)."""
         keep = keep | {o.name for o in self.model.graph.output} | set(self.inputs)
         last: dict[str, int] = {}

@@ -20,6 +20,7 @@ boundary, or leaves outputs that still differ, and is reported as it was.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -305,19 +306,21 @@ class Replay:
     run: Resumable
 
 
-def replay_roundings(ref_model: ModelWrapper, cur_model: ModelWrapper, x_ref: np.ndarray, x_cur: np.ndarray) -> Replay | None:
+def replay_roundings(ref_model: ModelWrapper, cur_model: ModelWrapper, x_ref: np.ndarray, x_cur: np.ndarray,
+                     keep: Sequence[str] = ()) -> Replay | None:
     """The reference rounding like ``cur_model`` on one sample (``x_ref``/``x_cur``: a batch of 1 shaped for
     each graph), when every difference between their paired quantizers is a knife-edge value; None when a
     difference is not, or when the quantizers cannot be paired. ``flips`` 0: the quantizers already agree.
+    ``keep``: tensors of the reference, besides its outputs, that the caller reads from ``Replay.run``.
 
-    The reference runs once; after each correction only the nodes downstream of it run again
-    (:class:`flow.sim.resume.Resumable`)."""
+    The reference is planned once and, where its whole pass fits in memory, only the nodes downstream of
+    each correction run again (:class:`flow.sim.resume.Resumable`)."""
     found, qc = _positions(ref_model), quantizers(cur_model)
     if not found or not qc:
         return None
     live = [q for _, q in found]
     cur = execute_batched(cur_model, x_cur, outputs=[t for q in qc for t in (q.inp, q.out)])
-    run = Resumable(ref_model, x_ref)
+    run = Resumable(ref_model, x_ref, keep=[*keep, *(t for q in live for t in (q.inp, q.out))])
     corrections: dict[int, np.ndarray] = {}
     flipped, where = 0, []
     for _ in range(len(live) + 1):

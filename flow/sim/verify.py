@@ -202,8 +202,10 @@ def rounding_tie_finder(ref_model: ModelWrapper, cur_model: ModelWrapper, x: np.
 
     def tied(bad: np.ndarray) -> np.ndarray:
         found = []
+        scores = [t for t in (label_select_input(ref_model),) if t]  # what run_float_stage reads besides the output
         for i in bad[:MAX_REPLAYED]:
-            rep = replay_roundings(ref_model, cur_model, fit_inputs(ref_model, x[i:i + 1]), fit_inputs(cur_model, x[i:i + 1]))
+            rep = replay_roundings(ref_model, cur_model, fit_inputs(ref_model, x[i:i + 1]), fit_inputs(cur_model, x[i:i + 1]),
+                                   keep=scores)
             if rep is None or rep.flips == 0:
                 continue
             again = run_float_stage(name, rep.model, x[i:i + 1], rep.run.value)  # the replay's own run

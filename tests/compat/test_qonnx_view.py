@@ -4,6 +4,7 @@ with dictionary lookups, and give FINN's graph byte for byte."""
 from __future__ import annotations
 
 import copy
+import gc
 import random
 import sys
 
@@ -147,3 +148,23 @@ def test_a_node_rewired_in_place_is_found_by_its_new_wiring():
     view.write_back()
     assert [(n.name, list(n.input), list(n.output)) for n in view.model.graph.node] == [
         ("m", ["t4"], ["t5"]), ("n1", ["t1", "t0"], ["t9"]), ("n2", ["t2"], ["t3"])]
+
+
+def test_a_released_view_leaves_no_reference_cycle():
+    """Why: a node or view in a cycle keeps the model it wraps, every weight included, until Python's cycle
+    collector runs; a 224x224 build replaces its model at every step and would hold several at once."""
+    model = relu_chain(4)
+    gc.collect()
+    gc.disable()
+    try:
+        view = ListView(model)
+        node = view.find_consumer("t1")
+        node.input[0] = "t0"
+        view.graph.node.remove(view.find_consumer("t2"))
+        view.graph.node.insert(0, helper.make_node("Neg", ["t4"], ["t5"]))
+        assert [n.name for n in view.find_consumers("t0")] == ["n0", "n1"]
+        view.release()
+        del view, node
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

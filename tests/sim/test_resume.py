@@ -63,6 +63,7 @@ def ran(monkeypatch):
 def test_a_rerun_computes_the_graph_with_the_correction_added_bit_for_bit(ran):
     model, x = forked(), RNG.normal(size=(1, 8)).astype(np.float32)
     run = Resumable(model, x)
+    assert run.kept_all
     assert ran == [n.name for n in model.graph.node]
     h = run.value("h")
     plus = np.where(h > 0, RNG.normal(size=h.shape), 0).astype(np.float32)
@@ -77,6 +78,7 @@ def test_a_rerun_computes_the_graph_with_the_correction_added_bit_for_bit(ran):
 def test_a_second_addend_for_one_node_replaces_the_first_and_later_ones_stay(ran):
     model, x = forked(), RNG.normal(size=(1, 8)).astype(np.float32)
     run = Resumable(model, x)
+    assert run.kept_all
     b = run.value("b")
     late, first, second = (RNG.normal(scale=0.5, size=b.shape).astype(np.float32) for _ in range(3))
     mul, thr = at(model, "mul"), at(model, "thr")
@@ -97,3 +99,21 @@ def test_a_node_that_does_not_read_the_input_cannot_be_rerun():
     assert run.steps[at(model, "const")] is None and run.steps[at(model, "add")] == 0
     with pytest.raises(ValueError, match="does not depend on the inputs"):
         run.rerun(at(model, "const"), "w", np.ones((1, 4), np.float32))
+
+
+def test_a_pass_over_the_budget_keeps_only_what_is_asked_and_runs_whole_again(ran):
+    """A 224x224 network's whole pass would not fit: only ``keep`` and the outputs are kept, and a rerun runs
+    every node, with the same values as the graph with the ``Add``."""
+    model, x = forked(), RNG.normal(size=(1, 8)).astype(np.float32)
+    run = Resumable(model, x, keep=["q"], budget=0)
+    assert not run.kept_all
+    with pytest.raises(KeyError, match="was not kept"):
+        run.value("a")
+    h = execute_batched(model, x, outputs=["h"])["h"]
+    plus = np.where(h > 0, RNG.normal(size=h.shape), 0).astype(np.float32)
+    ran.clear()
+    run.rerun(at(model, "mul"), "h", plus)
+    assert ran == [n.name for n in model.graph.node]
+    want = execute_batched(with_add(model, {at(model, "mul"): ("h", plus)}), x, outputs=["q"])
+    np.testing.assert_array_equal(run.value("q"), want["q"])
+    np.testing.assert_array_equal(run.value("y"), want["y"])

@@ -1,12 +1,16 @@
 """Rounding ties between float stages: a sample whose stages differ only by values on a rounding boundary passes
 (and is counted), shown by replaying those roundings; a real difference is never excused."""
 
+import functools
+
 import numpy as np
 import pytest
 from onnx import helper
 from onnx_graphs import QONNX, graph
 
+from flow.sim import rounding
 from flow.sim.execute import execute_batched
+from flow.sim.resume import Resumable
 from flow.sim.rounding import KNIFE_EDGE, quantizers, replay_roundings
 from flow.sim.verify import compare_float, run_float_stage, verify_stages
 
@@ -202,3 +206,15 @@ def test_more_distinct_knife_edge_values_than_the_share_allows_are_not_excused()
     ref, cur = _wide(1e-6)
     x = _wide_input((10, 1.25), (200, 0.25))  # two values on boundaries of 256: beyond 1e-3 of them
     assert replay_roundings(ref, cur, x, x) is None
+
+
+def test_a_replay_too_large_to_keep_whole_gives_the_same_answer(monkeypatch):
+    """Over the memory budget the reference keeps only the quantizers' tensors and runs whole after each correction."""
+    x = samples()[1:2]
+    kept = replay_roundings(qonnx_like(), finn_like(), x, x)
+    monkeypatch.setattr(rounding, "Resumable", functools.partial(Resumable, budget=0))
+    rep = replay_roundings(qonnx_like(), finn_like(), x, x)
+    assert kept.run.kept_all and not rep.run.kept_all
+    assert (rep.flips, rep.quantizers) == (kept.flips, kept.quantizers) == (1, ("Quant #0",))
+    np.testing.assert_array_equal(rep.run.value("y"), kept.run.value("y"))
+    np.testing.assert_array_equal(run_float_stage("r", rep.model, x, rep.run.value).logits, run_float_stage("c", finn_like(), x).logits)
