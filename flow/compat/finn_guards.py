@@ -179,14 +179,14 @@ ORIGINAL = {cls: cls.__dict__["apply"] for cls in (*GUARDS, *VIEW_ONLY)}
 #: The passes that, where their pattern occurs, run FINN's ``apply`` on a :class:`~flow.compat.qonnx_view.ListView`
 #: (lookups by dictionary, in-place rewiring seen through its watched nodes): those that builds of TFC, a MobileNet
 #: slice and residual blocks exercise, each compared with FINN's byte for byte in ``tests/compat/test_qonnx_view.py``.
-#: :data:`VIEW_ONLY` names two more, which have no guard. The rest run as FINN's; ``MoveAddPastConv`` could not (it executes a node of the graph with onnxruntime, and a
-#: watched node is no ``NodeProto``), and ``CollapseRepeatedOp`` on the view made the 224x224 ProxylessNAS build
-#: peak at 5.4 GB instead of 3.9 GB (``benchmarks/scale.py --whole``).
+#: :data:`VIEW_ONLY` names two more, which have no guard. The rest run as FINN's; ``MoveAddPastConv`` could not
+#: (it executes a node of the graph with onnxruntime, and a watched node is no ``NodeProto``).
 ON_LIST_VIEW = (
     reorder.MoveScalarMulPastMatMul,
     reorder.MoveScalarMulPastConv,
     reorder.MoveOpPastFork,
     reorder.MoveLinearPastEltwiseAdd,
+    collapse_repeated.CollapseRepeatedOp,
     absorb.AbsorbMulIntoMultiThreshold,
     absorb.AbsorbAddIntoMultiThreshold,
     absorb.AbsorbTransposeIntoMultiThreshold,

@@ -200,20 +200,20 @@ def rounding_tie_finder(ref_model: ModelWrapper, cur_model: ModelWrapper, x: np.
     """The samples among ``bad`` whose difference between the two float graphs is only rounding ties: each is
     replayed (:func:`flow.sim.rounding.replay_roundings`) and compared again under the same rules."""
 
+    scores = [t for t in (label_select_input(ref_model),) if t]  # what run_float_stage reads besides the output
+
+    def one_tied(i: int) -> bool:  # the replay (and the sample's tensors its run holds) goes when this returns
+        rep = replay_roundings(ref_model, cur_model, fit_inputs(ref_model, x[i:i + 1]), fit_inputs(cur_model, x[i:i + 1]),
+                               keep=scores)
+        if rep is None or rep.flips == 0:
+            return False
+        again = run_float_stage(name, rep.model, x[i:i + 1], rep.run.value)  # the replay's own run
+        one = StageOutputs(cur.name, logits=cur.logits[i:i + 1] if cur.logits is not None else None,
+                           labels=cur.labels[i:i + 1] if cur.labels is not None else None)
+        return compare_float(one, again).passed
+
     def tied(bad: np.ndarray) -> np.ndarray:
-        found = []
-        scores = [t for t in (label_select_input(ref_model),) if t]  # what run_float_stage reads besides the output
-        for i in bad[:MAX_REPLAYED]:
-            rep = replay_roundings(ref_model, cur_model, fit_inputs(ref_model, x[i:i + 1]), fit_inputs(cur_model, x[i:i + 1]),
-                                   keep=scores)
-            if rep is None or rep.flips == 0:
-                continue
-            again = run_float_stage(name, rep.model, x[i:i + 1], rep.run.value)  # the replay's own run
-            one = StageOutputs(cur.name, logits=cur.logits[i:i + 1] if cur.logits is not None else None,
-                               labels=cur.labels[i:i + 1] if cur.labels is not None else None)
-            if compare_float(one, again).passed:
-                found.append(int(i))
-        return np.asarray(found, dtype=np.int64)
+        return np.asarray([int(i) for i in bad[:MAX_REPLAYED] if one_tied(int(i))], dtype=np.int64)
 
     return tied
 

@@ -11,6 +11,7 @@ import sys
 import pytest
 from corpus.samples import exported
 from finn.transformation.streamline import absorb, reorder
+from finn.transformation.streamline.collapse_repeated import CollapseRepeatedOp
 from finn.transformation.streamline.reorder import MoveScalarMulPastMatMul
 from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
@@ -94,7 +95,7 @@ def pass_inputs(tmp_path_factory):
 
 PASSES = [
     MoveScalarMulPastMatMul, BatchNormToAffine, reorder.MoveScalarMulPastConv, reorder.MoveOpPastFork,
-    reorder.MoveLinearPastEltwiseAdd, absorb.AbsorbMulIntoMultiThreshold, absorb.AbsorbAddIntoMultiThreshold,
+    reorder.MoveLinearPastEltwiseAdd, CollapseRepeatedOp, absorb.AbsorbMulIntoMultiThreshold, absorb.AbsorbAddIntoMultiThreshold,
     absorb.AbsorbTransposeIntoMultiThreshold, absorb.AbsorbConsecutiveTransposes, reorder.MoveScalarLinearPastInvariants,
 ]
 
