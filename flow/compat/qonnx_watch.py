@@ -10,12 +10,8 @@ longer indexed, whatever is done to it after (as protobuf's field, which keeps a
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
 
 from onnx import NodeProto
-
-if TYPE_CHECKING:
-    from flow.compat.qonnx_view import ListView
 
 
 def proto_of(node):
@@ -88,7 +84,7 @@ class WatchedNode:
     __slots__ = ("proto", "view", "live")
     __hash__ = None  # as protobuf's messages
 
-    def __init__(self, view: ListView, proto: NodeProto):
+    def __init__(self, view, proto: NodeProto):  # view: the ListView whose index the node's edits reach
         for name, value in (("proto", proto), ("view", view), ("live", False)):
             object.__setattr__(self, name, value)
 
