@@ -298,7 +298,7 @@ def _with_corrections(model: ModelWrapper, corrections: dict[int, np.ndarray]) -
 @dataclass(frozen=True)
 class Replay:
     """The reference with the other stage's roundings at ``flips`` knife-edge values, and where they were;
-    ``run``: that model's run on the sample (every tensor, as executing ``model`` computes it)."""
+    ``run``: that model's run on the sample (the tensors it keeps, each as executing ``model`` computes it)."""
 
     model: ModelWrapper
     flips: int
