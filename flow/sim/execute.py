@@ -67,6 +67,8 @@ from flow.sim import custom_nodes as xc
 from flow.sim import nodes as xn
 
 PARTITION_OPS = (PARTITION_OP, "GenericPartition")
+#: By step of a :class:`Plan`: a tensor that step reads with an addend (:meth:`Plan.run_step`).
+Added = Mapping[int, tuple[str, np.ndarray]]
 #: Samples per chunk at most, and the bytes of tensors in flight a chunk aims to stay within.
 MAX_CHUNK, IN_FLIGHT_BYTES = 1000, 256 * 2**20
 
@@ -293,27 +295,44 @@ class Plan:
             if isinstance(r, xc.PartitionRunner):
                 yield from r.child.all_runners()
 
-    def run(self, feeds: dict[str, np.ndarray], n: int, keep: set[str] | None = None) -> dict[str, np.ndarray]:
+    def run(self, feeds: dict[str, np.ndarray], n: int, keep: set[str] | None = None, added: Added | None = None) -> dict[str, np.ndarray]:
         """Execute on ``n`` samples; returns the context (batched tensors first-axis n).
 
         With ``keep``, a computed tensor is dropped once its last reader has run, unless it is a
         graph output or named in ``keep`` (dataflow partitions' tensors also as ``<node>_<tensor>``):
         memory holds the tensors in flight, not the whole forward pass. Without, every tensor stays.
+        ``added``: see :meth:`run_step`.
         """
         ctx = dict(self.consts)
         ctx.update(feeds)
         self.sanitize_values(self.input_checks, ctx)
         drops = self.drops(keep) if keep is not None else None
-        for k, (runner, outs) in enumerate(self.steps):
-            if isinstance(runner, xc.PartitionRunner):
-                runner.keep = keep
-            runner.run(ctx, n)
-            self.sanitize_values(outs, ctx)
+        for k in range(len(self.steps)):
+            self.run_step(k, ctx, n, keep, added)
             if drops is not None and drops[k]:
                 for t in drops[k]:
                     ctx.pop(t, None)
                 release_memory()  # else glibc keeps every freed activation, and a deep network's add up
         return ctx
+
+    def run_step(self, k: int, ctx: dict, n: int, keep: set[str] | None = None, added: Added | None = None) -> None:
+        """Step ``k`` on the tensors in ``ctx``. ``added``: by step, ``(tensor, addend)``: that step reads
+        ``tensor + addend`` (float32, as onnxruntime's ``Add``) in place of ``tensor``; other readers do not."""
+        runner, outs = self.steps[k]
+        if isinstance(runner, xc.PartitionRunner):
+            runner.keep = keep
+        plus = added.get(k) if added else None
+        if plus is None:
+            runner.run(ctx, n)
+        else:
+            name, addend = plus
+            kept = ctx[name]
+            ctx[name] = kept + addend
+            try:
+                runner.run(ctx, n)
+            finally:
+                ctx[name] = kept
+        self.sanitize_values(outs, ctx)
 
     def bytes_per_sample(self, keep: set[str]) -> int:
         """The most bytes of one sample's tensors that :meth:`run` with ``keep`` holds at once."""

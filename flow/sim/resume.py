@@ -19,9 +19,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
-from flow.compat.qonnx import release_memory
 from flow.compat.qonnx_linear import linear_qonnx
-from flow.sim import custom_nodes as xc
 from flow.sim import nodes as xn
 from flow.sim.execute import IN_FLIGHT_BYTES, Plan
 
@@ -63,34 +61,14 @@ class Resumable:
 
     def _run(self, start: int | None) -> None:
         """Run every step (``start`` None: afresh), or the steps from ``start`` on that read a changed value."""
-        plan, ctx = self.plan, self.ctx
+        plan = self.plan
         if start is None:
-            ctx.clear()
-            ctx.update(plan.consts)
-            ctx.update(self.feeds)
-            plan.sanitize_values(plan.input_checks, ctx)
-        drops = None if self.kept_all else plan.drops(self.keep)
+            self.ctx = plan.run(self.feeds, self.n, keep=None if self.kept_all else self.keep, added=self._added)
+            return
         dirty: set[str] = set()
-        for j in range(start or 0, len(plan.steps)):
-            runner, outs = plan.steps[j]
-            if start is not None and j != start and not any(t in dirty for t in runner.node.input):
+        for j in range(start, len(plan.steps)):
+            node = plan.steps[j][0].node
+            if j != start and not any(t in dirty for t in node.input):
                 continue
-            if isinstance(runner, xc.PartitionRunner):
-                runner.keep = None if self.kept_all else self.keep
-            added = self._added.get(j)
-            if added is None:
-                runner.run(ctx, self.n)
-            else:
-                name, plus = added
-                kept = ctx[name]
-                ctx[name] = kept + plus
-                try:
-                    runner.run(ctx, self.n)
-                finally:
-                    ctx[name] = kept
-            plan.sanitize_values(outs, ctx)
-            dirty.update(o for o in runner.node.output if o)
-            if drops is not None and drops[j]:
-                for t in drops[j]:
-                    ctx.pop(t, None)
-                release_memory()
+            plan.run_step(j, self.ctx, self.n, added=self._added)
+            dirty.update(o for o in node.output if o)
